@@ -1,0 +1,98 @@
+"""Ray start-up and placement: one placement group per role, sized from the cluster config.
+
+Capacity is checked before anything is placed, so "more learner ranks than the cluster can hold"
+fails at start with the knobs that asked for it, not as a placement group pending forever.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rlsys.config import RLSysConfig
+
+# Environment every actor starts with: quiet tokenizer threads, and vLLM's CPU KV-cache size.
+ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "1"}
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot hold what the config asks for; the message names the knobs."""
+
+
+@dataclass
+class RoleDemand:
+    role: str
+    bundles: list[dict]  # one bundle per actor
+    knobs: str  # the config keys that set this demand, for error messages
+
+
+def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
+    c, r, lr = cfg.cluster, cfg.rollout, cfg.learner
+
+    def bundle(cpus: float, gpus: float) -> dict:
+        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}
+
+    return [
+        RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size)] * r.num_engines,
+                   f"rollout.num_engines={r.num_engines} x (cluster.rollout_cpus={c.rollout_cpus}, "
+                   f"cluster.rollout_gpus={c.rollout_gpus} x rollout.tensor_parallel_size={r.tensor_parallel_size})"),
+        RoleDemand("learner", [bundle(c.learner_cpus, c.learner_gpus)] * lr.world_size,
+                   f"learner.world_size={lr.world_size} x (cluster.learner_cpus={c.learner_cpus}, "
+                   f"cluster.learner_gpus={c.learner_gpus})"),
+        RoleDemand("verifier", [bundle(c.verifier_cpus, 0)] * c.num_verifiers,
+                   f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"),
+        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus)],
+                   f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"),
+    ]
+
+
+def check_capacity(demands: list[RoleDemand], available: dict) -> None:
+    for res in ("CPU", "GPU"):
+        need = sum(b.get(res, 0) for d in demands for b in d.bundles)
+        have = available.get(res, 0)
+        if need > have + 1e-9:
+            lines = [f"  {d.role}: {sum(b.get(res, 0) for b in d.bundles):g} {res}  ({d.knobs})" for d in demands]
+            raise ClusterError(
+                f"the config needs {need:g} {res} but the Ray cluster has {have:g}:\n" + "\n".join(lines)
+                + "\nLower these knobs (e.g. learner.world_size) or add nodes.")
+
+
+def init_ray(cfg: RLSysConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"env_vars": {**ACTOR_ENV, "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gb)}}
+    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
+        ray.init(address=address, runtime_env=env, log_to_driver=True)
+    else:
+        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=True)
+
+
+def place_roles(cfg: RLSysConfig) -> dict:
+    """Placement group per role, after checking the cluster can hold every role at once."""
+    import ray
+    from ray.util.placement_group import placement_group
+
+    demands = role_demands(cfg)
+    check_capacity(demands, ray.cluster_resources())
+    groups = {}
+    for d in demands:
+        pg = placement_group(d.bundles, strategy="PACK", name=f"rlsys-{d.role}")
+        ready, _ = ray.wait([pg.ready()], timeout=cfg.cluster.placement_timeout_s)
+        if not ready:
+            raise ClusterError(f"could not place role '{d.role}' ({d.knobs}) within "
+                               f"cluster.placement_timeout_s={cfg.cluster.placement_timeout_s}s; "
+                               f"cluster resources: {ray.available_resources()}")
+        groups[d.role] = (pg, d.bundles)
+    return groups
+
+
+def actor_options(groups: dict, role: str, index: int) -> dict:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg, bundles = groups[role]
+    b = bundles[index]
+    return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0),
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)}

@@ -1,0 +1,180 @@
+"""Typed configuration: one dataclass per Hydra group, registered in a ConfigStore.
+
+Hydra merges conf/ onto these schemas, so an unknown key or a value of the wrong type fails at
+start with the key's full name. `validate` adds range and cross-field checks that name the key.
+Batch sizes are global counts; micro-batch sizes are per learner rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+@dataclass
+class ModelConfig:
+    path: str | None = None  # HF checkpoint dir to train; null = build the embedded tiny model
+    cache_dir: str = "~/.cache/rlsys"  # where the embedded tiny model and its warm-up are cached
+    hidden_size: int = 128  # tiny model: width
+    num_layers: int = 4  # tiny model: decoder layers
+    num_heads: int = 4  # tiny model: attention heads (2 key/value heads)
+    warmup_steps: int = 800  # supervised warm-up steps on the task before RL (0 = none)
+    warmup_lr: float = 1e-3  # learning rate of the supervised warm-up
+    dtype: str = "float32"  # float32 | bfloat16 (learner, reference and engine)
+
+
+@dataclass
+class TaskConfig:
+    name: str = "arithmetic"  # built-in task that generates data when no paths are given
+    train_path: str | None = None  # prompt parquet (prompt, ground_truth, data_source); null = built-in
+    eval_path: str | None = None  # held-out parquet; null = built-in
+    num_train: int = 4000  # built-in task: training prompts to generate
+    num_eval: int = 64  # built-in task: held-out prompts to generate
+    max_digits: int = 2  # built-in task: operands have 1..max_digits digits
+    seed: int = 1234  # built-in task: data seed (held-out uses seed + 1)
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "grpo"  # preset name, for logs
+    advantage: str = "grpo"  # advantage estimator (registry in rlsys/learner/advantages.py)
+    norm_std: bool = True  # grpo: divide by group std (false = Dr. GRPO)
+    loss: str = "ppo_clip"  # policy loss (registry in rlsys/learner/objectives.py)
+    loss_agg: str = "seq_mean_token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
+    clip_low: float = 0.2  # PPO ratio clip below 1
+    clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: 0.28)
+    kl_coef: float = 0.0  # weight of the KL-to-reference loss term (0 = metric only)
+    kl_estimator: str = "k3"  # k1 | k2 | k3 per-token KL estimator
+    entropy_coef: float = 0.0  # entropy bonus weight
+    lr: float = 1e-3  # learner optimizer learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+
+
+@dataclass
+class RolloutConfig:
+    n: int = 8  # samples per prompt (group size G)
+    temperature: float = 1.0  # sampling temperature (the learner scales its logits the same way)
+    top_p: float = 1.0  # nucleus sampling
+    max_new_tokens: int = 8  # response length cap
+    max_model_len: int = 128  # engine context length (prompt + response)
+    num_engines: int = 1  # rollout engines in the fleet
+    tensor_parallel_size: int = 1  # TP ranks per engine
+    enforce_eager: bool = True  # no CUDA graphs / torch.compile (needed on CPU)
+    gpu_memory_utilization: float = 0.5  # GPU engines: fraction of memory for weights + KV cache
+    kv_cache_gb: int = 1  # CPU engines: KV cache size in GiB
+    sync_backend: str = "object_store"  # weight-sync backend (registry in rlsys/sync/)
+    sync_bucket_mb: int = 64  # weight-sync bucket size
+
+
+@dataclass
+class LearnerConfig:
+    world_size: int = 2  # learner ranks (one FSDP2 data-parallel group)
+    micro_batch_size: int = 64  # sequences per forward/backward, per rank
+    backend: str = "auto"  # torch.distributed backend: auto (nccl on GPU, gloo on CPU) | gloo | nccl
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None  # Ray address; null = join a running cluster if any, else start one
+    num_cpus: int | None = None  # CPUs for a locally started Ray (null = all)
+    rollout_cpus: float = 0.5  # per engine
+    rollout_gpus: float = 0.0  # per engine (multiplied by tensor_parallel_size)
+    learner_cpus: float = 0.5  # per learner rank
+    learner_gpus: float = 0.0  # per learner rank
+    num_verifiers: int = 1  # verifier actors in the pool
+    verifier_cpus: float = 0.25  # per verifier actor
+    reference_cpus: float = 0.25  # reference server
+    reference_gpus: float = 0.0  # reference server
+    placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 20  # RL steps (one optimizer step and one weight sync each)
+    prompts_per_step: int = 32  # global prompts per step; samples = prompts_per_step * rollout.n
+    seed: int = 0  # seed for sampling, data order and learner init
+    output_dir: str = "runs"  # run directories are created under this
+    eval_n: int = 4  # samples per held-out prompt for the before/after reward (0 = skip)
+    save_checkpoint: bool = True  # write the final HF checkpoint
+
+
+@dataclass
+class LoggerConfig:
+    log_rollouts: bool = True  # write each step's batch as parquet under <run>/rollouts/
+    print_every: int = 1  # print a metrics line every N steps
+
+
+@dataclass
+class RLSysConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    run_dir: str = MISSING  # set from Hydra's output dir; where everything of one run goes
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="rlsys_schema", node=RLSysConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration value that makes no sense; the message names the key."""
+
+
+def _check(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}': {msg}")
+
+
+def to_dataclass(cfg: DictConfig | RLSysConfig) -> RLSysConfig:
+    if isinstance(cfg, RLSysConfig):
+        return cfg
+    merged = OmegaConf.merge(OmegaConf.structured(RLSysConfig), cfg)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def validate(cfg: RLSysConfig) -> RLSysConfig:
+    """Range and cross-field checks; registries are checked by name here too."""
+    from rlsys.learner.advantages import ADVANTAGES
+    from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+    from rlsys.sync import SYNC_BACKENDS
+
+    a, r, t, lr_, c = cfg.algorithm, cfg.rollout, cfg.trainer, cfg.learner, cfg.cluster
+    _check(a.advantage in ADVANTAGES, "algorithm.advantage", f"unknown estimator {a.advantage!r}; known: {sorted(ADVANTAGES)}")
+    _check(a.loss in POLICY_LOSSES, "algorithm.loss", f"unknown loss {a.loss!r}; known: {sorted(POLICY_LOSSES)}")
+    _check(a.loss_agg in AGGREGATIONS, "algorithm.loss_agg", f"unknown aggregation {a.loss_agg!r}; known: {sorted(AGGREGATIONS)}")
+    _check(a.kl_estimator in KL_ESTIMATORS, "algorithm.kl_estimator", f"unknown estimator {a.kl_estimator!r}; known: {sorted(KL_ESTIMATORS)}")
+    for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip"):
+        _check(getattr(a, key) >= 0, f"algorithm.{key}", f"must be >= 0, got {getattr(a, key)}")
+    _check(a.lr > 0, "algorithm.lr", f"must be > 0, got {a.lr}")
+    _check(r.n >= 1, "rollout.n", f"must be >= 1, got {r.n}")
+    _check(r.temperature > 0, "rollout.temperature", f"must be > 0, got {r.temperature}")
+    _check(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
+    _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
+    _check(r.max_model_len > r.max_new_tokens, "rollout.max_model_len", "must exceed rollout.max_new_tokens")
+    _check(r.num_engines >= 1, "rollout.num_engines", f"must be >= 1, got {r.num_engines}")
+    _check(r.sync_backend in SYNC_BACKENDS, "rollout.sync_backend", f"unknown backend {r.sync_backend!r}; known: {sorted(SYNC_BACKENDS)}")
+    _check(r.sync_bucket_mb >= 1, "rollout.sync_bucket_mb", f"must be >= 1, got {r.sync_bucket_mb}")
+    _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
+    _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")
+    _check(lr_.backend in ("auto", "gloo", "nccl"), "learner.backend", f"must be auto, gloo or nccl, got {lr_.backend!r}")
+    _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
+    _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
+    _check(t.steps >= 0, "trainer.steps", f"must be >= 0, got {t.steps}")
+    _check(t.prompts_per_step >= 1, "trainer.prompts_per_step", f"must be >= 1, got {t.prompts_per_step}")
+    _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
+           f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
+    _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
+    return cfg
+
+
+def as_dict(cfg: RLSysConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,109 @@
+"""The one columnar batch type that flows between stages (DESIGN.md, "Data contract").
+
+Scalar columns are numpy arrays; ragged per-token columns are lists of numpy arrays aligned
+with response_token_ids. A batch converts to a pyarrow Table for the rollout log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass
+class RolloutBatch:
+    prompt_id: np.ndarray  # int64: row of the prompt dataset
+    group_id: np.ndarray  # int64: one group per prompt per step
+    sample_index: np.ndarray  # int64: index inside the group
+    prompt_token_ids: list[np.ndarray]
+    response_token_ids: list[np.ndarray]
+    behaviour_logprobs: list[np.ndarray]  # float32 per response token, from the rollout engine
+    policy_version: np.ndarray  # int64: weights version that sampled this response
+    finish_reason: list[str]  # "stop" (eos) | "length"
+    response_text: list[str]
+    ground_truth: list[str]
+    data_source: list[str]
+    reward: np.ndarray | None = None  # float32 per sample, from the verifier pool
+    verifier_details: list[dict] | None = None
+    ref_logprobs: list[np.ndarray] | None = None  # float32 per response token, reference policy
+    advantages: list[np.ndarray] | None = None  # float32 per response token
+    extras: dict[str, Any] = field(default_factory=dict)  # stage-specific columns
+
+    def __len__(self) -> int:
+        return len(self.prompt_id)
+
+    @property
+    def response_lengths(self) -> np.ndarray:
+        return np.array([len(r) for r in self.response_token_ids], dtype=np.int64)
+
+    def select(self, idx) -> "RolloutBatch":
+        idx = np.asarray(idx, dtype=np.int64)
+        out = {}
+        for f in fields(self):
+            col = getattr(self, f.name)
+            if f.name == "extras":
+                out[f.name] = {k: _take(v, idx) for k, v in col.items()}
+            else:
+                out[f.name] = None if col is None else _take(col, idx)
+        return RolloutBatch(**out)
+
+    @staticmethod
+    def concat(batches: list["RolloutBatch"]) -> "RolloutBatch":
+        out = {}
+        for f in fields(RolloutBatch):
+            cols = [getattr(b, f.name) for b in batches]
+            if f.name == "extras":
+                keys = cols[0].keys()
+                out[f.name] = {k: _cat([c[k] for c in cols]) for k in keys}
+            elif any(c is None for c in cols):
+                out[f.name] = None
+            else:
+                out[f.name] = _cat(cols)
+        return RolloutBatch(**out)
+
+    def to_arrow(self) -> pa.Table:
+        cols: dict[str, Any] = {}
+        for f in fields(self):
+            col = getattr(self, f.name)
+            if f.name == "extras" or col is None:
+                continue
+            if f.name == "verifier_details":
+                cols[f.name] = [_json(d) for d in col]
+            elif isinstance(col, np.ndarray):
+                cols[f.name] = col
+            else:
+                cols[f.name] = [c.tolist() if isinstance(c, np.ndarray) else c for c in col]
+        return pa.table(cols)
+
+
+def _take(col, idx: np.ndarray):
+    if isinstance(col, np.ndarray):
+        return col[idx]
+    return [col[i] for i in idx]
+
+
+def _cat(cols):
+    if isinstance(cols[0], np.ndarray):
+        return np.concatenate(cols)
+    return [x for c in cols for x in c]
+
+
+def _json(d: dict) -> str:
+    import json
+
+    return json.dumps(d, default=str, sort_keys=True)
+
+
+def split_balanced(batch: RolloutBatch, parts: int) -> list[np.ndarray]:
+    """Indices for `parts` shards with near-equal token counts (greedy, longest first)."""
+    lengths = np.array([len(p) + len(r) for p, r in zip(batch.prompt_token_ids, batch.response_token_ids)])
+    loads = np.zeros(parts)
+    shards: list[list[int]] = [[] for _ in range(parts)]
+    for i in np.argsort(-lengths, kind="stable"):
+        j = int(np.argmin(loads))
+        shards[j].append(int(i))
+        loads[j] += lengths[i]
+    return [np.array(sorted(s), dtype=np.int64) for s in shards]

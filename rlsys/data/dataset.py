@@ -1,0 +1,83 @@
+"""Prompt datasets: parquet files checked at load time, so a bad row fails now, not in step 300."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+REQUIRED_COLUMNS = ("prompt", "ground_truth", "data_source")
+
+
+class DatasetError(ValueError):
+    """A prompt file that cannot be trained on; the message names the file and row."""
+
+
+@dataclass
+class PromptDataset:
+    path: str
+    prompts: list[str]  # rendered prompt text (chat messages already templated)
+    prompt_token_ids: list[np.ndarray]
+    ground_truth: list[str]
+    data_source: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def batches(self, size: int, seed: int):
+        """Endless iterator of index arrays; reshuffles every epoch with a derived seed."""
+        rng = np.random.default_rng(seed)
+        order: list[int] = []
+        while True:
+            while len(order) < size:
+                order.extend(rng.permutation(len(self)).tolist())
+            yield np.array(order[:size], dtype=np.int64)
+            order = order[size:]
+
+
+def render_prompt(prompt, tokenizer, where: str) -> str:
+    """Plain text passes through; chat messages use the tokenizer's chat template if it has one."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) and "content" in m for m in prompt):
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        return "\n".join(str(m["content"]) for m in prompt)
+    raise DatasetError(f"{where}: 'prompt' must be text or a list of chat messages with 'content', got {type(prompt).__name__}")
+
+
+def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: int) -> PromptDataset:
+    path = str(path)
+    if not Path(path).exists():
+        raise DatasetError(f"{path}: prompt file does not exist")
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for non-parquet input
+        raise DatasetError(f"{path}: not a readable parquet file ({e})") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise DatasetError(f"{path}: missing required column(s) {missing}; has {table.column_names}")
+    if table.num_rows == 0:
+        raise DatasetError(f"{path}: dataset is empty (0 rows)")
+    rows = table.select(list(REQUIRED_COLUMNS)).to_pylist()
+    prompts, ids, truths, sources = [], [], [], []
+    for i, row in enumerate(rows):
+        where = f"{path} row {i}"
+        if row["ground_truth"] is None or str(row["ground_truth"]).strip() == "":
+            raise DatasetError(f"{where}: empty 'ground_truth'")
+        if row["data_source"] not in known_sources:
+            raise DatasetError(f"{where}: unknown data_source {row['data_source']!r}; known: {sorted(known_sources)}")
+        if row["prompt"] is None:
+            raise DatasetError(f"{where}: empty 'prompt'")
+        text = render_prompt(row["prompt"], tokenizer, where)
+        tok = tokenizer.encode(text, add_special_tokens=False)
+        if not tok or len(tok) > max_prompt_tokens:
+            raise DatasetError(f"{where}: prompt has {len(tok)} tokens; must be 1..{max_prompt_tokens} "
+                               "(raise rollout.max_model_len or shorten the prompt)")
+        prompts.append(text)
+        ids.append(np.asarray(tok, dtype=np.int64))
+        truths.append(str(row["ground_truth"]))
+        sources.append(row["data_source"])
+    return PromptDataset(path, prompts, ids, truths, sources)

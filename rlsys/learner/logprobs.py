@@ -1,0 +1,53 @@
+"""Per-token log-probabilities of response tokens: one function for learner and reference alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def pack(prompt_ids: list[np.ndarray], response_ids: list[np.ndarray], pad_id: int):
+    """Right-padded input ids, attention mask and a mask over the response positions."""
+    lengths = [len(p) + len(r) for p, r in zip(prompt_ids, response_ids)]
+    width = max(lengths)
+    n = len(lengths)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    response_mask = torch.zeros((n, width), dtype=torch.bool)
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+        seq = np.concatenate([p, r])
+        input_ids[i, : len(seq)] = torch.from_numpy(seq.astype(np.int64))
+        attention[i, : len(seq)] = 1
+        response_mask[i, len(p) : len(seq)] = True
+    return input_ids, attention, response_mask
+
+
+def pad_per_token(values: list[np.ndarray], response_mask: torch.Tensor) -> torch.Tensor:
+    """Place ragged per-response-token values at their response positions (zeros elsewhere)."""
+    out = torch.zeros(response_mask.shape, dtype=torch.float32)
+    for i, v in enumerate(values):
+        out[i, response_mask[i]] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+    return out
+
+
+def token_logprobs(model, input_ids, attention, temperature: float, with_entropy: bool = False):
+    """log pi(x_t | x_<t) at every position t >= 1 (position 0 gets 0), logits scaled by 1/T.
+
+    The rollout engine samples from softmax(logits / T), so the learner scores the same
+    distribution; otherwise behaviour and learner log-probs disagree by construction.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    target = input_ids[:, 1:]
+    logp = torch.gather(logp_all, -1, target.unsqueeze(-1)).squeeze(-1)
+    logp = torch.nn.functional.pad(logp, (1, 0))
+    if not with_entropy:
+        return logp, None
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, torch.nn.functional.pad(entropy, (1, 0))
+
+
+def unpad_per_token(values: torch.Tensor, response_mask: torch.Tensor) -> list[np.ndarray]:
+    return [values[i, response_mask[i]].detach().cpu().float().numpy() for i in range(values.shape[0])]

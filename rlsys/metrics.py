@@ -1,0 +1,82 @@
+"""Per-step metrics: a compact printed line and one JSON object per step in metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from rlsys.data.batch import RolloutBatch
+
+STAGES = ("generate", "verify", "reference", "train", "sync")
+
+
+class StepTimer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: dict, timer: StepTimer) -> dict:
+    tokens = max(train["tokens"], 1.0)
+    lengths = batch.response_lengths
+    wall = timer.total()
+    m = {
+        "step": step,
+        "policy_version": version,
+        "reward_mean": float(batch.reward.mean()),
+        "accuracy": float((batch.reward > 0).mean()),
+        "response_length": float(lengths.mean()),
+        "truncated_frac": float(np.mean([f == "length" for f in batch.finish_reason])),
+        "loss": train["loss"],
+        "kl_ref": train["kl_sum"] / tokens,
+        "entropy": train["entropy_sum"] / tokens,
+        "logprob_mismatch": train["mismatch_sum"] / tokens,
+        "logprob_mismatch_max": train["mismatch_max"],
+        "clip_frac": train["clipped_tokens"] / tokens,
+        "grad_norm": train["grad_norm"],
+        "sync_gb": sync["bytes"] / 1e9,
+        "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
+        "step_seconds": wall,
+        "tokens_per_s": float(lengths.sum()) / max(wall, 1e-9),
+    }
+    m.update({f"time_{k}": timer.seconds.get(k, 0.0) for k in STAGES})
+    return m
+
+
+def format_line(m: dict) -> str:
+    times = " ".join(f"{k[:3]} {m['time_' + k]:.2f}" for k in STAGES)
+    return (f"step {m['step']:>4} | reward {m['reward_mean']:.3f} acc {m['accuracy']:.3f} len {m['response_length']:.1f}"
+            f" | kl {m['kl_ref']:.4f} ent {m['entropy']:.3f} mis {m['logprob_mismatch']:.1e}"
+            f" | {times} = {m['step_seconds']:.2f}s | {m['tokens_per_s']:.0f} tok/s")
+
+
+class MetricsLog:
+    def __init__(self, run_dir: str | Path, print_every: int = 1):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.print_every = max(1, print_every)
+
+    def log(self, m: dict) -> None:
+        with self.path.open("a") as f:  # appended and closed every step: a crash loses nothing logged
+            f.write(json.dumps(m) + "\n")
+        if m["step"] % self.print_every == 0:
+            print(format_line(m), flush=True)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,67 @@
+"""Resolve the policy checkpoint: a user's HF directory, or the cached embedded tiny model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rlsys.config import ConfigError, RLSysConfig
+
+CACHE_FORMAT = 1  # bump when the tiny model or warm-up recipe changes
+
+
+def check_model_path(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"config key 'model.path': {p} does not exist")
+    if not (p / "config.json").exists():
+        raise ConfigError(f"config key 'model.path': {p} is not an HF checkpoint directory (no config.json)")
+    return p
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def tiny_model_key(cfg: RLSysConfig, train_digest: str) -> str:
+    m = cfg.model
+    spec = {"format": CACHE_FORMAT, "hidden": m.hidden_size, "layers": m.num_layers, "heads": m.num_heads,
+            "warmup_steps": m.warmup_steps, "warmup_lr": m.warmup_lr, "seed": cfg.trainer.seed,
+            "data": train_digest}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def tiny_model(cfg: RLSysConfig, train: "PromptDataset", train_digest: str, log=print) -> Path:  # noqa: F821
+    """The embedded tiny model warmed up on the training prompts: built once, then cached."""
+    from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
+    from rlsys.models.warmup import supervised_warmup
+
+    m = cfg.model
+    dest = Path(m.cache_dir).expanduser() / f"tiny-{tiny_model_key(cfg, train_digest)}"
+    if (dest / "config.json").exists():
+        log(f"base model: cached {dest}")
+        return dest
+    log(f"base model: building the tiny model and warming it up for {m.warmup_steps} steps -> {dest}")
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(m.hidden_size, m.num_layers, m.num_heads, len(tokenizer), seed=cfg.trainer.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    try:
+        rows = [{"prompt": p, "ground_truth": g} for p, g in zip(train.prompts, train.ground_truth)]
+        supervised_warmup(model, tokenizer, rows, m.warmup_steps, m.warmup_lr, cfg.trainer.seed, log=log)
+    finally:
+        torch.set_num_threads(threads)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".building-"))
+    save_checkpoint(model, tokenizer, tmp)
+    try:
+        os.replace(tmp, dest)  # atomic: a concurrent run sees either nothing or a whole checkpoint
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another run finished first; theirs is identical
+    return dest
