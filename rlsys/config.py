@@ -32,7 +32,7 @@ class TaskConfig:
     train_path: str | None = None  # prompt parquet (prompt, ground_truth, data_source); null = built-in
     eval_path: str | None = None  # held-out parquet; null = built-in
     num_train: int = 4000  # built-in task: training prompts to generate
-    num_eval: int = 64  # built-in task: held-out prompts to generate
+    num_eval: int = 128  # built-in task: held-out prompts to generate
     max_digits: int = 2  # built-in task: operands have 1..max_digits digits
     seed: int = 1234  # built-in task: data seed (held-out uses seed + 1)
 
@@ -49,7 +49,7 @@ class AlgorithmConfig:
     kl_coef: float = 0.0  # weight of the KL-to-reference loss term (0 = metric only)
     kl_estimator: str = "k3"  # k1 | k2 | k3 per-token KL estimator
     entropy_coef: float = 0.0  # entropy bonus weight
-    lr: float = 1e-3  # learner optimizer learning rate
+    lr: float = 1e-4  # learner optimizer learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm (0 = off)
 
@@ -94,11 +94,11 @@ class ClusterConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 20  # RL steps (one optimizer step and one weight sync each)
-    prompts_per_step: int = 32  # global prompts per step; samples = prompts_per_step * rollout.n
+    steps: int = 30  # RL steps (one optimizer step and one weight sync each)
+    prompts_per_step: int = 64  # global prompts per step; samples = prompts_per_step * rollout.n
     seed: int = 0  # seed for sampling, data order and learner init
     output_dir: str = "runs"  # run directories are created under this
-    eval_n: int = 4  # samples per held-out prompt for the before/after reward (0 = skip)
+    eval_n: int = 8  # samples per held-out prompt for the before/after reward (0 = skip)
     save_checkpoint: bool = True  # write the final HF checkpoint
 
 

@@ -16,13 +16,14 @@ register_configs()
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
 def main(dcfg: DictConfig) -> None:
+    from rlsys.cluster import ClusterError
     from rlsys.controller import train
     from rlsys.data.dataset import DatasetError
 
     try:
         cfg = validate(to_dataclass(dcfg))
         train(cfg)
-    except (ConfigError, DatasetError) as e:  # bad input: one clear line, no traceback
+    except (ConfigError, DatasetError, ClusterError) as e:  # bad input: one clear line, no traceback
         print(f"rlsys: error: {e}", file=sys.stderr)
         sys.exit(2)
 

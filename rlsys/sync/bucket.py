@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+_ALIGN = 16
 _DTYPES = {str(d): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64,
                                torch.int64, torch.int32, torch.uint8, torch.bool)}
 
@@ -19,9 +20,10 @@ def pack_bucket(named: list[tuple[str, torch.Tensor]]) -> dict:
         names.append(name)
         dtypes.append(str(t.dtype))
         shapes.append(list(t.shape))
+        total = -(-total // _ALIGN) * _ALIGN  # aligned, so every slice can be viewed as its dtype
         offsets.append(total)
         total += t.numel() * t.element_size()
-    data = np.empty(total, dtype=np.uint8)
+    data = np.zeros(total, dtype=np.uint8)
     for (_, t), off in zip(named, offsets):
         raw = t.detach().contiguous().view(-1).view(torch.uint8).numpy()
         data[off:off + raw.size] = raw

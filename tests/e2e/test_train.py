@@ -1,0 +1,76 @@
+"""`rlsys train` end to end on the embedded default: reward on held-out prompts must rise."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rlsys.metrics import STAGES, read_metrics
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+STEPS = 30
+MARGIN = 0.05  # measured: +0.09 to +0.10 on 1,024 held-out samples (see README)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, rlsys_cmd):
+    out = tmp_path_factory.mktemp("runs")
+    proc = subprocess.run([*rlsys_cmd, "train", f"trainer.steps={STEPS}", f"trainer.output_dir={out}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir, proc.stdout
+
+
+def test_held_out_reward_rises(run):
+    run_dir, stdout = run
+    s = json.loads((run_dir / "summary.json").read_text())
+    before, after = s["held_out_before"]["reward_mean"], s["held_out_after"]["reward_mean"]
+    print(f"\nheld-out reward {before:.3f} -> {after:.3f} after {STEPS} steps")
+    assert 0.05 < before < 0.95, "the warm-up model should solve some but not all problems"
+    assert after - before > MARGIN
+    assert "held-out reward:" in stdout and str(run_dir) in stdout
+
+
+def test_metrics_have_every_field_each_step(run):
+    run_dir, _ = run
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert [r["policy_version"] for r in rows] == list(range(1, STEPS + 1))
+    for r in rows:
+        for key in ("reward_mean", "accuracy", "response_length", "kl_ref", "entropy", "logprob_mismatch",
+                    "tokens_per_s", *(f"time_{k}" for k in STAGES)):
+            assert key in r
+        assert sum(r[f"time_{k}"] for k in STAGES) <= r["step_seconds"] + 1e-6
+        assert r["logprob_mismatch"] < 1e-3  # synced every step: behaviour and learner agree
+    assert rows[-1]["kl_ref"] > 0  # the policy moved away from the reference
+    assert len(list((run_dir / "rollouts").glob("*.parquet"))) == STEPS
+
+
+def test_checkpoint_loads_in_transformers_and_vllm(run, tmp_path):
+    run_dir, _ = run
+    ckpt = run_dir / "checkpoint"
+    script = tmp_path / "load.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, torch
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from vllm import LLM, SamplingParams
+        if __name__ == "__main__":
+            tok = AutoTokenizer.from_pretrained("{ckpt}")
+            model = AutoModelForCausalLM.from_pretrained("{ckpt}")
+            ids = tok.encode("12+34=", add_special_tokens=False)
+            hf = model.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False, eos_token_id=tok.eos_token_id)
+            hf = tok.decode(hf[0, len(ids):], skip_special_tokens=True)
+            llm = LLM(model="{ckpt}", dtype="float32", enforce_eager=True, max_model_len=64)
+            out = llm.generate([{{"prompt_token_ids": ids}}], SamplingParams(temperature=0, max_tokens=4))
+            print("GREEDY", repr(hf), repr(out[0].outputs[0].text))
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("GREEDY")][0]
+    hf, vllm_text = line.split(" ", 1)[1].rsplit(" ", 1)
+    assert hf == vllm_text  # same weights, same greedy answer in both runtimes

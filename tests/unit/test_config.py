@@ -1,0 +1,56 @@
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass, validate
+from rlsys.train import CONF_DIR
+
+register_configs()
+
+
+def compose_cfg(overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    cfg = OmegaConf.to_container(cfg, resolve=False)
+    cfg["run_dir"] = "/tmp/x"  # normally Hydra's output dir, which compose() does not set
+    return validate(to_dataclass(OmegaConf.create(cfg)))
+
+
+def test_defaults_compose_to_typed_config():
+    cfg = compose_cfg([])
+    assert isinstance(cfg, RLSysConfig)
+    assert cfg.algorithm.advantage == "grpo" and cfg.learner.world_size == 2 and cfg.rollout.n == 8
+
+
+def test_overrides_apply():
+    cfg = compose_cfg(["trainer.steps=30", "rollout.n=4", "algorithm.lr=2e-5"])
+    assert (cfg.trainer.steps, cfg.rollout.n, cfg.algorithm.lr) == (30, 4, 2e-5)
+
+
+def test_unknown_key_fails_naming_it():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_cfg(["trainer.stepz=3"])
+    assert "stepz" in str(e.value.__cause__ or e.value)
+
+
+def test_bad_type_fails_naming_key():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as e:
+        compose_cfg(["trainer.steps=abc"])
+    assert "trainer.steps" in str(e.value) + str(e.value.__cause__)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("rollout.n=0", "rollout.n"),
+    ("algorithm.lr=-1", "algorithm.lr"),
+    ("algorithm.kl_coef=-0.1", "algorithm.kl_coef"),
+    ("algorithm.advantage=nope", "algorithm.advantage"),
+    ("algorithm.loss_agg=nope", "algorithm.loss_agg"),
+    ("rollout.sync_backend=carrier_pigeon", "rollout.sync_backend"),
+    ("rollout.top_p=1.5", "rollout.top_p"),
+    ("learner.backend=mpi", "learner.backend"),
+])
+def test_bad_values_fail_naming_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        compose_cfg([override])

@@ -1,0 +1,108 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rlsys.data.arithmetic import generate_rows, write_builtin_splits
+from rlsys.data.batch import RolloutBatch, split_balanced
+from rlsys.data.dataset import DatasetError, load_prompts
+from rlsys.models.tiny import build_char_tokenizer
+from rlsys.verify import VERIFIERS, arithmetic_exact_match
+
+TOK = build_char_tokenizer()
+
+
+def write(tmp_path, rows, name="d.parquet"):
+    path = tmp_path / name
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def test_char_tokenizer_round_trips_text():
+    text = "12+34=46\nx = (a*b) - c"
+    ids = TOK.encode(text, add_special_tokens=False)
+    assert len(ids) == len(text)
+    assert TOK.decode(ids) == text
+
+
+def test_arithmetic_rows_are_correct_and_seeded():
+    rows = generate_rows(200, 2, seed=3)
+    assert rows == generate_rows(200, 2, seed=3)
+    for r in rows:
+        assert eval(r["prompt"][:-1]) == int(r["ground_truth"]) >= 0
+    assert len({r["prompt"] for r in rows}) == 200
+
+
+def test_builtin_held_out_is_disjoint(tmp_path):
+    train, held = write_builtin_splits(tmp_path, 500, 50, 2, seed=1)
+    a = set(pq.read_table(train).column("prompt").to_pylist())
+    b = set(pq.read_table(held).column("prompt").to_pylist())
+    assert len(b) == 50 and not a & b
+
+
+def test_exact_match_verifier_uses_last_integer():
+    assert arithmetic_exact_match("46", "46")[0] == 1.0
+    assert arithmetic_exact_match("so 12 then 46", "46")[0] == 1.0
+    assert arithmetic_exact_match("46 or 47", "46")[0] == 0.0
+    assert arithmetic_exact_match("no answer", "46") == (0.0, {"parsed": None, "reason": "no integer in response"})
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    path = write(tmp_path, [{"prompt": "1+1=", "data_source": "arithmetic"}])
+    with pytest.raises(DatasetError, match=r"d\.parquet.*missing required column.*ground_truth"):
+        load_prompts(path, TOK, VERIFIERS, 100)
+
+
+def test_empty_dataset_fails(tmp_path):
+    table = pa.table({"prompt": pa.array([], pa.string()), "ground_truth": pa.array([], pa.string()),
+                      "data_source": pa.array([], pa.string())})
+    pq.write_table(table, tmp_path / "e.parquet")
+    with pytest.raises(DatasetError, match=r"e\.parquet.*empty"):
+        load_prompts(tmp_path / "e.parquet", TOK, VERIFIERS, 100)
+
+
+def test_bad_rows_name_the_row(tmp_path):
+    good = {"prompt": "1+1=", "ground_truth": "2", "data_source": "arithmetic"}
+    path = write(tmp_path, [good, good, {**good, "ground_truth": None}])
+    with pytest.raises(DatasetError, match="row 2: empty 'ground_truth'"):
+        load_prompts(path, TOK, VERIFIERS, 100)
+    path = write(tmp_path, [good, {**good, "data_source": "chess"}])
+    with pytest.raises(DatasetError, match="row 1: unknown data_source 'chess'"):
+        load_prompts(path, TOK, VERIFIERS, 100)
+    path = write(tmp_path, [{**good, "prompt": "9" * 200}])
+    with pytest.raises(DatasetError, match="row 0: prompt has 200 tokens"):
+        load_prompts(path, TOK, VERIFIERS, 100)
+
+
+def test_chat_prompts_without_template_join_contents(tmp_path):
+    msgs = [{"role": "user", "content": "1+1="}]
+    path = write(tmp_path, [{"prompt": msgs, "ground_truth": "2", "data_source": "arithmetic"}])
+    assert load_prompts(path, TOK, VERIFIERS, 100).prompts == ["1+1="]
+
+
+def make_batch(lengths):
+    n = len(lengths)
+    return RolloutBatch(
+        prompt_id=np.arange(n), group_id=np.arange(n) // 2, sample_index=np.arange(n) % 2,
+        prompt_token_ids=[np.array([5, 6])] * n, response_token_ids=[np.arange(k) for k in lengths],
+        behaviour_logprobs=[np.zeros(k, np.float32) for k in lengths], policy_version=np.zeros(n, np.int64),
+        finish_reason=["stop"] * n, response_text=["x"] * n, ground_truth=["1"] * n, data_source=["arithmetic"] * n,
+        reward=np.arange(n, dtype=np.float32), verifier_details=[{"i": i} for i in range(n)])
+
+
+def test_batch_select_concat_and_arrow():
+    b = make_batch([1, 2, 3, 4])
+    s = b.select([3, 1])
+    assert s.reward.tolist() == [3.0, 1.0] and [len(r) for r in s.response_token_ids] == [4, 2]
+    c = RolloutBatch.concat([s, b.select([0])])
+    assert c.prompt_id.tolist() == [3, 1, 0] and c.ref_logprobs is None
+    table = c.to_arrow()
+    assert table.num_rows == 3 and table.column("response_token_ids").to_pylist()[0] == [0, 1, 2, 3]
+
+
+def test_split_balanced_covers_everything_with_even_tokens():
+    b = make_batch([10, 1, 1, 1, 9, 2, 2, 8])
+    shards = split_balanced(b, 2)
+    assert sorted(np.concatenate(shards).tolist()) == list(range(8))
+    loads = [sum(len(b.response_token_ids[i]) + 2 for i in s) for s in shards]
+    assert abs(loads[0] - loads[1]) <= 2

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from rlsys.cluster import ClusterError, check_capacity, role_demands
+from rlsys.config import RLSysConfig
+from rlsys.sync.bucket import pack_bucket, unpack_bucket
+
+
+def test_bucket_round_trip_is_bit_exact():
+    named = [("a.weight", torch.randn(3, 5)), ("b.bias", torch.randn(7).bfloat16()), ("c", torch.arange(4))]
+    out = unpack_bucket(pack_bucket(named))
+    assert [n for n, _ in out] == ["a.weight", "b.bias", "c"]
+    for (_, x), (_, y) in zip(named, out):
+        assert x.dtype == y.dtype and torch.equal(x, y)
+
+
+def test_default_roles_fit_two_cpus():
+    check_capacity(role_demands(RLSysConfig()), {"CPU": 2.0})
+
+
+def test_too_many_learner_ranks_names_the_knob():
+    cfg = RLSysConfig()
+    cfg.learner.world_size = 8
+    with pytest.raises(ClusterError, match=r"needs 5 CPU but the Ray cluster has 2(.|\n)*learner.world_size=8"):
+        check_capacity(role_demands(cfg), {"CPU": 2.0})
+
+
+def test_gpu_demand_checked():
+    cfg = RLSysConfig()
+    cfg.cluster.learner_gpus = 1
+    with pytest.raises(ClusterError, match="needs 2 GPU but the Ray cluster has 0"):
+        check_capacity(role_demands(cfg), {"CPU": 16.0})
