@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from rlsys.config import RLSysConfig
 
-# Environment every actor starts with: quiet tokenizer threads, and vLLM's CPU KV-cache size.
-ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "1"}
+# Environment every actor starts with, unless the driver's environment already sets the key.
+ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
 class ClusterError(RuntimeError):
@@ -62,7 +62,10 @@ def init_ray(cfg: RLSysConfig) -> None:
 
     if ray.is_initialized():
         return
-    env = {"env_vars": {**ACTOR_ENV, "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gb)}}
+    # A job's runtime_env env_vars are in this process's environment too; Ray refuses to merge
+    # the same key twice, so only add what is not set already.
+    wanted = {**ACTOR_ENV, "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gb)}
+    env = {"env_vars": {k: v for k, v in wanted.items() if k not in os.environ}}
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
         ray.init(address=address, runtime_env=env, log_to_driver=True)

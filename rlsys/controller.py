@@ -7,6 +7,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -18,13 +19,18 @@ from rlsys.learner.advantages import compute_advantages
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
 from rlsys.verify import VERIFIERS
 
+if TYPE_CHECKING:
+    from rlsys.learner.group import LearnerGroup
+    from rlsys.rollout.fleet import RolloutFleet
+    from rlsys.verify.pool import VerifierPool
+
 
 @dataclass
 class Roles:
-    fleet: "RolloutFleet"  # noqa: F821
-    verifiers: "VerifierPool"  # noqa: F821
+    fleet: RolloutFleet
+    verifiers: VerifierPool
     reference: object  # ReferenceServer actor handle
-    learners: "LearnerGroup"  # noqa: F821
+    learners: LearnerGroup
 
 
 def prepare_data_and_model(cfg: RLSysConfig, log=print):
@@ -124,9 +130,9 @@ def train(cfg: RLSysConfig, log=print) -> dict:
     summary = {"run_dir": str(run), "status": "failed"}
     train_data, held_out, model_path, tokenizer = prepare_data_and_model(cfg, log)
     log(f"data: {len(train_data)} train prompts ({train_data.path}), {len(held_out)} held-out ({held_out.path})")
-    roles = start_roles(cfg, model_path, tokenizer.pad_token_id or 0)
-    metrics, t = MetricsLog(run, cfg.logger.print_every), cfg.trainer
+    metrics, t, roles = MetricsLog(run, cfg.logger.print_every), cfg.trainer, None
     try:
+        roles = start_roles(cfg, model_path, tokenizer.pad_token_id or 0)
         before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n else None
         log(f"held-out reward before RL: {before}")
         batches, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
@@ -145,7 +151,8 @@ def train(cfg: RLSysConfig, log=print) -> dict:
         raise
     finally:
         (run / "summary.json").write_text(json.dumps(summary, indent=2))
-        _shutdown(roles)
+        if roles is not None:
+            _shutdown(roles)
     _print_summary(summary, log)
     return summary
 

@@ -6,7 +6,7 @@ with response_token_ids. A batch converts to a pyarrow Table for the rollout log
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,6 @@ class RolloutBatch:
     verifier_details: list[dict] | None = None
     ref_logprobs: list[np.ndarray] | None = None  # float32 per response token, reference policy
     advantages: list[np.ndarray] | None = None  # float32 per response token
-    extras: dict[str, Any] = field(default_factory=dict)  # stage-specific columns
 
     def __len__(self) -> int:
         return len(self.prompt_id)
@@ -44,10 +43,7 @@ class RolloutBatch:
         out = {}
         for f in fields(self):
             col = getattr(self, f.name)
-            if f.name == "extras":
-                out[f.name] = {k: _take(v, idx) for k, v in col.items()}
-            else:
-                out[f.name] = None if col is None else _take(col, idx)
+            out[f.name] = None if col is None else _take(col, idx)
         return RolloutBatch(**out)
 
     @staticmethod
@@ -55,10 +51,7 @@ class RolloutBatch:
         out = {}
         for f in fields(RolloutBatch):
             cols = [getattr(b, f.name) for b in batches]
-            if f.name == "extras":
-                keys = cols[0].keys()
-                out[f.name] = {k: _cat([c[k] for c in cols]) for k in keys}
-            elif any(c is None for c in cols):
+            if any(c is None for c in cols):
                 out[f.name] = None
             else:
                 out[f.name] = _cat(cols)
@@ -68,7 +61,7 @@ class RolloutBatch:
         cols: dict[str, Any] = {}
         for f in fields(self):
             col = getattr(self, f.name)
-            if f.name == "extras" or col is None:
+            if col is None:
                 continue
             if f.name == "verifier_details":
                 cols[f.name] = [_json(d) for d in col]

@@ -26,7 +26,7 @@ def pad_per_token(values: list[np.ndarray], response_mask: torch.Tensor) -> torc
     """Place ragged per-response-token values at their response positions (zeros elsewhere)."""
     out = torch.zeros(response_mask.shape, dtype=torch.float32)
     for i, v in enumerate(values):
-        out[i, response_mask[i]] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        out[i, response_mask[i]] = torch.tensor(np.asarray(v, dtype=np.float32))  # copy: Ray arrays are read-only
     return out
 
 

@@ -7,7 +7,6 @@ torchrun process or a single process, which is how GPU benchmarks use it without
 from __future__ import annotations
 
 import math
-import os
 import socket
 import time
 from pathlib import Path
@@ -182,8 +181,3 @@ class LearnerWorker:
         if dist.is_initialized():
             dist.destroy_process_group()
 
-
-def default_threads() -> None:
-    """Ray sets OMP_NUM_THREADS from the actor's CPU share; torch should follow it."""
-    n = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-    torch.set_num_threads(max(1, n))
