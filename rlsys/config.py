@@ -46,8 +46,11 @@ class AlgorithmConfig:
     loss_agg: str = "seq_mean_token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
     clip_low: float = 0.2  # PPO ratio clip below 1
     clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: 0.28)
-    kl_coef: float = 0.0  # weight of the KL-to-reference loss term (0 = metric only)
-    kl_estimator: str = "k3"  # k1 | k2 | k3 per-token KL estimator
+    dual_clip: float = 0.0  # dual-clip bound c > 1 on negative-advantage losses (0 = off)
+    w_lambda: float = 0.1  # w_reinforce: advantage of correct samples (wrong ones get -1)
+    kl_coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
+    kl_estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
+    kl_placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
     entropy_coef: float = 0.0  # entropy bonus weight
     lr: float = 1e-4  # learner optimizer learning rate
     weight_decay: float = 0.0  # AdamW weight decay
@@ -152,7 +155,9 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(a.loss in POLICY_LOSSES, "algorithm.loss", f"unknown loss {a.loss!r}; known: {sorted(POLICY_LOSSES)}")
     _check(a.loss_agg in AGGREGATIONS, "algorithm.loss_agg", f"unknown aggregation {a.loss_agg!r}; known: {sorted(AGGREGATIONS)}")
     _check(a.kl_estimator in KL_ESTIMATORS, "algorithm.kl_estimator", f"unknown estimator {a.kl_estimator!r}; known: {sorted(KL_ESTIMATORS)}")
-    for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip"):
+    _check(a.kl_placement in ("loss", "reward"), "algorithm.kl_placement", f"must be loss or reward, got {a.kl_placement!r}")
+    _check(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")
+    for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip", "w_lambda"):
         _check(getattr(a, key) >= 0, f"algorithm.{key}", f"must be >= 0, got {getattr(a, key)}")
     _check(a.lr > 0, "algorithm.lr", f"must be > 0, got {a.lr}")
     _check(r.n >= 1, "rollout.n", f"must be >= 1, got {r.n}")

@@ -115,7 +115,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompt_idx, st
         roles.verifiers.score(batch)
     with timer("reference"):
         batch.ref_logprobs = ray.get(roles.reference.logprobs.remote(batch.prompt_token_ids, batch.response_token_ids))
-    batch.advantages = compute_advantages(batch, a.advantage, norm_std=a.norm_std)
+    batch.advantages, batch.loss_mask = compute_advantages(batch, a)
     with timer("train"):
         stats = roles.learners.train(batch)
     with timer("sync"):

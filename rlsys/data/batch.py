@@ -30,6 +30,7 @@ class RolloutBatch:
     verifier_details: list[dict] | None = None
     ref_logprobs: list[np.ndarray] | None = None  # float32 per response token, reference policy
     advantages: list[np.ndarray] | None = None  # float32 per response token
+    loss_mask: np.ndarray | None = None  # bool per sample: enters the loss (None = all do)
 
     def __len__(self) -> int:
         return len(self.prompt_id)

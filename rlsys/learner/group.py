@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.objectives import Denominators
 
@@ -23,8 +25,9 @@ class LearnerGroup:
         import ray
 
         shards = split_balanced(batch, len(self.actors))
-        denom = Denominators(tokens=float(batch.response_lengths.sum()), sequences=float(len(batch)),
-                             max_len=float(self.cfg.rollout.max_new_tokens))
+        keep = np.ones(len(batch), bool) if batch.loss_mask is None else batch.loss_mask
+        denom = Denominators(tokens=max(1.0, float(batch.response_lengths[keep].sum())),
+                             sequences=max(1.0, float(keep.sum())), max_len=float(self.cfg.rollout.max_new_tokens))
         num_micro = max(1, math.ceil(max(len(s) for s in shards) / self.cfg.learner.micro_batch_size))
         results = ray.get([a.train_step.remote(batch.select(s), denom, num_micro)
                            for a, s in zip(self.actors, shards)])

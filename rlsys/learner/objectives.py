@@ -43,15 +43,29 @@ class Denominators:
 
 
 # ---- policy losses ---------------------------------------------------------------------------
-@_register(POLICY_LOSSES, "ppo_clip")
-def ppo_clip(x: LossInputs, clip_low: float, clip_high: float, **_) -> tuple[torch.Tensor, dict]:
-    """L_t = -min(rho*A, clip(rho, 1-eps_low, 1+eps_high)*A)."""
-    ratio = torch.exp(x.logp - x.logp_old)
+def _clipped_surrogate(ratio, x: LossInputs, clip_low: float, clip_high: float, dual_clip: float):
     unclipped = -x.advantages * ratio
     clipped = -x.advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     loss = torch.maximum(unclipped, clipped)
+    if dual_clip:  # bound the loss of negative-advantage tokens whose ratio has exploded
+        loss = torch.where(x.advantages < 0, torch.minimum(loss, -x.advantages * dual_clip), loss)
     clipfrac = ((clipped > unclipped) & x.mask).float().sum()
     return loss, {"clipped_tokens": clipfrac.item()}
+
+
+@_register(POLICY_LOSSES, "ppo_clip")
+def ppo_clip(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, **_):
+    """L_t = -min(rho_t*A, clip(rho_t, 1-eps_low, 1+eps_high)*A), optionally dual-clipped."""
+    return _clipped_surrogate(torch.exp(x.logp - x.logp_old), x, clip_low, clip_high, dual_clip)
+
+
+@_register(POLICY_LOSSES, "gspo")
+def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, **_):
+    """Sequence ratio s_i = exp(mean_t(logp - logp_old)), clipped per sequence; every token of
+    a sequence carries its sequence's loss, so seq_mean_token_mean gives mean_i L_i."""
+    m = x.mask.float()
+    log_s = ((x.logp - x.logp_old) * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
+    return _clipped_surrogate(torch.exp(log_s).expand_as(x.logp), x, clip_low, clip_high, dual_clip)
 
 
 # ---- aggregation -----------------------------------------------------------------------------

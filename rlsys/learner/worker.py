@@ -99,22 +99,23 @@ class LearnerWorker:
         ids, attn, mask = ids.to(self.device), attn.to(self.device), mask.to(self.device)
         logp, entropy = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True)
         per_token = lambda cols: pad_per_token(cols, mask.cpu()).to(self.device)  # noqa: E731
-        x = LossInputs(logp=logp, logp_old=logp.detach(), advantages=per_token(mb.advantages), mask=mask,
-                       logp_ref=per_token(mb.ref_logprobs) if mb.ref_logprobs is not None else None)
-        loss_tok, stats = POLICY_LOSSES[a.loss](x, clip_low=a.clip_low, clip_high=a.clip_high)
-        kl = KL_ESTIMATORS[a.kl_estimator](logp, x.logp_ref) if x.logp_ref is not None else torch.zeros_like(logp)
-        if a.kl_coef:
-            loss_tok = loss_tok + a.kl_coef * kl
+        # Samples an estimator dropped (PSR drops the wrong ones, NSR the correct ones) leave the loss.
+        loss_mask = mask if mb.loss_mask is None else mask & torch.as_tensor(mb.loss_mask, device=self.device)[:, None]
+        logp_ref = per_token(mb.ref_logprobs)
+        x = LossInputs(logp=logp, logp_old=logp.detach(), advantages=per_token(mb.advantages), mask=loss_mask,
+                       logp_ref=logp_ref)
+        loss_tok, stats = POLICY_LOSSES[a.loss](x, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip)
+        if a.kl_coef and a.kl_placement == "loss":
+            loss_tok = loss_tok + a.kl_coef * KL_ESTIMATORS[a.kl_estimator](logp, logp_ref)
         if a.entropy_coef:
             loss_tok = loss_tok - a.entropy_coef * entropy
-        loss = AGGREGATIONS[a.loss_agg](loss_tok, mask, denom)
-        beh = per_token(mb.behaviour_logprobs)
-        m = mask.float()
+        loss = AGGREGATIONS[a.loss_agg](loss_tok, loss_mask, denom)
+        beh, m = per_token(mb.behaviour_logprobs), mask.float()
         stats.update({
             "loss": loss.item(),
             "tokens": m.sum().item(),
             "entropy_sum": (entropy.detach() * m).sum().item(),
-            "kl_sum": (kl.detach() * m).sum().item(),
+            "kl_sum": (KL_ESTIMATORS["k3"](logp.detach(), logp_ref) * m).sum().item(),  # metric: k3 value
             "mismatch_sum": ((beh - logp.detach()).abs() * m).sum().item(),
             "mismatch_max": ((beh - logp.detach()).abs() * m).max().item(),
         })

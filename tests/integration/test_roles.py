@@ -39,7 +39,7 @@ def full_logprobs(roles, seqs):
 def scored_batch(roles, train, seed):
     batch = roles.verifiers.score(roles.fleet.generate(train, np.arange(16), seed=seed))
     batch.ref_logprobs = ray.get(roles.reference.logprobs.remote(batch.prompt_token_ids, batch.response_token_ids))
-    batch.advantages = compute_advantages(batch, "grpo", norm_std=True)
+    batch.advantages, batch.loss_mask = compute_advantages(batch, RLSysConfig().algorithm)
     return batch
 
 
