@@ -41,8 +41,9 @@ def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
                    f"cluster.learner_gpus={c.learner_gpus})"),
         RoleDemand("verifier", [bundle(c.verifier_cpus, 0)] * c.num_verifiers,
                    f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"),
-        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus)],
-                   f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"),
+        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus)] * (2 if cfg.algorithm.teacher_path else 1),
+                   f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"
+                   + (" (x2: reference and algorithm.teacher_path)" if cfg.algorithm.teacher_path else "")),
     ]
 
 

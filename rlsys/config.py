@@ -52,6 +52,25 @@ class AlgorithmConfig:
     kl_estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
     kl_placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
     entropy_coef: float = 0.0  # entropy bonus weight
+    lp_reg_coef: float = 1.0  # loss=lp_reg: weight of k3(pi_theta, proxy) on the regularised tokens
+    lp_reg_kappa: float = 0.02  # loss=lp_reg: proxy drops tokens below kappa * max-prob
+    lp_reg_rho: float = 0.01  # loss=lp_reg: lowest-probability fraction of tokens eligible
+    dynamic_sampling: bool = False  # DAPO: keep groups with 0 < #correct < G, refill the batch
+    max_sampling_rounds: int = 8  # dynamic sampling: generation rounds per step before failing
+    overlong_buffer: float = 0.0  # DAPO overlong shaping: buffer Lc as a fraction of max_new_tokens (0 = off)
+    critic: bool = False  # train a value model in the learner group (advantage=gae needs it)
+    gamma: float = 1.0  # gae: discount
+    gae_lambda: float = 0.95  # gae: lambda
+    critic_lr: float = 1e-3  # value model learning rate
+    divergence: str = "none"  # DPH-RL penalty on initial-policy samples: none | forward_kl | js
+    divergence_coef: float = 0.05  # DPH-RL eta
+    anchor_samples: int = 64  # DPH-RL: initial-policy samples mixed into each step
+    anchor_pool: int = 1024  # DPH-RL: initial-policy samples drawn once at start (cycled)
+    teacher_path: str | None = None  # teacher checkpoint for distillation (a second reference server)
+    distill_lambda: float = 1.0  # g_opd: weight of (logp_teacher - logp_ref); 1 = OPD, > 1 extrapolates
+    teacher_kl_coef: float = 0.0  # KDRL: beta of k2 KL to the teacher in the loss (0 = off)
+    teacher_kl_coef_end: float | None = None  # KDRL: anneal beta linearly to this by the last step (null = constant)
+    teacher_kl_mask_correct: bool = False  # KDRL: no teacher KL on responses the verifier accepted
     lr: float = 1e-4  # learner optimizer learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm (0 = off)
@@ -146,21 +165,12 @@ def to_dataclass(cfg: DictConfig | RLSysConfig) -> RLSysConfig:
 
 def validate(cfg: RLSysConfig) -> RLSysConfig:
     """Range and cross-field checks; registries are checked by name here too."""
-    from rlsys.learner.advantages import ADVANTAGES
-    from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
     from rlsys.sync import SYNC_BACKENDS
 
     a, r, t, lr_, c = cfg.algorithm, cfg.rollout, cfg.trainer, cfg.learner, cfg.cluster
-    _check(a.advantage in ADVANTAGES, "algorithm.advantage", f"unknown estimator {a.advantage!r}; known: {sorted(ADVANTAGES)}")
-    _check(a.loss in POLICY_LOSSES, "algorithm.loss", f"unknown loss {a.loss!r}; known: {sorted(POLICY_LOSSES)}")
-    _check(a.loss_agg in AGGREGATIONS, "algorithm.loss_agg", f"unknown aggregation {a.loss_agg!r}; known: {sorted(AGGREGATIONS)}")
-    _check(a.kl_estimator in KL_ESTIMATORS, "algorithm.kl_estimator", f"unknown estimator {a.kl_estimator!r}; known: {sorted(KL_ESTIMATORS)}")
-    _check(a.kl_placement in ("loss", "reward"), "algorithm.kl_placement", f"must be loss or reward, got {a.kl_placement!r}")
-    _check(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")
-    for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip", "w_lambda"):
-        _check(getattr(a, key) >= 0, f"algorithm.{key}", f"must be >= 0, got {getattr(a, key)}")
-    _check(a.lr > 0, "algorithm.lr", f"must be > 0, got {a.lr}")
+    _validate_algorithm(a)
     _check(r.n >= 1, "rollout.n", f"must be >= 1, got {r.n}")
+    _check(r.n >= 2 or not a.dynamic_sampling, "rollout.n", "algorithm.dynamic_sampling needs groups of >= 2 samples")
     _check(r.temperature > 0, "rollout.temperature", f"must be > 0, got {r.temperature}")
     _check(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
@@ -179,6 +189,44 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
            f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
     return cfg
+
+
+def _validate_algorithm(a: AlgorithmConfig) -> None:
+    from rlsys.learner.advantages import ADVANTAGES, NEEDS_CRITIC, NEEDS_TEACHER
+    from rlsys.learner.objectives import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
+
+    for key, table in (("advantage", ADVANTAGES), ("loss", POLICY_LOSSES), ("loss_agg", AGGREGATIONS),
+                       ("kl_estimator", KL_ESTIMATORS), ("divergence", {"none": None, **DIVERGENCES})):
+        value = getattr(a, key)
+        _check(value in table, f"algorithm.{key}", f"unknown {key} {value!r}; known: {sorted(table)}")
+    _check(a.kl_placement in ("loss", "reward"), "algorithm.kl_placement", f"must be loss or reward, got {a.kl_placement!r}")
+    _check(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")
+    for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip", "w_lambda",
+                "lp_reg_coef", "divergence_coef", "distill_lambda", "teacher_kl_coef", "overlong_buffer"):
+        _check(getattr(a, key) >= 0, f"algorithm.{key}", f"must be >= 0, got {getattr(a, key)}")
+    _check(a.teacher_kl_coef_end is None or a.teacher_kl_coef_end >= 0, "algorithm.teacher_kl_coef_end",
+           f"must be >= 0, got {a.teacher_kl_coef_end}")
+    for key in ("lr", "critic_lr", "lp_reg_kappa", "lp_reg_rho", "gae_lambda", "gamma"):
+        _check(getattr(a, key) > 0, f"algorithm.{key}", f"must be > 0, got {getattr(a, key)}")
+    for key in ("lp_reg_kappa", "lp_reg_rho", "gae_lambda", "gamma"):
+        _check(getattr(a, key) <= 1, f"algorithm.{key}", f"must be <= 1, got {getattr(a, key)}")
+    _check(a.overlong_buffer < 1, "algorithm.overlong_buffer", f"must be a fraction < 1 of max_new_tokens, got {a.overlong_buffer}")
+    _check(a.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", f"must be >= 1, got {a.max_sampling_rounds}")
+    _check(a.anchor_samples >= 1 and a.anchor_pool >= a.anchor_samples, "algorithm.anchor_pool",
+           f"need 1 <= algorithm.anchor_samples ({a.anchor_samples}) <= algorithm.anchor_pool ({a.anchor_pool})")
+    # Knobs that only mean something together: refuse the combinations that would be silently ignored.
+    if a.advantage in NEEDS_CRITIC:
+        _check(a.critic, "algorithm.critic", f"advantage={a.advantage} needs a learned critic: set algorithm.critic=true")
+    else:
+        _check(not a.critic, "algorithm.critic", f"advantage={a.advantage} does not use a critic; "
+               f"only {sorted(NEEDS_CRITIC)} do (set algorithm.critic=false)")
+    needs_teacher = a.advantage in NEEDS_TEACHER or a.teacher_kl_coef > 0
+    why = f"advantage={a.advantage}" if a.advantage in NEEDS_TEACHER else f"teacher_kl_coef={a.teacher_kl_coef}"
+    _check(not needs_teacher or a.teacher_path, "algorithm.teacher_path",
+           f"{why} distils from a teacher: set it to an HF checkpoint with the student's tokenizer")
+    _check(not a.teacher_path or needs_teacher, "algorithm.teacher_path",
+           f"a teacher is set but unused: advantage={a.advantage} with teacher_kl_coef=0")
+    _check(a.advantage != "gae" or a.loss != "gspo", "algorithm.loss", "gspo is a sequence-level loss; gae gives per-token advantages")
 
 
 def as_dict(cfg: RLSysConfig) -> dict[str, Any]:

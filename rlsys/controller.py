@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,20 +15,9 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset, load_prompts
 from rlsys.learner.advantages import compute_advantages
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
+from rlsys.roles import Roles, shutdown_roles, start_roles
+from rlsys.rollout.sampling import AnchorPool, sample_step, with_anchors
 from rlsys.verify import VERIFIERS
-
-if TYPE_CHECKING:
-    from rlsys.learner.group import LearnerGroup
-    from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.verify.pool import VerifierPool
-
-
-@dataclass
-class Roles:
-    fleet: RolloutFleet
-    verifiers: VerifierPool
-    reference: object  # ReferenceServer actor handle
-    learners: LearnerGroup
 
 
 def prepare_data_and_model(cfg: RLSysConfig, log=print):
@@ -51,6 +38,11 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         load_prompts(eval_path, char_tok, VERIFIERS, max_prompt)
         model_path = tiny_model(cfg, rows, file_digest(train_path), log=log)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if cfg.algorithm.teacher_path:
+        teacher = check_model_path(cfg.algorithm.teacher_path, key="algorithm.teacher_path")
+        if AutoTokenizer.from_pretrained(teacher).get_vocab() != tokenizer.get_vocab():
+            raise ConfigError(f"config key 'algorithm.teacher_path': {teacher} has a different tokenizer "
+                              f"than the student {model_path}; distillation compares per-token log-probs")
     train = load_prompts(train_path, tokenizer, VERIFIERS, max_prompt)
     held_out = load_prompts(eval_path, tokenizer, VERIFIERS, max_prompt)
     return train, held_out, str(model_path), tokenizer
@@ -69,34 +61,6 @@ def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
     return str(t.train_path or built[0]), str(t.eval_path or built[1])
 
 
-def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
-    """Ray actors for every role, each in its role's placement group."""
-    import ray
-
-    from rlsys.cluster import actor_options, init_ray, place_roles
-    from rlsys.learner.group import LearnerGroup
-    from rlsys.learner.worker import LearnerWorker
-    from rlsys.reference.server import ReferenceServer
-    from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.rollout.worker import RolloutWorker
-    from rlsys.verify.pool import VerifierPool
-    from rlsys.verify.worker import VerifierWorker
-
-    init_ray(cfg)
-    groups = place_roles(cfg)
-    engines = [ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
-               for i in range(cfg.rollout.num_engines)]
-    verifiers = [ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i)).remote()
-                 for i in range(cfg.cluster.num_verifiers)]
-    reference = ray.remote(ReferenceServer).options(**actor_options(groups, "reference", 0)).remote(
-        model_path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size)
-    W = cfg.learner.world_size
-    learners = [ray.remote(LearnerWorker).options(**actor_options(groups, "learner", i)).remote(cfg, model_path, i, W)
-                for i in range(W)]
-    ray.get([e.get_version.remote() for e in engines])  # surface engine start-up errors here
-    return Roles(RolloutFleet(engines, cfg), VerifierPool(verifiers), reference, LearnerGroup(learners, cfg))
-
-
 def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
     """Mean reward of n samples per held-out prompt (same seeds every call, so runs compare)."""
     batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n))
@@ -104,55 +68,72 @@ def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
             "samples": len(batch)}
 
 
-def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompt_idx, step: int, version: int):
-    """One RL step, straight through: generate -> verify + reference -> advantages -> train -> sync."""
+def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step: int, version: int,
+            anchors: AnchorPool | None = None):
+    """One RL step, straight through: sample (+ verify) -> reference -> advantages -> train -> sync."""
     import ray
 
     a, timer = cfg.algorithm, StepTimer()
-    with timer("generate"):
-        batch = roles.fleet.generate(train, prompt_idx, seed=cfg.trainer.seed * 100_003 + step)
-    with timer("verify"):
-        roles.verifiers.score(batch)
+    batch, extra = sample_step(cfg, roles, train, prompts, seed=cfg.trainer.seed * 100_003 + step, timer=timer)
     with timer("reference"):
         batch.ref_logprobs = ray.get(roles.reference.logprobs.remote(batch.prompt_token_ids, batch.response_token_ids))
-    batch.advantages, batch.loss_mask = compute_advantages(batch, a)
+        if a.teacher_path:
+            batch.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(batch.prompt_token_ids,
+                                                                           batch.response_token_ids))
     with timer("train"):
-        stats = roles.learners.train(batch)
+        if a.critic:
+            batch.values = roles.learners.values(batch)
+        batch.advantages, batch.loss_mask = compute_advantages(batch, a, cfg.rollout.max_new_tokens)
+        learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
+        stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1))
     with timer("sync"):
         sync = roles.learners.push_weights(roles.fleet.engines, version + 1)
-    return batch, step_metrics(step, version + 1, batch, stats, sync, timer)
+    m = step_metrics(step, version + 1, batch, stats, sync, timer)
+    m.update(extra)
+    m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
+    return batch, m
+
+
+def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
+        log=print) -> dict:
+    """The RL phase on running roles: held-out reward, trainer.steps steps, held-out reward."""
+    t, run_dir = cfg.trainer, Path(cfg.run_dir)
+    metrics = MetricsLog(run_dir, cfg.logger.print_every)
+    before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+    log(f"held-out reward before RL: {before}")
+    anchors = AnchorPool(cfg, roles, train_data) if cfg.algorithm.divergence != "none" else None
+    prompts, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
+    for step in range(1, t.steps + 1):
+        batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)
+        version = m["policy_version"]
+        metrics.log(m)
+        if cfg.logger.log_rollouts:
+            _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")
+    after = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+    return {"steps": t.steps, "held_out_before": before, "held_out_after": after,
+            "train_seconds": time.perf_counter() - t0}
 
 
 def train(cfg: RLSysConfig, log=print) -> dict:
-    run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
-    summary = {"run_dir": str(run), "status": "failed"}
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
+    summary = {"run_dir": str(run_dir), "status": "failed"}
     train_data, held_out, model_path, tokenizer = prepare_data_and_model(cfg, log)
     log(f"data: {len(train_data)} train prompts ({train_data.path}), {len(held_out)} held-out ({held_out.path})")
-    metrics, t, roles = MetricsLog(run, cfg.logger.print_every), cfg.trainer, None
+    roles = None
     try:
         roles = start_roles(cfg, model_path, tokenizer.pad_token_id or 0)
-        before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n else None
-        log(f"held-out reward before RL: {before}")
-        batches, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
-        for step in range(1, t.steps + 1):
-            batch, m = rl_step(cfg, roles, train_data, next(batches), step, version)
-            version = m["policy_version"]
-            metrics.log(m)
-            if cfg.logger.log_rollouts:
-                _write_rollouts(batch, run / "rollouts" / f"step_{step:06d}.parquet")
-        after = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n else None
-        ckpt = roles.learners.save(str(run / "checkpoint")) if t.save_checkpoint else None
-        summary.update(status="ok", steps=t.steps, base_model=model_path, checkpoint=ckpt,
-                       held_out_before=before, held_out_after=after, train_seconds=time.perf_counter() - t0)
+        summary.update(run(cfg, roles, train_data, held_out, log), base_model=model_path)
+        ckpt = roles.learners.save(str(run_dir / "checkpoint")) if cfg.trainer.save_checkpoint else None
+        summary.update(status="ok", checkpoint=ckpt)
     except BaseException as e:
         summary["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
         raise
     finally:
-        (run / "summary.json").write_text(json.dumps(summary, indent=2))
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if roles is not None:
-            _shutdown(roles)
+            shutdown_roles(roles)
     _print_summary(summary, log)
     return summary
 
@@ -160,13 +141,6 @@ def train(cfg: RLSysConfig, log=print) -> dict:
 def _write_rollouts(batch: RolloutBatch, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(batch.to_arrow(), path)
-
-
-def _shutdown(roles: Roles) -> None:
-    try:
-        roles.learners.shutdown()
-    except Exception:  # best effort: the actors die with the driver anyway
-        pass
 
 
 def _print_summary(s: dict, log) -> None:

@@ -19,11 +19,12 @@ def main(dcfg: DictConfig) -> None:
     from rlsys.cluster import ClusterError
     from rlsys.controller import train
     from rlsys.data.dataset import DatasetError
+    from rlsys.rollout.sampling import SamplingError
 
     try:
         cfg = validate(to_dataclass(dcfg))
         train(cfg)
-    except (ConfigError, DatasetError, ClusterError) as e:  # bad input: one clear line, no traceback
+    except (ConfigError, DatasetError, ClusterError, SamplingError) as e:  # bad input: one clear line, no traceback
         print(f"rlsys: error: {e}", file=sys.stderr)
         sys.exit(2)
 

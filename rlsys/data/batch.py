@@ -30,7 +30,11 @@ class RolloutBatch:
     verifier_details: list[dict] | None = None
     ref_logprobs: list[np.ndarray] | None = None  # float32 per response token, reference policy
     advantages: list[np.ndarray] | None = None  # float32 per response token
-    loss_mask: np.ndarray | None = None  # bool per sample: enters the loss (None = all do)
+    loss_mask: np.ndarray | None = None  # bool per sample: enters the policy loss (None = all do)
+    teacher_logprobs: list[np.ndarray] | None = None  # float32 per response token, distillation teacher
+    values: list[np.ndarray] | None = None  # float32 per response token, critic V(state before token)
+    returns: list[np.ndarray] | None = None  # float32 per response token, critic targets (gae)
+    anchor: np.ndarray | None = None  # bool per sample: an initial-policy sample for DPH-RL, not RL
 
     def __len__(self) -> int:
         return len(self.prompt_id)

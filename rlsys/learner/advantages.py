@@ -7,6 +7,7 @@ enter the loss (None = all). Adding one is one function decorated with @register
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -74,9 +75,7 @@ def _reinforce_pp(batch: RolloutBatch, cfg, outcome: np.ndarray) -> tuple[list[n
         if len(r):
             tok[-1] += outcome[i]
         returns.append(np.cumsum(tok[::-1])[::-1])
-    flat = np.concatenate(returns) if returns else np.zeros(0)
-    mean, std = flat.mean(), flat.std()
-    return [((g - mean) / (std + EPS)).astype(np.float32) for g in returns], None
+    return _whiten(returns), None
 
 
 @register_advantage("reinforce_pp")
@@ -114,14 +113,77 @@ def w_reinforce(batch: RolloutBatch, cfg):
     return _broadcast(np.where(correct(batch), cfg.w_lambda, -1.0), batch), None
 
 
+@register_advantage("gae")
+def gae(batch: RolloutBatch, cfg):
+    """PPO: per-token reward (outcome at the last token, -kl_coef*k1 when kl_placement=reward),
+    delta_t = r_t + gamma*V_{t+1} - V_t, A_t = sum_l (gamma*lambda)^l delta_{t+l}; the critic's
+    targets (returns = A + V) are stored on the batch; advantages whitened over the batch."""
+    adv, returns = [], []
+    for i, r in enumerate(batch.response_token_ids):
+        rew = np.zeros(len(r), dtype=np.float64)
+        if cfg.kl_placement == "reward" and cfg.kl_coef:
+            rew -= cfg.kl_coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
+        if len(r):
+            rew[-1] += batch.reward[i]
+        v = batch.values[i].astype(np.float64)
+        a, last = np.zeros(len(r)), 0.0
+        for t in reversed(range(len(r))):
+            v_next = v[t + 1] if t + 1 < len(r) else 0.0
+            last = rew[t] + cfg.gamma * v_next - v[t] + cfg.gamma * cfg.gae_lambda * last
+            a[t] = last
+        adv.append(a)
+        returns.append((a + v).astype(np.float32))
+    batch.returns = returns
+    return _whiten(adv), None
+
+
+def _whiten(per_token: list[np.ndarray]) -> list[np.ndarray]:
+    flat = np.concatenate(per_token) if per_token else np.zeros(0)
+    mean, std = (flat.mean(), flat.std()) if len(flat) else (0.0, 1.0)
+    return [((a - mean) / (std + EPS)).astype(np.float32) for a in per_token]
+
+
+@register_advantage("opd")
+def opd(batch: RolloutBatch, cfg):
+    """On-policy distillation: per-token reward logp_teacher_t - logp_t on the student's samples
+    (logp_t: the behaviour log-prob the student sampled with); the verifier reward is unused."""
+    return [(t - b).astype(np.float32) for t, b in zip(batch.teacher_logprobs, batch.behaviour_logprobs)], None
+
+
+@register_advantage("g_opd")
+def g_opd(batch: RolloutBatch, cfg):
+    """G-OPD / ExOPD: lambda*(logp_teacher - logp_ref) - (logp - logp_ref) per token;
+    distill_lambda = 1 is OPD, > 1 extrapolates past the teacher."""
+    lam = cfg.distill_lambda
+    return [(lam * (t - r) - (b - r)).astype(np.float32)
+            for t, r, b in zip(batch.teacher_logprobs, batch.ref_logprobs, batch.behaviour_logprobs)], None
+
+
 # Estimators that fold the KL-in-reward term into their returns before normalising.
-KL_IN_RETURNS = {"reinforce_pp", "reinforce_pp_baseline"}
+KL_IN_RETURNS = {"reinforce_pp", "reinforce_pp_baseline", "gae"}
+NEEDS_CRITIC = {"gae"}
+NEEDS_TEACHER = {"opd", "g_opd"}
 
 
-def compute_advantages(batch: RolloutBatch, cfg) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Advantages and the per-sample loss mask; with kl_placement=reward, -kl_coef * (k1
-    return-to-go) is added to each token's advantage (detached: the reverse-KL gradient)."""
-    adv, keep = ADVANTAGES[cfg.advantage](batch, cfg)
+def overlong_penalty(lengths: np.ndarray, max_len: int, buffer_frac: float) -> np.ndarray:
+    """DAPO: 0 up to Lmax - Lc, then (Lmax - Lc - |y|)/Lc falling to -1 at Lmax, -1 beyond."""
+    lc = buffer_frac * max_len
+    if lc <= 0:
+        return np.zeros(len(lengths), dtype=np.float32)
+    pen = np.clip((max_len - lc - lengths) / lc, -1.0, 0.0)
+    return np.where(lengths > max_len, -1.0, pen).astype(np.float32)
+
+
+def compute_advantages(batch: RolloutBatch, cfg, max_new_tokens: int | None = None):
+    """Advantages and the per-sample loss mask. With overlong shaping the estimator sees the
+    shaped reward (batch.reward itself stays the verifier's); with kl_placement=reward,
+    -kl_coef * (k1 return-to-go) is added to each token's advantage (detached: reverse-KL gradient)."""
+    scored = batch
+    if cfg.overlong_buffer and max_new_tokens:
+        shaped = batch.reward + overlong_penalty(batch.response_lengths, max_new_tokens, cfg.overlong_buffer)
+        scored = dataclasses.replace(batch, reward=shaped.astype(np.float32))
+    adv, keep = ADVANTAGES[cfg.advantage](scored, cfg)
+    batch.returns = scored.returns
     if cfg.kl_placement == "reward" and cfg.kl_coef and cfg.advantage not in KL_IN_RETURNS:
         adv = [a - cfg.kl_coef * kl_return_to_go(batch, i) for i, a in enumerate(adv)]
     return adv, keep

@@ -9,7 +9,8 @@ import numpy as np
 from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.objectives import Denominators
 
-SUMMED = ("loss", "tokens", "entropy_sum", "kl_sum", "mismatch_sum", "clipped_tokens")
+SUMMED = ("loss", "tokens", "entropy_sum", "kl_sum", "mismatch_sum", "clipped_tokens", "value_loss",
+          "divergence", "lp_reg_tokens")
 
 
 class LearnerGroup:
@@ -20,16 +21,41 @@ class LearnerGroup:
         addr, port = ray.get(actors[0].address.remote())
         ray.get([a.setup.remote(addr, port) for a in actors])
 
-    def train(self, batch: RolloutBatch) -> dict:
+    def reset(self, cfg) -> None:
+        """Back to the base weights with the objective of `cfg` (fresh optimizer, critic if asked)."""
+        import ray
+
+        self.cfg = cfg
+        ray.get([a.reset.remote(cfg) for a in self.actors])
+
+    def _shards(self, batch: RolloutBatch) -> tuple[list[np.ndarray], int]:
+        shards = split_balanced(batch, len(self.actors))
+        return shards, max(1, math.ceil(max(len(s) for s in shards) / self.cfg.learner.micro_batch_size))
+
+    def values(self, batch: RolloutBatch) -> list[np.ndarray]:
+        """The critic's per-token values for every sample, in batch order."""
+        import ray
+
+        shards, num_micro = self._shards(batch)
+        parts = ray.get([a.values.remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
+        out: list = [None] * len(batch)
+        for shard, vals in zip(shards, parts):
+            for i, v in zip(shard, vals):
+                out[i] = v
+        return out
+
+    def train(self, batch: RolloutBatch, progress: float = 0.0) -> dict:
         """Split the global batch across ranks by tokens; one optimizer step; summed stats."""
         import ray
 
-        shards = split_balanced(batch, len(self.actors))
-        keep = np.ones(len(batch), bool) if batch.loss_mask is None else batch.loss_mask
-        denom = Denominators(tokens=max(1.0, float(batch.response_lengths[keep].sum())),
-                             sequences=max(1.0, float(keep.sum())), max_len=float(self.cfg.rollout.max_new_tokens))
-        num_micro = max(1, math.ceil(max(len(s) for s in shards) / self.cfg.learner.micro_batch_size))
-        results = ray.get([a.train_step.remote(batch.select(s), denom, num_micro)
+        shards, num_micro = self._shards(batch)
+        anchor = np.zeros(len(batch), bool) if batch.anchor is None else batch.anchor
+        keep = ~anchor if batch.loss_mask is None else batch.loss_mask & ~anchor
+        lengths = batch.response_lengths
+        denom = Denominators(tokens=max(1.0, float(lengths[keep].sum())), sequences=max(1.0, float(keep.sum())),
+                             max_len=float(self.cfg.rollout.max_new_tokens),
+                             anchor_tokens=max(1.0, float(lengths[anchor].sum())))
+        results = ray.get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
                            for a, s in zip(self.actors, shards)])
         stats = {k: sum(r.get(k, 0.0) for r in results) for k in SUMMED}
         stats["mismatch_max"] = max(r["mismatch_max"] for r in results)

@@ -1,12 +1,15 @@
-"""Policy losses, loss aggregation and KL estimators: small registries of plain functions.
+"""Policy losses, aggregation, KL estimators, divergences and regularisers: small registries.
 
-A policy loss maps a micro-batch to a per-token loss [B, T] plus stats; an aggregation turns
-it into this micro-batch's share of the global mean, using global denominators so the sum over
-micro-batches and ranks equals the loss of the whole batch. Adding one is one decorated function.
+A policy loss maps a micro-batch to a per-token loss [B, T] plus stats; a regulariser adds a
+per-token term (KL to the reference, entropy bonus, KL to a teacher); an aggregation turns the
+sum into this micro-batch's share of the global mean, using global denominators so the sum over
+micro-batches and ranks equals the loss of the whole batch. DPH-RL divergences act on the
+initial-policy "anchor" samples only. Adding any of them is one decorated function.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,6 +18,8 @@ import torch
 POLICY_LOSSES: dict[str, Callable] = {}
 AGGREGATIONS: dict[str, Callable] = {}
 KL_ESTIMATORS: dict[str, Callable] = {}
+DIVERGENCES: dict[str, Callable] = {}
+REGULARISERS: dict[str, Callable] = {}
 
 
 def _register(table: dict, name: str):
@@ -32,6 +37,12 @@ class LossInputs:
     advantages: torch.Tensor  # [B, T]
     mask: torch.Tensor  # [B, T] bool, response tokens
     logp_ref: torch.Tensor | None = None  # [B, T] reference log-probs
+    entropy: torch.Tensor | None = None  # [B, T] learner entropy, with grad
+    logp_teacher: torch.Tensor | None = None  # [B, T] teacher log-probs (distillation)
+    correct: torch.Tensor | None = None  # [B, 1] bool: the verifier accepted the sample
+    logp_proxy: torch.Tensor | None = None  # [B, T] Lp-Reg proxy log-prob of the token (-inf: filtered)
+    anchor_mask: torch.Tensor | None = None  # [B, T] bool: tokens of initial-policy samples (DPH-RL)
+    logp_0: torch.Tensor | None = None  # [B, T] initial-policy log-probs of the anchor tokens
 
 
 @dataclass
@@ -40,6 +51,7 @@ class Denominators:
     tokens: float
     sequences: float
     max_len: float  # Dr. GRPO's constant: rollout.max_new_tokens
+    anchor_tokens: float = 1.0  # DPH-RL: tokens of the anchor samples mixed into the step
 
 
 # ---- policy losses ---------------------------------------------------------------------------
@@ -66,6 +78,23 @@ def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.
     m = x.mask.float()
     log_s = ((x.logp - x.logp_old) * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
     return _clipped_surrogate(torch.exp(log_s).expand_as(x.logp), x, clip_low, clip_high, dual_clip)
+
+
+@_register(POLICY_LOSSES, "lp_reg")
+def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, lp_reg_coef: float = 1.0,
+           lp_reg_rho: float = 0.01, **_):
+    """Lp-Reg: the clipped surrogate, except on negative-advantage tokens in the lowest-probability
+    fraction rho (of this micro-batch) whose pi_theta is below the proxy's: there -A*rho_t + coef*k3."""
+    ratio = torch.exp(x.logp - x.logp_old)
+    loss, stats = _clipped_surrogate(ratio, x, clip_low, clip_high, dual_clip)
+    if not x.mask.any():
+        return loss, stats
+    low = x.logp_old <= torch.quantile(x.logp_old[x.mask].float(), lp_reg_rho)
+    chosen = x.mask & low & (x.advantages < 0) & (x.logp.detach() < x.logp_proxy)
+    proxy = torch.where(chosen, x.logp_proxy, x.logp.detach())  # finite everywhere k3 is evaluated
+    regular = -x.advantages * ratio + lp_reg_coef * kl_k3(x.logp, proxy)
+    stats["lp_reg_tokens"] = chosen.float().sum().item()
+    return torch.where(chosen, regular, loss), stats
 
 
 # ---- aggregation -----------------------------------------------------------------------------
@@ -103,3 +132,53 @@ def kl_k2(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 def kl_k3(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
     log_ratio = torch.clamp(logp_ref - logp, -20.0, 20.0)  # exp overflows long before this matters
     return torch.exp(log_ratio) - 1.0 - log_ratio
+
+
+# ---- regularisers: per-token terms added to the policy loss; None when switched off ------------
+@_register(REGULARISERS, "kl")
+def kl_penalty(x: LossInputs, a, progress: float):
+    """kl_coef * k(logp, logp_ref), when the KL sits in the loss (kl_placement=loss)."""
+    if a.kl_coef and a.kl_placement == "loss":
+        return a.kl_coef * KL_ESTIMATORS[a.kl_estimator](x.logp, x.logp_ref)
+    return None
+
+
+@_register(REGULARISERS, "entropy")
+def entropy_bonus(x: LossInputs, a, progress: float):
+    """-entropy_coef * H_t: rewards spread-out next-token distributions."""
+    return -a.entropy_coef * x.entropy if a.entropy_coef else None
+
+
+@_register(REGULARISERS, "teacher_kl")
+def teacher_kl(x: LossInputs, a, progress: float):
+    """KDRL: beta * k2(logp, logp_teacher), beta annealed linearly from teacher_kl_coef to
+    teacher_kl_coef_end over the run; optionally off on responses the verifier accepted."""
+    if not a.teacher_kl_coef:
+        return None
+    end = a.teacher_kl_coef if a.teacher_kl_coef_end is None else a.teacher_kl_coef_end
+    beta = a.teacher_kl_coef + (end - a.teacher_kl_coef) * progress
+    term = beta * kl_k2(x.logp, x.logp_teacher)
+    return term * (~x.correct).float() if a.teacher_kl_mask_correct else term
+
+
+# ---- DPH-RL divergences f(u), u = pi_theta / pi_0 on samples from pi_0 ------------------------
+@_register(DIVERGENCES, "forward_kl")
+def forward_kl(log_u: torch.Tensor) -> torch.Tensor:
+    """f(u) = u - 1 - log u: E_{pi_0}[f] = KL(pi_0 || pi_theta)."""
+    return torch.exp(log_u) - 1.0 - log_u
+
+
+@_register(DIVERGENCES, "js")
+def js(log_u: torch.Tensor) -> torch.Tensor:
+    """f(u) = u log u - (u + 1) log((u + 1) / 2): a Jensen-Shannon-type generator."""
+    u = torch.exp(log_u)
+    return u * log_u - (u + 1.0) * (torch.log1p(u) - math.log(2.0))
+
+
+def divergence_penalty(x: LossInputs, a, d: Denominators) -> torch.Tensor | None:
+    """eta * token-mean of f(u_t) over every anchor token of the step (global denominator)."""
+    if a.divergence == "none" or x.anchor_mask is None:
+        return None
+    log_u = torch.clamp(x.logp - x.logp_0, -20.0, 20.0)
+    f = DIVERGENCES[a.divergence](log_u)
+    return a.divergence_coef * (f * x.anchor_mask).sum() / d.anchor_tokens

@@ -6,6 +6,7 @@ torchrun process or a single process, which is how GPU benchmarks use it without
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import time
@@ -21,8 +22,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
-from rlsys.learner.logprobs import pack, pad_per_token, token_logprobs
-from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, Denominators, LossInputs
+from rlsys.learner.critic import ValueModel
+from rlsys.learner.logprobs import pack, pad_per_token, token_logprobs, unpad_per_token
+from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REGULARISERS, Denominators,
+                                     LossInputs, divergence_penalty)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -56,77 +59,119 @@ class LearnerWorker:
         dist.init_process_group(backend, init_method=f"tcp://{master_addr}:{master_port}",
                                 rank=self.rank, world_size=self.world_size)
         self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.cfg.model.dtype])
-        model.to(self.device)
+        self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
+        self.reset(self.cfg)
+
+    def reset(self, cfg: RLSysConfig) -> None:
+        """(Re)load the base weights, a fresh optimizer and, if asked, a fresh critic.
+
+        Lets one learner group run several objectives in turn (the preset tests share it).
+        """
+        self.cfg, a, dtype = cfg, cfg.algorithm, DTYPES[cfg.model.dtype]
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device)
         for layer in model.model.layers:  # one FSDP unit per decoder layer, the root holds the rest
             fully_shard(layer)
-        fully_shard(model)
-        self.model = model
-        a = self.cfg.algorithm
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay,
-                                           betas=(0.9, 0.999))
-        self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
+        self.model = fully_shard(model)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+        self.critic = self.critic_optimizer = None
+        if a.critic:
+            self.critic = ValueModel(self.model_path, dtype).to(self.device).shard()
+            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic_lr)
 
     # ---- training ------------------------------------------------------------------------------
-    def train_step(self, shard: RolloutBatch, denom: Denominators, num_micro: int) -> dict:
+    def train_step(self, shard: RolloutBatch, denom: Denominators, num_micro: int, progress: float = 0.0) -> dict:
         """One optimizer step on this rank's shard, in exactly num_micro micro-batches.
 
         Every rank runs the same number of forward/backward passes (FSDP's collectives pair up);
-        a rank with too few samples repeats one with loss scale 0.
+        a rank with too few samples repeats one with loss scale 0. progress in [0, 1] drives
+        annealed coefficients.
         """
         t0 = time.perf_counter()
         self.model.train()
-        parts = np.array_split(np.arange(len(shard)), num_micro)
         totals: dict[str, float] = {}
-        for i, idx in enumerate(parts):
-            scale = 1.0 if len(idx) else 0.0
-            mb = shard.select(idx if len(idx) else np.array([0]))
-            self.model.set_requires_gradient_sync(i == num_micro - 1)
-            loss, stats = self._micro_batch_loss(mb, denom)
+        for i, (mb, scale) in enumerate(self._micro_batches(shard, num_micro)):
+            last = i == num_micro - 1
+            for module in (self.model, self.critic):
+                if module is not None:
+                    module.set_requires_gradient_sync(last)
+            loss, stats = self._micro_batch_loss(mb, denom, progress)
             (loss * scale * self.world_size).backward()  # FSDP averages grads over ranks
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v * scale
-        grad_norm = self._clip_grad_norm()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        totals["grad_norm"] = grad_norm
+        totals["grad_norm"] = self._step(self.model, self.optimizer)
+        if self.critic is not None:
+            totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
         return totals
 
-    def _micro_batch_loss(self, mb: RolloutBatch, denom: Denominators):
+    @staticmethod
+    def _micro_batches(shard: RolloutBatch, num_micro: int):
+        for idx in np.array_split(np.arange(len(shard)), num_micro):
+            yield shard.select(idx if len(idx) else np.array([0])), 1.0 if len(idx) else 0.0
+
+    def _micro_batch_loss(self, mb: RolloutBatch, denom: Denominators, progress: float):
         a = self.cfg.algorithm
-        ids, attn, mask = pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id)
-        ids, attn, mask = ids.to(self.device), attn.to(self.device), mask.to(self.device)
-        logp, entropy = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True)
-        per_token = lambda cols: pad_per_token(cols, mask.cpu()).to(self.device)  # noqa: E731
-        # Samples an estimator dropped (PSR drops the wrong ones, NSR the correct ones) leave the loss.
-        loss_mask = mask if mb.loss_mask is None else mask & torch.as_tensor(mb.loss_mask, device=self.device)[:, None]
-        logp_ref = per_token(mb.ref_logprobs)
-        x = LossInputs(logp=logp, logp_old=logp.detach(), advantages=per_token(mb.advantages), mask=loss_mask,
-                       logp_ref=logp_ref)
-        loss_tok, stats = POLICY_LOSSES[a.loss](x, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip)
-        if a.kl_coef and a.kl_placement == "loss":
-            loss_tok = loss_tok + a.kl_coef * KL_ESTIMATORS[a.kl_estimator](logp, logp_ref)
-        if a.entropy_coef:
-            loss_tok = loss_tok - a.entropy_coef * entropy
+        ids, attn, mask = (t.to(self.device) for t in pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id))
+        out = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True,
+                             proxy_kappa=a.lp_reg_kappa if a.loss == "lp_reg" else None)
+        per_token = lambda cols: None if cols is None else pad_per_token(cols, mask.cpu()).to(self.device)  # noqa: E731
+        per_sample = lambda flags: torch.as_tensor(np.asarray(flags, bool), device=self.device)[:, None]  # noqa: E731
+        rl = mask & ~per_sample(mb.anchor if mb.anchor is not None else np.zeros(len(mb), bool))
+        # Samples an estimator dropped (PSR drops the wrong ones, NSR the correct ones) leave the policy loss.
+        loss_mask = rl if mb.loss_mask is None else rl & per_sample(mb.loss_mask)
+        beh = per_token(mb.behaviour_logprobs)
+        x = LossInputs(logp=out.logp, logp_old=out.logp.detach(), advantages=per_token(mb.advantages), mask=loss_mask,
+                       logp_ref=per_token(mb.ref_logprobs), entropy=out.entropy,
+                       logp_teacher=per_token(mb.teacher_logprobs), correct=per_sample(mb.reward > 0),
+                       logp_proxy=out.logp_proxy, anchor_mask=mask & ~rl, logp_0=beh)
+        loss_tok, stats = POLICY_LOSSES[a.loss](x, **dataclasses.asdict(a))
+        for regulariser in REGULARISERS.values():
+            term = regulariser(x, a, progress)
+            if term is not None:
+                loss_tok = loss_tok + term
         loss = AGGREGATIONS[a.loss_agg](loss_tok, loss_mask, denom)
-        beh, m = per_token(mb.behaviour_logprobs), mask.float()
+        divergence = divergence_penalty(x, a, denom)
+        if divergence is not None:
+            loss = loss + divergence
+            stats["divergence"] = divergence.item()
+        stats["loss"] = loss.item()  # the policy's objective; the critic's is reported apart
+        if self.critic is not None:  # 0.5 * (V - return)^2, token-mean over the step's batch
+            values = self.critic(ids, attn)
+            value_loss = 0.5 * (((values - per_token(mb.returns)) ** 2) * loss_mask).sum() / denom.tokens
+            loss = loss + value_loss
+            stats["value_loss"] = value_loss.item()
+        m, logp = rl.float(), out.logp.detach()
         stats.update({
-            "loss": loss.item(),
             "tokens": m.sum().item(),
-            "entropy_sum": (entropy.detach() * m).sum().item(),
-            "kl_sum": (KL_ESTIMATORS["k3"](logp.detach(), logp_ref) * m).sum().item(),  # metric: k3 value
-            "mismatch_sum": ((beh - logp.detach()).abs() * m).sum().item(),
-            "mismatch_max": ((beh - logp.detach()).abs() * m).max().item(),
+            "entropy_sum": (out.entropy.detach() * m).sum().item(),
+            "kl_sum": (KL_ESTIMATORS["k3"](logp, x.logp_ref) * m).sum().item(),  # metric: k3 value
+            "mismatch_sum": ((beh - logp).abs() * m).sum().item(),
+            "mismatch_max": ((beh - logp).abs() * m).max().item(),
         })
         return loss, stats
 
-    def _clip_grad_norm(self) -> float:
+    def _step(self, module, optimizer) -> float:
+        """Clip the global grad norm, step, zero the grads; returns the norm before clipping."""
         max_norm = self.cfg.algorithm.grad_clip or math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
         if isinstance(norm, DTensor):
             norm = norm.full_tensor()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    @torch.no_grad()
+    def values(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
+        """The critic's per-token values of this rank's shard (a collective, like train_step)."""
+        self.critic.eval()
+        out: list[np.ndarray] = []
+        for mb, scale in self._micro_batches(shard, num_micro):
+            ids, attn, mask = pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id)
+            values = self.critic(ids.to(self.device), attn.to(self.device)).cpu()
+            if scale:
+                out.extend(unpad_per_token(values, mask))
+        self.critic.train()
+        return out
 
     @torch.no_grad()
     def full_logprobs(self, token_ids: list[list[int]]) -> list[np.ndarray]:

@@ -16,12 +16,12 @@ from rlsys.config import ConfigError, RLSysConfig
 CACHE_FORMAT = 1  # bump when the tiny model or warm-up recipe changes
 
 
-def check_model_path(path: str) -> Path:
+def check_model_path(path: str, key: str = "model.path") -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise ConfigError(f"config key 'model.path': {p} does not exist")
+        raise ConfigError(f"config key '{key}': {p} does not exist")
     if not (p / "config.json").exists():
-        raise ConfigError(f"config key 'model.path': {p} is not an HF checkpoint directory (no config.json)")
+        raise ConfigError(f"config key '{key}': {p} is not an HF checkpoint directory (no config.json)")
     return p
 
 

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from rlsys.cluster import ClusterError, place_roles
 from rlsys.config import RLSysConfig, to_dataclass, validate
-from rlsys.controller import prepare_data_and_model, start_roles
+from rlsys.controller import prepare_data_and_model
+from rlsys.roles import start_roles
 from rlsys.learner.advantages import compute_advantages
 
 pytestmark = pytest.mark.integration

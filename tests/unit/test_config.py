@@ -54,3 +54,32 @@ def test_bad_type_fails_naming_key():
 def test_bad_values_fail_naming_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         compose_cfg([override])
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["algorithm=nsr", "algorithm.critic=true"], "algorithm.critic"),  # nsr has no use for a value model
+    (["algorithm=ppo", "algorithm.critic=false"], "algorithm.critic"),  # gae needs one
+    (["algorithm=opd"], "algorithm.teacher_path"),  # distillation without a teacher
+    (["algorithm=grpo", "algorithm.teacher_path=/tmp"], "algorithm.teacher_path"),  # a teacher nobody reads
+    (["algorithm=w_reinforce", "algorithm.w_lambda=-0.1"], "algorithm.w_lambda"),
+    (["algorithm=dph_rl", "algorithm.divergence=tv"], "algorithm.divergence"),
+    (["algorithm=dph_rl", "algorithm.divergence_coef=-1"], "algorithm.divergence_coef"),
+    (["algorithm=dapo", "algorithm.overlong_buffer=1.5"], "algorithm.overlong_buffer"),
+    (["algorithm=dapo", "rollout.n=1"], "rollout.n"),  # no group can be informative
+    (["algorithm=ppo", "algorithm.gae_lambda=1.5"], "algorithm.gae_lambda"),
+    (["algorithm=gspo", "algorithm.advantage=gae", "algorithm.critic=true"], "algorithm.loss"),
+    (["algorithm.dual_clip=0.5"], "algorithm.dual_clip"),
+])
+def test_nonsense_algorithm_configs_fail_naming_key(overrides, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        compose_cfg(overrides)
+
+
+def test_every_preset_composes():
+    from pathlib import Path
+
+    names = sorted(p.stem for p in (Path(CONF_DIR) / "algorithm").glob("*.yaml"))
+    assert len(names) >= 17
+    for name in names:
+        extra = ["algorithm.teacher_path=/tmp"] if name in ("opd", "g_opd", "kdrl") else []
+        assert compose_cfg([f"algorithm={name}", *extra]).algorithm.name == name

@@ -1,0 +1,76 @@
+"""The roles of a run as Ray actors: started once, and reset between objectives that share them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rlsys.config import RLSysConfig
+
+if TYPE_CHECKING:
+    from rlsys.learner.group import LearnerGroup
+    from rlsys.rollout.fleet import RolloutFleet
+    from rlsys.verify.pool import VerifierPool
+
+
+@dataclass
+class Roles:
+    fleet: RolloutFleet
+    verifiers: VerifierPool
+    reference: object  # ReferenceServer actor: the initial policy
+    learners: LearnerGroup
+    teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
+
+
+def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
+    """Ray actors for every role, each in its role's placement group."""
+    import ray
+
+    from rlsys.cluster import actor_options, init_ray, place_roles
+    from rlsys.learner.group import LearnerGroup
+    from rlsys.learner.worker import LearnerWorker
+    from rlsys.reference.server import ReferenceServer
+    from rlsys.rollout.fleet import RolloutFleet
+    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.verify.pool import VerifierPool
+    from rlsys.verify.worker import VerifierWorker
+
+    init_ray(cfg)
+    groups = place_roles(cfg)
+    engines = [ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
+               for i in range(cfg.rollout.num_engines)]
+    verifiers = [ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i)).remote()
+                 for i in range(cfg.cluster.num_verifiers)]
+    servers = [model_path] + ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
+    reference, *teacher = [
+        ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
+            path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size)
+        for i, path in enumerate(servers)]
+    W = cfg.learner.world_size
+    learners = [ray.remote(LearnerWorker).options(**actor_options(groups, "learner", i)).remote(cfg, model_path, i, W)
+                for i in range(W)]
+    ray.get([e.get_version.remote() for e in engines])  # surface engine start-up errors here
+    return Roles(RolloutFleet(engines, cfg), VerifierPool(verifiers), reference, LearnerGroup(learners, cfg),
+                 teacher[0] if teacher else None)
+
+
+def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
+    """Reuse running roles for a new objective: base weights in learners and engines (version 0),
+    the teacher swapped in if cfg names another one. The roles must have been started with a
+    teacher slot if cfg needs one."""
+    import ray
+
+    roles.learners.reset(cfg)
+    roles.fleet.cfg = cfg
+    roles.learners.push_weights(roles.fleet.engines, 0)
+    if cfg.algorithm.teacher_path:
+        if roles.teacher is None:
+            raise ValueError("these roles were started without a teacher; start them with algorithm.teacher_path set")
+        ray.get(roles.teacher.load.remote(cfg.algorithm.teacher_path))
+
+
+def shutdown_roles(roles: Roles) -> None:
+    try:
+        roles.learners.shutdown()
+    except Exception:  # best effort: the actors die with the driver anyway
+        pass

@@ -1,0 +1,119 @@
+"""Every preset of conf/algorithm/ trains 3 steps on the embedded default, composed from the conf
+tree exactly as `rlsys train algorithm=<name>` would, on one shared set of Ray actors (one vLLM
+engine): between presets the learners and the engine go back to the base weights."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import ray
+from hydra import compose, initialize_config_dir
+
+from rlsys.config import register_configs, to_dataclass, validate
+from rlsys.controller import prepare_data_and_model, run
+from rlsys.metrics import read_metrics
+from rlsys.roles import reset_roles, start_roles
+from rlsys.rollout.sampling import SamplingError
+from rlsys.train import CONF_DIR
+
+pytestmark = pytest.mark.e2e
+STEPS = 3
+DISTILL = ("opd", "g_opd", "kdrl")
+PRESETS = ["grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo", "reinforce",
+           "psr", "nsr", "w_reinforce", "dph_rl", "lp_reg", *DISTILL]
+register_configs()
+
+
+def preset_cfg(name: str, run_dir, *extra: str):
+    with initialize_config_dir(CONF_DIR, version_base=None):
+        c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
+                                         "trainer.prompts_per_step=16", "trainer.eval_n=0", "cluster.num_cpus=4",
+                                         "algorithm.anchor_samples=32", "algorithm.anchor_pool=64", *extra])
+    return validate(to_dataclass(c))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("presets")
+    train, _, model_path, tok = prepare_data_and_model(preset_cfg("grpo", tmp / "prepare"))
+    # Started with a teacher slot (the base model) so the distillation presets can swap theirs in.
+    roles = start_roles(preset_cfg("opd", tmp / "start", f"algorithm.teacher_path={model_path}"), model_path,
+                        tok.pad_token_id)
+    yield {"tmp": tmp, "train": train, "roles": roles, "runs": {}}
+    ray.shutdown()
+
+
+def train_preset(shared, name):
+    runs = shared["runs"]
+    if name not in runs:
+        extra = [f"algorithm.teacher_path={train_preset(shared, 'grpo')[2]}/checkpoint"] if name in DISTILL else []
+        run_dir = shared["tmp"] / name
+        cfg = preset_cfg(name, run_dir, *extra)
+        reset_roles(cfg, shared["roles"])
+        run(cfg, shared["roles"], shared["train"], None)
+        if name == "grpo":  # the teacher of the distillation presets: the base model after 3 GRPO steps
+            shared["roles"].learners.save(str(run_dir / "checkpoint"))
+        rollouts = [pq.read_table(p).to_pydict() for p in sorted((run_dir / "rollouts").glob("*.parquet"))]
+        runs[name] = (read_metrics(run_dir / "metrics.jsonl"), rollouts, run_dir)
+    return runs[name]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_trains(shared, name):
+    rows, rollouts, _ = train_preset(shared, name)
+    assert [r["policy_version"] for r in rows] == list(range(1, STEPS + 1))
+    assert rows[0]["kl_ref"] < 1e-6  # reset really put the base weights back in learners and engine
+    assert rows[-1]["kl_ref"] > 1e-6  # and the objective moved the policy
+    for r in rows:
+        assert np.isfinite(r["loss"]) and r["grad_norm"] > 0
+        assert r["logprob_mismatch"] < 1e-3  # the engine sampled with the learner's synced weights
+    assert len(rollouts) == STEPS
+
+
+def test_dapo_keeps_full_batch_of_informative_groups(shared):
+    rows, rollouts, _ = train_preset(shared, "dapo")
+    for r, roll in zip(rows, rollouts):
+        groups = np.array(roll["group_id"])
+        correct = np.array(roll["reward"]) > 0
+        assert len(np.unique(groups)) == 16  # refilled to trainer.prompts_per_step
+        for g in np.unique(groups):
+            assert 0 < correct[groups == g].sum() < 8
+        assert r["prompts_sampled"] >= 16 and r["sampling_rounds"] >= 1
+
+
+def test_psr_and_nsr_train_on_their_half_only(shared):
+    for name, want_correct in (("psr", True), ("nsr", False)):
+        _, rollouts, _ = train_preset(shared, name)
+        for roll in rollouts:
+            correct = np.array(roll["reward"]) > 0
+            assert (np.array(roll["loss_mask"]) == (correct if want_correct else ~correct)).all()
+
+
+def test_ppo_critic_learns_the_returns(shared):
+    rows, rollouts, _ = train_preset(shared, "ppo")
+    assert rows[0]["value_loss"] > rows[-1]["value_loss"] > 0
+    assert all(v is not None for v in rollouts[-1]["values"])
+
+
+def test_dph_rl_divergence_starts_at_zero_and_grows(shared):
+    rows, _, _ = train_preset(shared, "dph_rl")
+    assert abs(rows[0]["divergence"] if "divergence" in rows[0] else 0.0) < 1e-6  # pi_theta == pi_0 at step 1
+    assert rows[-1]["divergence"] > 1e-7
+
+
+def test_opd_advantage_is_teacher_minus_student(shared):
+    for name, lam in (("opd", 1.0), ("g_opd", 1.5)):
+        _, rollouts, _ = train_preset(shared, name)
+        roll = rollouts[-1]
+        for adv, t, r, b in zip(roll["advantages"], roll["teacher_logprobs"], roll["ref_logprobs"],
+                                roll["behaviour_logprobs"]):
+            want = lam * (np.array(t) - np.array(r)) - (np.array(b) - np.array(r))
+            assert np.allclose(adv, want, atol=1e-5)
+        assert any(np.abs(a).max() > 1e-3 for a in roll["advantages"])  # the teacher differs from the student
+
+
+def test_dapo_stops_with_a_clear_error_when_no_group_is_informative(shared):
+    """Near-greedy sampling makes the G samples of a prompt identical: no group can carry signal."""
+    cfg = preset_cfg("dapo", shared["tmp"] / "dapo_greedy", "rollout.temperature=0.001", "algorithm.max_sampling_rounds=2")
+    reset_roles(cfg, shared["roles"])
+    with pytest.raises(SamplingError, match=r"of trainer.prompts_per_step=16 groups after algorithm.max_sampling_rounds=2"):
+        run(cfg, shared["roles"], shared["train"], None)
