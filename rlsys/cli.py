@@ -1,4 +1,4 @@
-"""The `rlsys` command: `rlsys train [key=value ...]`."""
+"""The `rlsys` command: `rlsys train|eval [key=value ...]`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ USAGE = """usage: rlsys <command> [hydra overrides ...]
 
 commands:
   train    run RL training (no arguments: the embedded default on a local Ray cluster)
+  eval     pass@k of checkpoints on an eval parquet (eval.checkpoints=[...] eval.n=256)
 
 examples:
   rlsys train
   rlsys train trainer.steps=30 rollout.n=8 algorithm.lr=2e-5
   rlsys train --cfg job          # print the composed config and exit
+  rlsys eval eval.checkpoints=[runs/a/checkpoint,runs/b/checkpoint] eval.n=256
 """
 
 
@@ -21,11 +23,12 @@ def main() -> None:
         print(USAGE)
         sys.exit(0 if len(sys.argv) >= 2 else 2)
     command, rest = sys.argv[1], sys.argv[2:]
-    if command == "train":
-        from rlsys import train
+    if command in ("train", "eval"):
+        import importlib
 
+        module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.evaluate")
         sys.argv = [f"rlsys {command}", *rest]
-        train.main()
+        module.main()
     else:
         print(f"rlsys: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

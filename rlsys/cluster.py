@@ -74,12 +74,12 @@ def init_ray(cfg: RLSysConfig) -> None:
         ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=True)
 
 
-def place_roles(cfg: RLSysConfig) -> dict:
-    """Placement group per role, after checking the cluster can hold every role at once."""
+def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:
+    """Placement group per role (all, or just `roles`), after checking the cluster can hold them at once."""
     import ray
     from ray.util.placement_group import placement_group
 
-    demands = role_demands(cfg)
+    demands = [d for d in role_demands(cfg) if roles is None or d.role in roles]
     check_capacity(demands, ray.cluster_resources())
     groups = {}
     for d in demands:

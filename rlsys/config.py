@@ -131,6 +131,16 @@ class LoggerConfig:
 
 
 @dataclass
+class EvalConfig:
+    checkpoints: list[str] = field(default_factory=list)  # `rlsys eval`: HF checkpoints (empty = the model of model.*)
+    data_path: str | None = None  # eval parquet; null = the task's held-out split
+    n: int = 64  # samples per problem; pass@k is reported for k = 1, 2, 4, ..., n
+    temperature: float = 0.6  # sampling temperature for pass@k
+    top_p: float = 0.95  # nucleus sampling for pass@k
+    every: int = 0  # during `rlsys train`: pass@k on the held-out set every N steps (0 = off)
+
+
+@dataclass
 class RLSysConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -140,6 +150,7 @@ class RLSysConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     run_dir: str = MISSING  # set from Hydra's output dir; where everything of one run goes
 
 
@@ -188,6 +199,11 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
            f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
+    e = cfg.eval
+    _check(1 <= e.n <= 1024, "eval.n", f"must be in [1, 1024], got {e.n}")
+    _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")
+    _check(0 < e.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {e.top_p}")
+    _check(e.every >= 0, "eval.every", f"must be >= 0, got {e.every}")
     return cfg
 
 

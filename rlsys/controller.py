@@ -68,6 +68,16 @@ def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
             "samples": len(batch)}
 
 
+def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) -> dict:
+    """pass@k (k = 1, 2, ..., eval.n) of the current policy on the held-out set, as metrics."""
+    from rlsys.eval.passk import ks_up_to
+    from rlsys.eval.run import curves, sample_counts
+
+    t0 = time.perf_counter()
+    overall = curves(sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed), ks_up_to(cfg.eval.n))
+    return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
+
+
 def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step: int, version: int,
             anchors: AnchorPool | None = None):
     """One RL step, straight through: sample (+ verify) -> reference -> advantages -> train -> sync."""
@@ -106,6 +116,8 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
     for step in range(1, t.steps + 1):
         batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)
         version = m["policy_version"]
+        if cfg.eval.every and held_out and step % cfg.eval.every == 0:
+            m.update(held_out_pass_at_k(cfg, roles, held_out))
         metrics.log(m)
         if cfg.logger.log_rollouts:
             _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")

@@ -12,18 +12,22 @@ class RolloutFleet:
     def __init__(self, engines: list, cfg):
         self.engines, self.cfg = engines, cfg
 
-    def generate(self, data: PromptDataset, prompt_idx: np.ndarray, seed: int, n: int | None = None) -> RolloutBatch:
-        """n samples for each prompt; a prompt's whole group goes to one engine (shared prefix cache)."""
+    def generate(self, data: PromptDataset, prompt_idx: np.ndarray, seed: int, n: int | None = None,
+                 temperature: float | None = None, top_p: float | None = None) -> RolloutBatch:
+        """n samples for each prompt; a prompt's whole group goes to one engine (shared prefix cache).
+        n, temperature and top_p default to the rollout config (evaluation overrides them)."""
         import ray
 
         r = self.cfg.rollout
         n = n or r.n
+        temperature = r.temperature if temperature is None else temperature
+        top_p = r.top_p if top_p is None else top_p
         shards = np.array_split(np.arange(len(prompt_idx)), len(self.engines))
         futures = []
         for engine, shard in zip(self.engines, shards):
             ids = [data.prompt_token_ids[prompt_idx[i]] for i in shard]
             seeds = [seed * 1_000_003 + int(prompt_idx[i]) for i in shard]  # reproducible per prompt
-            futures.append(engine.generate.remote(ids, seeds, n, r.temperature, r.top_p, r.max_new_tokens))
+            futures.append(engine.generate.remote(ids, seeds, n, temperature, top_p, r.max_new_tokens))
         parts = []
         for shard, out in zip(shards, ray.get(futures)):
             if len(shard) == 0:

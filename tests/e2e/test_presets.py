@@ -34,11 +34,11 @@ def preset_cfg(name: str, run_dir, *extra: str):
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("presets")
-    train, _, model_path, tok = prepare_data_and_model(preset_cfg("grpo", tmp / "prepare"))
+    train, held_out, model_path, tok = prepare_data_and_model(preset_cfg("grpo", tmp / "prepare"))
     # Started with a teacher slot (the base model) so the distillation presets can swap theirs in.
     roles = start_roles(preset_cfg("opd", tmp / "start", f"algorithm.teacher_path={model_path}"), model_path,
                         tok.pad_token_id)
-    yield {"tmp": tmp, "train": train, "roles": roles, "runs": {}}
+    yield {"tmp": tmp, "train": train, "held_out": held_out, "roles": roles, "runs": {}}
     ray.shutdown()
 
 
@@ -46,10 +46,12 @@ def train_preset(shared, name):
     runs = shared["runs"]
     if name not in runs:
         extra = [f"algorithm.teacher_path={train_preset(shared, 'grpo')[2]}/checkpoint"] if name in DISTILL else []
+        if name == "grpo":  # also: pass@k on the held-out set every 3 steps, logged with the metrics
+            extra = ["eval.every=3", "eval.n=4"]
         run_dir = shared["tmp"] / name
         cfg = preset_cfg(name, run_dir, *extra)
         reset_roles(cfg, shared["roles"])
-        run(cfg, shared["roles"], shared["train"], None)
+        run(cfg, shared["roles"], shared["train"], shared["held_out"] if name == "grpo" else None)
         if name == "grpo":  # the teacher of the distillation presets: the base model after 3 GRPO steps
             shared["roles"].learners.save(str(run_dir / "checkpoint"))
         rollouts = [pq.read_table(p).to_pydict() for p in sorted((run_dir / "rollouts").glob("*.parquet"))]
@@ -117,3 +119,10 @@ def test_dapo_stops_with_a_clear_error_when_no_group_is_informative(shared):
     reset_roles(cfg, shared["roles"])
     with pytest.raises(SamplingError, match=r"of trainer.prompts_per_step=16 groups after algorithm.max_sampling_rounds=2"):
         run(cfg, shared["roles"], shared["train"], None)
+
+
+def test_pass_at_k_logged_during_training(shared):
+    rows, _, _ = train_preset(shared, "grpo")
+    assert not any(k.startswith("eval_pass@") for k in rows[0])
+    curve = [rows[-1][f"eval_pass@{k}"] for k in (1, 2, 4)]
+    assert 0 < curve[0] <= curve[1] <= curve[2] <= 1
