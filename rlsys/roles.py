@@ -22,6 +22,30 @@ class Roles:
     teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
 
 
+def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet:
+    """rollout.num_engines RolloutWorker actors serving model_path, in the rollout placement group."""
+    import ray
+
+    from rlsys.cluster import actor_options
+    from rlsys.rollout.fleet import RolloutFleet
+    from rlsys.rollout.worker import RolloutWorker
+
+    engines = [ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
+               for i in range(cfg.rollout.num_engines)]
+    return RolloutFleet(engines, cfg)
+
+
+def start_verifiers(cfg: RLSysConfig, groups: dict) -> VerifierPool:
+    import ray
+
+    from rlsys.cluster import actor_options
+    from rlsys.verify.pool import VerifierPool
+    from rlsys.verify.worker import VerifierWorker
+
+    return VerifierPool([ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i)).remote()
+                         for i in range(cfg.cluster.num_verifiers)])
+
+
 def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     """Ray actors for every role, each in its role's placement group."""
     import ray
@@ -30,17 +54,10 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     from rlsys.learner.group import LearnerGroup
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
-    from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.rollout.worker import RolloutWorker
-    from rlsys.verify.pool import VerifierPool
-    from rlsys.verify.worker import VerifierWorker
 
     init_ray(cfg)
     groups = place_roles(cfg)
-    engines = [ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
-               for i in range(cfg.rollout.num_engines)]
-    verifiers = [ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i)).remote()
-                 for i in range(cfg.cluster.num_verifiers)]
+    fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups)
     servers = [model_path] + ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
     reference, *teacher = [
         ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
@@ -49,9 +66,8 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     W = cfg.learner.world_size
     learners = [ray.remote(LearnerWorker).options(**actor_options(groups, "learner", i)).remote(cfg, model_path, i, W)
                 for i in range(W)]
-    ray.get([e.get_version.remote() for e in engines])  # surface engine start-up errors here
-    return Roles(RolloutFleet(engines, cfg), VerifierPool(verifiers), reference, LearnerGroup(learners, cfg),
-                 teacher[0] if teacher else None)
+    ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
+    return Roles(fleet, verifiers, reference, LearnerGroup(learners, cfg), teacher[0] if teacher else None)
 
 
 def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:

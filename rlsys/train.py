@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import hydra
 from omegaconf import DictConfig
 
-from rlsys.config import ConfigError, register_configs, to_dataclass, validate
+from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass, validate
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
 
 
-@hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
-def main(dcfg: DictConfig) -> None:
+def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> None:
+    """Validate the composed config and run `action`; bad input ends in one clear line and exit 2."""
     from rlsys.cluster import ClusterError
-    from rlsys.controller import train
     from rlsys.data.dataset import DatasetError
     from rlsys.rollout.sampling import SamplingError
 
     try:
-        cfg = validate(to_dataclass(dcfg))
-        train(cfg)
-    except (ConfigError, DatasetError, ClusterError, SamplingError) as e:  # bad input: one clear line, no traceback
+        action(validate(to_dataclass(dcfg)))
+    except (ConfigError, DatasetError, ClusterError, SamplingError) as e:  # no traceback for bad input
         print(f"rlsys: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
+def main(dcfg: DictConfig) -> None:
+    from rlsys.controller import train
+
+    run_command(dcfg, train)
 
 
 if __name__ == "__main__":

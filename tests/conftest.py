@@ -13,3 +13,13 @@ def rlsys_cmd():
     """The console script of the environment running the tests."""
     exe = Path(sys.executable).parent / "rlsys"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "rlsys.cli"]
+
+
+def run_cli(cmd: list[str], out: Path, timeout: int) -> tuple[Path, str]:
+    """Run an `rlsys` command that writes one run directory under `out`; must succeed."""
+    import subprocess
+
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir, proc.stdout

@@ -48,34 +48,29 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     import ray
     from transformers import AutoTokenizer
 
-    from rlsys.cluster import actor_options, init_ray, place_roles
+    from rlsys.cluster import init_ray, place_roles
     from rlsys.controller import prepare_data_and_model
     from rlsys.data.dataset import load_prompts
     from rlsys.models.prepare import check_model_path
-    from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.roles import start_fleet, start_verifiers
     from rlsys.verify import VERIFIERS
-    from rlsys.verify.pool import VerifierPool
-    from rlsys.verify.worker import VerifierWorker
 
     e, run_dir = cfg.eval, Path(cfg.run_dir)
     ckpts = [str(check_model_path(c, key=f"eval.checkpoints[{i}]")) for i, c in enumerate(e.checkpoints)]
-    if e.data_path is None or not ckpts:
+    data_path = e.data_path
+    if data_path is None or not ckpts:  # the base model and/or the task's held-out split
         _, held_out, base, _ = prepare_data_and_model(cfg, log)
-        ckpts = ckpts or [base]
-    data_path = e.data_path or held_out.path
+        ckpts, data_path = ckpts or [base], data_path or held_out.path
     init_ray(cfg)
     groups = place_roles(cfg, roles=("rollout", "verifier"))
-    verifiers = VerifierPool([ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i)).remote()
-                              for i in range(cfg.cluster.num_verifiers)])
+    verifiers = start_verifiers(cfg, groups)
     ks, results, tables = ks_up_to(e.n), {}, []
     for ckpt in ckpts:
         data = load_prompts(data_path, AutoTokenizer.from_pretrained(ckpt), VERIFIERS,
                             cfg.rollout.max_model_len - cfg.rollout.max_new_tokens)
-        engines = [ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, ckpt, i)
-                   for i in range(cfg.rollout.num_engines)]
-        counts = sample_counts(cfg, RolloutFleet(engines, cfg), verifiers, data, seed=cfg.trainer.seed)
-        for engine in engines:
+        fleet = start_fleet(cfg, groups, ckpt)
+        counts = sample_counts(cfg, fleet, verifiers, data, seed=cfg.trainer.seed)
+        for engine in fleet.engines:
             ray.kill(engine)
         results[ckpt] = curves(counts, ks)
         tables.append(pa.table({"checkpoint": [ckpt] * len(counts["n"]), **counts}))

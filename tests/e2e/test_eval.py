@@ -6,7 +6,7 @@ import subprocess
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.e2e
 N = 16
@@ -15,11 +15,8 @@ N = 16
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, rlsys_cmd):
     out = tmp_path_factory.mktemp("evals")
-    proc = subprocess.run([*rlsys_cmd, "eval", f"eval.n={N}", "task.num_eval=32", f"trainer.output_dir={out}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return run_dir, proc.stdout
+    return run_cli([*rlsys_cmd, "eval", f"eval.n={N}", "task.num_eval=32", f"trainer.output_dir={out}"], out,
+                   timeout=900)
 
 
 def test_eval_reports_a_monotone_pass_at_k_curve(evaluated):

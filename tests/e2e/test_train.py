@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from rlsys.metrics import STAGES, read_metrics
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 STEPS = 30
@@ -18,11 +18,7 @@ MARGIN = 0.08  # measured: 0.642 -> 0.815 (+0.17) on 1,024 held-out samples (REA
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, rlsys_cmd):
     out = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run([*rlsys_cmd, "train", f"trainer.steps={STEPS}", f"trainer.output_dir={out}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return run_dir, proc.stdout
+    return run_cli([*rlsys_cmd, "train", f"trainer.steps={STEPS}", f"trainer.output_dir={out}"], out, timeout=1500)
 
 
 def test_held_out_reward_rises(run):
