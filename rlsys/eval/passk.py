@@ -23,3 +23,20 @@ def ks_up_to(n: int) -> list[int]:
 def pass_at_k_curve(n: np.ndarray, c: np.ndarray, ks: list[int]) -> dict[int, float]:
     """Mean over problems of pass@k for each k (every problem must have at least k samples)."""
     return {k: float(np.mean([pass_at_k(int(ni), int(ci), k) for ni, ci in zip(n, c)])) for k in ks}
+
+
+def per_problem_pass_at_k(n: np.ndarray, c: np.ndarray, ks: list[int]) -> np.ndarray:
+    """[problems, len(ks)] unbiased pass@k of each problem."""
+    return np.array([[pass_at_k(int(ni), int(ci), k) for k in ks] for ni, ci in zip(n, c)])
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int = 4000, seed: int = 0) -> np.ndarray:
+    """95% interval [2, ks] of mean(a - b) over problems, resampling problems with both methods paired.
+
+    a and b are per-problem pass@k matrices [problems, ks] on the same problems, so the interval
+    covers which problems happened to be in the eval set (the larger noise for small sets)."""
+    if a.shape != b.shape:
+        raise ValueError(f"paired bootstrap needs the same problems: shapes {a.shape} vs {b.shape}")
+    d = a - b
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(reps, len(d)))
+    return np.percentile(d[idx].mean(axis=1), [2.5, 97.5], axis=0)

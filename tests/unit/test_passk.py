@@ -5,7 +5,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from rlsys.eval.passk import ks_up_to, pass_at_k, pass_at_k_curve
+from rlsys.eval.passk import ks_up_to, paired_bootstrap, pass_at_k, pass_at_k_curve, per_problem_pass_at_k
 
 
 def brute_force(n, c, k):
@@ -34,3 +34,27 @@ def test_curve_and_ks():
     assert ks_up_to(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256] and ks_up_to(6) == [1, 2, 4, 6]
     curve = pass_at_k_curve(np.array([4, 4]), np.array([0, 2]), [1, 2])
     assert curve == {1: pytest.approx(0.25), 2: pytest.approx((0 + 5 / 6) / 2)}
+
+
+def test_per_problem_matrix_averages_to_the_curve():
+    n, c, ks = np.array([8, 8, 8]), np.array([0, 3, 8]), [1, 2, 8]
+    m = per_problem_pass_at_k(n, c, ks)
+    assert m.shape == (3, 3) and m[1, 0] == pytest.approx(3 / 8) and list(m[:, 2]) == [0.0, 1.0, 1.0]
+    assert dict(zip(ks, m.mean(0))) == pytest.approx(pass_at_k_curve(n, c, ks))
+
+
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(size=(200, 2))
+    same = paired_bootstrap(a, a)
+    assert np.all(same == 0)  # identical methods: no difference on any resample
+    shifted = paired_bootstrap(a + 0.05, a)
+    assert shifted == pytest.approx(np.full((2, 2), 0.05))  # a constant per-problem gain is certain
+    noisy = paired_bootstrap(a, rng.permuted(a, axis=0))  # unpaired noise: the interval straddles 0
+    assert np.all(noisy[0] < 0) and np.all(noisy[1] > 0)
+    # The interval's half-width is about 1.96 standard errors of the mean difference.
+    b = rng.permuted(a, axis=0)
+    half = (paired_bootstrap(a, b)[1] - paired_bootstrap(a, b)[0]) / 2
+    assert half == pytest.approx(1.96 * (a - b).std(0) / np.sqrt(200), rel=0.15)
+    with pytest.raises(ValueError, match="same problems"):
+        paired_bootstrap(a, a[:10])
