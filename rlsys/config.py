@@ -138,6 +138,7 @@ class VerifierConfig:
     max_output_kb: int = 1024  # code sandbox: largest file or stdout/stderr the program may write
     max_processes: int = 32  # code sandbox: processes/threads the program may run at once
     remote_url: str | None = None  # data_source "remote": POST {response, ground_truth, data_source}, read {"reward": x}
+    modules: list[str] = field(default_factory=list)  # Python modules every verifier process imports (they register more)
 
 
 @dataclass

@@ -156,7 +156,7 @@ def _size(f) -> int:
 
 def _reason(rc: int, timed_out: bool, err: str, over_output: bool, lim: Limits) -> str:
     if timed_out:
-        return f"timeout: still running after {lim.wall_s:g}s (killed)"
+        return f"timeout: still running after {lim.wall_s:.1f}s (killed)"
     if over_output or "File too large" in err or rc == 128 + signal.SIGXFSZ:
         return f"output limit: wrote more than {lim.output_bytes} bytes"
     if rc in (128 + signal.SIGXCPU, 128 + signal.SIGKILL):

@@ -83,8 +83,11 @@ def run_program(lim: dict, workdir: str) -> int:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, (int, type(None))):
             print(e.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as e:
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != "prog.py":
+            tb = tb.tb_next  # the boot's own frames are noise to whoever reads the error
+        traceback.print_exception(type(e), e, tb or e.__traceback__)
         code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
