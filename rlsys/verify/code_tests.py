@@ -5,19 +5,18 @@ The ground truth carries the tests, in one of two forms:
     list of such cases, or {"inputs": [...], "outputs": [...]};
   * Python test code (anything that is not JSON), run after the program: it passes if the
     process exits 0, e.g. "assert add(1, 2) == 3".
-Reward 1 when every test passes, else 0; tests stop at the first failure. All tests of one
-sample share verifier.timeout_s. Outputs compare line by line with trailing whitespace ignored.
+Reward 1 when every test passes, else 0. All tests of a sample run in one sandbox (its start-up
+paid once), in order, stopping at the first failing run, within verifier.timeout_s together. Outputs compare line by line with trailing whitespace ignored.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 
 from rlsys.verify import register_verifier, settings
-from rlsys.verify.sandbox import Limits, run_python
+from rlsys.verify.sandbox import Limits, run_cases
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -82,23 +81,21 @@ def code_execution(response: str, ground_truth: str) -> tuple[float, dict]:
     if not program.strip():
         return 0.0, {"parsed": None, "reason": "no Python program in response"}
     cfg = settings()
-    deadline = time.monotonic() + cfg.timeout_s
-    runs = [(program + "\n\n" + tests.code, "", None)] if tests.code is not None else \
-        [(program, stdin, want) for stdin, want in tests.cases]
-    info = {"parsed": program[:2000], "total": len(runs)}
-    for k, (source, stdin, want) in enumerate(runs):
-        left = deadline - time.monotonic()
-        if left <= 0.05:
-            return 0.0, {**info, "passed": k, "timeout": True,
-                         "reason": f"timeout: tests {k + 1}..{len(runs)} not run within {cfg.timeout_s:g}s"}
-        r = run_python(source, stdin, Limits(wall_s=left, memory_mb=cfg.memory_mb,
-                                             output_bytes=cfg.max_output_kb * 1024, max_processes=cfg.max_processes))
+    if tests.code is not None:
+        source, stdins, wants = program + "\n\n" + tests.code, [""], [None]
+    else:
+        source, stdins, wants = program, [i for i, _ in tests.cases], [o for _, o in tests.cases]
+    info = {"parsed": program[:2000], "total": len(stdins)}
+    limits = Limits(wall_s=cfg.timeout_s, memory_mb=cfg.memory_mb, output_bytes=cfg.max_output_kb * 1024,
+                    max_processes=cfg.max_processes)
+    runs = run_cases(source, stdins, limits)
+    for k, (r, want) in enumerate(zip(runs, wants)):
         if not r.ok or (want is not None and not _same_output(r.stdout, want)):
-            why = r.reason if not r.ok else "wrong output"
-            out = {**info, "passed": k, "reason": f"test {k + 1}/{len(runs)}: {why}", "stderr": r.stderr[-500:]}
-            if want is not None and r.ok:
+            out = {**info, "passed": k, "reason": f"test {k + 1}/{len(stdins)}: {r.reason if not r.ok else 'wrong output'}",
+                   "stderr": r.stderr[-500:]}
+            if r.ok:
                 out["stdout"] = r.stdout[:500]
             if r.reason.startswith("timeout"):
                 out["timeout"] = True
             return 0.0, out
-    return 1.0, {**info, "passed": len(runs), "reason": f"passed {len(runs)}/{len(runs)} tests"}
+    return 1.0, {**info, "passed": len(stdins), "reason": f"passed {len(stdins)}/{len(stdins)} tests"}

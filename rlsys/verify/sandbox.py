@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BOOT = Path(__file__).with_name("sandbox_boot.py").read_text()  # passed with -c: no file the uid must reach
+# The sandbox dies with the process that started it (its namespaces and everything in them too).
+PDEATHSIG = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
 NOBODY = 65534
 TMPFS_MB = 64  # disk the program may fill inside its dir (when it has its own mount namespace)
@@ -53,7 +55,7 @@ class Result:
     returncode: int | None
     stdout: str
     stderr: str  # the tail
-    seconds: float
+    seconds: float  # of the whole sandbox (all runs)
 
 
 _isolation: dict | None = None
@@ -78,7 +80,7 @@ def _probe() -> dict:
     for uid in uids:
         for python in pythons:
             for ns in ((True, False) if shutil.which("unshare") else (False,)):
-                cmd = [*(UNSHARE if ns else []), python, "-I", "-c", "pass"]
+                cmd = [*PDEATHSIG, *(UNSHARE if ns else []), python, "-I", "-c", "pass"]
                 try:
                     ok = subprocess.run(cmd, env=SAFE_ENV, cwd="/", capture_output=True, timeout=30,
                                         **_as_user(uid)).returncode == 0
@@ -103,37 +105,66 @@ def _landlock_abi() -> int:
 
 
 def run_python(program: str, stdin: str = "", limits: Limits | None = None) -> Result:
-    """Run `program` (Python source) with `stdin`; never raises for anything the program does."""
+    """Run `program` (Python source) once with `stdin`; never raises for anything the program does."""
+    return run_cases(program, [stdin], limits)[0]
+
+
+def run_cases(program: str, stdins: list[str], limits: Limits | None = None) -> list[Result]:
+    """Run `program` once per stdin in one sandbox (its start-up is paid once), in order, stopping
+    at the first run that fails; `limits.wall_s` bounds all runs together. One Result per run that
+    happened (the last one says why it stopped)."""
     lim = limits or Limits()
     iso = isolation()
     workdir = tempfile.mkdtemp(prefix="rlsys-sandbox-")
     t0 = time.perf_counter()
+    files = []
     try:
-        d = Path(workdir)
-        (d / "prog.py").write_text(program)
+        (Path(workdir) / "prog.py").write_text(program)
         if iso["uid"] is not None:
             os.chown(workdir, iso["uid"], iso["uid"])
+        for stdin in stdins:  # stdin, stdout, stderr of each run: parent-owned files passed as fds
+            trio = [tempfile.TemporaryFile() for _ in range(3)]
+            trio[0].write(stdin.encode())
+            trio[0].seek(0)
+            files.append(trio)
         boot = {"cpu_s": int(lim.wall_s) + 1, "memory_mb": lim.memory_mb, "output_bytes": lim.output_bytes,
                 "max_processes": lim.max_processes + 1, "landlock": iso["landlock_abi"] > 0,
-                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0}
-        cmd = [*(UNSHARE if iso["namespaces"] else []), iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
-        env = {**SAFE_ENV, "HOME": workdir}
-        with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
-            fin.write(stdin.encode())
-            fin.seek(0)
-            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=workdir, env=env,
-                                    start_new_session=True, close_fds=True, **_as_user(iso["uid"]))
+                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0,
+                "cases": [[f.fileno() for f in trio] for trio in files]}
+        cmd = [*PDEATHSIG, *(UNSHARE if iso["namespaces"] else []), iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
+        with tempfile.TemporaryFile() as status, tempfile.TemporaryFile() as boot_err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=status, stderr=boot_err, cwd=workdir,
+                                    env={**SAFE_ENV, "HOME": workdir}, start_new_session=True,
+                                    pass_fds=[f.fileno() for trio in files for f in trio], **_as_user(iso["uid"]))
             try:
                 proc.wait(timeout=lim.wall_s)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
             _kill_group(proc)
-            out, err, out_size, err_size = _read(fout, lim.output_bytes), _read(ferr, 4000), _size(fout), _size(ferr)
+            codes = [int(x) for x in _read(status, 1 << 16).split()]
+            boot_error = _read(boot_err, 4000)
         seconds = time.perf_counter() - t0
-        reason = _reason(proc.returncode, timed_out, err, max(out_size, err_size) >= lim.output_bytes, lim)
-        return Result(reason == "ok", reason, None if timed_out else proc.returncode, out, err[-2000:], seconds)
+        results = []
+        for k, (_, fout, ferr) in enumerate(files):
+            if k < len(codes):
+                rc, late = codes[k], False
+            elif timed_out:
+                rc, late = None, True
+            else:  # the sandbox itself failed before this run: say so, never pass
+                rc, late = None, False
+            out, err = _read(fout, lim.output_bytes), _read(ferr, 4000)
+            over = max(_size(fout), _size(ferr)) >= lim.output_bytes
+            reason = _reason(rc, late, err, over, lim) if (rc is not None or late) else \
+                f"sandbox failed: {boot_error.strip()[-300:] or f'exit status {proc.returncode}'}"
+            results.append(Result(reason == "ok", reason, rc, out, err[-2000:], seconds))
+            if reason != "ok":
+                break
+        return results
     finally:
+        for trio in files:
+            for f in trio:
+                f.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

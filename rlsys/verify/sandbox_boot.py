@@ -1,10 +1,12 @@
 """Inside the code sandbox: runs as `python -I -c <this file> LIMITS_JSON` with the sandbox dir as cwd.
 
 Standalone (stdlib only, no rlsys import): it is the first process of the sandbox, pid 1 of its
-PID namespace when there is one. It mounts a size-capped tmpfs over its dir when it can, forks the
-program, applies rlimits and a Landlock write rule in the program's process, waits, and exits
-with the program's status (128 + signal when a signal ended it). When pid 1 exits the kernel
-kills everything else in the namespace, so nothing the program started outlives it.
+PID namespace when there is one. It mounts a size-capped tmpfs over its dir when it can, then runs
+the program once per test case: it forks, points stdin/stdout/stderr at that case's files (fds
+the parent opened), closes every other fd, applies rlimits and a Landlock write rule, and runs
+the program. It writes one status line per case to its own stdout (128 + signal when a signal
+ended the program), kills what the case left behind, and stops at the first failing case. When
+pid 1 exits the kernel kills everything else in the namespace, so nothing outlives the sandbox.
 """
 
 import ctypes
@@ -70,7 +72,10 @@ def set_rlimits(lim: dict) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 
-def run_program(lim: dict, workdir: str) -> int:
+def run_program(lim: dict, workdir: str, fds: list[int]) -> int:
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    os.closerange(3, 65536)  # other cases' files and the status pipe stay out of reach
     set_rlimits(lim)
     if lim.get("landlock") and not landlock_writes_only_beneath(workdir):
         print("sandbox: landlock requested but could not be applied", file=sys.stderr)
@@ -106,11 +111,23 @@ def main() -> None:
             os.chdir(workdir)  # the new mount, not the directory under it
             with open("prog.py", "wb") as f:
                 f.write(source)
-    pid = os.fork()
-    if pid == 0:
-        os._exit(run_program(lim, workdir))
-    _, status = os.waitpid(pid, 0)
-    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+    for fds in lim["cases"]:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(run_program(lim, workdir, fds))
+        _, status = os.waitpid(pid, 0)
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        os.write(1, f"{code}\n".encode())
+        if os.getpid() == 1:  # init of our PID namespace: kill whatever the case left running
+            try:
+                os.kill(-1, 9)
+                while True:
+                    os.waitpid(-1, 0)  # reap them: zombies count against the process limit
+            except OSError:
+                pass
+        if code != 0:
+            break
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,43 @@ def test_verify_input_rows_are_checked_with_file_and_line(tmp_path):
                     + json.dumps({"data_source": "nope", "response": "1", "ground_truth": "1"}) + "\n")
     with pytest.raises(DatasetError, match=r"in\.jsonl line 1: empty 'ground_truth'"):
         read_rows(str(path), known_sources())
+
+
+def test_remote_endpoint_posts_json_and_rejects_bad_replies():
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from rlsys.verify import configure
+    from rlsys.verify.remote import remote_endpoint
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reply = {"/ok": {"reward": float(body["response"] == body["ground_truth"]), "reason": "eq"},
+                     "/bad": {"score": 1}}.get(self.path)
+            if reply is None:
+                self.send_error(500)
+                return
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        configure(VerifierConfig(remote_url=url + "/ok", timeout_s=5))
+        assert remote_endpoint("a", "a") == (1.0, {"reason": "eq"})
+        assert remote_endpoint("a", "b")[0] == 0.0
+        for path in ("/bad", "/missing"):
+            configure(VerifierConfig(remote_url=url + path, timeout_s=5))
+            reward, d = run_verifier("remote", "a", "a")
+            assert reward == 0.0 and d["error"], d
+    finally:
+        server.shutdown()
+        configure(VerifierConfig())
