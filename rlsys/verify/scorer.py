@@ -1,8 +1,8 @@
 """Scorer processes: where verifiers actually run, so every verifier has a hard per-sample timeout.
 
 A verifier is arbitrary Python (sympy can spin for minutes; a remote call can hang), and a thread
-cannot be stopped. So each sample is sent to a long-lived child process over a socket; if no
-answer comes within verifier.timeout_s (+ a grace for the code sandbox's own clean-up), the child
+cannot be stopped. So samples are sent to a long-lived child process over a socket (a few at a
+time, answered one by one, to save round trips); if a sample's answer does not come within verifier.timeout_s (+ a grace for the code sandbox's own clean-up), the child
 is killed and a fresh one started: the sample gets reward 0 with a timeout, the pool keeps serving.
 In the child, verifiers run on the main thread (math-verify's signal code is happy there).
 Run as `python -m rlsys.verify.scorer FD`.
@@ -63,24 +63,33 @@ class ScorerProcess:
                 raise RuntimeError(f"verifier scorer process did not start: {msg}")
             self.ready = True
 
-    def score(self, source: str, response: str, ground_truth: str) -> tuple[float, dict] | None:
-        """(reward, details), or None when the sample ran out of time or killed the process."""
+    def submit(self, items: list[tuple[str, str, str]]) -> None:
+        """Send (data_source, response, ground_truth) samples; results come back one by one, in order."""
         self.wait_ready()
-        self.conn.send((source, response, ground_truth))
-        try:
-            if self.conn.poll(self.cfg.timeout_s + GRACE_S):
-                return self.conn.recv()
-        except (EOFError, OSError):
-            pass
-        return None
+        self.conn.send(items)
 
-    def close(self) -> None:
+    def next_result(self) -> tuple[float, dict] | str:
+        """The next sample's (reward, details), or "timeout" / "died" (then the process must be replaced)."""
+        try:
+            if not self.conn.poll(self.cfg.timeout_s + GRACE_S):
+                return "timeout"
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return "died"
+
+    def close(self) -> int | None:
+        """Kill the process (and its group); its exit code if it had already exited by itself."""
+        try:
+            code = self.proc.wait(timeout=0.2)  # a crashed process may not be reaped the instant its socket closes
+        except subprocess.TimeoutExpired:
+            code = None
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
         self.conn.close()
+        return code
 
 
 def main() -> None:
@@ -104,7 +113,8 @@ def main() -> None:
             msg = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        conn.send(run_verifier(*msg))
+        for item in msg:  # one answer per sample as soon as it is scored: the parent times each
+            conn.send(run_verifier(*item))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ concurrently (a threaded actor): they share the same scorer processes.
 
 from __future__ import annotations
 
+import math
 import queue
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from rlsys.config import VerifierConfig
 from rlsys.verify.scorer import GRACE_S, ScorerProcess
+
+CHUNK = 16  # samples sent to a scorer process at once (answers still come, and are timed, one by one)
 
 
 class VerifierWorker:
@@ -34,25 +36,39 @@ class VerifierWorker:
         return True
 
     def score(self, responses: list[str], ground_truths: list[str], sources: list[str]):
-        results = list(self.executor.map(self._one, sources, responses, ground_truths))
+        items = list(zip(sources, responses, ground_truths))
+        size = max(1, min(CHUNK, math.ceil(len(items) / self.cfg.concurrency)))
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        results = [r for chunk in self.executor.map(self._chunk, chunks) for r in chunk]
         return np.array([r for r, _ in results], dtype=np.float32), [d for _, d in results]
 
-    def _one(self, source: str, response: str, truth: str) -> tuple[float, dict]:
-        scorer = self.idle.get()
+    def _chunk(self, items: list[tuple[str, str, str]]) -> list[tuple[float, dict]]:
+        """Score samples in order on one scorer process; a sample that times out (or kills the
+        process) gets reward 0, the process is replaced and the rest go to the new one."""
+        scorer, out = self.idle.get(), []
         try:
-            scorer.wait_ready()  # a replacement process may still be importing: not this sample's time
-            t0 = time.perf_counter()
-            result = scorer.score(source, response, truth)
-            if result is None:  # out of time or dead: replace the process, report honestly
-                scorer.close()
-                scorer = ScorerProcess(self.cfg)
-                limit = self.cfg.timeout_s + GRACE_S
-                result = 0.0, {"reason": f"timeout: verifier '{source}' did not answer within {limit:g}s (killed)",
-                               "error": "verifier timeout", "timeout": True}
-            result[1]["seconds"] = round(time.perf_counter() - t0, 6)
-            return result
+            while len(out) < len(items):
+                rest = items[len(out):]
+                scorer.submit(rest)  # waits for a replacement process to be ready: not the samples' time
+                for source, _, _ in rest:
+                    result = scorer.next_result()
+                    if isinstance(result, str):  # timeout or crash: replace the process, report honestly
+                        code = scorer.close()
+                        scorer = ScorerProcess(self.cfg)
+                        out.append(self._failed(source, result, code))
+                        break
+                    out.append(result)
+            return out
         finally:
             self.idle.put(scorer)
+
+    def _failed(self, source: str, what: str, exit_code: int | None) -> tuple[float, dict]:
+        limit = self.cfg.timeout_s + GRACE_S
+        if what == "timeout":
+            return 0.0, {"reason": f"timeout: verifier '{source}' did not answer within {limit:g}s (killed)",
+                         "error": "verifier timeout", "timeout": True, "seconds": limit}
+        return 0.0, {"reason": f"verifier '{source}' crashed", "seconds": 0.0,
+                     "error": f"scorer process exited with code {exit_code} while scoring"}
 
     def shutdown(self) -> None:
         while not self.idle.empty():
