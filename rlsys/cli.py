@@ -9,12 +9,14 @@ USAGE = """usage: rlsys <command> [hydra overrides ...]
 commands:
   train    run RL training (no arguments: the embedded default on a local Ray cluster)
   eval     pass@k of checkpoints on an eval parquet (eval.checkpoints=[...] eval.n=256)
+  verify   score a JSONL of responses with the verifier pool (rlsys verify rows.jsonl [-o out.jsonl])
 
 examples:
   rlsys train
   rlsys train trainer.steps=30 rollout.n=8 algorithm.lr=2e-5
   rlsys train --cfg job          # print the composed config and exit
   rlsys eval eval.checkpoints=[runs/a/checkpoint,runs/b/checkpoint] eval.n=256
+  rlsys verify rows.jsonl verifier.timeout_s=5 cluster.num_verifiers=2
 """
 
 
@@ -29,6 +31,10 @@ def main() -> None:
         module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.evaluate")
         sys.argv = [f"rlsys {command}", *rest]
         module.main()
+    elif command == "verify":
+        from rlsys.verify.score_file import main as verify_main
+
+        verify_main(rest)
     else:
         print(f"rlsys: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

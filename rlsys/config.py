@@ -131,6 +131,17 @@ class LoggerConfig:
 
 
 @dataclass
+class VerifierConfig:
+    timeout_s: float = 10.0  # per-sample limit for every verifier (code: all its tests together); then reward 0
+    concurrency: int = 2  # samples scored at once per verifier actor (one scorer process each)
+    memory_mb: int = 1024  # code sandbox: address-space limit of the program
+    max_output_kb: int = 1024  # code sandbox: largest file or stdout/stderr the program may write
+    max_processes: int = 32  # code sandbox: processes/threads the program may run at once
+    remote_url: str | None = None  # data_source "remote": POST {response, ground_truth, data_source}, read {"reward": x}
+    modules: list[str] = field(default_factory=list)  # Python modules every verifier process imports (they register more)
+
+
+@dataclass
 class EvalConfig:
     checkpoints: list[str] = field(default_factory=list)  # `rlsys eval`: HF checkpoints (empty = the model of model.*)
     data_path: str | None = None  # eval parquet; null = the task's held-out split
@@ -151,6 +162,7 @@ class RLSysConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     run_dir: str = MISSING  # set from Hydra's output dir; where everything of one run goes
 
 
@@ -204,6 +216,9 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")
     _check(0 < e.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {e.top_p}")
     _check(e.every >= 0, "eval.every", f"must be >= 0, got {e.every}")
+    v = cfg.verifier
+    for key in ("timeout_s", "concurrency", "memory_mb", "max_output_kb", "max_processes"):
+        _check(getattr(v, key) > 0, f"verifier.{key}", f"must be > 0, got {getattr(v, key)}")
     return cfg
 
 

@@ -17,7 +17,7 @@ from rlsys.learner.advantages import compute_advantages
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
 from rlsys.roles import Roles, shutdown_roles, start_roles
 from rlsys.rollout.sampling import AnchorPool, sample_step, with_anchors
-from rlsys.verify import VERIFIERS
+from rlsys.verify import configure, known_sources
 
 
 def prepare_data_and_model(cfg: RLSysConfig, log=print):
@@ -27,6 +27,8 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
     from rlsys.models.prepare import check_model_path, file_digest, tiny_model
 
     train_path, eval_path = _dataset_paths(cfg)
+    configure(cfg.verifier)
+    sources = known_sources(cfg.verifier)
     max_prompt = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
     if cfg.model.path:
         model_path = check_model_path(cfg.model.path)
@@ -34,8 +36,8 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         from rlsys.models.tiny import build_char_tokenizer
 
         char_tok = build_char_tokenizer()
-        rows = load_prompts(train_path, char_tok, VERIFIERS, max_prompt)
-        load_prompts(eval_path, char_tok, VERIFIERS, max_prompt)
+        rows = load_prompts(train_path, char_tok, sources, max_prompt)
+        load_prompts(eval_path, char_tok, sources, max_prompt)
         model_path = tiny_model(cfg, rows, file_digest(train_path), log=log)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if cfg.algorithm.teacher_path:
@@ -43,8 +45,8 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         if AutoTokenizer.from_pretrained(teacher).get_vocab() != tokenizer.get_vocab():
             raise ConfigError(f"config key 'algorithm.teacher_path': {teacher} has a different tokenizer "
                               f"than the student {model_path}; distillation compares per-token log-probs")
-    train = load_prompts(train_path, tokenizer, VERIFIERS, max_prompt)
-    held_out = load_prompts(eval_path, tokenizer, VERIFIERS, max_prompt)
+    train = load_prompts(train_path, tokenizer, sources, max_prompt)
+    held_out = load_prompts(eval_path, tokenizer, sources, max_prompt)
     return train, held_out, str(model_path), tokenizer
 
 

@@ -55,7 +55,16 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "tokens_per_s": float(lengths.sum()) / max(wall, 1e-9),
     }
     m.update({f"time_{k}": timer.seconds.get(k, 0.0) for k in STAGES})
+    m.update(verifier_stats(batch.verifier_details or []))
     return m
+
+
+def verifier_stats(details: list[dict]) -> dict:
+    """Verifier errors and timeouts (counts) and mean seconds per sample, from the reward details."""
+    secs = [d.get("seconds", 0.0) for d in details]
+    return {"verifier_errors": sum(1 for d in details if d.get("error")),
+            "verifier_timeouts": sum(1 for d in details if d.get("timeout")),
+            "verify_sample_seconds": float(np.mean(secs)) if secs else 0.0}
 
 
 def format_line(m: dict) -> str:

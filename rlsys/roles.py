@@ -42,8 +42,12 @@ def start_verifiers(cfg: RLSysConfig, groups: dict) -> VerifierPool:
     from rlsys.verify.pool import VerifierPool
     from rlsys.verify.worker import VerifierWorker
 
-    return VerifierPool([ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i)).remote()
-                         for i in range(cfg.cluster.num_verifiers)])
+    # Threaded actors (concurrent callers share the scorer processes) that come back if they die.
+    workers = [ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i), max_concurrency=16,
+                                                  max_restarts=-1).remote(cfg.verifier)
+               for i in range(cfg.cluster.num_verifiers)]
+    ray.get([w.ready.remote() for w in workers])
+    return VerifierPool(workers)
 
 
 def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:

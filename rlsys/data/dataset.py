@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from rlsys.verify import check_ground_truth
+
 REQUIRED_COLUMNS = ("prompt", "ground_truth", "data_source")
 
 
@@ -69,6 +71,11 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
             raise DatasetError(f"{where}: empty 'ground_truth'")
         if row["data_source"] not in known_sources:
             raise DatasetError(f"{where}: unknown data_source {row['data_source']!r}; known: {sorted(known_sources)}")
+        try:
+            check_ground_truth(row["data_source"], str(row["ground_truth"]))
+        except (ValueError, SyntaxError) as e:
+            raise DatasetError(f"{where}: ground_truth is not valid for data_source "
+                               f"{row['data_source']!r}: {e}") from None
         if row["prompt"] is None:
             raise DatasetError(f"{where}: empty 'prompt'")
         text = render_prompt(row["prompt"], tokenizer, where)

@@ -53,7 +53,7 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     from rlsys.data.dataset import load_prompts
     from rlsys.models.prepare import check_model_path
     from rlsys.roles import start_fleet, start_verifiers
-    from rlsys.verify import VERIFIERS
+    from rlsys.verify import configure, known_sources
 
     e, run_dir = cfg.eval, Path(cfg.run_dir)
     ckpts = [str(check_model_path(c, key=f"eval.checkpoints[{i}]")) for i, c in enumerate(e.checkpoints)]
@@ -61,12 +61,13 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     if data_path is None or not ckpts:  # the base model and/or the task's held-out split
         _, held_out, base, _ = prepare_data_and_model(cfg, log)
         ckpts, data_path = ckpts or [base], data_path or held_out.path
+    configure(cfg.verifier)
     init_ray(cfg)
     groups = place_roles(cfg, roles=("rollout", "verifier"))
     verifiers = start_verifiers(cfg, groups)
     ks, results, tables = ks_up_to(e.n), {}, []
     for ckpt in ckpts:
-        data = load_prompts(data_path, AutoTokenizer.from_pretrained(ckpt), VERIFIERS,
+        data = load_prompts(data_path, AutoTokenizer.from_pretrained(ckpt), known_sources(cfg.verifier),
                             cfg.rollout.max_model_len - cfg.rollout.max_new_tokens)
         fleet = start_fleet(cfg, groups, ckpt)
         counts = sample_counts(cfg, fleet, verifiers, data, seed=cfg.trainer.seed)

@@ -1,0 +1,203 @@
+"""Run an untrusted Python program in a sandboxed subprocess: always ends, within its wall time.
+
+Layers (each used where the OS allows; `isolation()` says which are on here):
+  * a fresh temp dir as cwd, an empty environment (PATH, LANG, HOME=the dir): no inherited secrets;
+  * its own session / process group, killed as a whole on timeout and after every run;
+  * Linux namespaces via `unshare`: user (mapped root, no real privileges), network (no interfaces
+    but a down loopback: network off), PID (the program cannot see or signal other processes, and
+    the kernel kills all of its processes when the sandbox's first process exits) and mount
+    (a fresh /proc, so /proc/<parent>/environ does not exist; a size-capped tmpfs as its dir);
+  * when the parent runs as root, the program runs as an unprivileged uid (nobody), so the
+    process-count rlimit applies and files of other users stay unwritable;
+  * Landlock: file writes only beneath its dir, no TCP bind/connect, no signals to outside;
+  * rlimits: CPU seconds, address space, file size (also caps stdout/stderr, which go to files),
+    process count, open files, no core dumps.
+stdout/stderr are files, not pipes, so a program that closes stdout and sleeps cannot hang the
+reader: the wall-clock timeout always holds. Not isolated: reads of world-readable files, CPU
+and memory bandwidth shared with the host, kernel bugs. See docs/verifiers.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BOOT = Path(__file__).with_name("sandbox_boot.py").read_text()  # passed with -c: no file the uid must reach
+# The sandbox dies with the process that started it (its namespaces and everything in them too).
+PDEATHSIG = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+NOBODY = 65534
+TMPFS_MB = 64  # disk the program may fill inside its dir (when it has its own mount namespace)
+SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+@dataclass
+class Limits:
+    wall_s: float = 10.0  # wall-clock time; the whole sandbox is killed after it
+    memory_mb: int = 1024  # address space
+    output_bytes: int = 1 << 20  # any file, stdout and stderr each
+    max_processes: int = 32  # processes/threads at once (enforced as a non-root uid)
+
+
+@dataclass
+class Result:
+    ok: bool  # exited with status 0 in time
+    reason: str  # "ok", "timeout", "output limit", "memory limit", "cpu time limit", "runtime error: ..."
+    returncode: int | None
+    stdout: str
+    stderr: str  # the tail
+    seconds: float  # of the whole sandbox (all runs)
+
+
+_isolation: dict | None = None
+_lock = threading.Lock()
+
+
+def isolation() -> dict:
+    """Which layers work on this machine, probed once per process: the first combination of
+    (unprivileged uid, interpreter, namespaces) that can start Python, strongest first."""
+    global _isolation
+    with _lock:
+        if _isolation is None:
+            _isolation = _probe()
+        return _isolation
+
+
+def _probe() -> dict:
+    system_python = shutil.which("python3", path=SAFE_ENV["PATH"])
+    # The interpreter must be reachable by the sandbox's uid (a venv under /root is not for nobody).
+    pythons = list(dict.fromkeys(p for p in (sys.executable, system_python) if p))
+    uids = [NOBODY, None] if os.geteuid() == 0 else [None]
+    for uid in uids:
+        for python in pythons:
+            for ns in ((True, False) if shutil.which("unshare") else (False,)):
+                cmd = [*PDEATHSIG, *(UNSHARE if ns else []), python, "-I", "-c", "pass"]
+                try:
+                    ok = subprocess.run(cmd, env=SAFE_ENV, cwd="/", capture_output=True, timeout=30,
+                                        **_as_user(uid)).returncode == 0
+                except (OSError, subprocess.SubprocessError):
+                    ok = False
+                if ok:
+                    return {"python": python, "namespaces": ns, "uid": uid, "landlock_abi": _landlock_abi()}
+    raise RuntimeError(f"code sandbox: cannot start any of {pythons}")
+
+
+def _as_user(uid: int | None) -> dict:
+    return {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
+
+
+def _landlock_abi() -> int:
+    import ctypes
+
+    try:
+        return max(0, ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1))
+    except (OSError, AttributeError):
+        return 0
+
+
+def run_python(program: str, stdin: str = "", limits: Limits | None = None) -> Result:
+    """Run `program` (Python source) once with `stdin`; never raises for anything the program does."""
+    return run_cases(program, [stdin], limits)[0]
+
+
+def run_cases(program: str, stdins: list[str], limits: Limits | None = None) -> list[Result]:
+    """Run `program` once per stdin in one sandbox (its start-up is paid once), in order, stopping
+    at the first run that fails; `limits.wall_s` bounds all runs together. One Result per run that
+    happened (the last one says why it stopped)."""
+    lim = limits or Limits()
+    iso = isolation()
+    workdir = tempfile.mkdtemp(prefix="rlsys-sandbox-")
+    t0 = time.perf_counter()
+    files = []
+    try:
+        (Path(workdir) / "prog.py").write_text(program)
+        if iso["uid"] is not None:
+            os.chown(workdir, iso["uid"], iso["uid"])
+        for stdin in stdins:  # stdin, stdout, stderr of each run: parent-owned files passed as fds
+            trio = [tempfile.TemporaryFile() for _ in range(3)]
+            trio[0].write(stdin.encode())
+            trio[0].seek(0)
+            files.append(trio)
+        boot = {"cpu_s": int(lim.wall_s) + 1, "memory_mb": lim.memory_mb, "output_bytes": lim.output_bytes,
+                "max_processes": lim.max_processes + 1, "landlock": iso["landlock_abi"] > 0,
+                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0,
+                "cases": [[f.fileno() for f in trio] for trio in files]}
+        cmd = [*PDEATHSIG, *(UNSHARE if iso["namespaces"] else []), iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
+        with tempfile.TemporaryFile() as status, tempfile.TemporaryFile() as boot_err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=status, stderr=boot_err, cwd=workdir,
+                                    env={**SAFE_ENV, "HOME": workdir}, start_new_session=True,
+                                    pass_fds=[f.fileno() for trio in files for f in trio], **_as_user(iso["uid"]))
+            try:
+                proc.wait(timeout=lim.wall_s)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            _kill_group(proc)
+            codes = [int(x) for x in _read(status, 1 << 16).split()]
+            boot_error = _read(boot_err, 4000)
+        seconds = time.perf_counter() - t0
+        results = []
+        for k, (_, fout, ferr) in enumerate(files):
+            if k < len(codes):
+                rc, late = codes[k], False
+            elif timed_out:
+                rc, late = None, True
+            else:  # the sandbox itself failed before this run: say so, never pass
+                rc, late = None, False
+            out, err = _read(fout, lim.output_bytes), _read(ferr, 4000)
+            over = max(_size(fout), _size(ferr)) >= lim.output_bytes
+            reason = _reason(rc, late, err, over, lim) if (rc is not None or late) else \
+                f"sandbox failed: {boot_error.strip()[-300:] or f'exit status {proc.returncode}'}"
+            results.append(Result(reason == "ok", reason, rc, out, err[-2000:], seconds))
+            if reason != "ok":
+                break
+        return results
+    finally:
+        for trio in files:
+            for f in trio:
+                f.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # also whatever it left behind in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _read(f, limit: int) -> str:
+    f.seek(0)
+    return f.read(limit).decode("utf-8", errors="replace")
+
+
+def _size(f) -> int:
+    return os.fstat(f.fileno()).st_size
+
+
+def _reason(rc: int, timed_out: bool, err: str, over_output: bool, lim: Limits) -> str:
+    if timed_out:
+        return f"timeout: still running after {lim.wall_s:.1f}s (killed)"
+    if over_output or "File too large" in err or rc == 128 + signal.SIGXFSZ:
+        return f"output limit: wrote more than {lim.output_bytes} bytes"
+    if rc in (128 + signal.SIGXCPU, 128 + signal.SIGKILL):
+        return "cpu time limit (killed)"
+    if "MemoryError" in err:
+        return f"memory limit: more than {lim.memory_mb} MB"
+    if rc == 0:
+        return "ok"
+    last = [line for line in err.strip().splitlines() if line.strip()]
+    if rc > 128:
+        return f"killed by signal {signal.Signals(rc - 128).name}" if rc - 128 in signal.Signals._value2member_map_ \
+            else f"exit status {rc}"
+    return f"runtime error: {last[-1][:300]}" if last else f"exit status {rc}"

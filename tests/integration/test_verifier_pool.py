@@ -1,0 +1,96 @@
+"""The verifier pool as Ray actors: hostile code and a hanging or crashing verifier end with
+reward 0 in time, and the pool keeps serving, from several threads at once; `rlsys verify` end to end."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from rlsys.config import RLSysConfig, VerifierConfig
+from rlsys.data.examples import ATTACKS, SUM_TESTS, demo_rows
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 2.0
+TESTS = json.dumps(SUM_TESTS)
+GOOD = "```python\nprint(sum(map(int, input().split())))\n```"
+
+
+@pytest.fixture(scope="module")
+def pool():
+    import ray
+
+    from rlsys.cluster import place_roles
+    from rlsys.roles import start_verifiers
+
+    cfg = RLSysConfig()
+    cfg.cluster.num_verifiers, cfg.cluster.verifier_cpus = 2, 0.5
+    cfg.verifier = VerifierConfig(timeout_s=TIMEOUT, memory_mb=512, concurrency=2, modules=["tests.verifier_plugins"])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        yield start_verifiers(cfg, place_roles(cfg, roles=("verifier",)))
+    finally:
+        ray.shutdown()
+
+
+def test_attacks_and_bad_verifiers_end_in_time_and_the_pool_keeps_serving(pool):
+    hostile = [f"```python\n{p}\n```" for p in ATTACKS.values()]
+    responses = hostile + ["x", "x", "x", GOOD]
+    truths = [TESTS] * len(hostile) + ["1", "1", "1", TESTS]
+    sources = ["code"] * len(hostile) + ["test_hang", "test_crash", "test_nan", "code"]
+    t0 = time.perf_counter()
+    rewards, details = pool.score_texts(responses, truths, sources)
+    took = time.perf_counter() - t0
+    assert rewards.tolist() == [0.0] * (len(sources) - 1) + [1.0], details
+    assert all(d["reason"] for d in details[:-1])
+    hang, crash, nan = details[len(hostile):len(hostile) + 3]
+    assert hang["timeout"] and "did not answer" in hang["reason"]
+    assert "crashed" in crash["reason"] and "exited with code 3" in crash["error"]
+    assert nan["error"].startswith("ValueError: verifier returned a non-finite")
+    # 4 scorer processes for 11 samples: at most a few timeouts back to back per process.
+    assert took < 4 * (TIMEOUT + 2.5), took
+    again, _ = pool.score_texts([GOOD, "\\boxed{2}"], [TESTS, "2"], ["code", "math"])
+    assert again.tolist() == [1.0, 1.0]
+
+
+def test_concurrent_small_batches_from_threads(pool):
+    out, errors = {}, []
+
+    def call(k):
+        try:
+            out[k] = pool.score_texts([f"\\boxed{{{k}}}", f"{k}"], [str(k), str(k + 1)], ["math", "arithmetic"])[0]
+        except Exception as e:  # pragma: no cover - surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and sorted(out) == list(range(8))
+    assert all(np.array_equal(out[k], [1.0, 0.0]) for k in range(8))
+    assert pool._in_flight == [0, 0]
+
+
+def test_rlsys_verify_cli(tmp_path, rlsys_cmd):
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in demo_rows()))
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([*rlsys_cmd, "verify", str(src), "-o", str(out), f"verifier.timeout_s={TIMEOUT}",
+                           "cluster.num_cpus=1"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in recs] == list(range(1, len(demo_rows()) + 1))
+    by_id = {r["id"]: r for r in recs}
+    assert [k for k, r in by_id.items() if r["reward"] == 1.0] == ["math-frac", "math-answer-is", "code-ok",
+                                                                    "code-asserts", "arith"]
+    assert all({"parsed", "reason", "error", "seconds", "timeout"} <= set(r) for r in recs)
+    assert "samples/s" in proc.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"data_source": "nope", "response": "1", "ground_truth": "1"}) + "\n")
+    proc = subprocess.run([*rlsys_cmd, "verify", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "bad.jsonl line 1: unknown data_source 'nope'" in proc.stderr

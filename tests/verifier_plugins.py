@@ -1,0 +1,22 @@
+"""Misbehaving verifiers for the pool tests, loaded into scorer processes with verifier.modules."""
+
+import os
+import time
+
+from rlsys.verify import register_verifier
+
+
+@register_verifier("test_hang")
+def hang(response: str, ground_truth: str):
+    time.sleep(3600)
+    return 1.0, {}
+
+
+@register_verifier("test_crash")
+def crash(response: str, ground_truth: str):
+    os._exit(3)  # the scorer process dies mid-sample
+
+
+@register_verifier("test_nan")
+def nan_reward(response: str, ground_truth: str):
+    return float("nan"), {"reason": "lies"}
