@@ -16,7 +16,8 @@ class WeightSyncExtension:
         from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
 
         with set_current_vllm_config(self.vllm_config):
-            initialize_layerwise_reload(self.model_runner.get_model())
+            for model, _, _ in self._rlsys_targets():
+                initialize_layerwise_reload(model)
 
     def rlsys_load_weights(self, bucket: dict) -> int:
         from vllm.config import set_current_vllm_config
@@ -25,17 +26,39 @@ class WeightSyncExtension:
 
         named = unpack_bucket(bucket)
         with set_current_vllm_config(self.vllm_config):
-            self.model_runner.get_model().load_weights(weights=named)
+            for model, _, names in self._rlsys_targets():
+                model.load_weights(weights=named if names is None else [(n, t) for n, t in named if n in names])
         return len(named)
 
     def rlsys_finish_weight_update(self) -> None:
         from vllm.config import set_current_vllm_config
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
-        model = self.model_runner.get_model()
         with set_current_vllm_config(self.vllm_config):
-            finalize_layerwise_reload(model, self.vllm_config.model_config)
-        _refresh_cpu_gemm(model)
+            for model, model_config, _ in self._rlsys_targets():
+                finalize_layerwise_reload(model, model_config)
+                _refresh_cpu_gemm(model)
+
+    # ---- draft model (rollout.draft_sync) -------------------------------------------------------
+    def rlsys_enable_draft_sync(self) -> None:
+        """From now on every sync also loads the draft, with the policy tensors it has by name."""
+        from rlsys.rollout.speculative import checkpoint_shapes
+
+        spec = self.vllm_config.speculative_config
+        self._rlsys_draft_names = set(checkpoint_shapes(spec.draft_model_config.model))
+
+    def rlsys_draft_checksum(self) -> float:
+        """Sum of the draft's parameters (tests: did a sync reach the draft?)."""
+        return float(sum(p.double().sum() for p in self.model_runner.get_draft_model().parameters()))
+
+    def _rlsys_targets(self) -> list:
+        """(model, model config, HF names it takes or None for all) for each model a sync writes."""
+        targets = [(self.model_runner.get_model(), self.vllm_config.model_config, None)]
+        names = getattr(self, "_rlsys_draft_names", None)
+        if names is not None:
+            targets.append((self.model_runner.get_draft_model(),
+                            self.vllm_config.speculative_config.draft_model_config, names))
+        return targets
 
 
 def _refresh_cpu_gemm(model) -> None:
