@@ -31,6 +31,16 @@ def engine_options(cfg: RLSysConfig, model_path: str) -> dict:
     return opts
 
 
+def engine_setup_calls(cfg: RLSysConfig) -> list[str]:
+    """Worker-extension methods each engine runs once after start-up."""
+    calls = []
+    if cfg.rollout.speculative != "none":
+        calls.append("rlsys_fix_cpu_spec_expand")  # no-op on GPU
+    if cfg.rollout.draft_sync:
+        calls.append("rlsys_enable_draft_sync")
+    return calls
+
+
 def validate_rollout_extras(cfg: RLSysConfig) -> None:
     """Speculative decoding, sync backend and colocation knobs: combinations that cannot work."""
     from rlsys.rollout.speculative import validate_speculative

