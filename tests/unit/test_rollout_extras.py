@@ -144,3 +144,22 @@ def test_colocation_puts_engine_and_learner_rank_in_one_bundle():
     assert [b["GPU"] for b in group.bundles] == [1.0, 1.0] and [b["CPU"] for b in group.bundles] == [1.0, 1.0]
     assert {d.role for d in shared} == {"rollout", "learner"} and "learner" not in {d.role for d in demands}
     assert colocated(cfg_with(), role_demands(cfg_with()))[1] == []
+
+
+def test_expand_per_token_keeps_dtype_and_replaces():
+    from rlsys.rollout.extension import expand_per_token
+
+    out = torch.full((6,), float("nan"))
+    expand_per_token(out, torch.tensor([0.6, -1.0, 2.0]), torch.tensor([2, 5, 6], dtype=torch.int32), -1.0, 1.0)
+    assert out.tolist() == pytest.approx([0.6, 0.6, 1.0, 1.0, 1.0, 2.0])  # float temperatures survive
+    out = torch.zeros(4, dtype=torch.int32)
+    expand_per_token(out, torch.tensor([3, 0], dtype=torch.int32), torch.tensor([1, 4]), 0, 100)
+    assert out.tolist() == [3, 100, 100, 100]
+
+
+def test_engine_setup_calls():
+    from rlsys.rollout.engine_options import engine_setup_calls
+
+    assert engine_setup_calls(cfg_with()) == []
+    cfg = cfg_with(rollout__speculative="draft", rollout__draft_model="layers:1", rollout__draft_sync=True)
+    assert engine_setup_calls(cfg) == ["rlsys_fix_cpu_spec_expand", "rlsys_enable_draft_sync"]
