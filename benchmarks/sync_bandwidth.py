@@ -24,7 +24,7 @@ def build_model(path: str):
     from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 
     tok = build_char_tokenizer()
-    model = build_tiny_model(hidden_size=768, num_layers=12, num_heads=12, vocab_size=len(tok))
+    model = build_tiny_model(hidden_size=768, num_layers=14, num_heads=12, vocab_size=len(tok))  # 99M
     save_checkpoint(model, tok, path)
     return model
 
@@ -47,6 +47,24 @@ def pack_seconds(model, bucket_mb: int) -> float:
     for bucket in iter_buckets(model, bucket_mb):
         pack_bucket(bucket)
     return time.perf_counter() - t0
+
+
+def breakdown(model, engine, bucket_mb: int, version: int) -> dict:
+    """The same sync, one stage at a time: sender pack + put, engine loads, engine finish."""
+    import ray
+
+    from rlsys.sync.bucket import iter_buckets, pack_bucket
+
+    ray.get(engine.begin_weight_update.remote(version))
+    t0 = time.perf_counter()
+    refs = [ray.put(pack_bucket(b)) for b in iter_buckets(model, bucket_mb)]
+    t1 = time.perf_counter()
+    for ref in refs:
+        ray.get(engine.load_weights.remote(ref, version))
+    t2 = time.perf_counter()
+    ray.get(engine.finish_weight_update.remote(version))
+    t3 = time.perf_counter()
+    return {"pack_put_s": t1 - t0, "engine_load_s": t2 - t1, "engine_finish_s": t3 - t2}
 
 
 def main() -> None:
@@ -84,6 +102,7 @@ def main() -> None:
     print(f"| {row['params_M']:.1f} M | {row['GB']:.3f} GB | {args.bucket_mb} MB | {seconds:.3f} s | "
           f"{row['sync_GBps']:.2f} | {pack:.3f} s | {copy:.3f} s | {row['memcpy_GBps']:.2f} | {row['ratio_sync_to_memcpy']:.3f} |")
     print(json.dumps(row))
+    print("stages (one more sync, stage by stage):", json.dumps(breakdown(model, engine, args.bucket_mb, 99)))
     ray.shutdown()
 
 

@@ -88,10 +88,14 @@ def prepare_speculative(cfg: RLSysConfig, model_path: str) -> None:
             _fail("rollout.draft_model", f"{path} has a different tokenizer than the policy {model_path}; "
                   "its proposals would be other tokens")
     if r.draft_sync:
-        extra = sorted(set(checkpoint_shapes(path).items()) - set(checkpoint_shapes(model_path).items()))
+        draft, policy = checkpoint_shapes(path), checkpoint_shapes(model_path)
+        extra = sorted(set(draft.items()) - set(policy.items()))
         if extra:
             _fail("rollout.draft_sync", f"the draft {path} has tensors the policy lacks (name or shape), e.g. "
                   f"{extra[0][0]} {list(extra[0][1])}; only a draft made of policy tensors can take its weights")
+        if r.sync_backend != "object_store" and draft != policy:
+            _fail("rollout.draft_sync", f"{r.sync_backend} streams every policy tensor into the draft, so the draft "
+                  "must have all of them; a smaller draft (e.g. layers:K) syncs with rollout.sync_backend=object_store")
 
 
 def build_layer_draft(model_path: str, num_layers: int, out: str) -> str:

@@ -62,6 +62,20 @@ def draft_sync_check(w, model_path) -> tuple[dict, dict]:
     return before, w.draft_checksum()
 
 
+def echo_prompts(model_path, prompts, newline) -> list[list[int]]:
+    """"q reply newline q" with the policy's own greedy reply in the context: n-gram drafts copy it
+    and get accepted (on plain prompts they never are: the tiny task has no repeated n-grams)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    out = []
+    for p in prompts:
+        with torch.no_grad():
+            ids = model.generate(torch.tensor([p]), max_new_tokens=GREEDY_TOKENS, do_sample=False)[0, len(p):]
+        out.append(p + ids.tolist() + newline + p)
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     cfg = OmegaConf.structured(RLSysConfig)
@@ -70,10 +84,7 @@ def runs(tmp_path_factory):
     train, _, model_path, tok = prepare_data_and_model(cfg)
     prompts = [list(map(int, train.prompt_token_ids[i])) for i in range(NUM_PROMPTS)]
     dist_prompt = prompts[0]
-    # "q answer newline q": the answer is in the context, so n-gram drafts get accepted too
-    newline = tok("\n", add_special_tokens=False)["input_ids"]
-    prompts += [p + tok(str(train.ground_truth[i]), add_special_tokens=False)["input_ids"] + newline + p
-                for i, p in enumerate(prompts[:16])]
+    prompts += echo_prompts(model_path, prompts[:16], tok("\n", add_special_tokens=False)["input_ids"])
     results = {"model_path": model_path, "dist_prompt": dist_prompt, "eos": tok.eos_token_id}
     for name, spec, draft in (("none", "none", None), ("ngram", "ngram", None), ("draft", "draft", "layers:3")):
         c = to_dataclass(OmegaConf.structured(cfg))

@@ -74,6 +74,9 @@ def test_layer_draft_is_built_from_the_policy(policy, tmp_path):
     cfg = cfg_with(run_dir=str(tmp_path), rollout__speculative="draft", rollout__draft_model="layers:2",
                    rollout__draft_sync=True)
     prepare_speculative(cfg, policy)  # also checks the draft holds only policy tensors (draft_sync)
+    cfg.rollout.sync_backend = "nccl"  # vLLM's engines stream every policy tensor into the draft
+    with pytest.raises(ConfigError, match="config key 'rollout.draft_sync'.*must have all of them"):
+        prepare_speculative(cfg, policy)
     from transformers import AutoModelForCausalLM
 
     draft = AutoModelForCausalLM.from_pretrained(tmp_path / "draft-layers-2")
