@@ -81,6 +81,7 @@ def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:
 
     demands = [d for d in role_demands(cfg) if roles is None or d.role in roles]
     check_capacity(demands, ray.cluster_resources())
+    demands, shared = colocated(cfg, demands)
     groups = {}
     for d in demands:
         pg = placement_group(d.bundles, strategy="PACK", name=f"rlsys-{d.role}")
@@ -90,7 +91,21 @@ def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:
                                f"cluster.placement_timeout_s={cfg.cluster.placement_timeout_s}s; "
                                f"cluster resources: {ray.available_resources()}")
         groups[d.role] = (pg, d.bundles)
+    for d in shared:  # engine i and learner rank i take their own share of bundle i
+        groups[d.role] = (groups["colocated"][0], d.bundles)
     return groups
+
+
+def colocated(cfg: RLSysConfig, demands: list[RoleDemand]) -> tuple[list[RoleDemand], list[RoleDemand]]:
+    """cluster.colocate: one bundle per GPU holding engine i and learner rank i (Ray places both
+    actors of a bundle on the same GPU as fractional shares). Returns (demands to place, the two
+    roles that share the new "colocated" group)."""
+    pair = [d for d in demands if d.role in ("rollout", "learner")]
+    if not cfg.cluster.colocate or len(pair) < 2:
+        return demands, []
+    merged = [{k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}} for a, b in zip(pair[0].bundles, pair[1].bundles)]
+    rest = [d for d in demands if d not in pair]
+    return rest + [RoleDemand("colocated", merged, f"{pair[0].knobs}; {pair[1].knobs}")], pair
 
 
 def actor_options(groups: dict, role: str, index: int) -> dict:

@@ -90,6 +90,10 @@ class RolloutConfig:
     kv_cache_gb: int = 1  # CPU engines: KV cache size in GiB
     sync_backend: str = "object_store"  # weight-sync backend (registry in rlsys/sync/)
     sync_bucket_mb: int = 64  # weight-sync bucket size
+    speculative: str = "none"  # speculative decoding: none | ngram | draft | eagle | mtp (lossless: same distribution)
+    num_speculative_tokens: int = 3  # tokens proposed per step when speculative != none
+    draft_model: str | None = None  # draft: HF checkpoint with the policy's tokenizer, or "layers:K" (the policy's first K layers); eagle: the EAGLE head
+    draft_sync: bool = False  # draft: load the policy's new weights into the draft at every sync (false = draft stays frozen)
 
 
 @dataclass
@@ -112,6 +116,7 @@ class ClusterConfig:
     reference_cpus: float = 0.25  # reference server
     reference_gpus: float = 0.0  # reference server
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
+    colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
 
 
 @dataclass
@@ -188,6 +193,7 @@ def to_dataclass(cfg: DictConfig | RLSysConfig) -> RLSysConfig:
 
 def validate(cfg: RLSysConfig) -> RLSysConfig:
     """Range and cross-field checks; registries are checked by name here too."""
+    from rlsys.rollout.engine_options import validate_rollout_extras
     from rlsys.sync import SYNC_BACKENDS
 
     a, r, t, lr_, c = cfg.algorithm, cfg.rollout, cfg.trainer, cfg.learner, cfg.cluster
@@ -201,6 +207,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(r.num_engines >= 1, "rollout.num_engines", f"must be >= 1, got {r.num_engines}")
     _check(r.sync_backend in SYNC_BACKENDS, "rollout.sync_backend", f"unknown backend {r.sync_backend!r}; known: {sorted(SYNC_BACKENDS)}")
     _check(r.sync_bucket_mb >= 1, "rollout.sync_bucket_mb", f"must be >= 1, got {r.sync_bucket_mb}")
+    validate_rollout_extras(cfg)
     _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")
     _check(lr_.backend in ("auto", "gloo", "nccl"), "learner.backend", f"must be auto, gloo or nccl, got {lr_.backend!r}")

@@ -16,6 +16,8 @@ from rlsys.data.dataset import PromptDataset, load_prompts
 from rlsys.learner.advantages import compute_advantages
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
 from rlsys.roles import Roles, shutdown_roles, start_roles
+from rlsys.rollout.engine_options import sleep_fleet, wake_fleet
+from rlsys.rollout.speculative import fleet_spec_metrics, prepare_speculative
 from rlsys.rollout.sampling import AnchorPool, sample_step, with_anchors
 from rlsys.verify import configure, known_sources
 
@@ -45,6 +47,7 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         if AutoTokenizer.from_pretrained(teacher).get_vocab() != tokenizer.get_vocab():
             raise ConfigError(f"config key 'algorithm.teacher_path': {teacher} has a different tokenizer "
                               f"than the student {model_path}; distillation compares per-token log-probs")
+    prepare_speculative(cfg, str(model_path))  # draft checks (and a layers:K draft) before any actor starts
     train = load_prompts(train_path, tokenizer, sources, max_prompt)
     held_out = load_prompts(eval_path, tokenizer, sources, max_prompt)
     return train, held_out, str(model_path), tokenizer
@@ -92,16 +95,22 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
         if a.teacher_path:
             batch.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(batch.prompt_token_ids,
                                                                            batch.response_token_ids))
+    if cfg.cluster.colocate:  # the learners get the GPU memory while they train
+        sleep_fleet(roles.fleet.engines)
     with timer("train"):
         if a.critic:
             batch.values = roles.learners.values(batch)
         batch.advantages, batch.loss_mask = compute_advantages(batch, a, cfg.rollout.max_new_tokens)
         learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
         stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1))
+    if cfg.cluster.colocate:
+        wake_fleet(roles.fleet.engines)
     with timer("sync"):
         sync = roles.learners.push_weights(roles.fleet.engines, version + 1)
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
     m.update(extra)
+    if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
+        m.update(fleet_spec_metrics(roles.fleet.engines))
     m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
     return batch, m
 

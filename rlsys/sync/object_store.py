@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import time
 
-from rlsys.sync.bucket import bucket_nbytes, pack_bucket
+from rlsys.sync.bucket import bucket_nbytes, iter_buckets, pack_bucket
 
 
 class ObjectStoreSync:
-    def push(self, buckets, engines, version: int, is_sender: bool) -> dict:
+    def __init__(self, cfg):
+        self.bucket_mb = cfg.rollout.sync_bucket_mb
+
+    def push(self, model, engines, version: int, is_sender: bool) -> dict:
         import ray
 
         t0, nbytes, in_flight = time.perf_counter(), 0, []
         if is_sender:
             ray.get([e.begin_weight_update.remote(version) for e in engines])
-        for bucket in buckets:
-            if not is_sender:
-                continue  # non-senders still iterate: their shards join each gather
+        for bucket in iter_buckets(model, self.bucket_mb, keep=is_sender):
             packed = pack_bucket(bucket)
+            del bucket
             nbytes += bucket_nbytes(packed)
             ref = ray.put(packed)
             del packed

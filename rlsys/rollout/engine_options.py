@@ -1,0 +1,91 @@
+"""Engine options that come from the rollout, sync and cluster knobs, and their checks.
+
+One place turns rollout.speculative, rollout.sync_backend and cluster.colocate into vLLM engine
+arguments, so RolloutWorker takes them in one line and the rules live next to the mapping.
+"""
+
+from __future__ import annotations
+
+from rlsys.config import ConfigError, RLSysConfig
+
+# vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
+# cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
+SLEEP_LEVEL = 1
+GPU_BACKENDS = ("nccl", "ipc")  # need CUDA on both sides
+
+
+def engine_options(cfg: RLSysConfig, model_path: str) -> dict:
+    from rlsys.rollout.speculative import speculative_config
+
+    r, opts = cfg.rollout, {}
+    spec = speculative_config(cfg, model_path)
+    if spec is not None:
+        opts["speculative_config"] = spec
+        opts["disable_log_stats"] = False  # acceptance counters come from the stat loggers
+    if r.sync_backend in GPU_BACKENDS:
+        from vllm.config import WeightTransferConfig
+
+        opts["weight_transfer_config"] = WeightTransferConfig(backend=r.sync_backend)
+    if cfg.cluster.colocate:
+        opts["enable_sleep_mode"] = True
+    return opts
+
+
+def engine_setup_calls(cfg: RLSysConfig) -> list[str]:
+    """Worker-extension methods each engine runs once after start-up."""
+    calls = []
+    if cfg.rollout.speculative != "none":
+        calls.append("rlsys_fix_cpu_spec_expand")  # no-op on GPU
+    if cfg.rollout.draft_sync:
+        calls.append("rlsys_enable_draft_sync")
+    return calls
+
+
+def validate_rollout_extras(cfg: RLSysConfig) -> None:
+    """Speculative decoding, sync backend and colocation knobs: combinations that cannot work."""
+    from rlsys.rollout.speculative import validate_speculative
+
+    r, c = cfg.rollout, cfg.cluster
+    validate_speculative(r)
+    gpus = c.rollout_gpus > 0 and c.learner_gpus > 0
+    if r.sync_backend in GPU_BACKENDS and not gpus:
+        _fail("rollout.sync_backend", f"{r.sync_backend} moves CUDA tensors: it needs cluster.rollout_gpus > 0 and "
+              f"cluster.learner_gpus > 0 (got {c.rollout_gpus}, {c.learner_gpus}); use object_store on CPU")
+    if r.sync_backend == "ipc" and not c.colocate:
+        _fail("rollout.sync_backend", "ipc shares GPU memory, so engines and learners must share GPUs: "
+              "set cluster.colocate=true (or use nccl for separate GPUs)")
+    if r.sync_backend == "nccl" and c.colocate:
+        _fail("rollout.sync_backend", "nccl cannot broadcast between processes on one GPU; with "
+              "cluster.colocate=true use ipc")
+    if not c.colocate:
+        return
+    if not gpus:
+        _fail("cluster.colocate", "colocation shares GPUs (engines sleep while learners train) and vLLM's CPU "
+              f"backend has no sleep mode: set cluster.rollout_gpus and cluster.learner_gpus > 0 "
+              f"(got {c.rollout_gpus}, {c.learner_gpus}) or cluster.colocate=false")
+    if c.rollout_gpus + c.learner_gpus > 1 + 1e-9:
+        _fail("cluster.colocate", f"engine and learner share one GPU: cluster.rollout_gpus + cluster.learner_gpus "
+              f"must be <= 1, got {c.rollout_gpus} + {c.learner_gpus}")
+    if r.tensor_parallel_size != 1 or r.num_engines != cfg.learner.world_size:
+        _fail("cluster.colocate", f"one engine per learner GPU: needs rollout.tensor_parallel_size=1 and "
+              f"rollout.num_engines == learner.world_size (got {r.tensor_parallel_size}, {r.num_engines}, "
+              f"{cfg.learner.world_size})")
+
+
+def _fail(key: str, msg: str):
+    raise ConfigError(f"config key '{key}': {msg}")
+
+
+# ---- colocation: the fleet-level call sites ------------------------------------------------------
+def sleep_fleet(engines: list) -> None:
+    """Free the engines' GPU memory before the learners train (weights to host, KV cache dropped)."""
+    import ray
+
+    ray.get([e.sleep.remote(SLEEP_LEVEL) for e in engines])
+
+
+def wake_fleet(engines: list) -> None:
+    """Weights and KV cache back on the GPU, before the sync writes the new weights into them."""
+    import ray
+
+    ray.get([e.wake.remote() for e in engines])
