@@ -80,16 +80,10 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
 
 def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step: int, version: int,
             anchors: AnchorPool | None = None):
-    """One RL step, straight through: sample (+ verify) -> reference -> advantages -> train -> sync."""
-    import ray
-
+    """One RL step, straight through: sample (generate, streaming each finished group into verify and
+    reference) -> advantages -> train -> sync."""
     a, timer = cfg.algorithm, StepTimer()
     batch, extra = sample_step(cfg, roles, train, prompts, seed=cfg.trainer.seed * 100_003 + step, timer=timer)
-    with timer("reference"):
-        batch.ref_logprobs = ray.get(roles.reference.logprobs.remote(batch.prompt_token_ids, batch.response_token_ids))
-        if a.teacher_path:
-            batch.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(batch.prompt_token_ids,
-                                                                           batch.response_token_ids))
     with timer("train"):
         if a.critic:
             batch.values = roles.learners.values(batch)
@@ -97,9 +91,9 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
         learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
         stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1))
     with timer("sync"):
-        sync = roles.learners.push_weights(roles.fleet.engines, version + 1)
+        sync = roles.fleet.sync_weights(version + 1)
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
-    m.update(extra)
+    m.update(extra, engine_restarts=roles.fleet.restarts)
     m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
     return batch, m
 
