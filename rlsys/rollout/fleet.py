@@ -47,6 +47,7 @@ class RolloutFleet:
         until they are up) and serve `version` from now on."""
         if self.weight_source is None:
             raise FleetError("this fleet has no weight source (set fleet.weight_source)")
+        self._replace_dead()  # a dead engine would fail the push half-way, mid-collective on the learners
         stats = self.weight_source(self.engines, version)
         self.version = version
         self.starting.clear()  # the push waited for them and loaded them
@@ -153,6 +154,19 @@ class RolloutFleet:
         self.engines[e] = self.make_engine(e)
         self.load[e] = 0
         self.starting[self.engines[e].get_version.remote()] = e
+
+    def _replace_dead(self) -> None:
+        """Restart engines that died since they last answered (e.g. while the learners trained)."""
+        import ray
+
+        probes = {e.get_version.remote(): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
+        for ref, i in probes.items():
+            try:
+                ray.get(ref)
+            except Exception as err:
+                if not engine_died(err):
+                    raise
+                self._restart(i, err)
 
     def _engine_ready(self, ref) -> None:
         """A restarted engine is up: bring it to the fleet's policy version, then route to it."""

@@ -3,6 +3,7 @@ DPH-RL anchor samples drawn once from the initial policy."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from typing import Iterator
@@ -63,7 +64,8 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
 
 def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, timer, keep=None) -> RolloutBatch | None:
     """One round of groups, overlapped with generation: groups are verified as soon as the fleet
-    returns them, and kept groups go to the reference (and teacher) while the rest still generates.
+    returns them, and kept groups go to the reference (and teacher) as soon as they are scored,
+    while the rest still generates.
     Groups that arrive while the verifiers (or the reference) are busy are sent together next time,
     so per-call overhead does not grow with the number of groups. Returns the kept groups with
     rewards and reference log-probs, rows ordered by group (arrival order does not matter), or None."""
@@ -85,30 +87,38 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         return chunk
 
     arrived, verifying, scored, chunks = [], [], [], []
-    max_verifying = cfg.cluster.num_verifiers
+    max_verifying, lock = cfg.cluster.num_verifiers, threading.RLock()
 
-    def advance(final: bool) -> None:
-        """Move groups along: arrived -> verifying -> scored -> reference chunks."""
+    def advance(final: bool = False) -> None:
+        """Move groups along: arrived -> verifying -> scored -> reference chunks. Runs on each
+        arrival and, from the pools' threads, whenever a verification or reference call ends."""
         nonlocal arrived, scored
-        for f in [f for f in verifying if final or f.done()]:
-            verifying.remove(f)
-            scored += [g for g in f.result() if keep is None or keep(g)]
-        if arrived and (final or len(verifying) < max_verifying):
-            verifying.append(pool.submit(verify, arrived))
-            arrived = []
-        ref_idle = not chunks or chunks[-1].done()
-        if scored and (final or (ref_idle and sum(map(len, scored)) >= cfg.learner.micro_batch_size)):
-            chunks.append(ref_pool.submit(reference, scored))
-            scored = []
+        if final:  # wait outside the lock: the pools' callbacks need it to finish
+            for f in list(verifying):
+                f.exception()
+        with lock:
+            for f in [f for f in verifying if f.done()]:
+                verifying.remove(f)
+                scored += [g for g in f.result() if keep is None or keep(g)]
+            if arrived and (final or len(verifying) < max_verifying):
+                verifying.append(pool.submit(verify, arrived))
+                verifying[-1].add_done_callback(lambda _: advance())
+                arrived = []
+            ref_idle = not chunks or chunks[-1].done()
+            if scored and (final or (ref_idle and sum(map(len, scored)) >= cfg.learner.micro_batch_size)):
+                chunks.append(ref_pool.submit(reference, scored))
+                chunks[-1].add_done_callback(lambda _: advance())
+                scored = []
 
     with ThreadPoolExecutor(max_verifying) as pool, ThreadPoolExecutor(1) as ref_pool:
         with timer("generate"):
             for group in roles.fleet.stream(data, idx, seed=seed):
-                arrived.append(group)
-                advance(final=False)
+                with lock:
+                    arrived.append(group)
+                advance()
         advance(final=True)  # sends the last arrivals to the verifiers
         advance(final=True)  # waits for them and sends the rest to the reference
-        parts = [f.result() for f in chunks]
+    parts = [f.result() for f in chunks]  # the pools have finished every call
     return sort_groups(RolloutBatch.concat(parts)) if parts else None
 
 

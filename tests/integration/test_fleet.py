@@ -65,7 +65,8 @@ class FakeReference:
 def ray_session():
     if not ray.is_initialized():
         ray.init(num_cpus=4, include_dashboard=False,
-                 runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+                 runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                              "VLLM_LOGGING_LEVEL": "WARNING"}})
     yield
     ray.shutdown()
 
@@ -145,13 +146,24 @@ def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
     assert calls[-1][1] == 3 and calls[-1][0] == [fleet.engines[1]]  # only the new engine was re-synced
 
 
+def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):
+    fleet, _ = fake_fleet(2)
+    ray.kill(fleet.engines[0])  # dies between steps, e.g. while the learners train
+    fleet.sync_weights(4)
+    assert fleet.restarts == 1 and not fleet.starting
+    assert ray.get([e.get_version.remote() for e in fleet.engines]) == [4, 4]
+    batch = fleet.generate(fake_data([5] * 8), np.arange(8), seed=0)
+    assert (batch.policy_version == 4).all() and {engine_of(batch, g) for g in range(8)} == {0, 1}
+
+
 def test_verify_and_reference_start_while_groups_still_generate(ray_session):
-    fleet, _ = fake_fleet(2, delay=0.1)
+    fleet, _ = fake_fleet(2, delay=0.25)  # groups finish in 4 waves, 0.25 s apart
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
     roles = SimpleNamespace(fleet=fleet, reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
-    timer = StepTimer()
+    ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
+    timer = StepTimer()  # actors are up: only the pipeline is timed
     data = fake_data([3] * 24)
     batch = stream_round(cfg, roles, data, np.arange(24), seed=7, timer=timer, keep=lambda g: g.group_id[0] % 2 == 0)
     assert batch.group_id.tolist() == np.repeat(np.arange(0, 24, 2), 4).tolist()  # kept groups, in order
