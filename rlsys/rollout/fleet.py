@@ -27,7 +27,7 @@ def engine_died(err: BaseException) -> bool:
     if isinstance(err, ray.exceptions.RayActorError):
         return True
     cause = getattr(err, "cause", None)
-    return type(cause).__name__ in ("EngineDeadError", "EngineGenerateError")
+    return type(cause).__name__ == "EngineDeadError"
 
 
 class RolloutFleet:
@@ -43,14 +43,15 @@ class RolloutFleet:
 
     # ---- weights -------------------------------------------------------------------------------
     def sync_weights(self, version: int) -> dict:
-        """Push the learners' weights to every engine (restarting ones too: Ray queues the calls
-        until they are up) and serve `version` from now on."""
+        """Push the learners' weights to every serving engine and serve `version` from now on.
+        Restarted engines still starting are skipped (the step does not wait for them): they get
+        the weights of the fleet's version when they come up (_engine_ready)."""
         if self.weight_source is None:
             raise FleetError("this fleet has no weight source (set fleet.weight_source)")
         self._replace_dead()  # a dead engine would fail the push half-way, mid-collective on the learners
-        stats = self.weight_source(self.engines, version)
+        serving = [e for i, e in enumerate(self.engines) if i not in self.starting.values()]
+        stats = self.weight_source(serving, version)
         self.version = version
-        self.starting.clear()  # the push waited for them and loaded them
         return stats
 
     def wait_ready(self) -> None:

@@ -150,7 +150,8 @@ def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):
     fleet, _ = fake_fleet(2)
     ray.kill(fleet.engines[0])  # dies between steps, e.g. while the learners train
     fleet.sync_weights(4)
-    assert fleet.restarts == 1 and not fleet.starting
+    assert fleet.restarts == 1
+    fleet.wait_ready()
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [4, 4]
     batch = fleet.generate(fake_data([5] * 8), np.arange(8), seed=0)
     assert (batch.policy_version == 4).all() and {engine_of(batch, g) for g in range(8)} == {0, 1}
