@@ -26,8 +26,8 @@ def test_overlapping_stages_sum_to_more_than_wall():
     [t.start() for t in threads]
     [t.join() for t in threads]
     s, wall = timer.seconds, timer.total()
-    assert s["verify"] == pytest.approx(0.2, abs=0.08)  # two concurrent verify calls count once
-    assert s["generate"] + s["verify"] > 1.5 * wall  # ran at the same time
+    assert 0.2 <= s["verify"] < 0.38  # two concurrent 0.2 s verify calls count once, not 0.4 s
+    assert s["generate"] + s["verify"] > 1.2 * wall  # ran at the same time
 
 
 def test_sort_groups_makes_arrival_order_irrelevant():
