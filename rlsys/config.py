@@ -85,6 +85,7 @@ class RolloutConfig:
     max_model_len: int = 128  # engine context length (prompt + response)
     num_engines: int = 1  # rollout engines in the fleet
     tensor_parallel_size: int = 1  # TP ranks per engine
+    max_engine_restarts: int = 3  # engines that die are restarted (groups re-sent) this many times per run
     enforce_eager: bool = True  # no CUDA graphs / torch.compile (needed on CPU)
     gpu_memory_utilization: float = 0.5  # GPU engines: fraction of memory for weights + KV cache
     kv_cache_gb: int = 1  # CPU engines: KV cache size in GiB
@@ -205,6 +206,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
     _check(r.max_model_len > r.max_new_tokens, "rollout.max_model_len", "must exceed rollout.max_new_tokens")
     _check(r.num_engines >= 1, "rollout.num_engines", f"must be >= 1, got {r.num_engines}")
+    _check(r.max_engine_restarts >= 0, "rollout.max_engine_restarts", f"must be >= 0, got {r.max_engine_restarts}")
     _check(r.sync_backend in SYNC_BACKENDS, "rollout.sync_backend", f"unknown backend {r.sync_backend!r}; known: {sorted(SYNC_BACKENDS)}")
     _check(r.sync_bucket_mb >= 1, "rollout.sync_bucket_mb", f"must be >= 1, got {r.sync_bucket_mb}")
     validate_rollout_extras(cfg)

@@ -85,16 +85,10 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
 
 def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step: int, version: int,
             anchors: AnchorPool | None = None):
-    """One RL step, straight through: sample (+ verify) -> reference -> advantages -> train -> sync."""
-    import ray
-
+    """One RL step, straight through: sample (generate, streaming each finished group into verify and
+    reference) -> advantages -> train -> sync."""
     a, timer = cfg.algorithm, StepTimer()
     batch, extra = sample_step(cfg, roles, train, prompts, seed=cfg.trainer.seed * 100_003 + step, timer=timer)
-    with timer("reference"):
-        batch.ref_logprobs = ray.get(roles.reference.logprobs.remote(batch.prompt_token_ids, batch.response_token_ids))
-        if a.teacher_path:
-            batch.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(batch.prompt_token_ids,
-                                                                           batch.response_token_ids))
     if cfg.cluster.colocate:  # the learners get the GPU memory while they train
         sleep_fleet(roles.fleet.engines)
     with timer("train"):
@@ -106,9 +100,9 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
     if cfg.cluster.colocate:
         wake_fleet(roles.fleet.engines)
     with timer("sync"):
-        sync = roles.learners.push_weights(roles.fleet.engines, version + 1)
+        sync = roles.fleet.sync_weights(version + 1)
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
-    m.update(extra)
+    m.update(extra, engine_restarts=roles.fleet.restarts)
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(fleet_spec_metrics(roles.fleet.engines))
     m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})

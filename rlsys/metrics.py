@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +16,13 @@ STAGES = ("generate", "verify", "reference", "train", "sync")
 
 
 class StepTimer:
+    """Per stage, the time during which some of its work was running (the union of its intervals,
+    timed from any thread). Stages overlap when streamed, so their sum can exceed the wall time."""
+
     def __init__(self):
-        self.seconds: dict[str, float] = {}
+        self.intervals: dict[str, list[tuple[float, float]]] = {}
         self.start = time.perf_counter()
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, stage: str):
@@ -25,16 +30,34 @@ class StepTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+            self.add(stage, t0, time.perf_counter())
+
+    def add(self, stage: str, t0: float, t1: float) -> None:
+        with self._lock:
+            self.intervals.setdefault(stage, []).append((t0, t1))
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        with self._lock:
+            return {k: union_length(v) for k, v in self.intervals.items()}
 
     def total(self) -> float:
         return time.perf_counter() - self.start
 
 
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
 def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: dict, timer: StepTimer) -> dict:
     tokens = max(train["tokens"], 1.0)
     lengths = batch.response_lengths
-    wall = timer.total()
+    wall, seconds = timer.total(), timer.seconds
     m = {
         "step": step,
         "policy_version": version,
@@ -52,9 +75,11 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "sync_gb": sync["bytes"] / 1e9,
         "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
         "step_seconds": wall,
+        "stage_sum_seconds": sum(seconds.get(k, 0.0) for k in STAGES),  # > step_seconds: stages overlapped
         "tokens_per_s": float(lengths.sum()) / max(wall, 1e-9),
+        "generate_tokens_per_s": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
     }
-    m.update({f"time_{k}": timer.seconds.get(k, 0.0) for k in STAGES})
+    m.update({f"time_{k}": seconds.get(k, 0.0) for k in STAGES})
     m.update(verifier_stats(batch.verifier_details or []))
     return m
 
@@ -71,7 +96,7 @@ def format_line(m: dict) -> str:
     times = " ".join(f"{k[:3]} {m['time_' + k]:.2f}" for k in STAGES)
     return (f"step {m['step']:>4} | reward {m['reward_mean']:.3f} acc {m['accuracy']:.3f} len {m['response_length']:.1f}"
             f" | kl {m['kl_ref']:.4f} ent {m['entropy']:.3f} mis {m['logprob_mismatch']:.1e}"
-            f" | {times} = {m['step_seconds']:.2f}s | {m['tokens_per_s']:.0f} tok/s")
+            f" | {times} (sum {m['stage_sum_seconds']:.2f}) wall {m['step_seconds']:.2f}s | {m['tokens_per_s']:.0f} tok/s")
 
 
 class MetricsLog:

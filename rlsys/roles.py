@@ -30,9 +30,10 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet
     from rlsys.rollout.fleet import RolloutFleet
     from rlsys.rollout.worker import RolloutWorker
 
-    engines = [ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
-               for i in range(cfg.rollout.num_engines)]
-    return RolloutFleet(engines, cfg)
+    def make_engine(i: int):  # also used to replace a dead engine in its own bundle
+        return ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
+
+    return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg, make_engine)
 
 
 def start_verifiers(cfg: RLSysConfig, groups: dict) -> VerifierPool:
@@ -71,7 +72,9 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     learners = [ray.remote(LearnerWorker).options(**actor_options(groups, "learner", i)).remote(cfg, model_path, i, W)
                 for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
-    return Roles(fleet, verifiers, reference, LearnerGroup(learners, cfg), teacher[0] if teacher else None)
+    learner_group = LearnerGroup(learners, cfg)
+    fleet.weight_source = learner_group.push_weights  # also re-syncs an engine restarted after a crash
+    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None)
 
 
 def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
@@ -82,7 +85,7 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
 
     roles.learners.reset(cfg)
     roles.fleet.cfg = cfg
-    roles.learners.push_weights(roles.fleet.engines, 0)
+    roles.fleet.sync_weights(0)
     if cfg.algorithm.teacher_path:
         if roles.teacher is None:
             raise ValueError("these roles were started without a teacher; start them with algorithm.teacher_path set")

@@ -1,6 +1,14 @@
-"""The rollout fleet: N RolloutWorker actors answering one step's prompts as RolloutBatch."""
+"""The rollout fleet: N RolloutWorker actors; one step's prompt groups stream back as they finish.
+
+Each prompt group (its G samples) is one request on one engine, so the samples share the
+prompt's prefix cache; a group goes to the engine with the least outstanding work (estimated
+tokens of the groups it still owes). An engine that dies is replaced by a new actor in the same
+placement bundle, brought to the fleet's policy version, and the groups it owed go to the others.
+"""
 
 from __future__ import annotations
+
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -8,37 +16,186 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 
 
-class RolloutFleet:
-    def __init__(self, engines: list, cfg):
-        self.engines, self.cfg = engines, cfg
+class FleetError(RuntimeError):
+    """The fleet cannot answer: engines keep dying, or a restarted engine cannot be brought up."""
 
+
+def engine_died(err: BaseException) -> bool:
+    """The actor is gone (killed, crashed, node lost) or its vLLM engine core died under it."""
+    import ray
+
+    if isinstance(err, ray.exceptions.RayActorError):
+        return True
+    cause = getattr(err, "cause", None)
+    return type(cause).__name__ == "EngineDeadError"
+
+
+class RolloutFleet:
+    def __init__(self, engines: list, cfg, make_engine: Callable[[int], object] | None = None):
+        """make_engine(i) starts a replacement for engine i (same placement bundle); without it a
+        dead engine fails the step."""
+        self.engines, self.cfg, self.make_engine = list(engines), cfg, make_engine
+        self.weight_source: Callable[[list, int], dict] | None = None  # (engines, version) -> sync stats
+        self.version = 0  # policy version the engines serve
+        self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
+        self.load = np.zeros(len(engines))  # outstanding estimated tokens per engine
+        self.starting: dict = {}  # readiness ref -> index of a restarted engine not yet serving
+
+    # ---- weights -------------------------------------------------------------------------------
+    def sync_weights(self, version: int) -> dict:
+        """Push the learners' weights to every serving engine and serve `version` from now on.
+        Restarted engines still starting are skipped (the step does not wait for them): they get
+        the weights of the fleet's version when they come up (_engine_ready)."""
+        if self.weight_source is None:
+            raise FleetError("this fleet has no weight source (set fleet.weight_source)")
+        self._replace_dead()  # a dead engine would fail the push half-way, mid-collective on the learners
+        serving = [e for i, e in enumerate(self.engines) if i not in self.starting.values()]
+        stats = self.weight_source(serving, version)
+        self.version = version
+        return stats
+
+    def wait_ready(self) -> None:
+        """Block until every restarted engine is up and serves the fleet's policy version."""
+        for ref in list(self.starting):
+            self._engine_ready(ref)
+
+    # ---- generation ----------------------------------------------------------------------------
     def generate(self, data: PromptDataset, prompt_idx: np.ndarray, seed: int, n: int | None = None,
                  temperature: float | None = None, top_p: float | None = None) -> RolloutBatch:
-        """n samples for each prompt; a prompt's whole group goes to one engine (shared prefix cache).
-        n, temperature and top_p default to the rollout config (evaluation overrides them)."""
+        """Every group of the prompts, blocking; rows ordered by group then sample."""
+        parts = list(self.stream(data, prompt_idx, seed, n, temperature, top_p))
+        return sort_groups(RolloutBatch.concat(parts))
+
+    def stream(self, data: PromptDataset, prompt_idx: np.ndarray, seed: int, n: int | None = None,
+               temperature: float | None = None, top_p: float | None = None) -> Iterator[RolloutBatch]:
+        """n samples for each prompt, yielded one group at a time in completion order; group_id is
+        the prompt's position in prompt_idx. n, temperature and top_p default to the rollout config.
+        Each engine gets one streaming call with all its groups, so it batches them continuously."""
         import ray
 
         r = self.cfg.rollout
         n = n or r.n
-        temperature = r.temperature if temperature is None else temperature
-        top_p = r.top_p if top_p is None else top_p
-        shards = np.array_split(np.arange(len(prompt_idx)), len(self.engines))
-        futures = []
-        for engine, shard in zip(self.engines, shards):
-            ids = [data.prompt_token_ids[prompt_idx[i]] for i in shard]
-            seeds = [seed * 1_000_003 + int(prompt_idx[i]) for i in shard]  # reproducible per prompt
-            futures.append(engine.generate.remote(ids, seeds, n, temperature, top_p, r.max_new_tokens))
-        parts = []
-        for shard, out in zip(shards, ray.get(futures)):
-            if len(shard) == 0:
-                continue
-            rows = np.repeat(prompt_idx[shard], n)
-            parts.append(RolloutBatch(
-                prompt_id=rows, group_id=np.repeat(shard, n).astype(np.int64),
-                sample_index=np.tile(np.arange(n), len(shard)).astype(np.int64),
-                prompt_token_ids=[data.prompt_token_ids[i] for i in rows],
-                response_token_ids=out["response_token_ids"], behaviour_logprobs=out["behaviour_logprobs"],
-                policy_version=np.full(len(rows), out["policy_version"], dtype=np.int64),
-                finish_reason=out["finish_reason"], response_text=out["response_text"],
-                ground_truth=[data.ground_truth[i] for i in rows], data_source=[data.data_source[i] for i in rows]))
-        return RolloutBatch.concat(parts)
+        params = (n, r.temperature if temperature is None else temperature, r.top_p if top_p is None else top_p,
+                  r.max_new_tokens)
+        cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
+        calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
+        waiting: list[int] = []  # groups with no live engine to take them yet
+
+        def submit(groups: list[int]) -> None:
+            """Each group to the engine owing the fewest estimated tokens; one call per engine."""
+            live = [i for i in range(len(self.engines)) if i not in self.starting.values()]
+            if not live:
+                waiting.extend(groups)
+                return
+            per_engine: dict[int, list[int]] = {}
+            for g in groups:
+                e = min(live, key=lambda i: self.load[i])
+                per_engine.setdefault(e, []).append(g)
+                self.load[e] += cost[g]
+            for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed * 1_000_003 + int(prompt_idx[g]))
+                        for g in gs]
+                call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
+                calls[call] = (e, set(gs))
+
+        submit(list(range(len(prompt_idx))))
+        try:
+            while calls or waiting:
+                waitables = list(calls) + list(self.starting)
+                ray.wait(waitables, num_returns=1)
+                ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
+                for w in ready:
+                    if w in self.starting:
+                        self._engine_ready(w)
+                        again, waiting[:] = waiting[:], []
+                        submit(again)
+                    elif w in calls:
+                        yield from self._receive(w, calls, submit, cost, data, prompt_idx)
+        finally:  # the consumer stopped early (or failed): drop what is still running
+            for call, (e, owed) in calls.items():
+                self.load[e] -= sum(cost[g] for g in owed)
+                ray.cancel(call)
+
+    def _receive(self, call, calls: dict, submit, cost, data, prompt_idx) -> Iterator[RolloutBatch]:
+        """The next message of one engine's call: finished groups, the end, or the engine's death."""
+        import ray
+
+        e, owed = calls[call]
+        try:
+            items = ray.get(next(call))
+        except StopIteration:
+            del calls[call]
+            return
+        except Exception as err:
+            if not engine_died(err):
+                raise
+            lost = [g for c in [c for c, (i, _) in calls.items() if i == e] for g in calls.pop(c)[1]]
+            self._restart(e, err)
+            self.resent += len(lost)
+            submit(lost)
+            return
+        for g, out in items:
+            owed.discard(g)
+            self.load[e] -= cost[g]
+            self.version = max(self.version, out["policy_version"])
+            yield group_batch(data, int(prompt_idx[g]), g, out)
+
+    # ---- failures ------------------------------------------------------------------------------
+    def _restart(self, e: int, err: BaseException) -> None:
+        import ray
+
+        self.restarts += 1
+        if self.make_engine is None or self.restarts > self.cfg.rollout.max_engine_restarts:
+            why = ("the fleet cannot start engines" if self.make_engine is None else
+                   f"rollout.max_engine_restarts={self.cfg.rollout.max_engine_restarts} restarts are used up")
+            raise FleetError(f"rollout engine {e} died ({type(err).__name__}) and {why}") from err
+        print(f"[rlsys] rollout engine {e} died ({type(err).__name__}); restarting it, its groups go to the others",
+              flush=True)
+        ray.kill(self.engines[e])  # if only its engine core died, free the bundle for the new actor
+        self.engines[e] = self.make_engine(e)
+        self.load[e] = 0
+        self.starting[self.engines[e].get_version.remote()] = e
+
+    def _replace_dead(self) -> None:
+        """Restart engines that died since they last answered (e.g. while the learners trained)."""
+        import ray
+
+        probes = {e.get_version.remote(): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
+        for ref, i in probes.items():
+            try:
+                ray.get(ref)
+            except Exception as err:
+                if not engine_died(err):
+                    raise
+                self._restart(i, err)
+
+    def _engine_ready(self, ref) -> None:
+        """A restarted engine is up: bring it to the fleet's policy version, then route to it."""
+        import ray
+
+        e = self.starting.pop(ref)
+        try:
+            version = ray.get(ref)
+        except Exception as err:
+            raise FleetError(f"restarted rollout engine {e} failed to start") from err
+        if version != self.version:
+            if self.weight_source is None:
+                raise FleetError(f"restarted rollout engine {e} serves version {version}, the fleet {self.version}, "
+                                 f"and there is no weight source to sync it")
+            self.weight_source([self.engines[e]], self.version)
+
+
+def group_batch(data: PromptDataset, pid: int, g: int, out: dict) -> RolloutBatch:
+    n = len(out["response_token_ids"])
+    return RolloutBatch(
+        prompt_id=np.full(n, pid, np.int64), group_id=np.full(n, g, np.int64),
+        sample_index=np.arange(n, dtype=np.int64), prompt_token_ids=[data.prompt_token_ids[pid]] * n,
+        response_token_ids=out["response_token_ids"], behaviour_logprobs=out["behaviour_logprobs"],
+        policy_version=np.full(n, out["policy_version"], dtype=np.int64), finish_reason=out["finish_reason"],
+        response_text=out["response_text"], ground_truth=[data.ground_truth[pid]] * n,
+        data_source=[data.data_source[pid]] * n)
+
+
+def sort_groups(batch: RolloutBatch) -> RolloutBatch:
+    """Rows by (group, sample): the batch does not depend on the order groups finished in."""
+    return batch.select(np.lexsort((batch.sample_index, batch.group_id)))

@@ -3,6 +3,8 @@ DPH-RL anchor samples drawn once from the initial policy."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from typing import Iterator
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.rollout.fleet import sort_groups
 
 
 class SamplingError(RuntimeError):
@@ -27,25 +30,25 @@ def informative(batch: RolloutBatch) -> np.ndarray:
 
 
 def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], seed: int, timer):
-    """Generate and verify one step's groups. With algorithm.dynamic_sampling, keep only the
-    informative groups and draw more prompts until trainer.prompts_per_step groups are kept."""
+    """Generate, verify and score with the reference one step's groups, streamed (see stream_round).
+    With algorithm.dynamic_sampling, keep only the informative groups and draw more prompts until
+    trainer.prompts_per_step groups are kept."""
     a, need = cfg.algorithm, cfg.trainer.prompts_per_step
     kept: list[RolloutBatch] = []
     num_kept = tried = 0
     rounds = a.max_sampling_rounds if a.dynamic_sampling else 1
+    keep = (lambda g: bool(informative(g).any())) if a.dynamic_sampling else None
     for rnd in range(rounds):
         idx = next(prompts)
-        with timer("generate"):
-            batch = roles.fleet.generate(data, idx, seed=seed + 7919 * rnd)
-        with timer("verify"):
-            roles.verifiers.score(batch)
-        batch.group_id = batch.group_id + tried  # unique across rounds
+        batch = stream_round(cfg, roles, data, idx, seed + 7919 * rnd, timer, keep)
+        if batch is not None:
+            batch.group_id = batch.group_id + tried  # unique across rounds
         tried += len(idx)
         if not a.dynamic_sampling:
             return batch, {}
-        batch = batch.select(np.nonzero(informative(batch))[0])
-        kept.append(batch)
-        num_kept += len(np.unique(batch.group_id))
+        if batch is not None:
+            kept.append(batch)
+            num_kept += len(np.unique(batch.group_id))
         if num_kept >= need:
             batch = RolloutBatch.concat(kept)
             first = np.unique(batch.group_id)[:need]
@@ -57,6 +60,66 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
         f"with some but not all samples correct carry signal, and too few did. The task is too easy or too hard "
         f"for this policy: raise algorithm.max_sampling_rounds or rollout.n, change the data, or turn "
         f"algorithm.dynamic_sampling off.")
+
+
+def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, timer, keep=None) -> RolloutBatch | None:
+    """One round of groups, overlapped with generation: groups are verified as soon as the fleet
+    returns them, and kept groups go to the reference (and teacher) as soon as they are scored,
+    while the rest still generates.
+    Groups that arrive while the verifiers (or the reference) are busy are sent together next time,
+    so per-call overhead does not grow with the number of groups. Returns the kept groups with
+    rewards and reference log-probs, rows ordered by group (arrival order does not matter), or None."""
+    import ray
+
+    def verify(groups: list[RolloutBatch]) -> list[RolloutBatch]:
+        with timer("verify"):
+            scored = roles.verifiers.score(RolloutBatch.concat(groups))
+        return [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
+
+    def reference(groups: list[RolloutBatch]) -> RolloutBatch:
+        chunk = RolloutBatch.concat(groups)
+        with timer("reference"):
+            chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
+                                                                         chunk.response_token_ids))
+            if cfg.algorithm.teacher_path:
+                chunk.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(chunk.prompt_token_ids,
+                                                                               chunk.response_token_ids))
+        return chunk
+
+    arrived, verifying, scored, chunks = [], [], [], []
+    max_verifying, lock = cfg.cluster.num_verifiers, threading.RLock()
+
+    def advance(final: bool = False) -> None:
+        """Move groups along: arrived -> verifying -> scored -> reference chunks. Runs on each
+        arrival and, from the pools' threads, whenever a verification or reference call ends."""
+        nonlocal arrived, scored
+        if final:  # wait outside the lock: the pools' callbacks need it to finish
+            for f in list(verifying):
+                f.exception()
+        with lock:
+            for f in [f for f in verifying if f.done()]:
+                verifying.remove(f)
+                scored += [g for g in f.result() if keep is None or keep(g)]
+            if arrived and (final or len(verifying) < max_verifying):
+                verifying.append(pool.submit(verify, arrived))
+                verifying[-1].add_done_callback(lambda _: advance())
+                arrived = []
+            ref_idle = not chunks or chunks[-1].done()
+            if scored and (final or (ref_idle and sum(map(len, scored)) >= cfg.learner.micro_batch_size)):
+                chunks.append(ref_pool.submit(reference, scored))
+                chunks[-1].add_done_callback(lambda _: advance())
+                scored = []
+
+    with ThreadPoolExecutor(max_verifying) as pool, ThreadPoolExecutor(1) as ref_pool:
+        with timer("generate"):
+            for group in roles.fleet.stream(data, idx, seed=seed):
+                with lock:
+                    arrived.append(group)
+                advance()
+        advance(final=True)  # sends the last arrivals to the verifiers
+        advance(final=True)  # waits for them and sends the rest to the reference
+    parts = [f.result() for f in chunks]  # the pools have finished every call
+    return sort_groups(RolloutBatch.concat(parts)) if parts else None
 
 
 class AnchorPool:

