@@ -14,6 +14,7 @@ table and one JSON line per configuration.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import statistics
@@ -22,28 +23,35 @@ import time
 
 
 def run_config(cfg, model_path, prompts, args) -> dict:
+    """Median tokens/s of 3 batches on one engine (the async RolloutWorker, driven by a local loop)."""
     from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
 
     from rlsys.rollout.speculative import spec_metrics
     from rlsys.rollout.worker import RolloutWorker
 
-    w = RolloutWorker(cfg, model_path)
+    w, loop = RolloutWorker(cfg, model_path), asyncio.new_event_loop()
+
+    async def one_batch() -> int:
+        outs = await asyncio.gather(*[w._request(p, SamplingParams(
+            n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, ignore_eos=True, seed=i,
+            output_kind=RequestOutputKind.FINAL_ONLY)) for i, p in enumerate(prompts)])
+        return sum(len(c.token_ids) for o in outs for c in o.outputs)
+
     try:
-        params = SamplingParams(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens,
-                                ignore_eos=True, seed=0)
-        batch = [{"prompt_token_ids": p} for p in prompts]
-        w.llm.generate(batch, params, use_tqdm=False)  # warm-up
-        w.spec_counters_delta()
+        loop.run_until_complete(one_batch())  # warm-up
+        loop.run_until_complete(w.spec_counters_delta())
         rates = []
         for _ in range(3):
             t0 = time.perf_counter()
-            outs = w.llm.generate(batch, params, use_tqdm=False)
-            tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
+            tokens = loop.run_until_complete(one_batch())
             rates.append(tokens / (time.perf_counter() - t0))
-        m = spec_metrics([w.spec_counters_delta()]) if cfg.rollout.speculative != "none" else {}
+        m = spec_metrics([loop.run_until_complete(w.spec_counters_delta())]) if cfg.rollout.speculative != "none" else {}
         return {"tokens_per_s": statistics.median(rates), **m}
     finally:
-        w.llm.llm_engine.engine_core.shutdown()
+        if w.llm is not None:
+            w.llm.shutdown()
+        loop.close()
         del w
         gc.collect()
 

