@@ -24,7 +24,7 @@ def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
 
     r = cfg.rollout
     vocab = AutoConfig.from_pretrained(model_path).vocab_size
-    return dict(
+    kwargs = dict(
         model=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed + engine_index,
         enforce_eager=r.enforce_eager, max_model_len=r.max_model_len,
         tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
@@ -33,8 +33,9 @@ def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
         max_logprobs=vocab if vocab <= 4096 else 20,  # full distributions for parity checks on tiny models
         worker_extension_cls="rlsys.rollout.extension.WeightSyncExtension",
         disable_log_stats=True,
-        **engine_options(cfg, model_path),  # speculative decoding, native weight transfer, sleep mode (may re-enable stats)
     )
+    # speculative decoding, native weight transfer, sleep mode (drafts turn the stats back on)
+    return {**kwargs, **engine_options(cfg, model_path)}
 
 
 class RolloutWorker:
