@@ -143,6 +143,12 @@ class RolloutWorker:
         self.version = version
         return version
 
+    def shutdown(self) -> None:
+        """Stop the engine core now (for callers that drive the worker without Ray)."""
+        if self.llm is not None:
+            self.llm.shutdown()
+            self.llm = None
+
     async def get_version(self) -> int:
         """Also the readiness probe: the first call builds the engine."""
         await self._ready()
