@@ -131,17 +131,25 @@ class RolloutWorker:
         return result
 
     # ---- weight sync (called by the sync backend) ----------------------------------------------
-    async def begin_weight_update(self, version: int) -> None:
+    async def begin_weight_update(self, version: int) -> str | None:
+        """Returns this actor's Ray node id: the sender reads buckets in place on its own node."""
         await self._engine().collective_rpc("rlsys_begin_weight_update")
+        return _node_id()
 
-    async def load_weights(self, bucket: dict, version: int) -> int:
-        return sum(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
+    async def load_weights(self, bucket: dict, version: int) -> dict:
+        if "data" in bucket:  # msgpack sends a buffer's bytes as they are (a numpy array it would not rebuild)
+            bucket = {**bucket, "data": memoryview(bucket["data"])}
+        return _merge(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
 
-    async def finish_weight_update(self, version: int) -> int:
-        await self._engine().collective_rpc("rlsys_finish_weight_update")
+    async def finish_weight_update(self, version: int) -> dict:
+        stats = _merge(await self._engine().collective_rpc("rlsys_finish_weight_update"))
         await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
-        return version
+        return stats
+
+    async def set_sync_mode(self, mode: str) -> None:
+        """direct (default) or layerwise: vLLM's reload for every layer (tests, benchmarks)."""
+        await self._engine().collective_rpc("rlsys_set_sync_mode", args=(mode,))
 
     def shutdown(self) -> None:
         """Stop the engine core now (for callers that drive the worker without Ray)."""
@@ -185,6 +193,21 @@ class RolloutWorker:
 
     async def wake(self) -> None:
         await self._engine().wake_up()
+
+
+def _node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _merge(per_worker: list[dict]) -> dict:
+    """One engine's stats from its TP workers: they run in parallel, so the slowest counts."""
+    if not per_worker:
+        return {"tensors": 0, "load_s": 0.0, "repack_s": 0.0, "start": 0.0, "end": 0.0}
+    out = {k: max(w[k] for w in per_worker) for k in ("tensors", "load_s", "repack_s", "end")}
+    return {**out, "start": min(w["start"] for w in per_worker), **({"paths": per_worker[0]["paths"]}
+                                                                     if "paths" in per_worker[0] else {})}
 
 
 def _unpack(outputs) -> dict:
