@@ -131,21 +131,32 @@ class RolloutWorker:
         return result
 
     # ---- weight sync (called by the sync backend) ----------------------------------------------
-    async def begin_weight_update(self, version: int) -> str | None:
-        """Returns this actor's Ray node id: the sender reads buckets in place on its own node."""
+    async def begin_weight_update(self, version: int) -> None:
         await self._engine().collective_rpc("rlsys_begin_weight_update")
-        return _node_id()
 
     async def load_weights(self, bucket: dict, version: int) -> dict:
+        """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
         if "data" in bucket:  # msgpack sends a buffer's bytes as they are (a numpy array it would not rebuild)
             bucket = {**bucket, "data": memoryview(bucket["data"])}
-        return _merge(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
+        stats = _merge(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
+        if bucket.get("last"):
+            await self._new_version(version)
+        return stats
 
     async def finish_weight_update(self, version: int) -> dict:
         stats = _merge(await self._engine().collective_rpc("rlsys_finish_weight_update"))
+        await self._new_version(version)
+        return stats
+
+    async def _new_version(self, version: int) -> None:
         await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
-        return stats
+
+    async def node_id(self) -> str | None:
+        """This actor's Ray node: the sender hands buckets over in shared memory on its own node."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
     async def set_sync_mode(self, mode: str) -> None:
         """direct (default) or layerwise: vLLM's reload for every layer (tests, benchmarks)."""
@@ -181,8 +192,7 @@ class RolloutWorker:
         await self._engine().collective_rpc(method, kwargs=payload or {})
 
     async def set_version(self, version: int) -> int:
-        await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
-        self.version = version
+        await self._new_version(version)
         return version
 
     async def draft_checksum(self) -> dict:
@@ -193,12 +203,6 @@ class RolloutWorker:
 
     async def wake(self) -> None:
         await self._engine().wake_up()
-
-
-def _node_id() -> str | None:
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def _merge(per_worker: list[dict]) -> dict:

@@ -2,19 +2,21 @@
 
 The sender packs each bucket once into a slot of its shared-memory ring (rlsys/sync/shm.py).
 Engines on its node map the slot and read it in place; engines on other nodes get the slot's
-bytes as a Ray object (one more copy, into Ray's store, then Ray's transfer). Two slots pipeline
-the sync: the sender gathers and packs bucket k+1 while the engines load bucket k, and waits for
-the engines only before reusing a slot, so at most two buckets exist on the sender.
+bytes as a Ray object (one more copy, into Ray's store, then Ray's transfer). The ring pipelines
+the sync: the sender gathers and packs the next buckets while the engines load this one, and
+waits for the engines only before reusing a slot, so at most SLOTS buckets exist on the sender.
+Each bucket is one engine call; the first of a sync begins it and the last finishes it.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
 
 import torch
 
-from rlsys.sync.bucket import iter_buckets, layout, pack_into
+from rlsys.sync.bucket import bucket_plan, iter_buckets, layout, pack_into, sync_params
 
 SLOTS = 3  # ring slots: the sender runs up to SLOTS - 1 buckets ahead of the engines
 
@@ -32,7 +34,7 @@ class ObjectStoreSync:
     def __init__(self, cfg):
         r = cfg.rollout
         self.bucket_mb, self.transport, self.skip_frozen = r.sync_bucket_mb, r.sync_transport, not r.sync_frozen
-        self.dtype, self.ring = sync_dtype(cfg), None
+        self.dtype, self.ring, self.nodes = sync_dtype(cfg), None, {}
 
     def _buckets(self, model, keep: bool):
         return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
@@ -43,33 +45,42 @@ class ObjectStoreSync:
             for _ in self._buckets(model, keep=False):  # the gathers are collectives
                 pass
             return {"bytes": 0, "seconds": time.perf_counter() - t0}
-        import ray
-
         from rlsys.sync.shm import ShmRing
 
         self.ring = self.ring or ShmRing(SLOTS)
-        here = ray.get_runtime_context().get_node_id()
-        nodes = ray.get([e.begin_weight_update.remote(version) for e in engines])
-        shm = [self.transport == "shm" or (self.transport == "auto" and n == here) for n in nodes]
-        st = _Stages(len(engines), same_node=[n == here for n in nodes])
-        in_flight: list[list] = [[] for _ in range(len(self.ring))]
-        it, k, nbytes = iter(self._buckets(model, keep=True)), 0, 0
-        while (bucket := st.timed("gather_s", next, it, None)) is not None:
+        shm, same_node = self._transports(engines)
+        st = _Stages(len(engines), same_node)
+        total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
+        sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
+        it, nbytes = iter(self._buckets(model, keep=True)), 0
+        for k in range(total):
+            bucket = st.timed("gather_s", next, it)
             slot = k % len(self.ring)
             st.timed("sender_wait_s", st.collect, in_flight[slot])  # the engines are done with this slot
             meta = layout(bucket, self.dtype)
             path, buf = self.ring.slot(slot, meta["nbytes"])
-            wire = st.timed("pack_s", pack_into, bucket, buf, meta)
+            # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
+            wire = {**st.timed("pack_s", pack_into, bucket, buf, meta), "sync": sync_id, "last": k == total - 1}
             del bucket
             nbytes += wire["nbytes"]
             in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version)
-            k += 1
         for refs in in_flight:
             st.timed("sender_wait_s", st.collect, refs)
-        paths = st.collect([(e.finish_weight_update.remote(version), i, time.perf_counter()) for i, e in enumerate(engines)])
-        seconds = time.perf_counter() - t0
-        return {"bytes": nbytes, "seconds": seconds, "buckets": k, "stages": st.summary(),
-                "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": paths}
+        if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
+            st.collect([(e.finish_weight_update.remote(version), i, time.perf_counter()) for i, e in enumerate(engines)])
+        return {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
+                "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths}
+
+    def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
+        """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
+        An engine actor never moves, so its node is asked once."""
+        import ray
+
+        new = [e for e in engines if e not in self.nodes]
+        self.nodes.update(zip(new, ray.get([e.node_id.remote() for e in new])))
+        here = ray.get_runtime_context().get_node_id()
+        same = [self.nodes[e] == here for e in engines]
+        return [self.transport == "shm" or (self.transport == "auto" and s) for s in same], same
 
 
 def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int) -> list:
@@ -92,7 +103,7 @@ class _Stages:
     sum exceeds the wall time."""
 
     def __init__(self, engines: int, same_node: list[bool]):
-        self.s, self.same_node = defaultdict(float), same_node
+        self.s, self.same_node, self.paths = defaultdict(float), same_node, None
         self.engine_free = [0.0] * engines  # when each engine finished its previous call
 
     def timed(self, stage: str, fn, *args):
@@ -102,8 +113,8 @@ class _Stages:
         finally:
             self.s[stage] += time.perf_counter() - t
 
-    def collect(self, calls: list) -> dict | None:
-        """Wait for engine calls; add their timings. Returns the first reply's path counts, if any."""
+    def collect(self, calls: list) -> None:
+        """Wait for engine calls; add their timings (and the sync's path counts, from its last call)."""
         import ray
 
         replies = ray.get([ref for ref, _, _ in calls])
@@ -116,7 +127,7 @@ class _Stages:
         self.s["engine_load_s"] += load
         self.s["kernel_repack_s"] += repack
         self.s["transport_s"] += max(latency, 0.0)
-        return replies[0].get("paths") if replies else None
+        self.paths = next((r["paths"] for r in replies if "paths" in r), self.paths)
 
     def summary(self) -> dict:
         return {k: round(v, 6) for k, v in sorted(self.s.items())}
