@@ -134,13 +134,13 @@ class DirectLoader:
         self._probe(named)
         packed: dict[torch.nn.Module, list] = {}
         kernels: dict[torch.nn.Module, None] = {}
-        layerwise = []
+        layerwise, starting = [], {}
         for name, t in named:
             routes = self.routes[name]
             if self.mode == "layerwise" or any(r.kind == "layerwise" for r in routes):
                 layerwise.append((name, t.clone()))  # vLLM holds it until its layer is complete
                 self.counts["layerwise"] += 1
-                self.layerwise.update(dict.fromkeys(r.module for r in routes if r.module is not None))
+                starting.update((r.module, None) for r in routes if r.module is not None and r.module not in self.layerwise)
                 continue
             for r in routes:
                 if r.kind == "param":
@@ -154,7 +154,7 @@ class DirectLoader:
         for module in kernels:
             self._timed(_repack_shared, self.model, module)
         if layerwise:
-            self._load_layerwise(layerwise)
+            self._load_layerwise(layerwise, starting)
         return self.repack_s
 
     def _timed(self, fn, *args):
@@ -162,13 +162,14 @@ class DirectLoader:
         fn(*args)
         self.repack_s += time.perf_counter() - t0
 
-    def _load_layerwise(self, named) -> None:
+    def _load_layerwise(self, named, starting: dict) -> None:
+        """vLLM's reload for these tensors' layers, each layer started once per sync (a layer it
+        already completed in an earlier bucket must not go back on the meta device)."""
         from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
-        from vllm.model_executor.model_loader.reload.layerwise import get_layerwise_info
 
-        for module in self.layerwise:
-            if not get_layerwise_info(module).can_load():
-                initialize_layerwise_reload(module)
+        for module in starting:
+            initialize_layerwise_reload(module)
+        self.layerwise.update(starting)
         self.model.load_weights(named)
 
     # ---- CPU linears ------------------------------------------------------------------------------
