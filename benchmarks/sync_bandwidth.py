@@ -143,9 +143,10 @@ def sender_logprobs(model, seqs, prompt_lens) -> list[np.ndarray]:
     return out
 
 
-def parity_check(model, engine, sync, path: str) -> dict:
+def parity_check(model, engine, sync, path: str, engine_dtype: str) -> dict:
     """Perturb the sender's weights, sync, and compare the engine's sampled-token log-probs with the
-    sender's (and with the sender's before the perturbation: how far the weights moved)."""
+    sender's (fp32 compute; for a bf16 engine the sender's weights are first rounded to bf16, so
+    the difference left is bf16 compute in the engine, not the sync)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -157,6 +158,10 @@ def parity_check(model, engine, sync, path: str) -> dict:
         for p in model.parameters():
             p.mul_(1 + 0.02 * torch.randn(p.shape, generator=g))
     sync.push(model, [engine], 100, is_sender=True)
+    if engine_dtype == "bfloat16":
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.bfloat16().float())
     out, seqs = sampled_logprobs(engine, prompts)
     ref = sender_logprobs(model, seqs, lens)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(out["behaviour_logprobs"], ref))
@@ -187,7 +192,7 @@ def main() -> None:
     row = summary(sum(p.numel() for p in model.parameters()), first, runs, args)
     print_table(row)
     if not args.no_check:
-        row["parity"] = parity_check(model, engine, sync, path)
+        row["parity"] = parity_check(model, engine, sync, path, args.engine_dtype)
         print("parity after a sync of perturbed weights:", row["parity"])
     print(json.dumps(row))
     ray.shutdown()
