@@ -73,7 +73,8 @@ def start_engine(args, path: str):
     cfg.model.dtype = args.engine_dtype
     cfg.rollout.sync_bucket_mb, cfg.rollout.sync_transport = args.bucket_mb, args.transport
     cfg.rollout.max_model_len = 256
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
     engine = ray.remote(RolloutWorker).options(num_cpus=1).remote(cfg, path)
     ray.get(engine.get_version.remote())
     ray.get(engine.set_sync_mode.remote(args.mode))

@@ -140,7 +140,8 @@ class DirectLoader:
             if self.mode == "layerwise" or any(r.kind == "layerwise" for r in routes):
                 layerwise.append((name, t.clone()))  # vLLM holds it until its layer is complete
                 self.counts["layerwise"] += 1
-                starting.update((r.module, None) for r in routes if r.module is not None and r.module not in self.layerwise)
+                starting.update((r.module, None) for r in routes
+                                if r.module is not None and r.module not in self.layerwise)
                 continue
             for r in routes:
                 if r.kind == "param":
@@ -240,7 +241,8 @@ def _whole(shards: list, template) -> torch.Tensor | None:
     order) lie back to back there, cover it exactly and match its dtype and row width."""
     ts = [t for t, _ in shards]
     if (template.dim() != 2 or sum(t.numel() for t in ts) != template.numel()
-            or any(t.dtype != template.dtype or t.shape[1:] != template.shape[1:] or not t.is_contiguous() for t in ts)):
+            or any(t.dtype != template.dtype or t.shape[1:] != template.shape[1:] or not t.is_contiguous()
+                   for t in ts)):
         return None
     if any(a.data_ptr() + a.numel() * a.element_size() != b.data_ptr() for a, b in zip(ts, ts[1:])):
         return None
@@ -252,7 +254,9 @@ def _pack(module, weight: torch.Tensor, private: bool = False) -> None:
     the packed copy). `weight` is borrowed (received bytes, a staging buffer) unless private."""
     from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
 
-    module.weight = weight if isinstance(weight, torch.nn.Parameter) else torch.nn.Parameter(weight, requires_grad=False)
+    if not isinstance(weight, torch.nn.Parameter):
+        weight = torch.nn.Parameter(weight, requires_grad=False)
+    module.weight = weight
     dispatch_cpu_unquantized_gemm(module, remove_weight=True)
     if not private and (module.weight.numel() or _holds(module.cpu_linear, weight)):
         _pack(module, weight.detach().clone(), private=True)  # this kernel reads the weight itself

@@ -67,7 +67,8 @@ class ObjectStoreSync:
         for refs in in_flight:
             st.timed("sender_wait_s", st.collect, refs)
         if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
-            st.collect([(e.finish_weight_update.remote(version), i, time.perf_counter()) for i, e in enumerate(engines)])
+            now = time.perf_counter()
+            st.collect([(e.finish_weight_update.remote(version), i, now) for i, e in enumerate(engines)])
         return {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
                 "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths}
 

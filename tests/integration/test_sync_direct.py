@@ -31,7 +31,8 @@ def engine(tmp_path_factory):
     path = save_checkpoint(model, tok, tmp_path_factory.mktemp("model"))
     cfg = RLSysConfig()
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
     actor = ray.remote(RolloutWorker).options(num_cpus=1).remote(cfg, str(path))
     ray.get(actor.get_version.remote())
     yield cfg, actor, model

@@ -28,7 +28,8 @@ def engine(tmp_path_factory):
 
     cfg = RLSysConfig()
     cfg.run_dir, cfg.rollout.max_model_len = str(tmp_path_factory.mktemp("run")), 256
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
     actor = ray.remote(RolloutWorker).options(num_cpus=1).remote(cfg, MODEL)
     ray.get(actor.get_version.remote())
     tok = AutoTokenizer.from_pretrained(MODEL)
