@@ -39,20 +39,6 @@ class WeightSyncExtension:
         return {**done, "tensors": stats["tensors"], "start": start, "repack_s": repack + done["repack_s"],
                 "load_s": stats["load_s"] + done["load_s"]}
 
-    def rlsys_stream_weights(self, path: str, sync_id: str, engine: int) -> dict:
-        """Every bucket of one sync in one call: descriptors arrive on the sender's socket
-        (rlsys/sync/stream.py), each is loaded as by rlsys_load_weights and acknowledged (its slot
-        may be reused), and the one marked last finishes the sync."""
-        from rlsys.sync.stream import connect, recv_msg, send_msg
-
-        with connect(path, {"engine": engine, "rank": getattr(self, "rank", 0)}) as sock:
-            while True:
-                bucket = recv_msg(sock)
-                stats = self.rlsys_load_weights({**bucket, "sync": sync_id})
-                send_msg(sock, stats)
-                if bucket.get("last"):
-                    return stats
-
     def rlsys_finish_weight_update(self) -> dict:
         from vllm.config import set_current_vllm_config
 

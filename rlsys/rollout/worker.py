@@ -157,12 +157,6 @@ class RolloutWorker:
         np.copyto(buf[:data.size].numpy(), data)
         return {**{k: v for k, v in bucket.items() if k != "data"}, "path": path}
 
-    async def stream_weights(self, path: str, sync_id: str, engine: int, version: int) -> dict:
-        """A whole sync through the sender's socket (engines on its node): one call, not one per bucket."""
-        stats = _merge(await self._engine().collective_rpc("rlsys_stream_weights", args=(path, sync_id, engine)))
-        await self._new_version(version)
-        return stats
-
     async def finish_weight_update(self, version: int) -> dict:
         stats = _merge(await self._engine().collective_rpc("rlsys_finish_weight_update"))
         await self._new_version(version)

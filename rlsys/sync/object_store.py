@@ -5,9 +5,7 @@ Engines on its node map the slot and read it in place; engines on other nodes ge
 bytes as a Ray object (one more copy, into Ray's store, then Ray's transfer). The ring pipelines
 the sync: the sender gathers and packs the next buckets while the engines load this one, and
 waits for the engines only before reusing a slot, so at most SLOTS buckets exist on the sender.
-Engines on this node get one call per sync and the buckets' descriptors down a socket
-(rlsys/sync/stream.py); the others one Ray call per bucket. The first bucket of a sync begins
-it on the engine and the last finishes it.
+Each bucket is one engine call; the first of a sync begins it and the last finishes it.
 """
 
 from __future__ import annotations
@@ -36,8 +34,7 @@ class ObjectStoreSync:
     def __init__(self, cfg):
         r = cfg.rollout
         self.bucket_mb, self.transport, self.skip_frozen = r.sync_bucket_mb, r.sync_transport, not r.sync_frozen
-        self.dtype, self.tp, self.nodes = sync_dtype(cfg), r.tensor_parallel_size, {}
-        self.ring = self.listener = None  # the sender's shared memory and socket, built on its first push
+        self.dtype, self.ring, self.nodes = sync_dtype(cfg), None, {}
 
     def _buckets(self, model, keep: bool):
         return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
@@ -49,45 +46,31 @@ class ObjectStoreSync:
                 pass
             return {"bytes": 0, "seconds": time.perf_counter() - t0}
         from rlsys.sync.shm import ShmRing
-        from rlsys.sync.stream import EngineStreams, Listener
 
-        self.ring, self.listener = self.ring or ShmRing(SLOTS), self.listener or Listener()
+        self.ring = self.ring or ShmRing(SLOTS)
         shm, same_node = self._transports(engines)
+        st = _Stages(len(engines), same_node)
         total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
-        sync_id, st = uuid.uuid4().hex[:12], _Stages(len(engines), same_node)
-        local = [(i, e) for i, (e, s) in enumerate(zip(engines, shm)) if s]
-        streams = EngineStreams(self.listener, local, sync_id, version, self.tp) if total and local else None
-        try:
-            nbytes = self._stream(model, engines, shm, streams, st, total, sync_id, version)
-            if streams:
-                st.timed("sender_wait_s", streams.finish)
-        finally:
-            if streams:
-                streams.close()
-        if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
-            now = time.perf_counter()
-            st.collect([(_RayCall(e.finish_weight_update.remote(version)), i, now) for i, e in enumerate(engines)])
-        return {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
-                "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths}
-
-    def _stream(self, model, engines, shm, streams, st, total: int, sync_id: str, version: int) -> int:
-        """Gather, pack and send every bucket; a slot is reused once its engines acknowledged it."""
-        in_flight: list[list] = [[] for _ in range(len(self.ring))]
+        sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
         it, nbytes = iter(self._buckets(model, keep=True)), 0
         for k in range(total):
             bucket = st.timed("gather_s", next, it)
             slot = k % len(self.ring)
-            st.timed("sender_wait_s", st.collect, in_flight[slot])
+            st.timed("sender_wait_s", st.collect, in_flight[slot])  # the engines are done with this slot
             meta = layout(bucket, self.dtype)
             path, buf = self.ring.slot(slot, meta["nbytes"])
             # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
             wire = {**st.timed("pack_s", pack_into, bucket, buf, meta), "sync": sync_id, "last": k == total - 1}
             del bucket
             nbytes += wire["nbytes"]
-            in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, streams, version)
-        for k in range(max(total - len(self.ring), 0), total):  # in send order: a stream acks in order
-            st.timed("sender_wait_s", st.collect, in_flight[k % len(self.ring)])
-        return nbytes
+            in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version)
+        for refs in in_flight:
+            st.timed("sender_wait_s", st.collect, refs)
+        if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
+            now = time.perf_counter()
+            st.collect([(e.finish_weight_update.remote(version), i, now) for i, e in enumerate(engines)])
+        return {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
+                "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths}
 
     def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
         """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
@@ -101,25 +84,16 @@ class ObjectStoreSync:
         return [self.transport == "shm" or (self.transport == "auto" and s) for s in same], same
 
 
-def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], streams, version: int) -> list:
-    """Hand one packed bucket to every engine: its slot's path down the stream (this node), or one
-    Ray object shared by the engines off this node. Returns (reply, engine index, send time) each."""
+def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int) -> list:
+    """Start every engine's load of one packed bucket; (ref, engine index, send time) each."""
     import ray
 
-    ref = None if all(shm) else ray.put({**wire, "data": buf[:wire["nbytes"]].numpy()})
+    ref = None
+    if not all(shm):  # one Ray object shared by every engine off this node
+        ref = ray.put({**wire, "data": buf[:wire["nbytes"]].numpy()})
     now = time.perf_counter()
-    return [(streams.send(i, {**wire, "path": path}) if s else _RayCall(e.load_weights.remote(ref, version)), i, now)
+    return [(e.load_weights.remote({**wire, "path": path} if s else ref, version), i, now)
             for i, (e, s) in enumerate(zip(engines, shm))]
-
-
-class _RayCall:
-    def __init__(self, ref):
-        self.ref = ref
-
-    def result(self) -> dict:
-        import ray
-
-        return ray.get(self.ref)
 
 
 class _Stages:
@@ -141,8 +115,10 @@ class _Stages:
             self.s[stage] += time.perf_counter() - t
 
     def collect(self, calls: list) -> None:
-        """Wait for engine replies; add their timings (and the sync's path counts, from its last one)."""
-        replies = [call.result() for call, _, _ in calls]
+        """Wait for engine calls; add their timings (and the sync's path counts, from its last call)."""
+        import ray
+
+        replies = ray.get([ref for ref, _, _ in calls])
         load, repack, latency = 0.0, 0.0, 0.0
         for (_, i, sent), r in zip(calls, replies):
             load, repack = max(load, r["load_s"]), max(repack, r["repack_s"])

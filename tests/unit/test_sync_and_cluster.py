@@ -6,7 +6,6 @@ from rlsys.config import RLSysConfig
 from rlsys.sync.bucket import iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params, unpack_bucket
 from rlsys.sync.object_store import sync_dtype
 from rlsys.sync.shm import ShmRing, open_shared
-from rlsys.sync.stream import Listener, connect, recv_msg, send_msg
 
 
 def test_bucket_round_trip_is_bit_exact():
@@ -53,34 +52,6 @@ def test_sync_dtype_follows_the_engine_unless_set():
     assert sync_dtype(cfg) == torch.bfloat16
     cfg.rollout.sync_dtype = "float32"
     assert sync_dtype(cfg) == torch.float32
-
-
-def test_stream_channel_round_trip_and_peers_that_go_away():
-    import threading
-
-    listener = Listener()
-
-    def worker():
-        with connect(listener.path, {"engine": 0, "rank": 0}) as sock:
-            send_msg(sock, {"ack": recv_msg(sock)["bucket"]})
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    [(hello, conn)] = listener.accept(1, check_alive=lambda: None)
-    send_msg(conn, {"bucket": 7})
-    assert hello == {"engine": 0, "rank": 0} and recv_msg(conn) == {"ack": 7}
-    thread.join()
-    with pytest.raises(ConnectionError):  # the worker's end closed: never a silent wait
-        recv_msg(conn)
-    conn.close()
-
-    def engine_failed():
-        raise RuntimeError("engine failed")
-
-    with pytest.raises(RuntimeError, match="engine failed"):  # a call that died before joining
-        listener.accept(1, engine_failed)
-    listener.close()
-    assert not __import__("os").path.exists(listener.path)
 
 
 def test_default_roles_fit_two_cpus():
