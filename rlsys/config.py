@@ -16,8 +16,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 @dataclass
 class ModelConfig:
-    path: str | None = None  # HF checkpoint dir to train; null = build the embedded tiny model
-    cache_dir: str = "~/.cache/rlsys"  # where the embedded tiny model and its warm-up are cached
+    path: str | None = None  # HF checkpoint dir to train; null = model.gguf, else build the embedded tiny model
+    gguf: str | None = None  # GGUF file (or "package:file" in an installed package), converted once to HF in cache_dir
+    gguf_sha256: str | None = None  # pinned digest of the GGUF file (a mismatch fails; null = not checked)
+    cache_dir: str = "~/.cache/rlsys"  # where converted and embedded tiny models are cached
     hidden_size: int = 128  # tiny model: width
     num_layers: int = 4  # tiny model: decoder layers
     num_heads: int = 4  # tiny model: attention heads (2 key/value heads)
@@ -28,12 +30,13 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "arithmetic"  # built-in task that generates data when no paths are given
+    name: str = "arithmetic"  # built-in task when no paths are given: arithmetic | word_problems (chat, \boxed{})
     train_path: str | None = None  # prompt parquet (prompt, ground_truth, data_source); null = built-in
     eval_path: str | None = None  # held-out parquet; null = built-in
     num_train: int = 4000  # built-in task: training prompts to generate
     num_eval: int = 128  # built-in task: held-out prompts to generate
-    max_digits: int = 2  # built-in task: operands have 1..max_digits digits
+    max_digits: int = 2  # built-in task: numbers have 1..max_digits digits
+    steps: int = 2  # word_problems: 1..steps operations per problem
     seed: int = 1234  # built-in task: data seed (held-out uses seed + 1)
 
 
@@ -51,6 +54,7 @@ class AlgorithmConfig:
     kl_coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
     kl_estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
     kl_placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
+    kl_metric: bool = False  # run the reference forward for the kl_ref metric even when no term needs it
     entropy_coef: float = 0.0  # entropy bonus weight
     lp_reg_coef: float = 1.0  # loss=lp_reg: weight of k3(pi_theta, proxy) on the regularised tokens
     lp_reg_kappa: float = 0.02  # loss=lp_reg: proxy drops tokens below kappa * max-prob
@@ -220,6 +224,10 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
            f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
+    _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
+    _check(cfg.task.name in ("arithmetic", "word_problems"), "task.name",
+           f"no built-in task {cfg.task.name!r}; known: arithmetic, word_problems")
+    _check(cfg.task.steps >= 1 and cfg.task.max_digits >= 1, "task.steps", "task.steps and task.max_digits must be >= 1")
     e = cfg.eval
     _check(1 <= e.n <= 1024, "eval.n", f"must be in [1, 1024], got {e.n}")
     _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")

@@ -34,6 +34,10 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
     max_prompt = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
     if cfg.model.path:
         model_path = check_model_path(cfg.model.path)
+    elif cfg.model.gguf:
+        from rlsys.models.gguf import cached_conversion
+
+        model_path = cached_conversion(cfg.model.gguf, cfg.model.cache_dir, cfg.model.gguf_sha256, log=log)
     else:  # check the files with the char tokenizer before spending a minute on the warm-up
         from rlsys.models.tiny import build_char_tokenizer
 
@@ -55,14 +59,17 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
 
 def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
     """The user's parquet files, or the built-in task's splits written into the run directory."""
-    from rlsys.data.arithmetic import write_builtin_splits
+    from rlsys.data import arithmetic, word_problems
 
-    t = cfg.task
+    t, out = cfg.task, Path(cfg.run_dir) / "data"
     if t.train_path and t.eval_path:
         return t.train_path, t.eval_path
-    if t.name != "arithmetic":
+    if t.name == "word_problems":
+        built = word_problems.write_splits(out, t.num_train, t.num_eval, t.steps, t.max_digits, t.seed)
+    elif t.name == "arithmetic":
+        built = arithmetic.write_builtin_splits(out, t.num_train, t.num_eval, t.max_digits, t.seed)
+    else:
         raise ConfigError(f"config key 'task.name': no built-in task {t.name!r}; set task.train_path and task.eval_path")
-    built = write_builtin_splits(Path(cfg.run_dir) / "data", t.num_train, t.num_eval, t.max_digits, t.seed)
     return str(t.train_path or built[0]), str(t.eval_path or built[1])
 
 
@@ -102,7 +109,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
     with timer("sync"):
         sync = roles.fleet.sync_weights(version + 1)
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
-    m.update(extra, engine_restarts=roles.fleet.restarts)
+    m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(fleet_spec_metrics(roles.fleet.engines))
     m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
