@@ -33,7 +33,7 @@ def engine_options(cfg: RLSysConfig, model_path: str) -> dict:
 
 def engine_setup_calls(cfg: RLSysConfig) -> list[str]:
     """Worker-extension methods each engine runs once after start-up."""
-    calls = []
+    calls = ["rlsys_fix_cpu_seeded_discard"]  # no-op on GPU
     if cfg.rollout.speculative != "none":
         calls.append("rlsys_fix_cpu_spec_expand")  # no-op on GPU
     if cfg.rollout.draft_sync:

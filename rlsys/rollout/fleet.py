@@ -38,6 +38,7 @@ class RolloutFleet:
         self.weight_source: Callable[[list, int], dict] | None = None  # (engines, version) -> sync stats
         self.version = 0  # policy version the engines serve
         self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
+        self.deaths: list[tuple[set[int], str | None]] = []  # (seeds of the groups it owed, root cause) per death
         self.load = np.zeros(len(engines))  # outstanding estimated tokens per engine
         self.starting: dict = {}  # readiness ref -> index of a restarted engine not yet serving
 
@@ -53,6 +54,12 @@ class RolloutFleet:
         stats = self.weight_source(serving, version)
         self.version = version
         return stats
+
+    def peak_memory_gb(self) -> float:
+        """The largest engine's peak memory since the last call (GB)."""
+        import ray
+
+        return max(ray.get([e.peak_memory_gb.remote() for e in self.engines]), default=0.0)
 
     def wait_ready(self) -> None:
         """Block until every restarted engine is up and serves the fleet's policy version."""
@@ -78,6 +85,7 @@ class RolloutFleet:
         params = (n, r.temperature if temperature is None else temperature, r.top_p if top_p is None else top_p,
                   r.max_new_tokens)
         cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
+        group_seed = lambda g: seed * 1_000_003 + int(prompt_idx[g])  # noqa: E731  (also names the group)
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
         waiting: list[int] = []  # groups with no live engine to take them yet
 
@@ -93,8 +101,7 @@ class RolloutFleet:
                 per_engine.setdefault(e, []).append(g)
                 self.load[e] += cost[g]
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
-                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed * 1_000_003 + int(prompt_idx[g]))
-                        for g in gs]
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], group_seed(g)) for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call] = (e, set(gs))
 
@@ -110,13 +117,13 @@ class RolloutFleet:
                         again, waiting[:] = waiting[:], []
                         submit(again)
                     elif w in calls:
-                        yield from self._receive(w, calls, submit, cost, data, prompt_idx)
+                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, group_seed)
         finally:  # the consumer stopped early (or failed): drop what is still running
             for call, (e, owed) in calls.items():
                 self.load[e] -= sum(cost[g] for g in owed)
                 ray.cancel(call)
 
-    def _receive(self, call, calls: dict, submit, cost, data, prompt_idx) -> Iterator[RolloutBatch]:
+    def _receive(self, call, calls: dict, submit, cost, data, prompt_idx, seed_of) -> Iterator[RolloutBatch]:
         """The next message of one engine's call: finished groups, the end, or the engine's death."""
         import ray
 
@@ -130,7 +137,7 @@ class RolloutFleet:
             if not engine_died(err):
                 raise
             lost = [g for c in [c for c, (i, _) in calls.items() if i == e] for g in calls.pop(c)[1]]
-            self._restart(e, err)
+            self._restart(e, err, {seed_of(g) for g in lost})
             self.resent += len(lost)
             submit(lost)
             return
@@ -141,20 +148,39 @@ class RolloutFleet:
             yield group_batch(data, int(prompt_idx[g]), g, out)
 
     # ---- failures ------------------------------------------------------------------------------
-    def _restart(self, e: int, err: BaseException) -> None:
+    def _restart(self, e: int, err: BaseException, groups: set[int] = frozenset()) -> None:
+        """Replace engine e. groups: the (seeds of the) groups it owed. A death with the same root
+        cause as an earlier one on some of the same groups is deterministic: restarting cannot help."""
         import ray
 
         self.restarts += 1
+        cause = self._root_cause(e)
+        said = f": {cause}" if cause else ""
+        if cause and any(c == cause and groups & gs for gs, c in self.deaths):
+            msg = (f"rollout engine {e} died again with the same error on groups an earlier death also held, so "
+                   f"restarting will not help{said}. The engine log (above) has the full trace.")
+            print(f"[rlsys] {msg}", flush=True)
+            raise FleetError(msg) from err
+        self.deaths.append((set(groups), cause))
         if self.make_engine is None or self.restarts > self.cfg.rollout.max_engine_restarts:
             why = ("the fleet cannot start engines" if self.make_engine is None else
                    f"rollout.max_engine_restarts={self.cfg.rollout.max_engine_restarts} restarts are used up")
-            raise FleetError(f"rollout engine {e} died ({type(err).__name__}) and {why}") from err
-        print(f"[rlsys] rollout engine {e} died ({type(err).__name__}); restarting it, its groups go to the others",
-              flush=True)
+            raise FleetError(f"rollout engine {e} died ({type(err).__name__}{said}) and {why}") from err
+        print(f"[rlsys] rollout engine {e} died ({type(err).__name__}{said}); restarting it, its groups go to "
+              f"the others", flush=True)
         ray.kill(self.engines[e])  # if only its engine core died, free the bundle for the new actor
         self.engines[e] = self.make_engine(e)
         self.load[e] = 0
         self.starting[self.engines[e].get_version.remote()] = e
+
+    def _root_cause(self, e: int) -> str | None:
+        """What the engine's processes logged when they died; None when the actor itself is gone."""
+        import ray
+
+        try:
+            return ray.get(self.engines[e].root_cause.remote(), timeout=30)
+        except Exception:  # killed actor, lost node: nothing to read, a transient death
+            return None
 
     def _replace_dead(self) -> None:
         """Restart engines that died since they last answered (e.g. while the learners trained)."""

@@ -55,6 +55,36 @@ class FakeEngine:
         return self.version
 
 
+class EngineDeadError(RuntimeError):
+    """Named like vLLM's: the fleet recognises an engine-core death by this name."""
+
+
+class PoisonedEngine(FakeEngine):
+    """An engine core that dies whenever it is handed the group of prompt length 13 (a
+    deterministic bug), logging the same root cause each time."""
+
+    async def generate_groups(self, groups, n, temperature, top_p, max_tokens):
+        if any(len(p) == 13 for _, p, _ in groups):
+            await asyncio.sleep(0.05)
+            raise EngineDeadError("EngineCore encountered an issue. See stack trace (above) for the root cause.")
+        async for items in super().generate_groups(groups, n, temperature, top_p, max_tokens):
+            yield items
+
+    def root_cause(self):
+        return "RuntimeError: CPU Generator does not use offset (File \"gpu_model_runner.py\", line 3502)"
+
+
+def test_deterministic_engine_crash_fails_fast_with_its_root_cause(ray_session, capsys):
+    cfg = RLSysConfig()
+    cfg.rollout.n, cfg.rollout.max_engine_restarts = 4, 10
+    fleet = RolloutFleet([], cfg, lambda i: ray.remote(PoisonedEngine).options(num_cpus=0).remote(i))
+    fleet.engines, fleet.load = [fleet.make_engine(i) for i in range(2)], np.zeros(2)
+    with pytest.raises(Exception, match="died again with the same error.*CPU Generator does not use offset"):
+        fleet.generate(fake_data([5, 13, 5, 5]), np.arange(4), seed=0)
+    assert fleet.restarts == 2  # the second death on the same group stops the run, not the tenth
+    assert "CPU Generator does not use offset" in capsys.readouterr().out  # and the log says why
+
+
 class FakeReference:
     def logprobs(self, prompts, responses):
         time.sleep(0.1)
@@ -161,6 +191,7 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
     fleet, _ = fake_fleet(2, delay=0.25)  # groups finish in 4 waves, 0.25 s apart
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
+    cfg.algorithm.kl_metric = True  # the reference runs (no objective term needs it by default)
     roles = SimpleNamespace(fleet=fleet, reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
