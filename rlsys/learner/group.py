@@ -60,6 +60,7 @@ class LearnerGroup:
         stats = {k: sum(r.get(k, 0.0) for r in results) for k in SUMMED}
         stats["mismatch_max"] = max(r["mismatch_max"] for r in results)
         stats["grad_norm"] = results[0]["grad_norm"]
+        stats["learner_peak_memory_gb"] = max(r["peak_memory_gb"] for r in results)  # the fullest rank
         return stats
 
     def push_weights(self, engines: list, version: int) -> dict:

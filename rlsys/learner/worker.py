@@ -23,9 +23,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.critic import ValueModel
-from rlsys.learner.logprobs import pack, pad_per_token, token_logprobs, unpad_per_token
+from rlsys.learner.logprobs import install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
 from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REGULARISERS, Denominators,
                                      LossInputs, divergence_penalty)
+from rlsys.memory import peak_gb, reset_peak
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -68,7 +69,7 @@ class LearnerWorker:
         Lets one learner group run several objectives in turn (the preset tests share it).
         """
         self.cfg, a, dtype = cfg, cfg.algorithm, DTYPES[cfg.model.dtype]
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device)
+        model = install_logprob_head(AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device))
         for layer in model.model.layers:  # one FSDP unit per decoder layer, the root holds the rest
             fully_shard(layer)
         self.model = fully_shard(model)
@@ -87,6 +88,7 @@ class LearnerWorker:
         annealed coefficients.
         """
         t0 = time.perf_counter()
+        reset_peak()
         self.model.train()
         totals: dict[str, float] = {}
         for i, (mb, scale) in enumerate(self._micro_batches(shard, num_micro)):
@@ -102,6 +104,7 @@ class LearnerWorker:
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
+        totals["peak_memory_gb"] = peak_gb()
         return totals
 
     @staticmethod
@@ -113,7 +116,7 @@ class LearnerWorker:
         a = self.cfg.algorithm
         ids, attn, mask = (t.to(self.device) for t in pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id))
         out = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True,
-                             proxy_kappa=a.lp_reg_kappa if a.loss == "lp_reg" else None)
+                             proxy_kappa=a.lp_reg_kappa if a.loss == "lp_reg" else None, positions=mask)
         per_token = lambda cols: None if cols is None else pad_per_token(cols, mask.cpu()).to(self.device)  # noqa: E731
         per_sample = lambda flags: torch.as_tensor(np.asarray(flags, bool), device=self.device)[:, None]  # noqa: E731
         rl = mask & ~per_sample(mb.anchor if mb.anchor is not None else np.zeros(len(mb), bool))
@@ -144,7 +147,8 @@ class LearnerWorker:
         stats.update({
             "tokens": m.sum().item(),
             "entropy_sum": (out.entropy.detach() * m).sum().item(),
-            "kl_sum": (KL_ESTIMATORS["k3"](logp, x.logp_ref) * m).sum().item(),  # metric: k3 value
+            # metric: k3 to the reference, or to the behaviour policy when no reference ran
+            "kl_sum": (KL_ESTIMATORS["k3"](logp, beh if x.logp_ref is None else x.logp_ref) * m).sum().item(),
             "mismatch_sum": ((beh - logp).abs() * m).sum().item(),
             "mismatch_max": ((beh - logp).abs() * m).max().item(),
         })
