@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class Roles:
     fleet: RolloutFleet
     verifiers: VerifierPool
-    reference: object  # ReferenceServer actor: the initial policy
+    reference: object | None  # ReferenceServer actor: the initial policy (None: no term reads it)
     learners: LearnerGroup
     teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
 
@@ -56,6 +56,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     import ray
 
     from rlsys.cluster import actor_options, init_ray, place_roles
+    from rlsys.learner.advantages import needs_reference
     from rlsys.learner.group import LearnerGroup
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
@@ -63,9 +64,11 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     init_ray(cfg)
     groups = place_roles(cfg)
     fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups)
-    servers = [model_path] + ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
+    # The reference runs only when a term of the objective reads it; a teacher is a second server.
+    servers = ([model_path] if needs_reference(cfg.algorithm) else [None]) + \
+        ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
     reference, *teacher = [
-        ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
+        None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
             path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size

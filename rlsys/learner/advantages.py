@@ -163,6 +163,12 @@ def g_opd(batch: RolloutBatch, cfg):
 KL_IN_RETURNS = {"reinforce_pp", "reinforce_pp_baseline", "gae"}
 NEEDS_CRITIC = {"gae"}
 NEEDS_TEACHER = {"opd", "g_opd"}
+NEEDS_REFERENCE = {"g_opd"}  # estimators that read ref_logprobs
+
+
+def needs_reference(cfg) -> bool:
+    """Whether any term of the objective reads the reference log-probs (else its forward is skipped)."""
+    return cfg.kl_coef > 0 or cfg.advantage in NEEDS_REFERENCE or cfg.kl_metric
 
 
 def overlong_penalty(lengths: np.ndarray, max_len: int, buffer_frac: float) -> np.ndarray:

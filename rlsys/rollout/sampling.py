@@ -12,6 +12,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.learner.advantages import needs_reference
 from rlsys.rollout.fleet import sort_groups
 
 
@@ -78,14 +79,21 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
 
     def reference(groups: list[RolloutBatch]) -> RolloutBatch:
         chunk = RolloutBatch.concat(groups)
+        if not (use_reference or cfg.algorithm.teacher_path):
+            return chunk  # no term of the objective reads reference log-probs
         with timer("reference"):
-            chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
-                                                                         chunk.response_token_ids))
+            if use_reference:
+                chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
+                                                                             chunk.response_token_ids))
             if cfg.algorithm.teacher_path:
                 chunk.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(chunk.prompt_token_ids,
                                                                                chunk.response_token_ids))
         return chunk
 
+    use_reference = needs_reference(cfg.algorithm)
+    if use_reference and roles.reference is None:
+        raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
+                         "server (start them with a config that needs one, e.g. algorithm.kl_metric=true)")
     arrived, verifying, scored, chunks = [], [], [], []
     max_verifying, lock = cfg.cluster.num_verifiers, threading.RLock()
 

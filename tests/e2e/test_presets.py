@@ -27,7 +27,8 @@ def preset_cfg(name: str, run_dir, *extra: str):
     with initialize_config_dir(CONF_DIR, version_base=None):
         c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
                                          "trainer.prompts_per_step=16", "trainer.eval_n=0", "cluster.num_cpus=4",
-                                         "algorithm.anchor_samples=32", "algorithm.anchor_pool=64", *extra])
+                                         "algorithm.anchor_samples=32", "algorithm.anchor_pool=64",
+                                         "algorithm.kl_metric=true", *extra])  # kl_ref: did reset work?
     return validate(to_dataclass(c))
 
 
