@@ -138,12 +138,13 @@ class Remote:
     __eq__/__hash__ the program defines is ever consulted; other operations are asked of the program
     and their results come back as values."""
 
-    __slots__ = ("_judge", "_id", "_label")
+    __slots__ = ("_judge", "_id", "_label", "_type")
 
-    def __init__(self, judge, k, label):
+    def __init__(self, judge, k, label, type_name):
         object.__setattr__(self, "_judge", judge)
         object.__setattr__(self, "_id", k)
-        object.__setattr__(self, "_label", label)
+        object.__setattr__(self, "_label", label)  # how the tests reached it, for messages
+        object.__setattr__(self, "_type", type_name)
 
     def __getattr__(self, name):
         if (name.startswith("__") and name.endswith("__")) or name in Remote.__slots__:
@@ -187,7 +188,7 @@ class Judge:
 
     def remote(self, k, type_name, label=""):
         if k not in self.remotes:
-            self.remotes[k] = Remote(self, k, label or f"<{type_name}>")
+            self.remotes[k] = Remote(self, k, label or f"<{type_name}>", type_name)
         return self.remotes[k]
 
     def request(self, msg, label="?"):
@@ -271,7 +272,7 @@ def _program_exception(err):
 
 
 def _show(v):
-    return f"{v._label}" if isinstance(v, Remote) else _SHOW.repr(v)
+    return f"<{v._type} object of the program>" if isinstance(v, Remote) else _SHOW.repr(v)
 
 
 class _SolutionModule(types.ModuleType):
