@@ -128,14 +128,14 @@ def run_program(lim: dict, workdir: str, fds: list[int], serve: bool = False) ->
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, (int, type(None))):
             print(e.code, file=sys.stderr)
-        why = f"the program exited while loading (SystemExit({e.code!r}))"
+        why = f"SystemExit({e.code!r}) while loading"
     except BaseException as e:
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != "prog.py":
             tb = tb.tb_next  # the boot's own frames are noise to whoever reads the error
         traceback.print_exception(type(e), e, tb or e.__traceback__)
         code = 1
-        why = f"the program raised while loading: {type(e).__name__}"
+        why = f"{type(e).__name__} raised while loading"
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -146,7 +146,7 @@ def run_program(lim: dict, workdir: str, fds: list[int], serve: bool = False) ->
             from_judge = _safe_recv(3)
             if from_judge is not None:
                 _safe_send(4, {"exit": why})
-            return code or 1
+            return code
         serve_program(names, 3, 4)  # never returns
     return code
 

@@ -81,7 +81,8 @@ def test_early_exit_scores_zero_with_a_reason(name):
 
 
 def test_early_exit_reasons_name_what_happened():
-    assert "SystemExit(0)" in score(EARLY_EXITS["sys.exit(0) at import"])[1]["reason"]
+    assert score(EARLY_EXITS["sys.exit(0) at import"])[1]["reason"] == \
+        "before the tests failed: the program exited: SystemExit(0) while loading (exit status 0)"
     assert "before the tests failed: the program's process ended (exit status 0)" in \
         score(EARLY_EXITS["os._exit(0) at import"])[1]["reason"]
     assert "killed by SIGKILL (its own kill" in score(EARLY_EXITS["kills itself"])[1]["reason"]
@@ -226,7 +227,7 @@ def test_tests_that_never_call_the_program_do_not_pass():
 def test_missing_function_and_import_error_name_the_problem():
     assert "NameError: name 'f' is not defined" in score("def g(x):\n    return x")[1]["reason"]
     reward, d = score("import numpy_does_not_exist\ndef f(x):\n    return 2 * x")
-    assert reward == 0.0 and "raised while loading: ModuleNotFoundError" in d["reason"], d
+    assert reward == 0.0 and "ModuleNotFoundError raised while loading" in d["reason"], d
 
 
 def test_explain_shows_each_test_and_the_evidence():
