@@ -88,8 +88,26 @@ def _probe() -> dict:
                 except (OSError, subprocess.SubprocessError):
                     ok = False
                 if ok:
-                    return {"python": python, "namespaces": ns, "uid": uid, "landlock_abi": _landlock_abi()}
+                    return {"python": python, "namespaces": ns, "uid": uid, "landlock_abi": _landlock_abi(),
+                            "jail": ns and _jail_works(python, uid)}
     raise RuntimeError(f"code sandbox: cannot start any of {pythons}")
+
+
+def _jail_works(python: str, uid: int | None) -> bool:
+    """Whether the boot can pivot into its filesystem jail here (mounts allowed in the namespace)."""
+    workdir = tempfile.mkdtemp(prefix="rlsys-sandbox-")
+    try:
+        (Path(workdir) / "prog.py").write_text("")
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        spec = {"tmpfs_mb": TMPFS_MB, "jail": True, "cases": []}
+        cmd = [*PDEATHSIG, *UNSHARE, python, "-I", "-c", BOOT, json.dumps(spec)]
+        return subprocess.run(cmd, env=SAFE_ENV, cwd=workdir, capture_output=True, timeout=30,
+                              **_as_user(uid)).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _as_user(uid: int | None) -> dict:
@@ -180,7 +198,7 @@ def _launch(program: str, spec: dict, files: list, lim: Limits) -> dict:
             os.chown(workdir, iso["uid"], iso["uid"])
         boot = {"cpu_s": int(lim.wall_s) + 1, "memory_mb": lim.memory_mb, "output_bytes": lim.output_bytes,
                 "max_processes": lim.max_processes + 1, "landlock": iso["landlock_abi"] > 0,
-                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0, **spec}
+                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0, "jail": iso.get("jail", False), **spec}
         cmd = [*PDEATHSIG, *(UNSHARE if iso["namespaces"] else []), iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
         with tempfile.TemporaryFile() as status, tempfile.TemporaryFile() as boot_err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=status, stderr=boot_err, cwd=workdir,

@@ -1,7 +1,8 @@
 """Inside the code sandbox: runs as `python -I -c <judge_wire.py + judge.py + this file> SPEC_JSON` with the sandbox dir as cwd.
 
 Standalone (stdlib only, no rlsys import): it is the first process of the sandbox, pid 1 of its
-PID namespace when there is one. It mounts a size-capped tmpfs over its dir when it can, then:
+PID namespace when there is one. With its own namespaces it pivots into a jail (enter_jail: only
+the system dirs, the interpreter and its dir, a size-capped tmpfs, are visible), then:
   * stdin/stdout rows: runs the program once per test case: it forks, points stdin/stdout/stderr
     at that case's files (fds the parent opened), closes every other fd, applies rlimits, a
     Landlock write rule and drops all capabilities, and runs the program. It writes one status line
@@ -15,10 +16,11 @@ It is not dumpable, so without Landlock a capability-less program still cannot r
 """
 
 import ctypes
+import fcntl
 import json
 import os
+import platform
 import resource
-import fcntl
 import runpy
 import sys
 import time
@@ -38,9 +40,56 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def mount_tmpfs(path: str, size_mb: int) -> bool:
+def mount_tmpfs(path: str, size_mb: int, mode: str = "0700") -> bool:
     """Cap the disk the program can fill (we are root of our own user+mount namespace here)."""
-    return _libc().mount(b"tmpfs", path.encode(), b"tmpfs", 0, f"size={size_mb}m,mode=0700".encode()) == 0
+    return _libc().mount(b"tmpfs", path.encode(), b"tmpfs", 0, f"size={size_mb}m,mode={mode}".encode()) == 0
+
+
+# The filesystem the program sees in the jail: these, the interpreter's installation, its own dir.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # syscall numbers (no glibc wrapper)
+_MS_BIND, _MS_REC, _MS_SAFE = 4096, 16384, 2 | 4 | 8  # bind, recursive; nosuid, nodev, noexec
+
+
+def enter_jail(workdir: str, tmpfs_mb: int, program: bytes) -> str | None:
+    """Make a fresh root (a small tmpfs over workdir) holding only the system dirs, the Python
+    installation, a few devices, a fresh /proc and, at the same path, the program's capped tmpfs
+    dir; pivot into it and drop the old root. Nothing else of the host (datasets, the rows being
+    scored, home dirs, /tmp) is visible from here on. None on success, else what failed."""
+    libc = _libc()
+    if not mount_tmpfs(workdir, 16, "0755"):
+        return "tmpfs for the new root"
+    root = workdir
+    binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):  # merged /usr: /lib -> usr/lib
+            os.symlink(os.readlink(d), root + d)
+    pythons = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
+    binds += sorted(p for p in pythons if not any(p == d or p.startswith(d + "/") for d in binds))
+    for d in binds:
+        os.makedirs(root + d, exist_ok=True)
+        if libc.mount(d.encode(), (root + d).encode(), None, _MS_BIND | _MS_REC, None) != 0:
+            return f"bind {d}"
+    os.makedirs(root + "/dev")
+    for dev in DEVICES:
+        open(f"{root}/dev/{dev}", "w").close()
+        if libc.mount(f"/dev/{dev}".encode(), f"{root}/dev/{dev}".encode(), None, _MS_BIND, None) != 0:
+            return f"bind /dev/{dev}"
+    os.makedirs(root + "/proc")
+    if libc.mount(b"proc", f"{root}/proc".encode(), b"proc", _MS_SAFE, None) != 0:
+        return "mount /proc"
+    os.makedirs(root + workdir)
+    if not mount_tmpfs(root + workdir, tmpfs_mb):
+        return "the program's tmpfs"
+    with open(root + workdir + "/prog.py", "wb") as f:
+        f.write(program)
+    os.chdir(root)
+    nr = _PIVOT_ROOT.get(platform.machine())
+    if nr is None or libc.syscall(nr, b".", b".") != 0 or libc.umount2(b".", 2) != 0:  # 2: MNT_DETACH
+        return "pivot_root"
+    os.chdir(workdir)
+    return None
 
 
 def landlock_writes_only_beneath(path: str) -> int:
@@ -221,7 +270,12 @@ def main() -> None:
     workdir = os.getcwd()
     if lim.get("tmpfs_mb") and os.getpid() == 1:  # own namespaces: give the program a capped tmpfs
         source = open("prog.py", "rb").read()
-        if mount_tmpfs(workdir, lim["tmpfs_mb"]):
+        if lim.get("jail"):
+            failed = enter_jail(workdir, lim["tmpfs_mb"], source)
+            if failed:
+                print(f"sandbox: filesystem jail failed at: {failed}", file=sys.stderr)
+                os._exit(125)
+        elif mount_tmpfs(workdir, lim["tmpfs_mb"]):
             os.chdir(workdir)  # the new mount, not the directory under it
             with open("prog.py", "wb") as f:
                 f.write(source)
