@@ -41,6 +41,8 @@ def serve_program(names, rfd, wfd):
     def handle(obj):
         if isinstance(obj, types.ModuleType):
             return ["m", str(obj.__name__)]
+        if type(obj).__module__ == "numpy" and getattr(obj, "shape", None) == ():  # np.int64(4) == 4, as in Python
+            return encode(obj.item(), handle)
         k = ids.get(id(obj))
         if k is None:
             k = ids[id(obj)] = len(handles) + 1

@@ -205,6 +205,10 @@ LEGIT = {
     "threads inside the function": ("from concurrent.futures import ThreadPoolExecutor\ndef f(x):\n"
                                     "    with ThreadPoolExecutor(2) as ex:\n        return sum(ex.map(lambda v: v, [x, x]))",
                                     TESTS),
+    "numpy-style scalar": ("class Int64:  # stands in for numpy.int64 (no numpy in the sandbox's Python here)\n"
+                           "    shape = ()\n    def __init__(self, v):\n        self.v = v\n"
+                           "    def item(self):\n        return self.v\nInt64.__module__ = 'numpy'\n"
+                           "def f(x):\n    return Int64(2 * x)", TESTS),
     "loop over cases": ("def f(x):\n    return 2 * x", "for x, y in [(1, 2), (5, 10)]:\n    assert f(x) == y"),
 }
 
