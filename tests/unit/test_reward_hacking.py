@@ -40,6 +40,7 @@ EARLY_EXITS = {
     "kills itself": WRONG + "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
     "sys.exit(0) inside the function": "import sys\ndef f(x):\n    sys.exit(0)",
     "os._exit(0) inside the function": "import os\ndef f(x):\n    os._exit(0)",
+    "KeyboardInterrupt inside the function": "def f(x):\n    raise KeyboardInterrupt",
     "closes the judge's pipes": WRONG + "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n"
                                         "    except OSError:\n        pass",
     "parent exits, child lingers": WRONG + "import os, time\nif os.fork():\n    os._exit(0)\ntime.sleep(5)",
@@ -49,8 +50,7 @@ EARLY_EXITS = {
 EXIT_STATUS_TRICKS = {
     "atexit handler": WRONG + "import atexit, os\natexit.register(os._exit, 0)",
     "excepthook": WRONG + "import os, sys\nsys.excepthook = lambda *a: os._exit(0)",
-    "threading excepthook and sys.exit in a finally": WRONG + "import sys, threading\n"
-                                                              "threading.excepthook = lambda *a: None",
+    "threading excepthook": WRONG + "import os, threading\nthreading.excepthook = lambda *a: os._exit(0)",
 }
 
 # Values that claim to equal the expected value.
