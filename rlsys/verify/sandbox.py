@@ -7,14 +7,18 @@ Layers (each used where the OS allows; `isolation()` says which are on here):
     but a down loopback: network off), PID (the program cannot see or signal other processes, and
     the kernel kills all of its processes when the sandbox's first process exits) and mount
     (a fresh /proc, so /proc/<parent>/environ does not exist; a size-capped tmpfs as its dir);
+  * with those namespaces, a filesystem jail: only the system dirs, the interpreter's installation
+    and its dir are visible (datasets and the rows being scored are not);
+  * no capabilities (even as root of its user namespace), and a boot that is not dumpable;
   * when the parent runs as root, the program runs as an unprivileged uid (nobody), so the
     process-count rlimit applies and files of other users stay unwritable;
   * Landlock: file writes only beneath its dir, no TCP bind/connect, no signals to outside;
   * rlimits: CPU seconds, address space, file size (also caps stdout/stderr, which go to files),
     process count, open files, no core dumps.
 stdout/stderr are files, not pipes, so a program that closes stdout and sleeps cannot hang the
-reader: the wall-clock timeout always holds. Not isolated: reads of world-readable files, CPU
-and memory bandwidth shared with the host, kernel bugs. See docs/verifiers.md.
+reader: the wall-clock timeout always holds. run_judged() runs test code in a judge process
+beside the program (judge.py). Not isolated: reads of world-readable system files (all of them
+without the jail), CPU and memory bandwidth shared with the host, kernel bugs. See docs/verifiers.md.
 """
 
 from __future__ import annotations
