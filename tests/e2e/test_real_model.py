@@ -18,6 +18,7 @@ def run(rlsys_cmd, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
     return run_cli([*rlsys_cmd, "train", "model=smollm2_135m", f"trainer.steps={STEPS}", "trainer.prompts_per_step=4",
                     "rollout.n=2", "rollout.max_new_tokens=32", "trainer.eval_n=0", "trainer.save_checkpoint=false",
+                    "algorithm.entropy_coef=0.01",  # a gradient even when all 8 samples score 0 (a weak base)
                     "cluster.num_cpus=4", f"trainer.output_dir={out}"], out, timeout=1500)
 
 
