@@ -44,7 +44,7 @@ def main():
     cfg = GRPOConfig(output_dir="/tmp/trl_grpo_bench", per_device_train_batch_size=prompts * g, num_generations=g,
                      gradient_accumulation_steps=1, max_completion_length=new_tokens, learning_rate=lr,
                      max_steps=steps, logging_steps=1, save_strategy="no", report_to=[], temperature=1.0,
-                     beta=0.0, use_cpu=True, bf16=False, seed=0, shuffle_dataset=False)
+                     beta=0.0, lr_scheduler_type="constant", use_cpu=True, bf16=False, seed=0, shuffle_dataset=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, callbacks=[Stamp()])
     t0 = time.perf_counter()
     trainer.train()
