@@ -13,6 +13,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by validate)
+
 
 @dataclass
 class ModelConfig:
@@ -178,10 +180,6 @@ class RLSysConfig:
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="rlsys_schema", node=RLSysConfig)
-
-
-class ConfigError(ValueError):
-    """A configuration value that makes no sense; the message names the key."""
 
 
 def _check(ok: bool, key: str, msg: str) -> None:

@@ -10,67 +10,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rlsys.config import ConfigError, RLSysConfig, as_dict
+from rlsys.config import RLSysConfig, as_dict
 from rlsys.data.batch import RolloutBatch
-from rlsys.data.dataset import PromptDataset, load_prompts
+from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
 from rlsys.roles import Roles, shutdown_roles, start_roles
 from rlsys.rollout.engine_options import sleep_fleet, wake_fleet
-from rlsys.rollout.speculative import fleet_spec_metrics, prepare_speculative
+from rlsys.rollout.speculative import fleet_spec_metrics
 from rlsys.rollout.sampling import AnchorPool, sample_step, with_anchors
-from rlsys.verify import configure, known_sources
-
-
-def prepare_data_and_model(cfg: RLSysConfig, log=print):
-    """Everything that can fail on bad input is checked here, before any actor starts."""
-    from transformers import AutoTokenizer
-
-    from rlsys.models.prepare import check_model_path, file_digest, tiny_model
-
-    train_path, eval_path = _dataset_paths(cfg)
-    configure(cfg.verifier)
-    sources = known_sources(cfg.verifier)
-    max_prompt = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
-    if cfg.model.path:
-        model_path = check_model_path(cfg.model.path)
-    elif cfg.model.gguf:
-        from rlsys.models.gguf import cached_conversion
-
-        model_path = cached_conversion(cfg.model.gguf, cfg.model.cache_dir, cfg.model.gguf_sha256, log=log)
-    else:  # check the files with the char tokenizer before spending a minute on the warm-up
-        from rlsys.models.tiny import build_char_tokenizer
-
-        char_tok = build_char_tokenizer()
-        rows = load_prompts(train_path, char_tok, sources, max_prompt)
-        load_prompts(eval_path, char_tok, sources, max_prompt)
-        model_path = tiny_model(cfg, rows, file_digest(train_path), log=log)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if cfg.algorithm.teacher_path:
-        teacher = check_model_path(cfg.algorithm.teacher_path, key="algorithm.teacher_path")
-        if AutoTokenizer.from_pretrained(teacher).get_vocab() != tokenizer.get_vocab():
-            raise ConfigError(f"config key 'algorithm.teacher_path': {teacher} has a different tokenizer "
-                              f"than the student {model_path}; distillation compares per-token log-probs")
-    prepare_speculative(cfg, str(model_path))  # draft checks (and a layers:K draft) before any actor starts
-    train = load_prompts(train_path, tokenizer, sources, max_prompt)
-    held_out = load_prompts(eval_path, tokenizer, sources, max_prompt)
-    return train, held_out, str(model_path), tokenizer
-
-
-def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
-    """The user's parquet files, or the built-in task's splits written into the run directory."""
-    from rlsys.data import arithmetic, word_problems
-
-    t, out = cfg.task, Path(cfg.run_dir) / "data"
-    if t.train_path and t.eval_path:
-        return t.train_path, t.eval_path
-    if t.name == "word_problems":
-        built = word_problems.write_splits(out, t.num_train, t.num_eval, t.steps, t.max_digits, t.seed)
-    elif t.name == "arithmetic":
-        built = arithmetic.write_builtin_splits(out, t.num_train, t.num_eval, t.max_digits, t.seed)
-    else:
-        raise ConfigError(f"config key 'task.name': no built-in task {t.name!r}; set task.train_path and task.eval_path")
-    return str(t.train_path or built[0]), str(t.eval_path or built[1])
+from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 
 
 def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:

@@ -49,7 +49,7 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     from transformers import AutoTokenizer
 
     from rlsys.cluster import init_ray, place_roles
-    from rlsys.controller import prepare_data_and_model
+    from rlsys.prepare import prepare_data_and_model
     from rlsys.data.dataset import load_prompts
     from rlsys.models.prepare import check_model_path
     from rlsys.roles import start_fleet, start_verifiers

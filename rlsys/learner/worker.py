@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -23,27 +22,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.critic import ValueModel
-from rlsys.learner.logprobs import install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
+from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
 from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REGULARISERS, Denominators,
                                      LossInputs, divergence_penalty)
 from rlsys.memory import peak_gb, reset_peak
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def free_address() -> tuple[str, int]:
-    """This host's address and a free TCP port, for rank 0's rendezvous."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
-    try:
-        import ray
-
-        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
-    except ImportError:
-        host = "127.0.0.1"
-    return host, port
-
+from rlsys.net import free_address
 
 class LearnerWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, rank: int, world_size: int):

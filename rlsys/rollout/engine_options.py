@@ -6,7 +6,12 @@ arguments, so RolloutWorker takes them in one line and the rules live next to th
 
 from __future__ import annotations
 
-from rlsys.config import ConfigError, RLSysConfig
+from typing import TYPE_CHECKING
+
+from rlsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlsys.config import RLSysConfig
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
 # cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.

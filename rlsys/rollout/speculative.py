@@ -20,7 +20,12 @@ import json
 import re
 from pathlib import Path
 
-from rlsys.config import ConfigError, RLSysConfig, RolloutConfig
+from typing import TYPE_CHECKING
+
+from rlsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlsys.config import RLSysConfig, RolloutConfig
 
 # rollout.speculative -> vLLM's speculative method
 METHODS = {"none": None, "ngram": "ngram", "draft": "draft_model", "eagle": "eagle", "mtp": "mtp"}
