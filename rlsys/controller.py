@@ -15,16 +15,15 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
-from rlsys.roles import Roles, shutdown_roles, start_roles
-from rlsys.rollout.engine_options import sleep_fleet, wake_fleet
-from rlsys.rollout.speculative import fleet_spec_metrics
-from rlsys.rollout.sampling import AnchorPool, sample_step, with_anchors
+from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
+from rlsys.roles import Roles, shutdown_roles, start_roles
 
 
 def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
     """Mean reward of n samples per held-out prompt (same seeds every call, so runs compare)."""
-    batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n))
+    batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n,
+                                                       catch_up=catch_up(roles)))
     return {"reward_mean": float(batch.reward.mean()), "accuracy": float((batch.reward > 0).mean()),
             "samples": len(batch)}
 
@@ -35,7 +34,8 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
     from rlsys.eval.run import curves, sample_counts
 
     t0 = time.perf_counter()
-    overall = curves(sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed), ks_up_to(cfg.eval.n))
+    counts = sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed, catch_up(roles))
+    overall = curves(counts, ks_up_to(cfg.eval.n))
     return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
 
 
@@ -46,7 +46,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
     a, timer = cfg.algorithm, StepTimer()
     batch, extra = sample_step(cfg, roles, train, prompts, seed=cfg.trainer.seed * 100_003 + step, timer=timer)
     if cfg.cluster.colocate:  # the learners get the GPU memory while they train
-        sleep_fleet(roles.fleet.engines)
+        roles.fleet.sleep()
     with timer("train"):
         if a.critic:
             batch.values = roles.learners.values(batch)
@@ -54,13 +54,13 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
         learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
         stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1))
     if cfg.cluster.colocate:
-        wake_fleet(roles.fleet.engines)
+        roles.fleet.wake()
     with timer("sync"):
-        sync = roles.fleet.sync_weights(version + 1)
+        sync = sync_weights(roles, version + 1)  # the controller moves the weights; the fleet serves them
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
     m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
-        m.update(fleet_spec_metrics(roles.fleet.engines))
+        m.update(roles.fleet.spec_metrics())
     m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
     return batch, m
 
