@@ -14,6 +14,7 @@ from rlsys.config import RLSysConfig, as_dict
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
+from rlsys.learner.objective import needs, report
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
 from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
@@ -61,7 +62,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
     m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(roles.fleet.spec_metrics())
-    m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
+    m.update(report(stats, a))  # every declared stat of the objective's active terms
     return batch, m
 
 
@@ -72,7 +73,7 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
     metrics = MetricsLog(run_dir, cfg.logger.print_every)
     before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
     log(f"held-out reward before RL: {before}")
-    anchors = AnchorPool(cfg, roles, train_data) if cfg.algorithm.divergence != "none" else None
+    anchors = AnchorPool(cfg, roles, train_data) if "anchors" in needs(cfg.algorithm) else None
     prompts, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
     for step in range(1, t.steps + 1):
         batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)

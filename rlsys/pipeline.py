@@ -17,7 +17,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
-from rlsys.learner.advantages import needs_reference
+from rlsys.learner.objective import needs
 from rlsys.rollout.fleet import sort_groups
 
 
@@ -96,18 +96,18 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
 
     def reference(groups: list[RolloutBatch]) -> RolloutBatch:
         chunk = RolloutBatch.concat(groups)
-        if not (use_reference or cfg.algorithm.teacher_path):
+        if not (use_reference or use_teacher):
             return chunk  # no term of the objective reads reference log-probs
         with timer("reference"):
             if use_reference:
                 chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
                                                                              chunk.response_token_ids))
-            if cfg.algorithm.teacher_path:
+            if use_teacher:
                 chunk.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(chunk.prompt_token_ids,
                                                                                chunk.response_token_ids))
         return chunk
 
-    use_reference = needs_reference(cfg.algorithm)
+    use_reference, use_teacher = "reference" in needs(cfg.algorithm), "teacher" in needs(cfg.algorithm)
     if use_reference and roles.reference is None:
         raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
                          "server (start them with a config that needs one, e.g. algorithm.kl_metric=true)")
