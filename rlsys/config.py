@@ -13,6 +13,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by validate)
+
 
 @dataclass
 class ModelConfig:
@@ -78,6 +80,7 @@ class AlgorithmConfig:
     lr: float = 1e-4  # learner optimizer learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm (0 = off)
+    modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more objective terms
 
 
 @dataclass
@@ -180,10 +183,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="rlsys_schema", node=RLSysConfig)
 
 
-class ConfigError(ValueError):
-    """A configuration value that makes no sense; the message names the key."""
-
-
 def _check(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}': {msg}")
@@ -240,8 +239,15 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
 
 
 def _validate_algorithm(a: AlgorithmConfig) -> None:
-    from rlsys.learner.advantages import ADVANTAGES, NEEDS_CRITIC, NEEDS_TEACHER
+    from rlsys.learner.advantages import ADVANTAGES
+    from rlsys.learner.objective import load_plugins, needs
     from rlsys.learner.objectives import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
+    from rlsys.learner.spec import spec
+
+    try:
+        load_plugins(a.modules)
+    except ImportError as e:
+        raise ConfigError(f"config key 'algorithm.modules': cannot import {e.name!r} ({e})") from e
 
     for key, table in (("advantage", ADVANTAGES), ("loss", POLICY_LOSSES), ("loss_agg", AGGREGATIONS),
                        ("kl_estimator", KL_ESTIMATORS), ("divergence", {"none": None, **DIVERGENCES})):
@@ -262,19 +268,19 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
     _check(a.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", f"must be >= 1, got {a.max_sampling_rounds}")
     _check(a.anchor_samples >= 1 and a.anchor_pool >= a.anchor_samples, "algorithm.anchor_pool",
            f"need 1 <= algorithm.anchor_samples ({a.anchor_samples}) <= algorithm.anchor_pool ({a.anchor_pool})")
-    # Knobs that only mean something together: refuse the combinations that would be silently ignored.
-    if a.advantage in NEEDS_CRITIC:
-        _check(a.critic, "algorithm.critic", f"advantage={a.advantage} needs a learned critic: set algorithm.critic=true")
-    else:
-        _check(not a.critic, "algorithm.critic", f"advantage={a.advantage} does not use a critic; "
-               f"only {sorted(NEEDS_CRITIC)} do (set algorithm.critic=false)")
-    needs_teacher = a.advantage in NEEDS_TEACHER or a.teacher_kl_coef > 0
-    why = f"advantage={a.advantage}" if a.advantage in NEEDS_TEACHER else f"teacher_kl_coef={a.teacher_kl_coef}"
-    _check(not needs_teacher or a.teacher_path, "algorithm.teacher_path",
-           f"{why} distils from a teacher: set it to an HF checkpoint with the student's tokenizer")
-    _check(not a.teacher_path or needs_teacher, "algorithm.teacher_path",
-           f"a teacher is set but unused: advantage={a.advantage} with teacher_kl_coef=0")
-    _check(a.advantage != "gae" or a.loss != "gspo", "algorithm.loss", "gspo is a sequence-level loss; gae gives per-token advantages")
+    # Knobs that only mean something together, from the active terms' declared needs (learner/spec.py):
+    # refuse the combinations that would be silently ignored.
+    need, adv = needs(a), spec("advantage", a.advantage)
+    terms = f"advantage={a.advantage}, loss={a.loss} and the regularisers switched on"
+    _check(a.critic == ("critic" in need), "algorithm.critic",
+           f"advantage={a.advantage} needs a learned critic: set algorithm.critic=true" if "critic" in need else
+           f"{terms} use no critic (set algorithm.critic=false)")
+    _check("teacher" not in need or a.teacher_path, "algorithm.teacher_path",
+           f"{terms} distil from a teacher: set it to an HF checkpoint with the student's tokenizer")
+    _check(not a.teacher_path or "teacher" in need, "algorithm.teacher_path",
+           f"a teacher is set but unused by {terms} (teacher_kl_coef=0)")
+    _check("sequence_ratio" not in need or not adv.per_token_advantage, "algorithm.loss",
+           f"{a.loss} is a sequence-level loss; advantage={a.advantage} gives per-token advantages")
 
 
 def as_dict(cfg: RLSysConfig) -> dict[str, Any]:

@@ -71,7 +71,6 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "entropy": train["entropy_sum"] / tokens,
         "logprob_mismatch": train["mismatch_sum"] / tokens,
         "logprob_mismatch_max": train["mismatch_max"],
-        "clip_frac": train["clipped_tokens"] / tokens,
         "grad_norm": train["grad_norm"],
         "sync_gb": sync["bytes"] / 1e9,
         "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),

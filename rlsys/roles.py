@@ -56,7 +56,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     import ray
 
     from rlsys.cluster import actor_options, init_ray, place_roles
-    from rlsys.learner.advantages import needs_reference
+    from rlsys.learner.objective import needs
     from rlsys.learner.group import LearnerGroup
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
@@ -65,7 +65,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     groups = place_roles(cfg)
     fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups)
     # The reference runs only when a term of the objective reads it; a teacher is a second server.
-    servers = ([model_path] if needs_reference(cfg.algorithm) else [None]) + \
+    servers = ([model_path] if "reference" in needs(cfg.algorithm) else [None]) + \
         ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
     reference, *teacher = [
         None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
@@ -76,7 +76,6 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
                 for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
     learner_group = LearnerGroup(learners, cfg)
-    fleet.weight_source = learner_group.push_weights  # also re-syncs an engine restarted after a crash
     return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None)
 
 
@@ -86,9 +85,11 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
     teacher slot if cfg needs one."""
     import ray
 
+    from rlsys.pipeline import sync_weights
+
     roles.learners.reset(cfg)
     roles.fleet.cfg = cfg
-    roles.fleet.sync_weights(0)
+    sync_weights(roles, 0)
     if cfg.algorithm.teacher_path:
         if roles.teacher is None:
             raise ValueError("these roles were started without a teacher; start them with algorithm.teacher_path set")

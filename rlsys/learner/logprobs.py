@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # model.dtype -> torch dtype
+
 
 def pack(prompt_ids: list[np.ndarray], response_ids: list[np.ndarray], pad_id: int):
     """Right-padded input ids, attention mask and a mask over the response positions."""

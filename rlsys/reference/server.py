@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlsys.learner.logprobs import install_logprob_head, pack, token_logprobs, unpad_per_token
-from rlsys.learner.worker import DTYPES
+from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, token_logprobs, unpad_per_token
 
 
 class ReferenceServer:

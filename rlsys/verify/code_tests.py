@@ -22,7 +22,7 @@ import secrets
 import signal
 from dataclasses import dataclass
 
-from rlsys.verify import register_verifier, settings
+from rlsys.verify.registry import register_verifier, settings
 from rlsys.verify.judge import Step, judge_steps, test_steps
 from rlsys.verify.sandbox import JudgedRun, Limits, run_cases, run_judged
 

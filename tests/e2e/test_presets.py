@@ -12,7 +12,7 @@ from rlsys.config import register_configs, to_dataclass, validate
 from rlsys.controller import prepare_data_and_model, run
 from rlsys.metrics import read_metrics
 from rlsys.roles import reset_roles, start_roles
-from rlsys.rollout.sampling import SamplingError
+from rlsys.pipeline import SamplingError
 from rlsys.train import CONF_DIR
 
 pytestmark = pytest.mark.e2e
