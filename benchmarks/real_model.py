@@ -54,7 +54,11 @@ def rlsys_figures(run_dir: Path) -> dict:
 
 def bare_vllm_tokens_per_s(run_dir: Path, model_path: str) -> dict:
     """Step 1's requests through offline vLLM with the fleet's per-prompt seeds (rlsys/rollout/fleet.py)."""
+    import os
+
     import pyarrow.parquet as pq
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # as the fleet's engines (rollout.kv_cache_gb)
     from vllm import LLM, SamplingParams
 
     t = pq.read_table(run_dir / "rollouts" / "step_000001.parquet").to_pydict()
@@ -89,6 +93,7 @@ def main() -> None:
     p.add_argument("--eval-n", type=int, default=4, help="samples per held-out prompt, before and after")
     p.add_argument("--trl-steps", type=int, default=3)
     p.add_argument("--out", default="/tmp/rlsys_real_model")
+    p.add_argument("--rlsys-run", help="reuse this finished rlsys run directory instead of training again")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +103,7 @@ def main() -> None:
 
     preset = OmegaConf.load(ROOT / "conf/model/smollm2_135m.yaml").model
     model_path = str(cached_conversion(preset.gguf, "~/.cache/rlsys", preset.gguf_sha256))
-    run_dir = run_rlsys(out / "rlsys", args.steps, args.eval_n)
+    run_dir = Path(args.rlsys_run) if args.rlsys_run else run_rlsys(out / "rlsys", args.steps, args.eval_n)
     res = {"rlsys": rlsys_figures(run_dir)}
     res["vllm"] = bare_vllm_tokens_per_s(run_dir, model_path)
     res["trl"] = run_trl(run_dir, model_path, args.trl_steps)

@@ -125,15 +125,18 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
             for f in [f for f in verifying if f.done()]:
                 verifying.remove(f)
                 scored += [g for g in f.result() if keep is None or keep(g)]
+            # Each list is handed over before its callback is added: a call that has already
+            # finished runs the callback (this function, re-entered) at once, and must find the
+            # list empty, or it would send the same groups twice.
             if arrived and (final or len(verifying) < max_verifying):
-                verifying.append(pool.submit(verify, arrived))
+                groups, arrived = arrived, []
+                verifying.append(pool.submit(verify, groups))
                 verifying[-1].add_done_callback(lambda _: advance())
-                arrived = []
             ref_idle = not chunks or chunks[-1].done()
             if scored and (final or (ref_idle and sum(map(len, scored)) >= cfg.learner.micro_batch_size)):
-                chunks.append(ref_pool.submit(reference, scored))
+                groups, scored = scored, []
+                chunks.append(ref_pool.submit(reference, groups))
                 chunks[-1].add_done_callback(lambda _: advance())
-                scored = []
 
     with ThreadPoolExecutor(max_verifying) as pool, ThreadPoolExecutor(1) as ref_pool:
         with timer("generate"):

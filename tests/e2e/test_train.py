@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pyarrow.parquet as pq
 import pytest
 
 from rlsys.metrics import STAGES, read_metrics
@@ -46,6 +47,9 @@ def test_metrics_have_every_field_each_step(run):
         assert r["stage_sum_seconds"] == pytest.approx(sum(r[f"time_{k}"] for k in STAGES))  # > wall: overlap
         assert r["logprob_mismatch"] < 1e-3  # synced every step: behaviour and learner agree
     assert len(list((run_dir / "rollouts").glob("*.parquet"))) == STEPS
+    for path in sorted((run_dir / "rollouts").glob("*.parquet")):  # each sample trained on exactly once
+        t = pq.read_table(path, columns=["group_id", "sample_index"]).to_pydict()
+        assert len(set(zip(t["group_id"], t["sample_index"]))) == len(t["group_id"]) == 64 * 8
 
 
 def test_checkpoint_loads_in_transformers_and_vllm(run, tmp_path):

@@ -268,3 +268,16 @@ def test_engine_killed_mid_generation_step_completes(roles):
     time.sleep(2)
     assert not [c for c in children if psutil.pid_exists(c) and psutil.Process(c).status() != "zombie"], \
         "the killed engine's vLLM processes outlived it"
+
+
+def test_every_group_once_when_no_reference_runs(ray_session):
+    """Without a reference the chunk calls finish at once; each group still reaches the batch once."""
+    fleet, _ = fake_fleet(2, delay=0.01)
+    cfg = fleet.cfg
+    cfg.learner.micro_batch_size = 4  # a chunk per group
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), reference=None,
+                            verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
+    for seed in range(3):
+        batch = stream_round(cfg, roles, fake_data([3] * 16), np.arange(16), seed=seed, timer=StepTimer())
+        assert batch.group_id.tolist() == np.repeat(np.arange(16), 4).tolist()  # no group lost or doubled
+        assert batch.ref_logprobs is None
