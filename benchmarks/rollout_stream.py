@@ -4,7 +4,7 @@ streamed vs serial, on the same actors, alternating so machine load hits both al
     .venv/bin/python benchmarks/rollout_stream.py [--engines 2] [--reps 10]
 
 serial:   fleet.generate (all groups), then verify the batch, then reference log-probs.
-streamed: rlsys.rollout.sampling.stream_round: groups verified and sent to the reference as they
+streamed: rlsys.pipeline.stream_round: groups verified and sent to the reference as they
           finish. Prints medians over reps 2..N (rep 1 warms up) and checks both draw the same samples.
 """
 
@@ -26,7 +26,7 @@ def main() -> None:
     from rlsys.metrics import StepTimer
     from rlsys.reference.server import ReferenceServer
     from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.rollout.sampling import stream_round
+    from rlsys.pipeline import stream_round
     from rlsys.rollout.worker import RolloutWorker
     from rlsys.verify.pool import VerifierPool
     from rlsys.verify.worker import VerifierWorker

@@ -9,7 +9,7 @@ USAGE = """usage: rlsys <command> [hydra overrides ...]
 commands:
   train    run RL training (no arguments: the embedded default on a local Ray cluster)
   eval     pass@k of checkpoints on an eval parquet (eval.checkpoints=[...] eval.n=256)
-  verify   score a JSONL of responses with the verifier pool (rlsys verify rows.jsonl [-o out.jsonl])
+  verify   score a JSONL of responses with the verifier pool (rlsys verify rows.jsonl [-o out.jsonl] [--explain])
 
 examples:
   rlsys train
@@ -17,6 +17,7 @@ examples:
   rlsys train --cfg job          # print the composed config and exit
   rlsys eval eval.checkpoints=[runs/a/checkpoint,runs/b/checkpoint] eval.n=256
   rlsys verify rows.jsonl verifier.timeout_s=5 cluster.num_verifiers=2
+  rlsys verify rows.jsonl --explain   # per row: the reason; for code, each test and its evidence
 """
 
 

@@ -13,11 +13,15 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by validate)
+
 
 @dataclass
 class ModelConfig:
-    path: str | None = None  # HF checkpoint dir to train; null = build the embedded tiny model
-    cache_dir: str = "~/.cache/rlsys"  # where the embedded tiny model and its warm-up are cached
+    path: str | None = None  # HF checkpoint dir to train; null = model.gguf, else build the embedded tiny model
+    gguf: str | None = None  # GGUF file (or "package:file" in an installed package), converted once to HF in cache_dir
+    gguf_sha256: str | None = None  # pinned digest of the GGUF file (a mismatch fails; null = not checked)
+    cache_dir: str = "~/.cache/rlsys"  # where converted and embedded tiny models are cached
     hidden_size: int = 128  # tiny model: width
     num_layers: int = 4  # tiny model: decoder layers
     num_heads: int = 4  # tiny model: attention heads (2 key/value heads)
@@ -28,12 +32,13 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "arithmetic"  # built-in task that generates data when no paths are given
+    name: str = "arithmetic"  # built-in task when no paths are given: arithmetic | word_problems (chat, \boxed{})
     train_path: str | None = None  # prompt parquet (prompt, ground_truth, data_source); null = built-in
     eval_path: str | None = None  # held-out parquet; null = built-in
     num_train: int = 4000  # built-in task: training prompts to generate
     num_eval: int = 128  # built-in task: held-out prompts to generate
-    max_digits: int = 2  # built-in task: operands have 1..max_digits digits
+    max_digits: int = 2  # built-in task: numbers have 1..max_digits digits
+    steps: int = 2  # word_problems: 1..steps operations per problem
     seed: int = 1234  # built-in task: data seed (held-out uses seed + 1)
 
 
@@ -51,6 +56,7 @@ class AlgorithmConfig:
     kl_coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
     kl_estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
     kl_placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
+    kl_metric: bool = False  # run the reference forward for the kl_ref metric even when no term needs it
     entropy_coef: float = 0.0  # entropy bonus weight
     lp_reg_coef: float = 1.0  # loss=lp_reg: weight of k3(pi_theta, proxy) on the regularised tokens
     lp_reg_kappa: float = 0.02  # loss=lp_reg: proxy drops tokens below kappa * max-prob
@@ -74,6 +80,7 @@ class AlgorithmConfig:
     lr: float = 1e-4  # learner optimizer learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm (0 = off)
+    modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more objective terms
 
 
 @dataclass
@@ -179,10 +186,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="rlsys_schema", node=RLSysConfig)
 
 
-class ConfigError(ValueError):
-    """A configuration value that makes no sense; the message names the key."""
-
-
 def _check(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}': {msg}")
@@ -227,6 +230,10 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
            f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
+    _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
+    _check(cfg.task.name in ("arithmetic", "word_problems"), "task.name",
+           f"no built-in task {cfg.task.name!r}; known: arithmetic, word_problems")
+    _check(cfg.task.steps >= 1 and cfg.task.max_digits >= 1, "task.steps", "task.steps and task.max_digits must be >= 1")
     e = cfg.eval
     _check(1 <= e.n <= 1024, "eval.n", f"must be in [1, 1024], got {e.n}")
     _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")
@@ -239,8 +246,15 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
 
 
 def _validate_algorithm(a: AlgorithmConfig) -> None:
-    from rlsys.learner.advantages import ADVANTAGES, NEEDS_CRITIC, NEEDS_TEACHER
+    from rlsys.learner.advantages import ADVANTAGES
+    from rlsys.learner.objective import load_plugins, needs
     from rlsys.learner.objectives import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
+    from rlsys.learner.spec import spec
+
+    try:
+        load_plugins(a.modules)
+    except ImportError as e:
+        raise ConfigError(f"config key 'algorithm.modules': cannot import {e.name!r} ({e})") from e
 
     for key, table in (("advantage", ADVANTAGES), ("loss", POLICY_LOSSES), ("loss_agg", AGGREGATIONS),
                        ("kl_estimator", KL_ESTIMATORS), ("divergence", {"none": None, **DIVERGENCES})):
@@ -261,19 +275,19 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
     _check(a.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", f"must be >= 1, got {a.max_sampling_rounds}")
     _check(a.anchor_samples >= 1 and a.anchor_pool >= a.anchor_samples, "algorithm.anchor_pool",
            f"need 1 <= algorithm.anchor_samples ({a.anchor_samples}) <= algorithm.anchor_pool ({a.anchor_pool})")
-    # Knobs that only mean something together: refuse the combinations that would be silently ignored.
-    if a.advantage in NEEDS_CRITIC:
-        _check(a.critic, "algorithm.critic", f"advantage={a.advantage} needs a learned critic: set algorithm.critic=true")
-    else:
-        _check(not a.critic, "algorithm.critic", f"advantage={a.advantage} does not use a critic; "
-               f"only {sorted(NEEDS_CRITIC)} do (set algorithm.critic=false)")
-    needs_teacher = a.advantage in NEEDS_TEACHER or a.teacher_kl_coef > 0
-    why = f"advantage={a.advantage}" if a.advantage in NEEDS_TEACHER else f"teacher_kl_coef={a.teacher_kl_coef}"
-    _check(not needs_teacher or a.teacher_path, "algorithm.teacher_path",
-           f"{why} distils from a teacher: set it to an HF checkpoint with the student's tokenizer")
-    _check(not a.teacher_path or needs_teacher, "algorithm.teacher_path",
-           f"a teacher is set but unused: advantage={a.advantage} with teacher_kl_coef=0")
-    _check(a.advantage != "gae" or a.loss != "gspo", "algorithm.loss", "gspo is a sequence-level loss; gae gives per-token advantages")
+    # Knobs that only mean something together, from the active terms' declared needs (learner/spec.py):
+    # refuse the combinations that would be silently ignored.
+    need, adv = needs(a), spec("advantage", a.advantage)
+    terms = f"advantage={a.advantage}, loss={a.loss} and the regularisers switched on"
+    _check(a.critic == ("critic" in need), "algorithm.critic",
+           f"advantage={a.advantage} needs a learned critic: set algorithm.critic=true" if "critic" in need else
+           f"{terms} use no critic (set algorithm.critic=false)")
+    _check("teacher" not in need or a.teacher_path, "algorithm.teacher_path",
+           f"{terms} distil from a teacher: set it to an HF checkpoint with the student's tokenizer")
+    _check(not a.teacher_path or "teacher" in need, "algorithm.teacher_path",
+           f"a teacher is set but unused by {terms} (teacher_kl_coef=0)")
+    _check("sequence_ratio" not in need or not adv.per_token_advantage, "algorithm.loss",
+           f"{a.loss} is a sequence-level loss; advantage={a.advantage} gives per-token advantages")
 
 
 def as_dict(cfg: RLSysConfig) -> dict[str, Any]:

@@ -10,65 +10,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rlsys.config import ConfigError, RLSysConfig, as_dict
+from rlsys.config import RLSysConfig, as_dict
 from rlsys.data.batch import RolloutBatch
-from rlsys.data.dataset import PromptDataset, load_prompts
+from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
+from rlsys.learner.objective import needs, report
 from rlsys.metrics import MetricsLog, StepTimer, step_metrics
+from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
+from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.roles import Roles, shutdown_roles, start_roles
-from rlsys.rollout.engine_options import sleep_fleet, wake_fleet
-from rlsys.rollout.speculative import fleet_spec_metrics, prepare_speculative
-from rlsys.rollout.sampling import AnchorPool, sample_step, with_anchors
-from rlsys.verify import configure, known_sources
-
-
-def prepare_data_and_model(cfg: RLSysConfig, log=print):
-    """Everything that can fail on bad input is checked here, before any actor starts."""
-    from transformers import AutoTokenizer
-
-    from rlsys.models.prepare import check_model_path, file_digest, tiny_model
-
-    train_path, eval_path = _dataset_paths(cfg)
-    configure(cfg.verifier)
-    sources = known_sources(cfg.verifier)
-    max_prompt = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
-    if cfg.model.path:
-        model_path = check_model_path(cfg.model.path)
-    else:  # check the files with the char tokenizer before spending a minute on the warm-up
-        from rlsys.models.tiny import build_char_tokenizer
-
-        char_tok = build_char_tokenizer()
-        rows = load_prompts(train_path, char_tok, sources, max_prompt)
-        load_prompts(eval_path, char_tok, sources, max_prompt)
-        model_path = tiny_model(cfg, rows, file_digest(train_path), log=log)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if cfg.algorithm.teacher_path:
-        teacher = check_model_path(cfg.algorithm.teacher_path, key="algorithm.teacher_path")
-        if AutoTokenizer.from_pretrained(teacher).get_vocab() != tokenizer.get_vocab():
-            raise ConfigError(f"config key 'algorithm.teacher_path': {teacher} has a different tokenizer "
-                              f"than the student {model_path}; distillation compares per-token log-probs")
-    prepare_speculative(cfg, str(model_path))  # draft checks (and a layers:K draft) before any actor starts
-    train = load_prompts(train_path, tokenizer, sources, max_prompt)
-    held_out = load_prompts(eval_path, tokenizer, sources, max_prompt)
-    return train, held_out, str(model_path), tokenizer
-
-
-def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
-    """The user's parquet files, or the built-in task's splits written into the run directory."""
-    from rlsys.data.arithmetic import write_builtin_splits
-
-    t = cfg.task
-    if t.train_path and t.eval_path:
-        return t.train_path, t.eval_path
-    if t.name != "arithmetic":
-        raise ConfigError(f"config key 'task.name': no built-in task {t.name!r}; set task.train_path and task.eval_path")
-    built = write_builtin_splits(Path(cfg.run_dir) / "data", t.num_train, t.num_eval, t.max_digits, t.seed)
-    return str(t.train_path or built[0]), str(t.eval_path or built[1])
 
 
 def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
     """Mean reward of n samples per held-out prompt (same seeds every call, so runs compare)."""
-    batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n))
+    batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n,
+                                                       catch_up=catch_up(roles)))
     return {"reward_mean": float(batch.reward.mean()), "accuracy": float((batch.reward > 0).mean()),
             "samples": len(batch)}
 
@@ -79,7 +35,8 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
     from rlsys.eval.run import curves, sample_counts
 
     t0 = time.perf_counter()
-    overall = curves(sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed), ks_up_to(cfg.eval.n))
+    counts = sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed, catch_up(roles))
+    overall = curves(counts, ks_up_to(cfg.eval.n))
     return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
 
 
@@ -90,7 +47,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
     a, timer = cfg.algorithm, StepTimer()
     batch, extra = sample_step(cfg, roles, train, prompts, seed=cfg.trainer.seed * 100_003 + step, timer=timer)
     if cfg.cluster.colocate:  # the learners get the GPU memory while they train
-        sleep_fleet(roles.fleet.engines)
+        roles.fleet.sleep()
     with timer("train"):
         if a.critic:
             batch.values = roles.learners.values(batch)
@@ -98,14 +55,14 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
         learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
         stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1))
     if cfg.cluster.colocate:
-        wake_fleet(roles.fleet.engines)
+        roles.fleet.wake()
     with timer("sync"):
-        sync = roles.fleet.sync_weights(version + 1)
+        sync = sync_weights(roles, version + 1)  # the controller moves the weights; the fleet serves them
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
-    m.update(extra, engine_restarts=roles.fleet.restarts)
+    m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
-        m.update(fleet_spec_metrics(roles.fleet.engines))
-    m.update({k: stats[k] for k in ("value_loss", "divergence", "lp_reg_tokens") if stats.get(k)})
+        m.update(roles.fleet.spec_metrics())
+    m.update(report(stats, a))  # every declared stat of the objective's active terms
     return batch, m
 
 
@@ -116,7 +73,7 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
     metrics = MetricsLog(run_dir, cfg.logger.print_every)
     before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
     log(f"held-out reward before RL: {before}")
-    anchors = AnchorPool(cfg, roles, train_data) if cfg.algorithm.divergence != "none" else None
+    anchors = AnchorPool(cfg, roles, train_data) if "anchors" in needs(cfg.algorithm) else None
     prompts, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
     for step in range(1, t.steps + 1):
         batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)

@@ -66,11 +66,11 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "response_length": float(lengths.mean()),
         "truncated_frac": float(np.mean([f == "length" for f in batch.finish_reason])),
         "loss": train["loss"],
-        "kl_ref": train["kl_sum"] / tokens,
+        # k3 to the reference when the step ran one, else to the behaviour policy (the engines)
+        ("kl_ref" if batch.ref_logprobs is not None else "kl_behaviour"): train["kl_sum"] / tokens,
         "entropy": train["entropy_sum"] / tokens,
         "logprob_mismatch": train["mismatch_sum"] / tokens,
         "logprob_mismatch_max": train["mismatch_max"],
-        "clip_frac": train["clipped_tokens"] / tokens,
         "grad_norm": train["grad_norm"],
         "sync_gb": sync["bytes"] / 1e9,
         "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
@@ -80,6 +80,7 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "generate_tokens_per_s": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
     }
     m.update({f"time_{k}": seconds.get(k, 0.0) for k in STAGES})
+    m["learner_peak_memory_gb"] = train.get("learner_peak_memory_gb", 0.0)
     m.update(verifier_stats(batch.verifier_details or []))
     return m
 
@@ -95,8 +96,12 @@ def verifier_stats(details: list[dict]) -> dict:
 def format_line(m: dict) -> str:
     times = " ".join(f"{k[:3]} {m['time_' + k]:.2f}" for k in STAGES)
     return (f"step {m['step']:>4} | reward {m['reward_mean']:.3f} acc {m['accuracy']:.3f} len {m['response_length']:.1f}"
-            f" | kl {m['kl_ref']:.4f} ent {m['entropy']:.3f} mis {m['logprob_mismatch']:.1e}"
+            f" | {kl_name(m)} {m.get('kl_ref', m.get('kl_behaviour', 0.0)):.4f} ent {m['entropy']:.3f} mis {m['logprob_mismatch']:.1e}"
             f" | {times} (sum {m['stage_sum_seconds']:.2f}) wall {m['step_seconds']:.2f}s | {m['tokens_per_s']:.0f} tok/s")
+
+
+def kl_name(m: dict) -> str:
+    return "kl" if "kl_ref" in m else "kl(beh)"
 
 
 class MetricsLog:

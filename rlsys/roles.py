@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class Roles:
     fleet: RolloutFleet
     verifiers: VerifierPool
-    reference: object  # ReferenceServer actor: the initial policy
+    reference: object | None  # ReferenceServer actor: the initial policy (None: no term reads it)
     learners: LearnerGroup
     teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
 
@@ -56,6 +56,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     import ray
 
     from rlsys.cluster import actor_options, init_ray, place_roles
+    from rlsys.learner.objective import needs
     from rlsys.learner.group import LearnerGroup
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
@@ -63,9 +64,11 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     init_ray(cfg)
     groups = place_roles(cfg)
     fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups)
-    servers = [model_path] + ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
+    # The reference runs only when a term of the objective reads it; a teacher is a second server.
+    servers = ([model_path] if "reference" in needs(cfg.algorithm) else [None]) + \
+        ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
     reference, *teacher = [
-        ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
+        None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
             path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
@@ -73,7 +76,6 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
                 for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
     learner_group = LearnerGroup(learners, cfg)
-    fleet.weight_source = learner_group.push_weights  # also re-syncs an engine restarted after a crash
     return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None)
 
 
@@ -83,9 +85,11 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
     teacher slot if cfg needs one."""
     import ray
 
+    from rlsys.pipeline import sync_weights
+
     roles.learners.reset(cfg)
     roles.fleet.cfg = cfg
-    roles.fleet.sync_weights(0)
+    sync_weights(roles, 0)
     if cfg.algorithm.teacher_path:
         if roles.teacher is None:
             raise ValueError("these roles were started without a teacher; start them with algorithm.teacher_path set")

@@ -19,7 +19,7 @@ def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> No
     """Validate the composed config and run `action`; bad input ends in one clear line and exit 2."""
     from rlsys.cluster import ClusterError
     from rlsys.data.dataset import DatasetError
-    from rlsys.rollout.sampling import SamplingError
+    from rlsys.pipeline import SamplingError
 
     try:
         action(validate(to_dataclass(dcfg)))

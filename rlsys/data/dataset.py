@@ -44,9 +44,11 @@ def render_prompt(prompt, tokenizer, where: str) -> str:
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) and "content" in m for m in prompt):
-        if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-        return "\n".join(str(m["content"]) for m in prompt)
+        if not getattr(tokenizer, "chat_template", None):
+            raise DatasetError(f"{where}: 'prompt' is chat messages, but the model's tokenizer "
+                               f"({getattr(tokenizer, 'name_or_path', '?')}) has no chat template (config key "
+                               f"'model.path'): use a chat model, or plain-text prompts")
+        return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
     raise DatasetError(f"{where}: 'prompt' must be text or a list of chat messages with 'content', got {type(prompt).__name__}")
 
 

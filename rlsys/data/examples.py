@@ -83,6 +83,14 @@ ATTACKS = {  # each must end with reward 0 and a reason, within the timeout, wit
                                "''.join(open(p).read() for p in glob.glob('/proc/*/environ') if 'RLSYS' in p))",
     "close stdout and sleep": "import os, time\nos.close(1)\ntime.sleep(3600)",
 }
+SCALE_TESTS = "assert scale(2) == 6\nassert scale(0) == 0"
+HACKS = {  # reward hacks against test-code rows: each must end with reward 0 and a reason
+    "exit before the tests": "def scale(x):\n    return 0\nimport sys\nsys.exit(0)",
+    "os._exit in a thread": "import os, threading\ndef scale(x):\n    return 0\n"
+                            "threading.Thread(target=os._exit, args=(0,)).start()",
+    "always-equal object": "class Any:\n    def __eq__(self, other):\n        return True\n"
+                           "def scale(x):\n    return Any()",
+}
 
 
 def demo_rows() -> list[dict]:
@@ -97,11 +105,13 @@ def demo_rows() -> list[dict]:
          "tests": SUM_TESTS},
         {"id": "code-wrong", "data_source": "code", "response": fence.format("print(1)"), "tests": SUM_TESTS},
         {"id": "code-asserts", "data_source": "code", "response": fence.format("def scale(x):\n    return 3 * x"),
-         "ground_truth": "assert scale(2) == 6\nassert scale(0) == 0"},
+         "ground_truth": SCALE_TESTS},
         {"id": "arith", "data_source": "arithmetic", "response": "46", "ground_truth": "46"},
     ]
     rows += [{"id": f"attack: {k}", "data_source": "code", "response": fence.format(v), "tests": SUM_TESTS}
              for k, v in ATTACKS.items()]
+    rows += [{"id": f"hack: {k}", "data_source": "code", "response": fence.format(v), "tests": SCALE_TESTS}
+             for k, v in HACKS.items()]
     return rows
 
 

@@ -37,9 +37,10 @@ def curves(counts: dict[str, np.ndarray], ks: list[int]) -> dict[str, dict[int, 
     return out
 
 
-def sample_counts(cfg: RLSysConfig, fleet, verifiers, data, seed: int) -> dict[str, np.ndarray]:
+def sample_counts(cfg: RLSysConfig, fleet, verifiers, data, seed: int, catch_up=None) -> dict[str, np.ndarray]:
     e = cfg.eval
-    batch = fleet.generate(data, np.arange(len(data)), seed=seed, n=e.n, temperature=e.temperature, top_p=e.top_p)
+    batch = fleet.generate(data, np.arange(len(data)), seed=seed, n=e.n, temperature=e.temperature, top_p=e.top_p,
+                           catch_up=catch_up)
     return problem_counts(verifiers.score(batch))
 
 
@@ -49,7 +50,7 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     from transformers import AutoTokenizer
 
     from rlsys.cluster import init_ray, place_roles
-    from rlsys.controller import prepare_data_and_model
+    from rlsys.prepare import prepare_data_and_model
     from rlsys.data.dataset import load_prompts
     from rlsys.models.prepare import check_model_path
     from rlsys.roles import start_fleet, start_verifiers

@@ -2,7 +2,8 @@
 
 An estimator takes the scored batch and the algorithm config and returns one float32 array
 per sample (aligned with its response tokens) and a per-sample bool mask of the samples that
-enter the loss (None = all). Adding one is one function decorated with @register_advantage.
+enter the loss (None = all). Adding one is one function decorated with @register_advantage,
+which declares what it needs, the knobs it reads and the stats it adds (learner/spec.py).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from typing import Callable
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
+from rlsys.learner.spec import Stat, declare, spec
 
 ADVANTAGES: dict[str, Callable] = {}
 EPS = 1e-6
 
 
-def register_advantage(name: str):
-    def wrap(fn):
-        ADVANTAGES[name] = fn
-        return fn
-
-    return wrap
+def register_advantage(name: str, *, needs=(), knobs=(), stats=(), per_token=False, kl_in_returns=False):
+    """Decorator for fn(batch, a) -> (per-sample advantage arrays, loss mask or None).
+    per_token: advantages differ along a response; kl_in_returns: it adds kl_placement=reward's
+    KL to its own returns (else compute_advantages adds the KL return-to-go afterwards)."""
+    return declare("advantage", name, ADVANTAGES, needs=needs, knobs=knobs, stats=stats,
+                   per_token_advantage=per_token, kl_in_returns=kl_in_returns)
 
 
 def _broadcast(per_sample: np.ndarray, batch: RolloutBatch) -> list[np.ndarray]:
@@ -39,7 +41,7 @@ def correct(batch: RolloutBatch) -> np.ndarray:
     return batch.reward > 0
 
 
-@register_advantage("grpo")
+@register_advantage("grpo", knobs=("norm_std",))
 def grpo(batch: RolloutBatch, cfg) -> tuple[list[np.ndarray], None]:
     """A_i = (r_i - mean(r)) / (std(r) + eps); norm_std=False is Dr. GRPO's r_i - mean(r)."""
     adv = np.zeros(len(batch), dtype=np.float64)
@@ -78,13 +80,13 @@ def _reinforce_pp(batch: RolloutBatch, cfg, outcome: np.ndarray) -> tuple[list[n
     return _whiten(returns), None
 
 
-@register_advantage("reinforce_pp")
+@register_advantage("reinforce_pp", per_token=True, kl_in_returns=True)
 def reinforce_pp(batch: RolloutBatch, cfg):
     """REINFORCE++: the raw outcome reward, globally whitened return-to-go."""
     return _reinforce_pp(batch, cfg, batch.reward.astype(np.float64))
 
 
-@register_advantage("reinforce_pp_baseline")
+@register_advantage("reinforce_pp_baseline", per_token=True, kl_in_returns=True)
 def reinforce_pp_baseline(batch: RolloutBatch, cfg):
     """REINFORCE++-baseline: subtract the group mean reward first, then as reinforce_pp."""
     outcome = batch.reward.astype(np.float64).copy()
@@ -107,13 +109,14 @@ def nsr(batch: RolloutBatch, cfg):
     return _broadcast(np.where(ok, 0.0, -1.0), batch), ~ok
 
 
-@register_advantage("w_reinforce")
+@register_advantage("w_reinforce", knobs=("w_lambda",))
 def w_reinforce(batch: RolloutBatch, cfg):
     """lambda on correct samples, -1 on wrong (lambda = 1 is plain REINFORCE with +-1 rewards)."""
     return _broadcast(np.where(correct(batch), cfg.w_lambda, -1.0), batch), None
 
 
-@register_advantage("gae")
+@register_advantage("gae", needs=("critic",), knobs=("gamma", "gae_lambda", "critic_lr"), per_token=True,
+                    kl_in_returns=True, stats=(Stat("value_loss"),))
 def gae(batch: RolloutBatch, cfg):
     """PPO: per-token reward (outcome at the last token, -kl_coef*k1 when kl_placement=reward),
     delta_t = r_t + gamma*V_{t+1} - V_t, A_t = sum_l (gamma*lambda)^l delta_{t+l}; the critic's
@@ -143,26 +146,20 @@ def _whiten(per_token: list[np.ndarray]) -> list[np.ndarray]:
     return [((a - mean) / (std + EPS)).astype(np.float32) for a in per_token]
 
 
-@register_advantage("opd")
+@register_advantage("opd", needs=("teacher",), per_token=True)
 def opd(batch: RolloutBatch, cfg):
     """On-policy distillation: per-token reward logp_teacher_t - logp_t on the student's samples
     (logp_t: the behaviour log-prob the student sampled with); the verifier reward is unused."""
     return [(t - b).astype(np.float32) for t, b in zip(batch.teacher_logprobs, batch.behaviour_logprobs)], None
 
 
-@register_advantage("g_opd")
+@register_advantage("g_opd", needs=("teacher", "reference"), knobs=("distill_lambda",), per_token=True)
 def g_opd(batch: RolloutBatch, cfg):
     """G-OPD / ExOPD: lambda*(logp_teacher - logp_ref) - (logp - logp_ref) per token;
     distill_lambda = 1 is OPD, > 1 extrapolates past the teacher."""
     lam = cfg.distill_lambda
     return [(lam * (t - r) - (b - r)).astype(np.float32)
             for t, r, b in zip(batch.teacher_logprobs, batch.ref_logprobs, batch.behaviour_logprobs)], None
-
-
-# Estimators that fold the KL-in-reward term into their returns before normalising.
-KL_IN_RETURNS = {"reinforce_pp", "reinforce_pp_baseline", "gae"}
-NEEDS_CRITIC = {"gae"}
-NEEDS_TEACHER = {"opd", "g_opd"}
 
 
 def overlong_penalty(lengths: np.ndarray, max_len: int, buffer_frac: float) -> np.ndarray:
@@ -184,7 +181,7 @@ def compute_advantages(batch: RolloutBatch, cfg, max_new_tokens: int | None = No
         scored = dataclasses.replace(batch, reward=shaped.astype(np.float32))
     adv, keep = ADVANTAGES[cfg.advantage](scored, cfg)
     batch.returns = scored.returns
-    if cfg.kl_placement == "reward" and cfg.kl_coef and cfg.advantage not in KL_IN_RETURNS:
+    if cfg.kl_placement == "reward" and cfg.kl_coef and not spec("advantage", cfg.advantage).kl_in_returns:
         adv = [a - cfg.kl_coef * kl_return_to_go(batch, i) for i, a in enumerate(adv)]
     return adv, keep
 

@@ -8,9 +8,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.objectives import Denominators
-
-SUMMED = ("loss", "tokens", "entropy_sum", "kl_sum", "mismatch_sum", "clipped_tokens", "value_loss",
-          "divergence", "lp_reg_tokens")
+from rlsys.learner.objective import combine, reductions
 
 
 class LearnerGroup:
@@ -45,7 +43,8 @@ class LearnerGroup:
         return out
 
     def train(self, batch: RolloutBatch, progress: float = 0.0) -> dict:
-        """Split the global batch across ranks by tokens; one optimizer step; summed stats."""
+        """Split the global batch across ranks by tokens; one optimizer step; every rank's stats
+        combined by their declared reduction (learner/spec.py)."""
         import ray
 
         shards, num_micro = self._shards(batch)
@@ -57,9 +56,10 @@ class LearnerGroup:
                              anchor_tokens=max(1.0, float(lengths[anchor].sum())))
         results = ray.get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
                            for a, s in zip(self.actors, shards)])
-        stats = {k: sum(r.get(k, 0.0) for r in results) for k in SUMMED}
-        stats["mismatch_max"] = max(r["mismatch_max"] for r in results)
-        stats["grad_norm"] = results[0]["grad_norm"]
+        reduce = reductions(self.cfg.algorithm)
+        stats = {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
+                 if any(k in r for r in results)}
+        stats["learner_peak_memory_gb"] = stats.pop("peak_memory_gb")  # the fullest rank
         return stats
 
     def push_weights(self, engines: list, version: int) -> dict:

@@ -4,7 +4,8 @@ A policy loss maps a micro-batch to a per-token loss [B, T] plus stats; a regula
 per-token term (KL to the reference, entropy bonus, KL to a teacher); an aggregation turns the
 sum into this micro-batch's share of the global mean, using global denominators so the sum over
 micro-batches and ranks equals the loss of the whole batch. DPH-RL divergences act on the
-initial-policy "anchor" samples only. Adding any of them is one decorated function.
+initial-policy "anchor" samples only. Adding any of them is one decorated function; policy
+losses, regularisers and divergences declare their needs, knobs and stats (learner/spec.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from rlsys.learner.spec import Stat, declare
 
 POLICY_LOSSES: dict[str, Callable] = {}
 AGGREGATIONS: dict[str, Callable] = {}
@@ -28,6 +31,27 @@ def _register(table: dict, name: str):
         return fn
 
     return wrap
+
+
+def register_policy_loss(name: str, *, needs=(), knobs=(), stats=(), head=None):
+    """Decorator for fn(x: LossInputs, **knobs) -> (per-token loss [B, T], stats dict): called with
+    the algorithm keys named in `knobs`; every key of the stats dict must be declared in `stats`."""
+    return declare("loss", name, POLICY_LOSSES, needs=needs, knobs=knobs, stats=stats, head=head)
+
+
+def register_regulariser(name: str, *, active, needs=(), knobs=(), stats=()):
+    """Decorator for fn(x, a, progress) -> per-token term or None; `active(a)` says when it is on."""
+    return declare("regulariser", name, REGULARISERS, needs=needs, knobs=knobs, stats=stats, active=active)
+
+
+def register_divergence(name: str):
+    """Decorator for a DPH-RL generator f(log u) (algorithm.divergence=<name>)."""
+    return declare("divergence", name, DIVERGENCES, needs=("anchors",), knobs=("divergence_coef", "anchor_samples",
+                   "anchor_pool"), stats=(Stat("divergence"),), active=lambda a: a.divergence == name)
+
+
+CLIP_KNOBS = ("clip_low", "clip_high", "dual_clip")
+CLIPPED = Stat("clipped_tokens", per_token=True, metric="clip_frac")  # tokens where the clip bound won
 
 
 @dataclass
@@ -65,14 +89,14 @@ def _clipped_surrogate(ratio, x: LossInputs, clip_low: float, clip_high: float, 
     return loss, {"clipped_tokens": clipfrac.item()}
 
 
-@_register(POLICY_LOSSES, "ppo_clip")
-def ppo_clip(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, **_):
+@register_policy_loss("ppo_clip", knobs=CLIP_KNOBS, stats=(CLIPPED,))
+def ppo_clip(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0):
     """L_t = -min(rho_t*A, clip(rho_t, 1-eps_low, 1+eps_high)*A), optionally dual-clipped."""
     return _clipped_surrogate(torch.exp(x.logp - x.logp_old), x, clip_low, clip_high, dual_clip)
 
 
-@_register(POLICY_LOSSES, "gspo")
-def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, **_):
+@register_policy_loss("gspo", needs=("sequence_ratio",), knobs=CLIP_KNOBS, stats=(CLIPPED,))
+def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0):
     """Sequence ratio s_i = exp(mean_t(logp - logp_old)), clipped per sequence; every token of
     a sequence carries its sequence's loss, so seq_mean_token_mean gives mean_i L_i."""
     m = x.mask.float()
@@ -80,9 +104,10 @@ def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.
     return _clipped_surrogate(torch.exp(log_s).expand_as(x.logp), x, clip_low, clip_high, dual_clip)
 
 
-@_register(POLICY_LOSSES, "lp_reg")
+@register_policy_loss("lp_reg", needs=("full_distribution",), knobs=CLIP_KNOBS + ("lp_reg_coef", "lp_reg_rho"),
+                      stats=(CLIPPED, Stat("lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg_kappa})
 def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, lp_reg_coef: float = 1.0,
-           lp_reg_rho: float = 0.01, **_):
+           lp_reg_rho: float = 0.01):
     """Lp-Reg: the clipped surrogate, except on negative-advantage tokens in the lowest-probability
     fraction rho (of this micro-batch) whose pi_theta is below the proxy's: there -A*rho_t + coef*k3."""
     ratio = torch.exp(x.logp - x.logp_old)
@@ -135,7 +160,8 @@ def kl_k3(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 
 
 # ---- regularisers: per-token terms added to the policy loss; None when switched off ------------
-@_register(REGULARISERS, "kl")
+@register_regulariser("kl", active=lambda a: a.kl_coef > 0, needs=("reference",),
+                      knobs=("kl_coef", "kl_estimator", "kl_placement"))
 def kl_penalty(x: LossInputs, a, progress: float):
     """kl_coef * k(logp, logp_ref), when the KL sits in the loss (kl_placement=loss)."""
     if a.kl_coef and a.kl_placement == "loss":
@@ -143,13 +169,14 @@ def kl_penalty(x: LossInputs, a, progress: float):
     return None
 
 
-@_register(REGULARISERS, "entropy")
+@register_regulariser("entropy", active=lambda a: a.entropy_coef > 0, knobs=("entropy_coef",))
 def entropy_bonus(x: LossInputs, a, progress: float):
     """-entropy_coef * H_t: rewards spread-out next-token distributions."""
     return -a.entropy_coef * x.entropy if a.entropy_coef else None
 
 
-@_register(REGULARISERS, "teacher_kl")
+@register_regulariser("teacher_kl", active=lambda a: a.teacher_kl_coef > 0, needs=("teacher",),
+                      knobs=("teacher_kl_coef", "teacher_kl_coef_end", "teacher_kl_mask_correct"))
 def teacher_kl(x: LossInputs, a, progress: float):
     """KDRL: beta * k2(logp, logp_teacher), beta annealed linearly from teacher_kl_coef to
     teacher_kl_coef_end over the run; optionally off on responses the verifier accepted."""
@@ -162,13 +189,13 @@ def teacher_kl(x: LossInputs, a, progress: float):
 
 
 # ---- DPH-RL divergences f(u), u = pi_theta / pi_0 on samples from pi_0 ------------------------
-@_register(DIVERGENCES, "forward_kl")
+@register_divergence("forward_kl")
 def forward_kl(log_u: torch.Tensor) -> torch.Tensor:
     """f(u) = u - 1 - log u: E_{pi_0}[f] = KL(pi_0 || pi_theta)."""
     return torch.exp(log_u) - 1.0 - log_u
 
 
-@_register(DIVERGENCES, "js")
+@register_divergence("js")
 def js(log_u: torch.Tensor) -> torch.Tensor:
     """f(u) = u log u - (u + 1) log((u + 1) / 2): a Jensen-Shannon-type generator."""
     u = torch.exp(log_u)

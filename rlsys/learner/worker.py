@@ -6,9 +6,7 @@ torchrun process or a single process, which is how GPU benchmarks use it without
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -23,26 +21,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.critic import ValueModel
-from rlsys.learner.logprobs import pack, pad_per_token, token_logprobs, unpad_per_token
-from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REGULARISERS, Denominators,
-                                     LossInputs, divergence_penalty)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def free_address() -> tuple[str, int]:
-    """This host's address and a free TCP port, for rank 0's rendezvous."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
-    try:
-        import ray
-
-        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
-    except ImportError:
-        host = "127.0.0.1"
-    return host, port
-
+from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
+from rlsys.learner.objective import combine, load_plugins, reductions
+from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs, divergence_penalty
+from rlsys.learner.spec import spec
+from rlsys.memory import peak_gb, reset_peak
+from rlsys.net import free_address
 
 class LearnerWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, rank: int, world_size: int):
@@ -68,7 +52,8 @@ class LearnerWorker:
         Lets one learner group run several objectives in turn (the preset tests share it).
         """
         self.cfg, a, dtype = cfg, cfg.algorithm, DTYPES[cfg.model.dtype]
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device)
+        load_plugins(a.modules)  # terms registered by the user's files, in this process too
+        model = install_logprob_head(AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device))
         for layer in model.model.layers:  # one FSDP unit per decoder layer, the root holds the rest
             fully_shard(layer)
         self.model = fully_shard(model)
@@ -87,8 +72,9 @@ class LearnerWorker:
         annealed coefficients.
         """
         t0 = time.perf_counter()
+        reset_peak()
         self.model.train()
-        totals: dict[str, float] = {}
+        reduce, totals = reductions(self.cfg.algorithm), {}
         for i, (mb, scale) in enumerate(self._micro_batches(shard, num_micro)):
             last = i == num_micro - 1
             for module in (self.model, self.critic):
@@ -96,12 +82,13 @@ class LearnerWorker:
                     module.set_requires_gradient_sync(last)
             loss, stats = self._micro_batch_loss(mb, denom, progress)
             (loss * scale * self.world_size).backward()  # FSDP averages grads over ranks
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + v * scale
+            for k, v in stats.items():  # scale 0: a padding micro-batch, counts nothing
+                totals[k] = v * scale if k not in totals else combine([totals[k], v * scale], reduce[k])
         totals["grad_norm"] = self._step(self.model, self.optimizer)
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
+        totals["peak_memory_gb"] = peak_gb()
         return totals
 
     @staticmethod
@@ -112,8 +99,10 @@ class LearnerWorker:
     def _micro_batch_loss(self, mb: RolloutBatch, denom: Denominators, progress: float):
         a = self.cfg.algorithm
         ids, attn, mask = (t.to(self.device) for t in pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id))
-        out = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True,
-                             proxy_kappa=a.lp_reg_kappa if a.loss == "lp_reg" else None)
+        loss_spec = spec("loss", a.loss)
+        head = loss_spec.head(a) if loss_spec.head else {}  # full_distribution terms, from the chunked head
+        out = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True, positions=mask,
+                             **head)
         per_token = lambda cols: None if cols is None else pad_per_token(cols, mask.cpu()).to(self.device)  # noqa: E731
         per_sample = lambda flags: torch.as_tensor(np.asarray(flags, bool), device=self.device)[:, None]  # noqa: E731
         rl = mask & ~per_sample(mb.anchor if mb.anchor is not None else np.zeros(len(mb), bool))
@@ -124,7 +113,11 @@ class LearnerWorker:
                        logp_ref=per_token(mb.ref_logprobs), entropy=out.entropy,
                        logp_teacher=per_token(mb.teacher_logprobs), correct=per_sample(mb.reward > 0),
                        logp_proxy=out.logp_proxy, anchor_mask=mask & ~rl, logp_0=beh)
-        loss_tok, stats = POLICY_LOSSES[a.loss](x, **dataclasses.asdict(a))
+        loss_tok, stats = loss_spec.fn(x, **{k: getattr(a, k) for k in loss_spec.knobs})
+        undeclared = set(stats) - {s.name for s in loss_spec.stats}
+        if undeclared:
+            raise ValueError(f"policy loss {a.loss!r} returned stats {sorted(undeclared)} its spec does not declare "
+                             f"(add them to register_policy_loss(..., stats=...))")
         for regulariser in REGULARISERS.values():
             term = regulariser(x, a, progress)
             if term is not None:
@@ -144,7 +137,8 @@ class LearnerWorker:
         stats.update({
             "tokens": m.sum().item(),
             "entropy_sum": (out.entropy.detach() * m).sum().item(),
-            "kl_sum": (KL_ESTIMATORS["k3"](logp, x.logp_ref) * m).sum().item(),  # metric: k3 value
+            # metric: k3 to the reference, or to the behaviour policy when no reference ran
+            "kl_sum": (KL_ESTIMATORS["k3"](logp, beh if x.logp_ref is None else x.logp_ref) * m).sum().item(),
             "mismatch_sum": ((beh - logp).abs() * m).sum().item(),
             "mismatch_max": ((beh - logp).abs() * m).max().item(),
         })

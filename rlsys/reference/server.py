@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlsys.learner.logprobs import pack, token_logprobs, unpad_per_token
-from rlsys.learner.worker import DTYPES
+from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, token_logprobs, unpad_per_token
 
 
 class ReferenceServer:
@@ -21,7 +20,8 @@ class ReferenceServer:
         self.load(model_path)
 
     def load(self, model_path: str) -> str:
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[self.dtype]).to(self.device).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[self.dtype])
+        self.model = install_logprob_head(model).to(self.device).eval()
         self.model_path = model_path
         return model_path
 
@@ -30,6 +30,7 @@ class ReferenceServer:
         out: list[np.ndarray] = []
         for start in range(0, len(prompt_ids), self.mbs):
             ids, attn, mask = pack(prompt_ids[start:start + self.mbs], response_ids[start:start + self.mbs], self.pad_id)
-            logp = token_logprobs(self.model, ids.to(self.device), attn.to(self.device), self.temperature).logp
+            logp = token_logprobs(self.model, ids.to(self.device), attn.to(self.device), self.temperature,
+                                  positions=mask.to(self.device)).logp
             out.extend(unpad_per_token(logp.cpu(), mask))
         return out

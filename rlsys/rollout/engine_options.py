@@ -6,11 +6,13 @@ arguments, so RolloutWorker takes them in one line and the rules live next to th
 
 from __future__ import annotations
 
-from rlsys.config import ConfigError, RLSysConfig
+from typing import TYPE_CHECKING
 
-# vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
-# cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
-SLEEP_LEVEL = 1
+from rlsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlsys.config import RLSysConfig
+
 GPU_BACKENDS = ("nccl", "ipc")  # need CUDA on both sides
 
 
@@ -33,7 +35,7 @@ def engine_options(cfg: RLSysConfig, model_path: str) -> dict:
 
 def engine_setup_calls(cfg: RLSysConfig) -> list[str]:
     """Worker-extension methods each engine runs once after start-up."""
-    calls = []
+    calls = ["rlsys_fix_cpu_seeded_discard"]  # no-op on GPU
     if cfg.rollout.speculative != "none":
         calls.append("rlsys_fix_cpu_spec_expand")  # no-op on GPU
     if cfg.rollout.draft_sync:
@@ -74,18 +76,3 @@ def validate_rollout_extras(cfg: RLSysConfig) -> None:
 
 def _fail(key: str, msg: str):
     raise ConfigError(f"config key '{key}': {msg}")
-
-
-# ---- colocation: the fleet-level call sites ------------------------------------------------------
-def sleep_fleet(engines: list) -> None:
-    """Free the engines' GPU memory before the learners train (weights to host, KV cache dropped)."""
-    import ray
-
-    ray.get([e.sleep.remote(SLEEP_LEVEL) for e in engines])
-
-
-def wake_fleet(engines: list) -> None:
-    """Weights and KV cache back on the GPU, before the sync writes the new weights into them."""
-    import ray
-
-    ray.get([e.wake.remote() for e in engines])

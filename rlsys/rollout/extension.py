@@ -81,6 +81,22 @@ class WeightSyncExtension:
         if isinstance(kernel, KernelOverride):  # CPU: every caller holds this one wrapper object
             kernel._impl = kernel.func = expand_per_token
 
+    # ---- seeded sampling on CPU ----------------------------------------------------------------
+    def rlsys_fix_cpu_seeded_discard(self) -> None:
+        """Give back the random draws of discarded samples on CPU, as vLLM does on GPU.
+
+        A request whose prompt is prefilled in chunks is sampled after each partial chunk and the
+        token thrown away; vLLM then rewinds the request's generator with `set_offset(offset - 4)`,
+        which only CUDA's Philox generators have: a seeded request on CPU kills the engine
+        ("CPU Generator does not use offset"). Here the generator state is saved before sampling
+        and restored for the discarded rows, so the seeded stream does not depend on how the
+        scheduler chunked the prompt (tests/integration/test_real_model.py).
+        """
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            _restore_discarded_generators(self.model_runner)
+
     # ---- draft model (rollout.draft_sync) -------------------------------------------------------
     def rlsys_enable_draft_sync(self) -> None:
         """From now on every sync also loads the draft, with the policy tensors it has by name."""
@@ -108,6 +124,35 @@ class WeightSyncExtension:
 def _stats(tensors: int, start: float, repack_s: float) -> dict:
     end = time.perf_counter()  # a system-wide clock: the sender on this node compares it to its own
     return {"tensors": tensors, "start": start, "end": end, "repack_s": repack_s, "load_s": end - start - repack_s}
+
+
+def _restore_discarded_generators(runner) -> None:
+    """Wrap the runner's _sample / _bookkeeping_sync (instance attributes shadow the methods)."""
+    sample, bookkeeping, saved = runner._sample, runner._bookkeeping_sync, {}
+
+    def discarded() -> dict:
+        n = runner.input_batch.num_reqs
+        rows = runner.discard_request_mask.np[:n].nonzero()[0]
+        return {int(i): runner.input_batch.generators[int(i)] for i in rows if int(i) in runner.input_batch.generators}
+
+    def sample_keeping_state(*args, **kwargs):
+        saved.clear()
+        saved.update({i: (g, g.get_state()) for i, g in discarded().items()})
+        return sample(*args, **kwargs)
+
+    def bookkeeping_restoring(*args, **kwargs):
+        hidden = {}
+        for i, (g, state) in saved.items():
+            g.set_state(state)  # as if the discarded token had never been drawn
+            hidden[i] = runner.input_batch.generators.pop(i)  # so vLLM's offset rewind skips it
+        try:
+            return bookkeeping(*args, **kwargs)
+        finally:
+            runner.input_batch.generators.update(hidden)
+            saved.clear()
+
+    runner._sample, runner._bookkeeping_sync = sample_keeping_state, bookkeeping_restoring
+
 
 
 def expand_per_token(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None) -> None:

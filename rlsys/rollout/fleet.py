@@ -3,7 +3,12 @@
 Each prompt group (its G samples) is one request on one engine, so the samples share the
 prompt's prefix cache; a group goes to the engine with the least outstanding work (estimated
 tokens of the groups it still owes). An engine that dies is replaced by a new actor in the same
-placement bundle, brought to the fleet's policy version, and the groups it owed go to the others.
+placement bundle, and the groups it owed go to the others.
+
+The fleet never fetches weights: the controller decides when weights move (rlsys/pipeline.py). A
+restarted engine that comes up behind the fleet's version is brought level by the `catch_up`
+the caller passes to stream/generate/wait_ready (the controller passes a learner push of the
+fleet's version; without one, a behind engine is an error that says so).
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.rollout.speculative import spec_metrics
+
+# vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
+# cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
+SLEEP_LEVEL = 1
+CatchUp = Callable[[list, int], object]  # (engines, version): push that version's weights into them
 
 
 class FleetError(RuntimeError):
@@ -35,41 +46,68 @@ class RolloutFleet:
         """make_engine(i) starts a replacement for engine i (same placement bundle); without it a
         dead engine fails the step."""
         self.engines, self.cfg, self.make_engine = list(engines), cfg, make_engine
-        self.weight_source: Callable[[list, int], dict] | None = None  # (engines, version) -> sync stats
         self.version = 0  # policy version the engines serve
         self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
+        self.deaths: list[tuple[set[int], str | None]] = []  # (seeds of the groups it owed, root cause) per death
         self.load = np.zeros(len(engines))  # outstanding estimated tokens per engine
         self.starting: dict = {}  # readiness ref -> index of a restarted engine not yet serving
 
-    # ---- weights -------------------------------------------------------------------------------
-    def sync_weights(self, version: int) -> dict:
-        """Push the learners' weights to every serving engine and serve `version` from now on.
-        Restarted engines still starting are skipped (the step does not wait for them): they get
-        the weights of the fleet's version when they come up (_engine_ready)."""
-        if self.weight_source is None:
-            raise FleetError("this fleet has no weight source (set fleet.weight_source)")
-        self._replace_dead()  # a dead engine would fail the push half-way, mid-collective on the learners
-        serving = [e for i, e in enumerate(self.engines) if i not in self.starting.values()]
-        stats = self.weight_source(serving, version)
-        self.version = version
-        return stats
+    # ---- weights: the controller moves them, the fleet says where to and what it serves ---------
+    def sync_targets(self) -> list:
+        """The engines a weight push must reach now: dead ones are replaced first (a dead engine would
+        fail the push half-way, mid-collective on the learners); restarted engines still starting are
+        left out (the step does not wait for them) and are caught up when they come up."""
+        self._replace_dead()
+        return [e for i, e in enumerate(self.engines) if i not in self.starting.values()]
 
-    def wait_ready(self) -> None:
+    def serve(self, version: int) -> None:
+        """The controller pushed `version` to sync_targets(): route requests as that version."""
+        self.version = version
+
+    # ---- colocation and engine statistics ------------------------------------------------------
+    def sleep(self) -> None:
+        """Free the engines' GPU memory before the learners train (weights to host, KV cache dropped)."""
+        import ray
+
+        ray.get([e.sleep.remote(SLEEP_LEVEL) for e in self.engines])
+
+    def wake(self) -> None:
+        """Weights and KV cache back on the GPU, before the sync writes the new weights into them."""
+        import ray
+
+        ray.get([e.wake.remote() for e in self.engines])
+
+    def spec_metrics(self) -> dict[str, float]:
+        """Speculative-decoding acceptance since the last call, over the fleet."""
+        import ray
+
+        return spec_metrics(ray.get([e.spec_counters_delta.remote() for e in self.engines]))
+
+    def peak_memory_gb(self) -> float:
+        """The largest engine's peak memory since the last call (GB)."""
+        import ray
+
+        return max(ray.get([e.peak_memory_gb.remote() for e in self.engines]), default=0.0)
+
+    def wait_ready(self, catch_up: CatchUp | None = None) -> None:
         """Block until every restarted engine is up and serves the fleet's policy version."""
         for ref in list(self.starting):
-            self._engine_ready(ref)
+            self._engine_ready(ref, catch_up)
 
     # ---- generation ----------------------------------------------------------------------------
     def generate(self, data: PromptDataset, prompt_idx: np.ndarray, seed: int, n: int | None = None,
-                 temperature: float | None = None, top_p: float | None = None) -> RolloutBatch:
+                 temperature: float | None = None, top_p: float | None = None,
+                 catch_up: CatchUp | None = None) -> RolloutBatch:
         """Every group of the prompts, blocking; rows ordered by group then sample."""
-        parts = list(self.stream(data, prompt_idx, seed, n, temperature, top_p))
+        parts = list(self.stream(data, prompt_idx, seed, n, temperature, top_p, catch_up))
         return sort_groups(RolloutBatch.concat(parts))
 
     def stream(self, data: PromptDataset, prompt_idx: np.ndarray, seed: int, n: int | None = None,
-               temperature: float | None = None, top_p: float | None = None) -> Iterator[RolloutBatch]:
+               temperature: float | None = None, top_p: float | None = None,
+               catch_up: CatchUp | None = None) -> Iterator[RolloutBatch]:
         """n samples for each prompt, yielded one group at a time in completion order; group_id is
-        the prompt's position in prompt_idx. n, temperature and top_p default to the rollout config.
+        the prompt's position in prompt_idx. n, temperature and top_p default to the rollout config;
+        catch_up(engines, version) brings an engine restarted during the call to the fleet's version.
         Each engine gets one streaming call with all its groups, so it batches them continuously."""
         import ray
 
@@ -78,6 +116,7 @@ class RolloutFleet:
         params = (n, r.temperature if temperature is None else temperature, r.top_p if top_p is None else top_p,
                   r.max_new_tokens)
         cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
+        group_seed = lambda g: seed * 1_000_003 + int(prompt_idx[g])  # noqa: E731  (also names the group)
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
         waiting: list[int] = []  # groups with no live engine to take them yet
 
@@ -93,8 +132,7 @@ class RolloutFleet:
                 per_engine.setdefault(e, []).append(g)
                 self.load[e] += cost[g]
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
-                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed * 1_000_003 + int(prompt_idx[g]))
-                        for g in gs]
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], group_seed(g)) for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call] = (e, set(gs))
 
@@ -106,17 +144,17 @@ class RolloutFleet:
                 ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
                 for w in ready:
                     if w in self.starting:
-                        self._engine_ready(w)
+                        self._engine_ready(w, catch_up)
                         again, waiting[:] = waiting[:], []
                         submit(again)
                     elif w in calls:
-                        yield from self._receive(w, calls, submit, cost, data, prompt_idx)
+                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, group_seed)
         finally:  # the consumer stopped early (or failed): drop what is still running
             for call, (e, owed) in calls.items():
                 self.load[e] -= sum(cost[g] for g in owed)
                 ray.cancel(call)
 
-    def _receive(self, call, calls: dict, submit, cost, data, prompt_idx) -> Iterator[RolloutBatch]:
+    def _receive(self, call, calls: dict, submit, cost, data, prompt_idx, seed_of) -> Iterator[RolloutBatch]:
         """The next message of one engine's call: finished groups, the end, or the engine's death."""
         import ray
 
@@ -130,7 +168,7 @@ class RolloutFleet:
             if not engine_died(err):
                 raise
             lost = [g for c in [c for c, (i, _) in calls.items() if i == e] for g in calls.pop(c)[1]]
-            self._restart(e, err)
+            self._restart(e, err, {seed_of(g) for g in lost})
             self.resent += len(lost)
             submit(lost)
             return
@@ -141,20 +179,39 @@ class RolloutFleet:
             yield group_batch(data, int(prompt_idx[g]), g, out)
 
     # ---- failures ------------------------------------------------------------------------------
-    def _restart(self, e: int, err: BaseException) -> None:
+    def _restart(self, e: int, err: BaseException, groups: set[int] = frozenset()) -> None:
+        """Replace engine e. groups: the (seeds of the) groups it owed. A death with the same root
+        cause as an earlier one on some of the same groups is deterministic: restarting cannot help."""
         import ray
 
         self.restarts += 1
+        cause = self._root_cause(e)
+        said = f": {cause}" if cause else ""
+        if cause and any(c == cause and groups & gs for gs, c in self.deaths):
+            msg = (f"rollout engine {e} died again with the same error on groups an earlier death also held, so "
+                   f"restarting will not help{said}. The engine log (above) has the full trace.")
+            print(f"[rlsys] {msg}", flush=True)
+            raise FleetError(msg) from err
+        self.deaths.append((set(groups), cause))
         if self.make_engine is None or self.restarts > self.cfg.rollout.max_engine_restarts:
             why = ("the fleet cannot start engines" if self.make_engine is None else
                    f"rollout.max_engine_restarts={self.cfg.rollout.max_engine_restarts} restarts are used up")
-            raise FleetError(f"rollout engine {e} died ({type(err).__name__}) and {why}") from err
-        print(f"[rlsys] rollout engine {e} died ({type(err).__name__}); restarting it, its groups go to the others",
-              flush=True)
+            raise FleetError(f"rollout engine {e} died ({type(err).__name__}{said}) and {why}") from err
+        print(f"[rlsys] rollout engine {e} died ({type(err).__name__}{said}); restarting it, its groups go to "
+              f"the others", flush=True)
         ray.kill(self.engines[e])  # if only its engine core died, free the bundle for the new actor
         self.engines[e] = self.make_engine(e)
         self.load[e] = 0
         self.starting[self.engines[e].get_version.remote()] = e
+
+    def _root_cause(self, e: int) -> str | None:
+        """What the engine's processes logged when they died; None when the actor itself is gone."""
+        import ray
+
+        try:
+            return ray.get(self.engines[e].root_cause.remote(), timeout=30)
+        except Exception:  # killed actor, lost node: nothing to read, a transient death
+            return None
 
     def _replace_dead(self) -> None:
         """Restart engines that died since they last answered (e.g. while the learners trained)."""
@@ -169,7 +226,7 @@ class RolloutFleet:
                     raise
                 self._restart(i, err)
 
-    def _engine_ready(self, ref) -> None:
+    def _engine_ready(self, ref, catch_up: CatchUp | None) -> None:
         """A restarted engine is up: bring it to the fleet's policy version, then route to it."""
         import ray
 
@@ -179,10 +236,10 @@ class RolloutFleet:
         except Exception as err:
             raise FleetError(f"restarted rollout engine {e} failed to start") from err
         if version != self.version:
-            if self.weight_source is None:
+            if catch_up is None:
                 raise FleetError(f"restarted rollout engine {e} serves version {version}, the fleet {self.version}, "
-                                 f"and there is no weight source to sync it")
-            self.weight_source([self.engines[e]], self.version)
+                                 f"and the caller passed no catch_up to bring it level")
+            catch_up([self.engines[e]], self.version)
 
 
 def group_batch(data: PromptDataset, pid: int, g: int, out: dict) -> RolloutBatch:

@@ -20,7 +20,12 @@ import json
 import re
 from pathlib import Path
 
-from rlsys.config import ConfigError, RLSysConfig, RolloutConfig
+from typing import TYPE_CHECKING
+
+from rlsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlsys.config import RLSysConfig, RolloutConfig
 
 # rollout.speculative -> vLLM's speculative method
 METHODS = {"none": None, "ngram": "ngram", "draft": "draft_model", "eagle": "eagle", "mtp": "mtp"}
@@ -176,10 +181,3 @@ def spec_metrics(deltas: list[dict[str, int]]) -> dict[str, float]:
     return {"spec_acceptance_rate": tot["accepted_tokens"] / max(tot["draft_tokens"], 1),
             "spec_tokens_per_verify": 1.0 + tot["accepted_tokens"] / max(tot["drafts"], 1),
             "spec_draft_tokens": float(tot["draft_tokens"])}
-
-
-def fleet_spec_metrics(engines: list) -> dict[str, float]:
-    """Acceptance since the last call, over the fleet (each engine keeps its last snapshot)."""
-    import ray
-
-    return spec_metrics(ray.get([e.spec_counters_delta.remote() for e in engines]))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import re
+import tempfile
 import time
 
 import numpy as np
@@ -41,6 +44,7 @@ def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
 class RolloutWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, engine_index: int = 0):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.rollout.kv_cache_gb))
+        self.error_log = _log_engine_errors()
         self.kwargs = engine_kwargs(cfg, model_path, engine_index)
         self.engine_index, self.version, self.llm = engine_index, 0, None
         self._ids = itertools.count()
@@ -176,6 +180,22 @@ class RolloutWorker:
         """direct (default) or layerwise: vLLM's reload for every layer (tests, benchmarks)."""
         await self._engine().collective_rpc("rlsys_set_sync_mode", args=(mode,))
 
+    async def peak_memory_gb(self) -> float:
+        """Peak memory of this engine (the actor and its engine processes) since the last call."""
+        from rlsys.memory import peak_gb, reset_peak
+
+        peak = peak_gb(with_children=True)
+        reset_peak(with_children=True)
+        return peak
+
+    def root_cause(self) -> str | None:
+        """The first exception its engine processes logged (type, message and where), if any."""
+        try:
+            text = open(self.error_log).read()
+        except OSError:
+            return None
+        return root_cause(text)
+
     def shutdown(self) -> None:
         """Stop the engine core now (for callers that drive the worker without Ray)."""
         if self.llm is not None:
@@ -226,6 +246,43 @@ def _merge(per_worker: list[dict]) -> dict:
     out = {k: max(w[k] for w in per_worker) for k in ("tensors", "load_s", "repack_s", "end")}
     return {**out, "start": min(w["start"] for w in per_worker), **({"paths": per_worker[0]["paths"]}
                                                                      if "paths" in per_worker[0] else {})}
+
+
+def _log_engine_errors() -> str:
+    """Have every vLLM process of this engine (engine core, workers) also write its errors to a file.
+
+    They are separate processes: when one dies, the actor only sees EngineDeadError ("see stack
+    trace above"). vLLM reads its logging config from VLLM_LOGGING_CONFIG_PATH in each process it
+    starts; this is its default config plus one file handler for ERROR records.
+    """
+    from vllm.logger import DEFAULT_LOGGING_CONFIG
+
+    fd, errors = tempfile.mkstemp(prefix="rlsys-engine-", suffix=".errors.log")
+    os.close(fd)
+    config = json.loads(json.dumps(DEFAULT_LOGGING_CONFIG))
+    config["formatters"]["rlsys_plain"] = {"format": "%(message)s"}
+    config["handlers"]["rlsys_errors"] = {"class": "logging.FileHandler", "filename": errors, "level": "ERROR",
+                                          "formatter": "rlsys_plain"}
+    config["loggers"]["vllm"]["handlers"].append("rlsys_errors")
+    path = errors.replace(".errors.log", ".logging.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = path
+    return errors
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b.*")
+
+
+def root_cause(log_text: str) -> str | None:
+    """The first exception in an engine's error log, with the innermost frame that raised it."""
+    frame = None
+    for line in log_text.splitlines():
+        if line.lstrip().startswith('File "'):
+            frame = line.strip()
+        elif _EXCEPTION_LINE.match(line.strip()) and not line.startswith("Traceback"):
+            return f"{line.strip()} ({frame})" if frame else line.strip()
+    return None
 
 
 def _unpack(outputs) -> dict:

@@ -3,20 +3,28 @@
 The ground truth carries the tests, in one of two forms:
   * stdin/stdout cases, as JSON: {"tests": [{"input": "1 2\\n", "output": "3\\n"}, ...]}, a bare
     list of such cases, or {"inputs": [...], "outputs": [...]};
-  * Python test code (anything that is not JSON), run after the program: it passes if the
-    process exits 0, e.g. "assert add(1, 2) == 3".
+  * Python test code (anything that is not JSON), e.g. "assert add(1, 2) == 3": judged (see
+    judge.py): the tests run in a process of their own that calls into the program's process and
+    gets plain values back; a row passes only when the judge reports every test run to its end
+    (with this run's secret) and the program was still serving at the end. The exit status of
+    the program counts for nothing.
 Reward 1 when every test passes, else 0. All tests of a sample run in one sandbox (its start-up
-paid once), in order, stopping at the first failing run, within verifier.timeout_s together. Outputs compare line by line with trailing whitespace ignored.
+paid once), in order, stopping at the first failure, within verifier.timeout_s together. Outputs
+compare line by line with trailing whitespace ignored, in the verifier: the expected output never
+enters the sandbox. Details list the tests that ran and the evidence that made them count.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
+import signal
 from dataclasses import dataclass
 
-from rlsys.verify import register_verifier, settings
-from rlsys.verify.sandbox import Limits, run_cases
+from rlsys.verify.registry import register_verifier, settings
+from rlsys.verify.judge import Step, judge_steps, test_steps
+from rlsys.verify.sandbox import JudgedRun, Limits, run_cases, run_judged
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -45,6 +53,8 @@ def parse_tests(ground_truth: str) -> Tests:
         spec = json.loads(text)
     except json.JSONDecodeError:
         compile(text, "<tests>", "exec")  # SyntaxError is a ValueError: bad test code fails at load
+        if not any(step.is_test for step in test_steps(text)):
+            raise ValueError("test code has no tests: no top-level assert or call, and no test_* function") from None
         return Tests([], code=text)
     if isinstance(spec, dict) and "inputs" in spec:
         if not isinstance(spec.get("outputs"), list) or len(spec["outputs"]) != len(spec["inputs"]):
@@ -74,6 +84,9 @@ def _same_output(got: str, want: str) -> bool:
     return norm(got) == norm(want)
 
 
+IO_EVIDENCE = "stdout compared with the expected output by the verifier, outside the sandbox (it never entered it)"
+
+
 @register_verifier("code", check=parse_tests)
 def code_execution(response: str, ground_truth: str) -> tuple[float, dict]:
     tests = parse_tests(ground_truth)
@@ -81,21 +94,114 @@ def code_execution(response: str, ground_truth: str) -> tuple[float, dict]:
     if not program.strip():
         return 0.0, {"parsed": None, "reason": "no Python program in response"}
     cfg = settings()
-    if tests.code is not None:
-        source, stdins, wants = program + "\n\n" + tests.code, [""], [None]
-    else:
-        source, stdins, wants = program, [i for i, _ in tests.cases], [o for _, o in tests.cases]
-    info = {"parsed": program[:2000], "total": len(stdins)}
     limits = Limits(wall_s=cfg.timeout_s, memory_mb=cfg.memory_mb, output_bytes=cfg.max_output_kb * 1024,
                     max_processes=cfg.max_processes)
-    runs = run_cases(source, stdins, limits)
-    for k, (r, want) in enumerate(zip(runs, wants)):
-        if not r.ok or (want is not None and not _same_output(r.stdout, want)):
-            out = {**info, "passed": k, "reason": f"test {k + 1}/{len(stdins)}: {r.reason if not r.ok else 'wrong output'}",
-                   "stderr": r.stderr[-500:]}
+    if tests.code is not None:
+        return judge_test_code(program, tests.code, limits)
+    return run_io_cases(program, tests.cases, limits)
+
+
+def run_io_cases(program: str, cases: list[tuple[str, str]], limits: Limits) -> tuple[float, dict]:
+    runs = run_cases(program, [i for i, _ in cases], limits)  # only the inputs go in
+    info = {"parsed": program[:2000], "total": len(cases), "tests": [], "evidence": IO_EVIDENCE}
+    for k, (r, (_, want)) in enumerate(zip(runs, cases)):
+        if not r.ok or not _same_output(r.stdout, want):
+            why = r.reason if not r.ok else "wrong output"
+            info["tests"].append({"test": f"case {k + 1}", "result": f"failed: {why}"})
+            out = {**info, "passed": k, "reason": f"test {k + 1}/{len(cases)}: {why}", "stderr": r.stderr[-500:]}
             if r.ok:
                 out["stdout"] = r.stdout[:500]
             if r.reason.startswith("timeout"):
                 out["timeout"] = True
             return 0.0, out
-    return 1.0, {**info, "passed": len(stdins), "reason": f"passed {len(stdins)}/{len(stdins)} tests"}
+        info["tests"].append({"test": f"case {k + 1}", "result": "passed"})
+    return 1.0, {**info, "passed": len(cases), "reason": f"passed {len(cases)}/{len(cases)} tests"}
+
+
+def judge_test_code(program: str, code: str, limits: Limits) -> tuple[float, dict]:
+    """Reward 1 only on the judge's complete report: every test passed, the end line carries this
+    run's secret, the program answered at least once and was still serving at the end."""
+    steps = judge_steps(code)  # the verifier's own parse decides what counts as a test
+    nonce = secrets.token_hex(16)
+    run = run_judged(program, json.dumps({"nonce": nonce, "code": code}), limits)
+    records, end = _read_report(run.report, nonce, len(steps))
+    total = sum(s.is_test for s in steps)
+    passed = sum(1 for r in records if r["ok"] and steps[r["step"]].is_test)
+    info = {"parsed": program[:2000], "total": total, "passed": passed,
+            "tests": [_shown(steps[r["step"]], r) for r in records if steps[r["step"]].is_test or not r["ok"]]}
+    reason = _failure(run, records, end, steps, limits)
+    if reason:
+        out = {**info, "reason": reason, "stderr": run.program.stderr[-500:]}
+        if end is None:
+            out["judge_log"] = run.judge.stderr[-500:]
+        if run.timed_out:
+            out["timeout"] = True
+        return 0.0, out
+    info["evidence"] = (f"all {total} tests ran to their end in the judge, a process that never runs "
+                        f"the program; the program answered {end['answers']} requests with serialised values; "
+                        "the judge's report ends with this run's secret; the program was still serving at the end")
+    return 1.0, {**info, "reason": f"passed {total}/{total} tests"}
+
+
+def _read_report(text: str, nonce: str, n_steps: int) -> tuple[list[dict], dict | None]:
+    """Step records in order (0, 1, 2, ...) and the end line if it carries the nonce."""
+    records, end = [], None
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("step") == len(records) < n_steps:
+            records.append(rec)
+        elif isinstance(rec, dict) and rec.get("end") == nonce:
+            end = rec
+    return records, end
+
+
+def _failure(run: JudgedRun, records: list[dict], end: dict | None, steps: list[Step], limits: Limits) -> str | None:
+    """Why the row fails, or None: the first failing step, a timeout, a judge that did not finish,
+    missing tests, tests that never used the program, a program that was gone by the end."""
+    tests = [k for k, s in enumerate(steps) if s.is_test]
+    n_ok = sum(1 for r in records if r["ok"] and steps[r["step"]].is_test)
+    bad = next((r for r in records if not r["ok"]), None)
+    if bad is not None:
+        step = steps[bad["step"]]
+        where = f"test {n_ok + 1}/{len(tests)} (line {step.line})" if step.is_test else \
+            "before the tests" if step.line == 0 else f"test set-up (line {step.line})"
+        error = str(bad.get("error", "?"))
+        if error.startswith("the program"):
+            error += f" ({_program_end(run)})"
+        return f"{where} failed: {error}"
+    if run.timed_out:
+        nxt = f"; running: {steps[len(records)].src.splitlines()[0][:120]}" if len(records) < len(steps) else ""
+        return f"timeout: still running after {limits.wall_s:.1f}s ({n_ok}/{len(tests)} tests passed{nxt})"
+    if end is None:
+        return f"the tests did not finish: the judge process ended with {run.judge.reason}"
+    if n_ok != len(tests) or len(records) != len(steps):
+        return f"only {n_ok}/{len(tests)} tests ran"
+    if not end.get("answers"):
+        return "the tests never called the program (no name the tests use comes from it)"
+    if not end.get("acked"):
+        return f"the program was gone before the tests ended: {end.get('gone') or 'no answer to the end'} ({_program_end(run)})"
+    return None
+
+
+def _program_end(run: JudgedRun) -> str:
+    rc, why = run.program.returncode, run.program.reason
+    if rc is None:
+        return "still running"
+    if "memory limit" in why or "output limit" in why:
+        return why
+    if rc > 128 and rc - 128 in signal.Signals._value2member_map_:
+        sig = signal.Signals(rc - 128)
+        return f"killed by {sig.name}" + (" (its own kill or the CPU time limit)" if sig.name in ("SIGKILL", "SIGXCPU") else "")
+    return f"exit status {rc}" + (f", {why}" if why.startswith("runtime") else "")
+
+
+def _shown(step: Step, rec: dict) -> dict:
+    out = {"test": step.src.splitlines()[0][:160], "line": step.line,
+           "result": "passed" if rec["ok"] else f"failed: {rec.get('error', '?')}",
+           "program_answers": rec.get("answers", 0)}
+    if rec.get("log"):
+        out["answers"] = rec["log"]
+    return out

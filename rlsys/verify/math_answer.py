@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rlsys.verify import register_verifier
+from rlsys.verify.registry import register_verifier
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*")
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.+)", re.IGNORECASE)

@@ -11,7 +11,7 @@ import json
 import math
 import urllib.request
 
-from rlsys.verify import register_verifier, settings
+from rlsys.verify.registry import register_verifier, settings
 
 MAX_REPLY_BYTES = 1 << 20
 

@@ -7,14 +7,18 @@ Layers (each used where the OS allows; `isolation()` says which are on here):
     but a down loopback: network off), PID (the program cannot see or signal other processes, and
     the kernel kills all of its processes when the sandbox's first process exits) and mount
     (a fresh /proc, so /proc/<parent>/environ does not exist; a size-capped tmpfs as its dir);
+  * with those namespaces, a filesystem jail: only the system dirs, the interpreter's installation
+    and its dir are visible (datasets and the rows being scored are not);
+  * no capabilities (even as root of its user namespace), and a boot that is not dumpable;
   * when the parent runs as root, the program runs as an unprivileged uid (nobody), so the
     process-count rlimit applies and files of other users stay unwritable;
   * Landlock: file writes only beneath its dir, no TCP bind/connect, no signals to outside;
   * rlimits: CPU seconds, address space, file size (also caps stdout/stderr, which go to files),
     process count, open files, no core dumps.
 stdout/stderr are files, not pipes, so a program that closes stdout and sleeps cannot hang the
-reader: the wall-clock timeout always holds. Not isolated: reads of world-readable files, CPU
-and memory bandwidth shared with the host, kernel bugs. See docs/verifiers.md.
+reader: the wall-clock timeout always holds. run_judged() runs test code in a judge process
+beside the program (judge.py). Not isolated: reads of world-readable system files (all of them
+without the jail), CPU and memory bandwidth shared with the host, kernel bugs. See docs/verifiers.md.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-BOOT = Path(__file__).with_name("sandbox_boot.py").read_text()  # passed with -c: no file the uid must reach
+# Passed with -c (no file the sandbox uid must reach): the judge's code, then the boot that uses it.
+BOOT = "\n\n".join(Path(__file__).with_name(f).read_text() for f in ("judge_wire.py", "judge.py", "sandbox_boot.py"))
 # The sandbox dies with the process that started it (its namespaces and everything in them too).
 PDEATHSIG = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
@@ -87,8 +92,26 @@ def _probe() -> dict:
                 except (OSError, subprocess.SubprocessError):
                     ok = False
                 if ok:
-                    return {"python": python, "namespaces": ns, "uid": uid, "landlock_abi": _landlock_abi()}
+                    return {"python": python, "namespaces": ns, "uid": uid, "landlock_abi": _landlock_abi(),
+                            "jail": ns and _jail_works(python, uid)}
     raise RuntimeError(f"code sandbox: cannot start any of {pythons}")
+
+
+def _jail_works(python: str, uid: int | None) -> bool:
+    """Whether the boot can pivot into its filesystem jail here (mounts allowed in the namespace)."""
+    workdir = tempfile.mkdtemp(prefix="rlsys-sandbox-")
+    try:
+        (Path(workdir) / "prog.py").write_text("")
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        spec = {"tmpfs_mb": TMPFS_MB, "jail": True, "cases": []}
+        cmd = [*PDEATHSIG, *UNSHARE, python, "-I", "-c", BOOT, json.dumps(spec)]
+        return subprocess.run(cmd, env=SAFE_ENV, cwd=workdir, capture_output=True, timeout=30,
+                              **_as_user(uid)).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _as_user(uid: int | None) -> dict:
@@ -114,58 +137,101 @@ def run_cases(program: str, stdins: list[str], limits: Limits | None = None) -> 
     at the first run that fails; `limits.wall_s` bounds all runs together. One Result per run that
     happened (the last one says why it stopped)."""
     lim = limits or Limits()
+    files = [_files(stdin.encode(), 3) for stdin in stdins]  # stdin, stdout, stderr of each run
+    try:
+        run = _launch(program, {"cases": [[f.fileno() for f in trio] for trio in files]},
+                      [f for trio in files for f in trio], lim)
+        results = []
+        for k, (_, fout, ferr) in enumerate(files):
+            results.append(_result(run, k, fout, ferr, lim))
+            if not results[-1].ok:
+                break
+        return results
+    finally:
+        _close(files)
+
+
+@dataclass
+class JudgedRun:
+    """A test-code run (see judge.py): what the judge reported, and how each side ended."""
+    report: str  # the judge's JSON lines
+    program: Result  # how the program process ended, its stdout and stderr
+    judge: Result  # how the judge process ended; its stdout+stderr (the test code's prints, tracebacks)
+    timed_out: bool
+
+
+def run_judged(program: str, judge_input: str, limits: Limits | None = None) -> JudgedRun:
+    """Run `program` as a server for the judge, which reads `judge_input` (never written into the
+    sandbox dir nor visible to the program) and writes a report; `limits.wall_s` bounds both."""
+    lim = limits or Limits()
+    prog = _files(b"", 3)  # stdin, stdout, stderr
+    judge_in, judge_log, report = _files(judge_input.encode(), 3)
+    try:
+        spec = {"judged": {"program": [f.fileno() for f in prog],
+                           "judge": [judge_in.fileno(), judge_log.fileno(), judge_log.fileno(), report.fileno()]}}
+        run = _launch(program, spec, [*prog, judge_in, judge_log, report], lim)
+        return JudgedRun(_read(report, 16 << 20), _result(run, 1, prog[1], prog[2], lim),
+                         _result(run, 0, judge_log, judge_log, lim), run["timed_out"])
+    finally:
+        _close([prog, [judge_in, judge_log, report]])
+
+
+def _files(first: bytes, n: int) -> list:
+    """n parent-owned temp files (passed to the sandbox as fds, never as paths), the first holding `first`."""
+    files = [tempfile.TemporaryFile() for _ in range(n)]
+    files[0].write(first)
+    files[0].seek(0)
+    return files
+
+
+def _close(groups) -> None:
+    for group in groups:
+        for f in group:
+            f.close()
+
+
+def _launch(program: str, spec: dict, files: list, lim: Limits) -> dict:
+    """Start the sandbox with the boot `spec`, wait for it within lim.wall_s, kill all of it;
+    {"codes": status lines, "timed_out", "boot_error", "returncode", "seconds"}."""
     iso = isolation()
     workdir = tempfile.mkdtemp(prefix="rlsys-sandbox-")
     t0 = time.perf_counter()
-    files = []
     try:
         (Path(workdir) / "prog.py").write_text(program)
         if iso["uid"] is not None:
             os.chown(workdir, iso["uid"], iso["uid"])
-        for stdin in stdins:  # stdin, stdout, stderr of each run: parent-owned files passed as fds
-            trio = [tempfile.TemporaryFile() for _ in range(3)]
-            trio[0].write(stdin.encode())
-            trio[0].seek(0)
-            files.append(trio)
         boot = {"cpu_s": int(lim.wall_s) + 1, "memory_mb": lim.memory_mb, "output_bytes": lim.output_bytes,
                 "max_processes": lim.max_processes + 1, "landlock": iso["landlock_abi"] > 0,
-                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0,
-                "cases": [[f.fileno() for f in trio] for trio in files]}
+                "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0, "jail": iso.get("jail", False), **spec}
         cmd = [*PDEATHSIG, *(UNSHARE if iso["namespaces"] else []), iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
         with tempfile.TemporaryFile() as status, tempfile.TemporaryFile() as boot_err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=status, stderr=boot_err, cwd=workdir,
                                     env={**SAFE_ENV, "HOME": workdir}, start_new_session=True,
-                                    pass_fds=[f.fileno() for trio in files for f in trio], **_as_user(iso["uid"]))
+                                    pass_fds=sorted({f.fileno() for f in files}), **_as_user(iso["uid"]))
             try:
                 proc.wait(timeout=lim.wall_s)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
             _kill_group(proc)
-            codes = [int(x) for x in _read(status, 1 << 16).split()]
-            boot_error = _read(boot_err, 4000)
-        seconds = time.perf_counter() - t0
-        results = []
-        for k, (_, fout, ferr) in enumerate(files):
-            if k < len(codes):
-                rc, late = codes[k], False
-            elif timed_out:
-                rc, late = None, True
-            else:  # the sandbox itself failed before this run: say so, never pass
-                rc, late = None, False
-            out, err = _read(fout, lim.output_bytes), _read(ferr, 4000)
-            over = max(_size(fout), _size(ferr)) >= lim.output_bytes
-            reason = _reason(rc, late, err, over, lim) if (rc is not None or late) else \
-                f"sandbox failed: {boot_error.strip()[-300:] or f'exit status {proc.returncode}'}"
-            results.append(Result(reason == "ok", reason, rc, out, err[-2000:], seconds))
-            if reason != "ok":
-                break
-        return results
+            return {"codes": [int(x) for x in _read(status, 1 << 16).split()], "timed_out": timed_out,
+                    "boot_error": _read(boot_err, 4000), "returncode": proc.returncode,
+                    "seconds": time.perf_counter() - t0}
     finally:
-        for trio in files:
-            for f in trio:
-                f.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _result(run: dict, k: int, fout, ferr, lim: Limits) -> Result:
+    """Result of the k-th status line of a run, with its output files."""
+    if k < len(run["codes"]):
+        rc, late = run["codes"][k], False
+    else:  # timed out, or the sandbox itself failed before this run: say so, never pass
+        rc, late = None, run["timed_out"]
+    out, err = _read(fout, lim.output_bytes), _read(ferr, 4000)
+    over = max(_size(fout), _size(ferr)) >= lim.output_bytes
+    failed = run["boot_error"].strip()[-300:] or f"exit status {run['returncode']}"
+    reason = _reason(rc, late, err, over, lim) if (rc is not None or late) else f"sandbox failed: {failed}"
+    return Result(reason == "ok", reason, rc, out, err[-2000:], run["seconds"])
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

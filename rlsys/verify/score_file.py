@@ -1,9 +1,11 @@
-"""`rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [key=value ...]`: score rows with the verifier pool.
+"""`rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [--explain] [key=value ...]`: score rows with the verifier pool.
 
 Input rows: {"data_source", "response", "ground_truth"} and optionally "tests" (code: used
 instead of ground_truth) and "id". Output: one JSON line per row, in order, with reward, parsed
 answer, reason, error, timeout and seconds, so a reward function can be debugged without
-training. Overrides are the config's keys, e.g. verifier.timeout_s=5 cluster.num_verifiers=2.
+training. --explain also prints, per row, why it got its reward: for code rows, each test that
+ran, its result, and the evidence that made the tests count. Overrides are the config's keys,
+e.g. verifier.timeout_s=5 cluster.num_verifiers=2.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from rlsys.data.dataset import DatasetError
 
-USAGE = "usage: rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [key=value ...]"
+USAGE = "usage: rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [--explain] [key=value ...]"
 
 
 def read_rows(path: str, known: set[str]) -> list[dict]:
@@ -56,12 +58,14 @@ def read_rows(path: str, known: set[str]) -> list[dict]:
     return rows
 
 
-def parse_args(argv: list[str]) -> tuple[str, str | None, list[str]]:
-    args, out, overrides = [], None, []
+def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], bool]:
+    args, out, overrides, explain = [], None, [], False
     it = iter(argv)
     for a in it:
         if a in ("-o", "--output"):
             out = next(it, None)
+        elif a == "--explain":
+            explain = True
         elif "=" in a:
             overrides.append(a)
         else:
@@ -69,7 +73,7 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str]]:
     if len(args) != 1 or (out is None and "-o" in argv):
         print(USAGE, file=sys.stderr)
         sys.exit(2)
-    return args[0], out, overrides
+    return args[0], out, overrides, explain
 
 
 def compose_config(overrides: list[str]):
@@ -109,6 +113,22 @@ def score_file(input_path: str, output_path: str, cfg, log=print) -> list[dict]:
     return out
 
 
+def explain(rec: dict) -> list[str]:
+    """Why a row got its reward, as lines: the reason, then (code) each test and the evidence."""
+    name = f"line {rec['line']}" + (f" ({rec['id']})" if rec.get("id") is not None else "")
+    lines = [f"{name} [{rec['data_source']}] reward {rec['reward']:g}: {rec.get('reason') or ''}"]
+    if rec.get("error"):
+        lines.append(f"    error: {rec['error']}")
+    for t in rec.get("tests") or []:
+        where = f"line {t['line']}: " if t.get("line") else ""
+        answers = f", {t['program_answers']} program answer(s)" if "program_answers" in t else ""
+        lines.append(f"    {where}{t['test']}  -> {t['result']}{answers}")
+        lines += [f"        {a}" for a in t.get("answers", [])]
+    if rec.get("reward") and rec.get("evidence"):
+        lines.append(f"    evidence: {rec['evidence']}")
+    return lines
+
+
 def _summary(out: list[dict], wall: float, path: str, log) -> None:
     by = defaultdict(list)
     for rec in out:
@@ -124,10 +144,13 @@ def main(argv: list[str]) -> None:
     from rlsys.cluster import ClusterError
     from rlsys.config import ConfigError
 
-    input_path, output_path, overrides = parse_args(argv)
+    input_path, output_path, overrides, want_explain = parse_args(argv)
     output_path = output_path or str(Path(input_path).with_suffix("")) + ".rewards.jsonl"
     try:
-        score_file(input_path, output_path, compose_config(overrides))
+        out = score_file(input_path, output_path, compose_config(overrides))
+        if want_explain:
+            for rec in out:
+                print("\n".join(explain(rec)))
     except (ConfigError, DatasetError, ClusterError) as e:
         print(f"rlsys: error: {e}", file=sys.stderr)
         sys.exit(2)

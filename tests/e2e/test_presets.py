@@ -12,7 +12,7 @@ from rlsys.config import register_configs, to_dataclass, validate
 from rlsys.controller import prepare_data_and_model, run
 from rlsys.metrics import read_metrics
 from rlsys.roles import reset_roles, start_roles
-from rlsys.rollout.sampling import SamplingError
+from rlsys.pipeline import SamplingError
 from rlsys.train import CONF_DIR
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,8 @@ def preset_cfg(name: str, run_dir, *extra: str):
     with initialize_config_dir(CONF_DIR, version_base=None):
         c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
                                          "trainer.prompts_per_step=16", "trainer.eval_n=0", "cluster.num_cpus=4",
-                                         "algorithm.anchor_samples=32", "algorithm.anchor_pool=64", *extra])
+                                         "algorithm.anchor_samples=32", "algorithm.anchor_pool=64",
+                                         "algorithm.kl_metric=true", *extra])  # kl_ref: did reset work?
     return validate(to_dataclass(c))
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pyarrow.parquet as pq
 import pytest
 
 from rlsys.metrics import STAGES, read_metrics
@@ -37,14 +38,18 @@ def test_metrics_have_every_field_each_step(run):
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     assert [r["policy_version"] for r in rows] == list(range(1, STEPS + 1))
     for r in rows:
-        for key in ("reward_mean", "accuracy", "response_length", "kl_ref", "entropy", "logprob_mismatch",
-                    "tokens_per_s", *(f"time_{k}" for k in STAGES)):
+        for key in ("reward_mean", "accuracy", "response_length", "kl_behaviour", "entropy", "logprob_mismatch",
+                    "tokens_per_s", "learner_peak_memory_gb", *(f"time_{k}" for k in STAGES)):
             assert key in r
+        assert "kl_ref" not in r and r["time_reference"] == 0  # no term reads the reference: it never ran
+        assert 0.1 < r["learner_peak_memory_gb"] < 8
         assert max(r[f"time_{k}"] for k in STAGES) <= r["step_seconds"] + 1e-6  # each stage inside the step
         assert r["stage_sum_seconds"] == pytest.approx(sum(r[f"time_{k}"] for k in STAGES))  # > wall: overlap
         assert r["logprob_mismatch"] < 1e-3  # synced every step: behaviour and learner agree
-    assert rows[-1]["kl_ref"] > 0  # the policy moved away from the reference
     assert len(list((run_dir / "rollouts").glob("*.parquet"))) == STEPS
+    for path in sorted((run_dir / "rollouts").glob("*.parquet")):  # each sample trained on exactly once
+        t = pq.read_table(path, columns=["group_id", "sample_index"]).to_pydict()
+        assert len(set(zip(t["group_id"], t["sample_index"]))) == len(t["group_id"]) == 64 * 8
 
 
 def test_checkpoint_loads_in_transformers_and_vllm(run, tmp_path):

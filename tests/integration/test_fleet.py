@@ -17,7 +17,7 @@ import ray
 from rlsys.config import RLSysConfig
 from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
-from rlsys.rollout.sampling import stream_round
+from rlsys.pipeline import catch_up, stream_round, sync_weights
 from rlsys.metrics import StepTimer
 from rlsys.verify.pool import VerifierPool
 from rlsys.verify.worker import VerifierWorker
@@ -53,6 +53,36 @@ class FakeEngine:
 
     async def get_version(self):
         return self.version
+
+
+class EngineDeadError(RuntimeError):
+    """Named like vLLM's: the fleet recognises an engine-core death by this name."""
+
+
+class PoisonedEngine(FakeEngine):
+    """An engine core that dies whenever it is handed the group of prompt length 13 (a
+    deterministic bug), logging the same root cause each time."""
+
+    async def generate_groups(self, groups, n, temperature, top_p, max_tokens):
+        if any(len(p) == 13 for _, p, _ in groups):
+            await asyncio.sleep(0.05)
+            raise EngineDeadError("EngineCore encountered an issue. See stack trace (above) for the root cause.")
+        async for items in super().generate_groups(groups, n, temperature, top_p, max_tokens):
+            yield items
+
+    def root_cause(self):
+        return "RuntimeError: CPU Generator does not use offset (File \"gpu_model_runner.py\", line 3502)"
+
+
+def test_deterministic_engine_crash_fails_fast_with_its_root_cause(ray_session, capsys):
+    cfg = RLSysConfig()
+    cfg.rollout.n, cfg.rollout.max_engine_restarts = 4, 10
+    fleet = RolloutFleet([], cfg, lambda i: ray.remote(PoisonedEngine).options(num_cpus=0).remote(i))
+    fleet.engines, fleet.load = [fleet.make_engine(i) for i in range(2)], np.zeros(2)
+    with pytest.raises(Exception, match="died again with the same error.*CPU Generator does not use offset"):
+        fleet.generate(fake_data([5, 13, 5, 5]), np.arange(4), seed=0)
+    assert fleet.restarts == 2  # the second death on the same group stops the run, not the tenth
+    assert "CPU Generator does not use offset" in capsys.readouterr().out  # and the log says why
 
 
 class FakeReference:
@@ -92,8 +122,14 @@ def fake_fleet(num_engines, delay=0.02):
         ray.get([e.set_version.remote(version) for e in engines])
         return {"bytes": 0, "seconds": 0.0}
 
-    fleet.weight_source = weight_source
+    fleet.catch_up = weight_source  # what the controller passes to the fleet's calls (test handle)
     return fleet, calls
+
+
+def push(fleet, version):
+    """The controller's sync on a fake fleet: push to the engines the fleet names, then serve."""
+    fleet.catch_up(fleet.sync_targets(), version)
+    fleet.serve(version)
 
 
 def engine_of(batch, g):
@@ -129,18 +165,18 @@ def test_stream_yields_by_completion_and_generate_is_ordered(ray_session):
 
 def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
     fleet, calls = fake_fleet(2, delay=0.05)
-    fleet.sync_weights(3)
+    push(fleet, 3)
     data = fake_data([5] * 40)
     old = fleet.engines[1]
     got = []
-    for group in fleet.stream(data, np.arange(40), seed=5):
+    for group in fleet.stream(data, np.arange(40), seed=5, catch_up=fleet.catch_up):
         if not got:
             ray.kill(old)  # mid-step: engine 1 still owes groups
         got.append(group)
     assert sorted(int(g.group_id[0]) for g in got) == list(range(40))
     assert all(len(g) == 4 and (g.policy_version == 3).all() for g in got)
     assert fleet.restarts == 1 and fleet.resent > 0
-    fleet.wait_ready()
+    fleet.wait_ready(fleet.catch_up)
     assert fleet.engines[1] is not old and len(fleet.engines) == 2
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [3, 3]
     assert calls[-1][1] == 3 and calls[-1][0] == [fleet.engines[1]]  # only the new engine was re-synced
@@ -149,9 +185,9 @@ def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
 def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):
     fleet, _ = fake_fleet(2)
     ray.kill(fleet.engines[0])  # dies between steps, e.g. while the learners train
-    fleet.sync_weights(4)
+    push(fleet, 4)
     assert fleet.restarts == 1
-    fleet.wait_ready()
+    fleet.wait_ready(fleet.catch_up)
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [4, 4]
     batch = fleet.generate(fake_data([5] * 8), np.arange(8), seed=0)
     assert (batch.policy_version == 4).all() and {engine_of(batch, g) for g in range(8)} == {0, 1}
@@ -161,7 +197,8 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
     fleet, _ = fake_fleet(2, delay=0.25)  # groups finish in 4 waves, 0.25 s apart
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
-    roles = SimpleNamespace(fleet=fleet, reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
+    cfg.algorithm.kl_metric = True  # the reference runs (no objective term needs it by default)
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
     timer = StepTimer()  # actors are up: only the pipeline is timed
@@ -206,14 +243,14 @@ def test_engine_killed_mid_generation_step_completes(roles):
     batch.ref_logprobs = batch.behaviour_logprobs
     batch.advantages, batch.loss_mask = compute_advantages(batch, cfg.algorithm)
     roles.learners.train(batch)
-    fleet.sync_weights(1)  # version 1 = trained weights, different from the checkpoint on disk
+    sync_weights(roles, 1)  # version 1 = trained weights, different from the checkpoint on disk
 
     victim = fleet.engines[1]
     pid = ray.get(victim.__ray_call__.remote(lambda self: __import__("os").getpid()))
     children = [p.pid for p in psutil.Process(pid).children(recursive=True)]
     prompts = np.arange(256)
     got = []
-    for group in fleet.stream(train, prompts, seed=2):
+    for group in fleet.stream(train, prompts, seed=2, catch_up=catch_up(roles)):
         if not got:
             ray.kill(victim)
         got.append(group)
@@ -222,7 +259,7 @@ def test_engine_killed_mid_generation_step_completes(roles):
     assert fleet.restarts == 1 and fleet.resent > 0, "the kill came after engine 1 had finished"
     print(f"\nkilled engine 1 mid-step: {fleet.resent} groups re-sent, {len(got)} groups answered")
 
-    fleet.wait_ready()  # the replacement starts in the same bundle and is synced to version 1
+    fleet.wait_ready(catch_up(roles))  # the replacement starts in the same bundle and is synced to version 1
     assert len(fleet.engines) == 2 and fleet.engines[1] is not victim
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [1, 1]
     seqs = [list(train.prompt_token_ids[i]) + [5, 6] for i in range(4)]
@@ -231,3 +268,16 @@ def test_engine_killed_mid_generation_step_completes(roles):
     time.sleep(2)
     assert not [c for c in children if psutil.pid_exists(c) and psutil.Process(c).status() != "zombie"], \
         "the killed engine's vLLM processes outlived it"
+
+
+def test_every_group_once_when_no_reference_runs(ray_session):
+    """Without a reference the chunk calls finish at once; each group still reaches the batch once."""
+    fleet, _ = fake_fleet(2, delay=0.01)
+    cfg = fleet.cfg
+    cfg.learner.micro_batch_size = 4  # a chunk per group
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), reference=None,
+                            verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
+    for seed in range(3):
+        batch = stream_round(cfg, roles, fake_data([3] * 16), np.arange(16), seed=seed, timer=StepTimer())
+        assert batch.group_id.tolist() == np.repeat(np.arange(16), 4).tolist()  # no group lost or doubled
+        assert batch.ref_logprobs is None

@@ -74,10 +74,44 @@ def test_bad_rows_name_the_row(tmp_path):
         load_prompts(path, TOK, VERIFIERS, 100)
 
 
-def test_chat_prompts_without_template_join_contents(tmp_path):
+def test_chat_prompts_need_a_chat_template(tmp_path):
     msgs = [{"role": "user", "content": "1+1="}]
     path = write(tmp_path, [{"prompt": msgs, "ground_truth": "2", "data_source": "arithmetic"}])
-    assert load_prompts(path, TOK, VERIFIERS, 100).prompts == ["1+1="]
+    with pytest.raises(DatasetError, match=r"row 0: 'prompt' is chat messages.*no chat template.*'model.path'"):
+        load_prompts(path, TOK, VERIFIERS, 100)
+
+
+def test_word_problems_are_seeded_solvable_chat_rows(tmp_path):
+    from rlsys.data import word_problems
+    from rlsys.verify import math_answer
+
+    train, held_out = word_problems.write_splits(tmp_path, 300, 50, steps=3, max_digits=2, seed=7)
+    again = word_problems.write_splits(tmp_path / "again", 300, 50, steps=3, max_digits=2, seed=7)
+    rows = pq.read_table(train).to_pylist()
+    assert rows == pq.read_table(again[0]).to_pylist()  # same seed, same data
+    held = {r["prompt"][0]["content"] for r in pq.read_table(held_out).to_pylist()}
+    assert not held & {r["prompt"][0]["content"] for r in rows}  # held-out problems never trained on
+    for r in rows:
+        (msg,) = r["prompt"]
+        assert msg["role"] == "user" and msg["content"].endswith("Put the final answer in \\boxed{}.")
+        assert r["data_source"] == "math" and int(r["ground_truth"]) >= 0
+    # the story's numbers determine the answer: replay one-step problems by hand
+    import random
+    for seed in range(30):
+        problem, answer = word_problems.make_problem(random.Random(seed), steps=1, max_digits=2)
+        start, k = [int(w) for w in problem.replace(".", " ").split() if w.isdigit()][:2]
+        if "more" in problem or "friend" in problem:
+            expected = start + k
+        elif "away" in problem or "loses" in problem:
+            expected = start - k
+        elif "times" in problem:
+            expected = start * k
+        else:
+            assert "equally among" in problem
+            expected = start // k
+        assert int(answer) == expected, problem
+    reward, _ = math_answer.math_equivalence(f"so the answer is \\boxed{{{answer}}}", answer)
+    assert reward == 1.0
 
 
 def make_batch(lengths):

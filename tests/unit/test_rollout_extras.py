@@ -172,6 +172,7 @@ def test_expand_per_token_keeps_dtype_and_replaces():
 def test_engine_setup_calls():
     from rlsys.rollout.engine_options import engine_setup_calls
 
-    assert engine_setup_calls(cfg_with()) == []
+    assert engine_setup_calls(cfg_with()) == ["rlsys_fix_cpu_seeded_discard"]
     cfg = cfg_with(rollout__speculative="draft", rollout__draft_model="layers:1", rollout__draft_sync=True)
-    assert engine_setup_calls(cfg) == ["rlsys_fix_cpu_spec_expand", "rlsys_enable_draft_sync"]
+    assert engine_setup_calls(cfg) == ["rlsys_fix_cpu_seeded_discard", "rlsys_fix_cpu_spec_expand",
+                                       "rlsys_enable_draft_sync"]

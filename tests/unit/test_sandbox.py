@@ -3,6 +3,7 @@ within its timeout; nothing leaks out."""
 
 import json
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,8 +55,10 @@ def test_attack_ends_with_zero_reward_a_reason_and_in_time(name, tmp_path):
     assert not (tmp_path / "escaped").exists()
     expected = {"infinite loop": "timeout", "fork bomb": "timeout", "memory bomb": "memory limit",
                 "gigabyte of output": "output limit", "close stdout and sleep": "timeout",
-                "write outside its dir": "PermissionError", "read parent environment": "wrong output"}[name]
+                "write outside its dir": "Error: [Errno", "read parent environment": "wrong output"}[name]
     assert expected in d["reason"], d
+    if name == "write outside its dir":  # not there at all in the jail; read-only (Landlock) without it
+        assert ("FileNotFoundError" if isolation()["jail"] else "PermissionError") in d["reason"], d
 
 
 def test_no_process_survives_the_sandbox(tmp_path):
@@ -69,6 +72,26 @@ def test_no_process_survives_the_sandbox(tmp_path):
     time.sleep(2.0)
     if isolation()["namespaces"] or isolation()["landlock_abi"]:
         assert not marker.exists()
+
+
+@pytest.mark.skipif(not isolation()["jail"], reason="no filesystem jail on this machine")
+def test_host_files_are_out_of_reach(tmp_path):
+    # World-readable rows with expected outputs (what `rlsys verify` or a training parquet holds).
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"tests": {"input": "1 2", "output": "SECRET-3"}}')
+    os.chmod(tmp_path, 0o755)
+    os.chmod(rows, 0o644)
+    program = (f"import os\nprint(sorted(os.listdir('/')))\nfound = []\n"
+               f"for top in ('/tmp', '/work', '/root', '/home', '/mnt', '/srv', '/opt', '/var', {str(tmp_path)!r}):\n"
+               f"    for d, _, names in os.walk(top):\n"
+               f"        found += [os.path.join(d, n) for n in names if n.endswith('.jsonl')]\n"
+               f"print(found)\ntry:\n    print(open({str(rows)!r}).read())\nexcept OSError as e:\n    print(type(e).__name__)")
+    r = run_python(program, "", Limits(wall_s=5))
+    assert r.ok and "SECRET" not in r.stdout and "FileNotFoundError" in r.stdout, r
+    top = eval(r.stdout.splitlines()[0])
+    assert set(top) <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev", "proc", "tmp",
+                        *(p.strip("/").split("/")[0] for p in (sys.prefix, sys.base_prefix))}, top
+    assert r.stdout.splitlines()[1] == "[]"
 
 
 def test_environment_is_empty_but_for_basics():

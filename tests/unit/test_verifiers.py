@@ -59,7 +59,7 @@ def test_parse_tests_formats_and_errors():
     assert parse_tests(json.dumps({"inputs": ["1"], "outputs": ["2"]})).cases == [("1", "2")]
     assert parse_tests(json.dumps([{"input": "a", "output": "b"}])).cases == [("a", "b")]
     assert parse_tests("assert f(1) == 2").code == "assert f(1) == 2"
-    for bad in ("[]", '{"inputs": [1], "outputs": []}', "assert (", '[{"input": "x"}]'):
+    for bad in ("[]", '{"inputs": [1], "outputs": []}', "assert (", '[{"input": "x"}]', "import math\nx = 1"):
         with pytest.raises((ValueError, SyntaxError)):
             parse_tests(bad)
 

@@ -1,5 +1,10 @@
-"""What the controller samples each step: the RL batch (with DAPO's dynamic sampling) and the
-DPH-RL anchor samples drawn once from the initial policy."""
+"""The step's pipeline, run by the controller across the roles: stream the groups out of the fleet
+into the verifiers and the reference (overlapped), DAPO's dynamic sampling, DPH-RL's anchor
+samples drawn once from the initial policy, and the weight sync learners -> fleet.
+
+The controller decides when weights move (sync_weights, once per step) and tells the fleet which
+version it serves; an engine restarted mid-call is caught up through the explicit `catch_up`
+passed to the fleet's calls here (a push of the fleet's version from the learners)."""
 
 from __future__ import annotations
 
@@ -12,11 +17,24 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.learner.objective import needs
 from rlsys.rollout.fleet import sort_groups
 
 
 class SamplingError(RuntimeError):
     """Dynamic sampling could not fill the batch; the message says how far it got and what to change."""
+
+
+def sync_weights(roles, version: int) -> dict:
+    """Learners push `version` into every engine the fleet names; the fleet then serves it."""
+    stats = roles.learners.push_weights(roles.fleet.sync_targets(), version)
+    roles.fleet.serve(version)
+    return stats
+
+
+def catch_up(roles):
+    """For the fleet's calls: bring engines restarted mid-call to the version the fleet serves."""
+    return roles.learners.push_weights
 
 
 def informative(batch: RolloutBatch) -> np.ndarray:
@@ -78,14 +96,21 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
 
     def reference(groups: list[RolloutBatch]) -> RolloutBatch:
         chunk = RolloutBatch.concat(groups)
+        if not (use_reference or use_teacher):
+            return chunk  # no term of the objective reads reference log-probs
         with timer("reference"):
-            chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
-                                                                         chunk.response_token_ids))
-            if cfg.algorithm.teacher_path:
+            if use_reference:
+                chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
+                                                                             chunk.response_token_ids))
+            if use_teacher:
                 chunk.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(chunk.prompt_token_ids,
                                                                                chunk.response_token_ids))
         return chunk
 
+    use_reference, use_teacher = "reference" in needs(cfg.algorithm), "teacher" in needs(cfg.algorithm)
+    if use_reference and roles.reference is None:
+        raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
+                         "server (start them with a config that needs one, e.g. algorithm.kl_metric=true)")
     arrived, verifying, scored, chunks = [], [], [], []
     max_verifying, lock = cfg.cluster.num_verifiers, threading.RLock()
 
@@ -100,19 +125,22 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
             for f in [f for f in verifying if f.done()]:
                 verifying.remove(f)
                 scored += [g for g in f.result() if keep is None or keep(g)]
+            # Each list is handed over before its callback is added: a call that has already
+            # finished runs the callback (this function, re-entered) at once, and must find the
+            # list empty, or it would send the same groups twice.
             if arrived and (final or len(verifying) < max_verifying):
-                verifying.append(pool.submit(verify, arrived))
+                groups, arrived = arrived, []
+                verifying.append(pool.submit(verify, groups))
                 verifying[-1].add_done_callback(lambda _: advance())
-                arrived = []
             ref_idle = not chunks or chunks[-1].done()
             if scored and (final or (ref_idle and sum(map(len, scored)) >= cfg.learner.micro_batch_size)):
-                chunks.append(ref_pool.submit(reference, scored))
+                groups, scored = scored, []
+                chunks.append(ref_pool.submit(reference, groups))
                 chunks[-1].add_done_callback(lambda _: advance())
-                scored = []
 
     with ThreadPoolExecutor(max_verifying) as pool, ThreadPoolExecutor(1) as ref_pool:
         with timer("generate"):
-            for group in roles.fleet.stream(data, idx, seed=seed):
+            for group in roles.fleet.stream(data, idx, seed=seed, catch_up=catch_up(roles)):
                 with lock:
                     arrived.append(group)
                 advance()
@@ -130,7 +158,8 @@ class AnchorPool:
         a, n = cfg.algorithm, cfg.rollout.n
         num_prompts = min(len(data), -(-a.anchor_pool // n))
         idx = np.random.default_rng(cfg.trainer.seed + 17).permutation(len(data))[:num_prompts]
-        batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17))
+        batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17,
+                                                           catch_up=catch_up(roles)))
         self.pool = batch.select(np.arange(min(a.anchor_pool, len(batch))))
         self.cursor = 0
 

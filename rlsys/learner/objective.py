@@ -1,0 +1,56 @@
+"""The objective an `algorithm` config describes: its active terms (learner/spec.py), what they
+need, and the stats they report. The controller, the roles and the config checks ask here, never
+for a term by name."""
+
+from __future__ import annotations
+
+import importlib
+
+from rlsys.learner import advantages, objectives  # noqa: F401  (registers the built-in terms)
+from rlsys.learner.spec import SPECS, Spec, Stat, spec
+
+
+def load_plugins(modules) -> None:
+    """Import algorithm.modules: user files that register more terms (register_policy_loss, ...).
+    Every process that computes an objective calls it (controller, learner ranks)."""
+    for name in modules:
+        importlib.import_module(name)
+
+
+def active_terms(a) -> list[Spec]:
+    """The chosen advantage and policy loss, and every regulariser/divergence switched on."""
+    terms = [spec("advantage", a.advantage), spec("loss", a.loss)]
+    terms += [s for (kind, _), s in SPECS.items() if kind in ("regulariser", "divergence") and s.active(a)]
+    return terms
+
+
+def needs(a) -> set[str]:
+    """Union of the active terms' needs; algorithm.kl_metric asks for the reference as a metric."""
+    out = set().union(*(t.needs for t in active_terms(a)))
+    return out | {"reference"} if a.kl_metric else out
+
+
+def objective_stats(a) -> tuple[Stat, ...]:
+    return tuple(s for t in active_terms(a) for s in t.stats)
+
+
+# The learner's own stats (every objective); each term's are declared in its spec (learner/spec.py).
+LEARNER_STATS = (Stat("loss"), Stat("tokens"), Stat("entropy_sum"), Stat("kl_sum"), Stat("mismatch_sum"),
+         Stat("mismatch_max", "max"), Stat("grad_norm", "first"), Stat("value_grad_norm", "first"),
+         Stat("train_seconds", "max"), Stat("peak_memory_gb", "max"))
+
+
+def reductions(a) -> dict[str, str]:
+    """stat name -> how it combines over micro-batches and ranks, for the objective of `a`."""
+    return {s.name: s.reduce for s in LEARNER_STATS + objective_stats(a)}
+
+
+def combine(values: list[float], how: str) -> float:
+    return {"sum": sum, "max": max, "first": lambda v: v[0]}[how](values)
+
+
+def report(stats: dict, a) -> dict:
+    """Metrics of every declared stat of the active terms (per-token ones over the step's RL tokens)."""
+    tokens = max(stats.get("tokens", 0.0), 1.0)
+    return {s.key: stats.get(s.name, 0.0) / tokens if s.per_token else stats.get(s.name, 0.0)
+            for s in objective_stats(a)}

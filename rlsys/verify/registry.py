@@ -1,0 +1,50 @@
+"""The verifier registry and this process's verifier settings (a leaf: built-in verifiers and
+plugins import it, and rlsys.verify imports them)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rlsys.config import VerifierConfig
+
+Verifier = Callable[[str, str], tuple[float, dict]]
+VERIFIERS: dict[str, Verifier] = {}
+CHECKS: dict[str, Callable[[str], object]] = {}
+SETTINGS = VerifierConfig()  # this process's verifier config (limits, remote URL); see configure()
+
+
+def register_verifier(data_source: str, check: Callable[[str], object] | None = None):
+    def wrap(fn: Verifier) -> Verifier:
+        VERIFIERS[data_source] = fn
+        if check is not None:
+            CHECKS[data_source] = check
+        return fn
+
+    return wrap
+
+
+def configure(cfg: VerifierConfig) -> None:
+    """Set the limits and endpoints the verifiers of this process read; import verifier.modules."""
+    import importlib
+
+    global SETTINGS
+    SETTINGS = cfg
+    for name in cfg.modules:
+        importlib.import_module(name)
+
+
+def settings() -> VerifierConfig:
+    return SETTINGS
+
+
+def known_sources(cfg: VerifierConfig | None = None) -> set[str]:
+    """data_sources a dataset may use: "remote" only when an endpoint is configured."""
+    cfg = cfg or SETTINGS
+    return {s for s in VERIFIERS if s != "remote" or cfg.remote_url}
+
+
+def check_ground_truth(data_source: str, ground_truth: str) -> None:
+    """Raise ValueError if the verifier of data_source could never accept this ground truth."""
+    check = CHECKS.get(data_source)
+    if check is not None:
+        check(ground_truth)
