@@ -98,6 +98,9 @@ class RolloutConfig:
     kv_cache_gb: int = 1  # CPU engines: KV cache size in GiB
     sync_backend: str = "object_store"  # weight-sync backend (registry in rlsys/sync/)
     sync_bucket_mb: int = 64  # weight-sync bucket size
+    sync_transport: str = "auto"  # object_store: auto (shared memory on the sender's node, Ray objects across nodes) | shm | ray
+    sync_dtype: str = "auto"  # dtype weights travel in: auto (the engine's, model.dtype) | float32 | bfloat16 | float16
+    sync_frozen: bool = False  # also send parameters with requires_grad=False (false: they never change, they stay home)
     speculative: str = "none"  # speculative decoding: none | ngram | draft | eagle | mtp (lossless: same distribution)
     num_speculative_tokens: int = 3  # tokens proposed per step when speculative != none
     draft_model: str | None = None  # draft: HF checkpoint with the policy's tokenizer, or "layers:K" (the policy's first K layers); eagle: the EAGLE head
@@ -212,6 +215,10 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(r.max_engine_restarts >= 0, "rollout.max_engine_restarts", f"must be >= 0, got {r.max_engine_restarts}")
     _check(r.sync_backend in SYNC_BACKENDS, "rollout.sync_backend", f"unknown backend {r.sync_backend!r}; known: {sorted(SYNC_BACKENDS)}")
     _check(r.sync_bucket_mb >= 1, "rollout.sync_bucket_mb", f"must be >= 1, got {r.sync_bucket_mb}")
+    _check(r.sync_transport in ("auto", "shm", "ray"), "rollout.sync_transport",
+           f"must be auto, shm or ray, got {r.sync_transport!r}")
+    _check(r.sync_dtype in ("auto", "float32", "bfloat16", "float16"), "rollout.sync_dtype",
+           f"must be auto, float32, bfloat16 or float16, got {r.sync_dtype!r}")
     validate_rollout_extras(cfg)
     _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")

@@ -1,43 +1,68 @@
 """Methods added to every vLLM worker process (vLLM's worker_extension_cls hook).
 
 vLLM's own Worker already defines `update_weights`, so ours are prefixed `rlsys_`. A sync is
-begin -> load bucket x K -> finish, wrapping vLLM's in-place layerwise reload: layers are put
-back on the meta device, refilled from HF-named weights (the model's load_weights fuses q/k/v
-and gate/up), then re-processed into kernel format. A plain load_weights after start-up fails
-on CPU, where the weights were already repacked for the CPU kernels.
+begin -> load bucket x K -> finish. Each bucket arrives as wire metadata plus either the path of
+the sender's shared-memory slot (mapped once, read in place) or the bytes themselves, and is
+written straight into the engine's parameters (rlsys/rollout/direct_load.py), falling back to
+vLLM's layerwise reload only for layers whose layout that path does not know.
 """
 
 from __future__ import annotations
 
+import time
+
 
 class WeightSyncExtension:
-    def rlsys_begin_weight_update(self) -> None:
-        from vllm.config import set_current_vllm_config
-        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+    def rlsys_begin_weight_update(self, sync_id: str | None = None) -> None:
+        self._rlsys_sync = sync_id
+        for loader, _ in self._rlsys_loaders():
+            loader.begin()
 
-        with set_current_vllm_config(self.vllm_config):
-            for model, _, _ in self._rlsys_targets():
-                initialize_layerwise_reload(model)
-
-    def rlsys_load_weights(self, bucket: dict) -> int:
+    def rlsys_load_weights(self, bucket: dict) -> dict:
+        """One bucket. A bucket naming a new sync begins it, one marked last finishes it: a
+        pipelined sync costs one engine call per bucket and no others."""
         from vllm.config import set_current_vllm_config
 
         from rlsys.sync.bucket import unpack_bucket
 
+        start, repack = time.perf_counter(), 0.0
+        if bucket.get("sync") != getattr(self, "_rlsys_sync", None):
+            self.rlsys_begin_weight_update(bucket["sync"])
         named = unpack_bucket(bucket)
         with set_current_vllm_config(self.vllm_config):
-            for model, _, names in self._rlsys_targets():
-                model.load_weights(weights=named if names is None else [(n, t) for n, t in named if n in names])
-        return len(named)
+            for loader, names in self._rlsys_loaders():
+                repack += loader.load(named if names is None else [(n, t) for n, t in named if n in names])
+        stats = _stats(len(named), start, repack)
+        if not bucket.get("last"):
+            return stats
+        done = self.rlsys_finish_weight_update()
+        return {**done, "tensors": stats["tensors"], "start": start, "repack_s": repack + done["repack_s"],
+                "load_s": stats["load_s"] + done["load_s"]}
 
-    def rlsys_finish_weight_update(self) -> None:
+    def rlsys_finish_weight_update(self) -> dict:
         from vllm.config import set_current_vllm_config
-        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
+        start, repack, paths = time.perf_counter(), 0.0, {}
         with set_current_vllm_config(self.vllm_config):
-            for model, model_config, _ in self._rlsys_targets():
-                finalize_layerwise_reload(model, model_config)
-                _refresh_cpu_gemm(model)
+            for loader, _ in self._rlsys_loaders():
+                seconds, counts = loader.finish()
+                repack += seconds
+                paths = {k: paths.get(k, 0) + v for k, v in counts.items()}
+        return {**_stats(0, start, repack), "paths": paths}
+
+    def rlsys_set_sync_mode(self, mode: str) -> None:
+        """direct (default) or layerwise (vLLM's reload for every layer: tests and benchmarks)."""
+        assert mode in ("direct", "layerwise"), mode
+        for loader, _ in self._rlsys_loaders():
+            loader.mode = mode
+
+    def _rlsys_loaders(self) -> list:
+        """(DirectLoader, HF names it takes or None for all) for each model a sync writes; built once."""
+        from rlsys.rollout.direct_load import DirectLoader
+
+        if getattr(self, "_rlsys_direct", None) is None:
+            self._rlsys_direct = [(DirectLoader(m, cfg), names) for m, cfg, names in self._rlsys_targets()]
+        return self._rlsys_direct
 
     # ---- speculative decoding ------------------------------------------------------------------
     def rlsys_fix_cpu_spec_expand(self) -> None:
@@ -79,6 +104,7 @@ class WeightSyncExtension:
 
         spec = self.vllm_config.speculative_config
         self._rlsys_draft_names = set(checkpoint_shapes(spec.draft_model_config.model))
+        self._rlsys_direct = None  # the loaders are rebuilt with the draft's
 
     def rlsys_draft_checksum(self) -> dict[str, tuple[int, float]]:
         """Draft parameter name -> (numel, sum), for tests: did a sync reach the draft?"""
@@ -93,6 +119,11 @@ class WeightSyncExtension:
             targets.append((self.model_runner.get_draft_model(),
                             self.vllm_config.speculative_config.draft_model_config, names))
         return targets
+
+
+def _stats(tensors: int, start: float, repack_s: float) -> dict:
+    end = time.perf_counter()  # a system-wide clock: the sender on this node compares it to its own
+    return {"tensors": tensors, "start": start, "end": end, "repack_s": repack_s, "load_s": end - start - repack_s}
 
 
 def _restore_discarded_generators(runner) -> None:
@@ -122,25 +153,6 @@ def _restore_discarded_generators(runner) -> None:
 
     runner._sample, runner._bookkeeping_sync = sample_keeping_state, bookkeeping_restoring
 
-
-def _refresh_cpu_gemm(model) -> None:
-    """Rebuild CPU GEMM closures of layers that keep their weight (embedding / lm_head).
-
-    vLLM's CPU path packs each linear weight into a closure (`cpu_linear`). The reload re-packs
-    layers it refilled, but a tied lm_head is never refilled itself (its weight is the
-    embedding's), so its closure keeps the old packed copy: logits go stale while the rest
-    is fresh. Re-dispatching from the live weight fixes it; measured 0.18 -> 7e-7 max prob diff.
-    """
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return
-    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
-
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if hasattr(module, "cpu_linear") and weight is not None and weight.numel() > 0 and weight.ndim == 2:
-            dispatch_cpu_unquantized_gemm(module, remove_weight=False)
 
 
 def expand_per_token(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None) -> None:

@@ -138,14 +138,47 @@ class RolloutWorker:
     async def begin_weight_update(self, version: int) -> None:
         await self._engine().collective_rpc("rlsys_begin_weight_update")
 
-    async def load_weights(self, bucket: dict, version: int) -> int:
-        return sum(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
+    async def load_weights(self, bucket: dict, version: int) -> dict:
+        """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
+        if "data" in bucket:
+            bucket = self._relay(bucket)
+        stats = _merge(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
+        if bucket.get("last"):
+            await self._new_version(version)
+        return stats
 
-    async def finish_weight_update(self, version: int) -> int:
-        await self._engine().collective_rpc("rlsys_finish_weight_update")
+    def _relay(self, bucket: dict) -> dict:
+        """A bucket that came as bytes (a Ray object from another node): one copy into this node's
+        shared memory, which the engine maps, instead of vLLM's msgpack RPC (several copies). The
+        sender keeps at most SLOTS buckets in flight, so a slot is free again when it comes round."""
+        from rlsys.sync.object_store import SLOTS
+        from rlsys.sync.shm import ShmRing
+
+        self._ring = getattr(self, "_ring", None) or ShmRing(SLOTS)
+        self._relayed = getattr(self, "_relayed", -1) + 1
+        data = np.frombuffer(bucket["data"], dtype=np.uint8)
+        path, buf = self._ring.slot(self._relayed % len(self._ring), data.size)
+        np.copyto(buf[:data.size].numpy(), data)
+        return {**{k: v for k, v in bucket.items() if k != "data"}, "path": path}
+
+    async def finish_weight_update(self, version: int) -> dict:
+        stats = _merge(await self._engine().collective_rpc("rlsys_finish_weight_update"))
+        await self._new_version(version)
+        return stats
+
+    async def _new_version(self, version: int) -> None:
         await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
-        return version
+
+    async def node_id(self) -> str | None:
+        """This actor's Ray node: the sender hands buckets over in shared memory on its own node."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+    async def set_sync_mode(self, mode: str) -> None:
+        """direct (default) or layerwise: vLLM's reload for every layer (tests, benchmarks)."""
+        await self._engine().collective_rpc("rlsys_set_sync_mode", args=(mode,))
 
     async def peak_memory_gb(self) -> float:
         """Peak memory of this engine (the actor and its engine processes) since the last call."""
@@ -193,8 +226,7 @@ class RolloutWorker:
         await self._engine().collective_rpc(method, kwargs=payload or {})
 
     async def set_version(self, version: int) -> int:
-        await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
-        self.version = version
+        await self._new_version(version)
         return version
 
     async def draft_checksum(self) -> dict:
@@ -205,6 +237,15 @@ class RolloutWorker:
 
     async def wake(self) -> None:
         await self._engine().wake_up()
+
+
+def _merge(per_worker: list[dict]) -> dict:
+    """One engine's stats from its TP workers: they run in parallel, so the slowest counts."""
+    if not per_worker:
+        return {"tensors": 0, "load_s": 0.0, "repack_s": 0.0, "start": 0.0, "end": 0.0}
+    out = {k: max(w[k] for w in per_worker) for k in ("tensors", "load_s", "repack_s", "end")}
+    return {**out, "start": min(w["start"] for w in per_worker), **({"paths": per_worker[0]["paths"]}
+                                                                     if "paths" in per_worker[0] else {})}
 
 
 def _log_engine_errors() -> str:

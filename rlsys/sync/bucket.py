@@ -1,85 +1,145 @@
-"""A weight bucket on the wire: one flat byte buffer plus names, dtypes and shapes.
+"""A weight bucket on the wire: tensors laid out in one flat byte buffer, plus names, dtypes, shapes
+and offsets.
 
-Plain bytes cross every hop intact (Ray's object store, vLLM's msgpack RPC, which would turn
-untyped tensors into lists) and cost one contiguous copy per bucket.
+Plain bytes cross every hop intact (a shared-memory file, Ray's object store, vLLM's msgpack RPC,
+which would turn untyped tensors into lists). The sender writes each tensor into the buffer once
+(`pack_into`: the one copy a bucket costs, dtype cast included) and the engine reads zero-copy
+views of it (`unpack_bucket`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-_ALIGN = 16
+_ALIGN = 16  # every slice can be viewed as its dtype; equal-sized matrices stay back to back
 _DTYPES = {str(d): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64,
                                torch.int64, torch.int32, torch.uint8, torch.bool)}
 
 
-def iter_buckets(model: torch.nn.Module, bucket_mb: int, keep: bool = True) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """Full parameters under their HF names, gathered one at a time into ~bucket_mb buckets.
-
-    Every rank must iterate (an FSDP2 gather is a collective); ranks that do not send pass
-    keep=False and drop each gathered tensor at once. Only one bucket of full tensors exists at a
-    time, never a second full copy of the model; CPU tensors are not copied here at all.
-    """
-    limit, bucket, size = bucket_mb * 2**20, [], 0
-    for name, param in model.named_parameters():
-        full = param.full_tensor() if hasattr(param, "full_tensor") else param
-        if not keep:
-            del full
-            continue
-        full = full.detach().to("cpu")
-        bucket.append((name, full))
-        size += full.numel() * full.element_size()
-        if size >= limit:
-            yield bucket
-            bucket, size = [], 0
-    if bucket:
-        yield bucket
+def sync_params(model: torch.nn.Module, skip_frozen: bool) -> list[tuple[str, torch.nn.Parameter]]:
+    """The parameters a sync sends, HF-named: frozen ones (requires_grad False) never change after
+    the engines load the checkpoint, so they can stay home. Same list on every rank."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad or not skip_frozen]
 
 
-def plan_buckets(sizes: list[int], bucket_bytes: int) -> list[list[int]]:
-    """Indices of the tensors in each bucket, as iter_buckets cuts them (a bucket closes once it
-    reaches bucket_bytes, so one tensor larger than a bucket travels alone)."""
+def wire_dtype(t: torch.Tensor | torch.nn.Parameter, dtype: torch.dtype | None) -> torch.dtype:
+    """Floating tensors travel in `dtype` (the engine's) when given; others as they are."""
+    return dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
+
+
+def _group(name: str) -> str:
+    """The module a parameter's layer sits in (q/k/v share `...self_attn`): buckets never split it,
+    so an engine gets every shard of a fused layer in one bucket."""
+    return name.rsplit(".", 2)[0]
+
+
+def plan_buckets(sizes: list[int], bucket_bytes: int, groups: list[str] | None = None) -> list[list[int]]:
+    """Indices of the tensors in each bucket: a bucket closes once it reaches bucket_bytes and the
+    next tensor starts another group, so one tensor larger than a bucket travels alone."""
     plan, cur, size = [], [], 0
     for i, s in enumerate(sizes):
         cur.append(i)
         size += s
-        if size >= bucket_bytes:
+        next_same = groups is not None and i + 1 < len(sizes) and groups[i + 1] == groups[i]
+        if size >= bucket_bytes and not next_same:
             plan.append(cur)
             cur, size = [], 0
     return plan + ([cur] if cur else [])
 
 
-def pack_bucket(named: list[tuple[str, torch.Tensor]]) -> dict:
+def bucket_plan(params: list[tuple[str, torch.nn.Parameter]], bucket_mb: int,
+                dtype: torch.dtype | None = None) -> list[list[int]]:
+    sizes = [p.numel() * torch.empty((), dtype=wire_dtype(p, dtype)).element_size() for _, p in params]
+    return plan_buckets(sizes, bucket_mb * 2**20, [_group(n) for n, _ in params])
+
+
+def iter_buckets(model: torch.nn.Module, bucket_mb: int, keep: bool = True, skip_frozen: bool = False,
+                 dtype: torch.dtype | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Full parameters under their HF names, gathered one at a time, in bucket_plan's buckets.
+
+    Every rank must iterate (an FSDP2 gather is a collective); ranks that do not send pass
+    keep=False and drop each gathered tensor at once. Only one bucket of full tensors exists at a
+    time, never a second full copy of the model; CPU tensors are not copied here at all.
+    """
+    params = sync_params(model, skip_frozen)
+    for idx in bucket_plan(params, bucket_mb, dtype):
+        bucket = []
+        for i in idx:
+            name, param = params[i]
+            full = param.full_tensor() if hasattr(param, "full_tensor") else param
+            if keep:
+                bucket.append((name, full.detach().to("cpu")))
+            del full
+        if keep:
+            yield bucket
+
+
+def layout(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> dict:
+    """Names, wire dtypes, shapes and aligned offsets; matrices first, vectors (biases, norms) after,
+    so the shards of a fused layer (q, k, v weights) lie back to back."""
+    order = sorted(range(len(named)), key=lambda i: named[i][1].dim() < 2)
     names, dtypes, shapes, offsets, total = [], [], [], [], 0
-    for name, t in named:
+    for i in order:
+        name, t = named[i]
+        dt = wire_dtype(t, dtype)
+        total = -(-total // _ALIGN) * _ALIGN
         names.append(name)
-        dtypes.append(str(t.dtype))
+        dtypes.append(str(dt))
         shapes.append(list(t.shape))
-        total = -(-total // _ALIGN) * _ALIGN  # aligned, so every slice can be viewed as its dtype
         offsets.append(total)
-        total += t.numel() * t.element_size()
-    data = bytearray(total)  # filled in place: the one copy a bucket costs on the sender
-    view = np.frombuffer(data, dtype=np.uint8)
-    for (_, t), off in zip(named, offsets):
-        raw = t.detach().contiguous().view(-1).view(torch.uint8).numpy()
-        view[off:off + raw.size] = raw
-    del view
-    return {"names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets, "data": data}
+        total += t.numel() * torch.empty((), dtype=dt).element_size()
+    return {"names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets, "nbytes": total,
+            "order": order}
 
 
-def unpack_bucket(bucket: dict) -> list[tuple[str, torch.Tensor]]:
-    data = bucket["data"]
-    buf = torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=torch.uint8)
+def pack_into(named: list[tuple[str, torch.Tensor]], buf: torch.Tensor, meta: dict) -> dict:
+    """Write each tensor into its slice of buf (uint8, at least meta["nbytes"]): one copy, cast to
+    the wire dtype on the way. Returns the wire metadata (no data)."""
+    for i, views in zip(meta["order"], _views(buf, meta)):
+        views.copy_(named[i][1].detach())
+    return {k: v for k, v in meta.items() if k != "order"}
+
+
+def _views(buf: torch.Tensor, meta: dict) -> list[torch.Tensor]:
     out = []
-    for name, dt, shape, off in zip(bucket["names"], bucket["dtypes"], bucket["shapes"], bucket["offsets"]):
+    for dt, shape, off in zip(meta["dtypes"], meta["shapes"], meta["offsets"]):
         dtype = _DTYPES[dt]
         n = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
-        out.append((name, buf[off:off + n].view(dtype).reshape(shape)))
+        out.append(buf[off:off + n].view(dtype).reshape(shape))
     return out
 
 
+def pack_bucket(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> dict:
+    """A self-contained bucket: wire metadata plus its bytes under "data" (a numpy uint8 array,
+    which Ray stores out of band and hands back as a zero-copy view)."""
+    meta = layout(named, dtype)
+    data = np.empty(meta["nbytes"], dtype=np.uint8)
+    return {**pack_into(named, torch.from_numpy(data), meta), "data": data}
+
+
+def bucket_buffer(bucket: dict) -> torch.Tensor:
+    """The bucket's bytes as a uint8 tensor, without copying: a mapped shared-memory file or the
+    received buffer (read-only buffers are only ever read)."""
+    if "path" in bucket:
+        from rlsys.sync.shm import open_shared
+
+        return open_shared(bucket["path"])
+    data = bucket["data"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # non-writable buffer: we never write to it
+        if isinstance(data, np.ndarray):
+            return torch.from_numpy(data.view(np.uint8).reshape(-1))
+        return torch.frombuffer(data, dtype=torch.uint8) if len(data) else torch.empty(0, dtype=torch.uint8)
+
+
+def unpack_bucket(bucket: dict) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) views into the bucket's buffer, in wire order."""
+    return list(zip(bucket["names"], _views(bucket_buffer(bucket), bucket)))
+
+
 def bucket_nbytes(bucket: dict) -> int:
-    return len(bucket["data"])
+    return int(bucket["nbytes"]) if "nbytes" in bucket else len(bucket["data"])

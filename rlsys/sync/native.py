@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 NUM_BUFFERS = 2  # packed buffers in flight per transfer (double buffering)
 
 
@@ -57,8 +59,29 @@ def engine_init_info(init_info: dict, engine_index: int, ranks_per_engine: int) 
     return {**init_info, "rank_offset": init_info["rank_offset"] + engine_index * ranks_per_engine}
 
 
-def param_bytes(model) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+def sync_source(model, skip_frozen: bool, dtype):
+    """vLLM's WeightSource over the parameters a sync sends (rlsys.sync.bucket.sync_params: frozen
+    ones stay home), cast to the wire dtype: the object_store backend's knobs, for vLLM's engines."""
+    from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource, materialize_full_tensor
+
+    from rlsys.sync.bucket import sync_params, wire_dtype
+
+    class SyncSource(WeightSource):
+        def __init__(self):
+            self.params = sync_params(model, skip_frozen)
+
+        def metadata(self):
+            return [ParamMeta(n, wire_dtype(p, dtype), tuple(p.shape)) for n, p in self.params]
+
+        def __iter__(self):
+            for n, p in self.params:
+                yield n, materialize_full_tensor(p).detach().to(wire_dtype(p, dtype))
+
+    return SyncSource()
+
+
+def source_bytes(source) -> int:
+    return sum(torch.Size(m.shape).numel() * torch.empty((), dtype=m.dtype).element_size() for m in source.metadata())
 
 
 class NativeSync:
@@ -67,31 +90,38 @@ class NativeSync:
     backend = ""
 
     def __init__(self, cfg):
+        from rlsys.sync.object_store import sync_dtype
+
         self.cfg, self.engine, self.client = cfg, None, None
+        self.skip_frozen, self.dtype = not cfg.rollout.sync_frozen, sync_dtype(cfg)
 
     def _init_info(self, rank: int, engines: list):
         raise NotImplementedError
 
     def push(self, model, engines, version: int, is_sender: bool) -> dict:
-        from vllm.distributed.weight_transfer import ModuleSource, WeightTransferTrainerFactory
+        """Same interface and knobs as object_store; vLLM's engine gathers, packs, sends and loads
+        (one stage here: "transfer_s")."""
+        from vllm.distributed.weight_transfer import WeightTransferTrainerFactory
 
         import torch.distributed as dist
 
         t0 = time.perf_counter()
         rank = dist.get_rank() if dist.is_initialized() else 0
+        source = sync_source(model, self.skip_frozen, self.dtype)  # learner.reset() replaces the model
         if self.engine is None:
             self.client = FleetClient(engines, self.cfg.rollout.tensor_parallel_size)
             self.engine = WeightTransferTrainerFactory.trainer_init(
-                self._init_info(rank, engines), client=self.client, source=ModuleSource(model))
-        self.engine.source = ModuleSource(model)  # learner.reset() replaces the model
+                self._init_info(rank, engines), client=self.client, source=source)
+        self.engine.source = source
         self.client.version, self.client.draft = version, False
         self.engine.send_weights()
-        nbytes = param_bytes(model) * is_sender
+        nbytes = source_bytes(source) * is_sender
         if self.cfg.rollout.draft_sync:  # second pass into each engine's draft model
             self.client.draft = True
             self.engine.send_weights()
             nbytes *= 2
-        return {"bytes": nbytes, "seconds": time.perf_counter() - t0}
+        seconds = time.perf_counter() - t0
+        return {"bytes": nbytes, "seconds": seconds, "stages": {"transfer_s": seconds}}
 
 
 class NcclSync(NativeSync):

@@ -1,33 +1,134 @@
-"""object_store backend: buckets travel as Ray objects (shared memory on one node, Ray's transfer
-across nodes). The CPU default and the cross-node fallback."""
+"""object_store backend: the CPU default and the cross-node fallback.
+
+The sender packs each bucket once into a slot of its shared-memory ring (rlsys/sync/shm.py).
+Engines on its node map the slot and read it in place; engines on other nodes get the slot's
+bytes as a Ray object (one more copy, into Ray's store, then Ray's transfer). The ring pipelines
+the sync: the sender gathers and packs the next buckets while the engines load this one, and
+waits for the engines only before reusing a slot, so at most SLOTS buckets exist on the sender.
+Each bucket is one engine call; the first of a sync begins it and the last finishes it.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
+from collections import defaultdict
 
-from rlsys.sync.bucket import bucket_nbytes, iter_buckets, pack_bucket
+import torch
+
+from rlsys.sync.bucket import bucket_plan, iter_buckets, layout, pack_into, sync_params
+
+SLOTS = 3  # ring slots: the sender runs up to SLOTS - 1 buckets ahead of the engines
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def sync_dtype(cfg) -> torch.dtype | None:
+    """The dtype weights travel in: auto = the engine's (model.dtype); an fp32 learner feeding a
+    bf16 engine then sends half the bytes, cast during the pack copy for free."""
+    name = cfg.rollout.sync_dtype
+    return _DTYPES[cfg.model.dtype if name == "auto" else name]
 
 
 class ObjectStoreSync:
     def __init__(self, cfg):
-        self.bucket_mb = cfg.rollout.sync_bucket_mb
+        r = cfg.rollout
+        self.bucket_mb, self.transport, self.skip_frozen = r.sync_bucket_mb, r.sync_transport, not r.sync_frozen
+        self.dtype, self.ring, self.nodes = sync_dtype(cfg), None, {}
+
+    def _buckets(self, model, keep: bool):
+        return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
 
     def push(self, model, engines, version: int, is_sender: bool) -> dict:
+        t0 = time.perf_counter()
+        if not is_sender:
+            for _ in self._buckets(model, keep=False):  # the gathers are collectives
+                pass
+            return {"bytes": 0, "seconds": time.perf_counter() - t0}
+        from rlsys.sync.shm import ShmRing
+
+        self.ring = self.ring or ShmRing(SLOTS)
+        shm, same_node = self._transports(engines)
+        st = _Stages(len(engines), same_node)
+        total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
+        sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
+        it, nbytes = iter(self._buckets(model, keep=True)), 0
+        for k in range(total):
+            bucket = st.timed("gather_s", next, it)
+            slot = k % len(self.ring)
+            st.timed("sender_wait_s", st.collect, in_flight[slot])  # the engines are done with this slot
+            meta = layout(bucket, self.dtype)
+            path, buf = self.ring.slot(slot, meta["nbytes"])
+            # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
+            wire = {**st.timed("pack_s", pack_into, bucket, buf, meta), "sync": sync_id, "last": k == total - 1}
+            del bucket
+            nbytes += wire["nbytes"]
+            in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version)
+        for refs in in_flight:
+            st.timed("sender_wait_s", st.collect, refs)
+        if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
+            now = time.perf_counter()
+            st.collect([(e.finish_weight_update.remote(version), i, now) for i, e in enumerate(engines)])
+        return {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
+                "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths}
+
+    def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
+        """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
+        An engine actor never moves, so its node is asked once."""
         import ray
 
-        t0, nbytes, in_flight = time.perf_counter(), 0, []
-        if is_sender:
-            ray.get([e.begin_weight_update.remote(version) for e in engines])
-        for bucket in iter_buckets(model, self.bucket_mb, keep=is_sender):
-            packed = pack_bucket(bucket)
-            del bucket
-            nbytes += bucket_nbytes(packed)
-            ref = ray.put(packed)
-            del packed
-            ray.get(in_flight)  # at most two buckets alive at once: bounded memory
-            in_flight = [e.load_weights.remote(ref, version) for e in engines]
-            del ref
-        if is_sender:
-            ray.get(in_flight)
-            ray.get([e.finish_weight_update.remote(version) for e in engines])
-        return {"bytes": nbytes, "seconds": time.perf_counter() - t0}
+        new = [e for e in engines if e not in self.nodes]
+        self.nodes.update(zip(new, ray.get([e.node_id.remote() for e in new])))
+        here = ray.get_runtime_context().get_node_id()
+        same = [self.nodes[e] == here for e in engines]
+        return [self.transport == "shm" or (self.transport == "auto" and s) for s in same], same
+
+
+def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int) -> list:
+    """Start every engine's load of one packed bucket; (ref, engine index, send time) each."""
+    import ray
+
+    ref = None
+    if not all(shm):  # one Ray object shared by every engine off this node
+        ref = ray.put({**wire, "data": buf[:wire["nbytes"]].numpy()})
+    now = time.perf_counter()
+    return [(e.load_weights.remote({**wire, "path": path} if s else ref, version), i, now)
+            for i, (e, s) in enumerate(zip(engines, shm))]
+
+
+class _Stages:
+    """Seconds per stage of one sync. Sender stages (gather, pack, transport: the Ray calls and any
+    Ray object put) are timed here; engine stages (load, kernel re-pack) are the engine's own
+    timings (the slowest engine per bucket), and transport adds the wait between a bucket's send
+    and its engine starting on it (same-node clocks only). Stages overlap (the pipeline), so their
+    sum exceeds the wall time."""
+
+    def __init__(self, engines: int, same_node: list[bool]):
+        self.s, self.same_node, self.paths = defaultdict(float), same_node, None
+        self.engine_free = [0.0] * engines  # when each engine finished its previous call
+
+    def timed(self, stage: str, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.s[stage] += time.perf_counter() - t
+
+    def collect(self, calls: list) -> None:
+        """Wait for engine calls; add their timings (and the sync's path counts, from its last call)."""
+        import ray
+
+        replies = ray.get([ref for ref, _, _ in calls])
+        load, repack, latency = 0.0, 0.0, 0.0
+        for (_, i, sent), r in zip(calls, replies):
+            load, repack = max(load, r["load_s"]), max(repack, r["repack_s"])
+            if self.same_node[i]:
+                latency = max(latency, r["start"] - max(sent, self.engine_free[i]))
+                self.engine_free[i] = r["end"]
+        self.s["engine_load_s"] += load
+        self.s["kernel_repack_s"] += repack
+        self.s["transport_s"] += max(latency, 0.0)
+        self.paths = next((r["paths"] for r in replies if "paths" in r), self.paths)
+
+    def summary(self) -> dict:
+        return {k: round(v, 6) for k, v in sorted(self.s.items())}

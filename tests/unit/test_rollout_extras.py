@@ -11,7 +11,7 @@ from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_check
 from rlsys.rollout.engine_options import engine_options
 from rlsys.rollout.speculative import prepare_speculative, read_counters, spec_metrics, speculative_config
 from rlsys.sync.bucket import iter_buckets, plan_buckets
-from rlsys.sync.native import engine_init_info
+from rlsys.sync.native import engine_init_info, source_bytes, sync_source
 
 
 def cfg_with(**kw) -> RLSysConfig:
@@ -121,7 +121,7 @@ def test_buckets_are_bounded_and_never_copy_cpu_weights():
     model = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(6)])  # 6 x 257 KB
     sizes = [p.numel() * 4 for p in model.parameters()]
     buckets = list(iter_buckets(model, bucket_mb=1))
-    expected = plan_buckets(sizes, 2**20)
+    expected = plan_buckets(sizes, 2**20, [n.split(".")[0] for n, _ in model.named_parameters()])
     assert [len(b) for b in buckets] == [len(b) for b in expected] and len(buckets) == 2
     params = list(model.parameters())
     flat = [t for b in buckets for _, t in b]
@@ -138,6 +138,15 @@ def test_nccl_ranks_follow_the_trainer_per_engine():
     info = {"master_address": "h", "master_port": 1, "rank_offset": 1, "world_size": 5}
     assert [engine_init_info(info, i, 2)["rank_offset"] for i in range(2)] == [1, 3]
     assert engine_init_info({"packed": True}, 1, 2) == {"packed": True}  # ipc: no ranks
+
+
+def test_native_backends_skip_frozen_and_cast_like_object_store():
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4))
+    model[0].weight.requires_grad_(False)
+    source = sync_source(model, skip_frozen=True, dtype=torch.bfloat16)  # vLLM's WeightSource protocol
+    assert [m.name for m in source.metadata()] == ["1.weight", "1.bias"] and source_bytes(source) == 40
+    assert [(n, t.dtype) for n, t in source] == [("1.weight", torch.bfloat16), ("1.bias", torch.bfloat16)]
+    assert len(list(sync_source(model, skip_frozen=False, dtype=None))) == 3
 
 
 def test_colocation_puts_engine_and_learner_rank_in_one_bundle():

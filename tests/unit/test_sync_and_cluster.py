@@ -3,7 +3,9 @@ import torch
 
 from rlsys.cluster import ClusterError, check_capacity, role_demands
 from rlsys.config import RLSysConfig
-from rlsys.sync.bucket import pack_bucket, unpack_bucket
+from rlsys.sync.bucket import iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params, unpack_bucket
+from rlsys.sync.object_store import sync_dtype
+from rlsys.sync.shm import ShmRing, open_shared
 
 
 def test_bucket_round_trip_is_bit_exact():
@@ -12,6 +14,44 @@ def test_bucket_round_trip_is_bit_exact():
     assert [n for n, _ in out] == ["a.weight", "b.bias", "c"]
     for (_, x), (_, y) in zip(named, out):
         assert x.dtype == y.dtype and torch.equal(x, y)
+
+
+def test_shared_memory_slot_round_trip_casts_once_and_reads_in_place():
+    named = [("l.q.bias", torch.randn(4)), ("l.q.weight", torch.randn(4, 8)), ("l.k.weight", torch.randn(2, 8)),
+             ("steps", torch.arange(3))]
+    ring = ShmRing(slots=2)
+    meta = layout(named, torch.bfloat16)
+    path, buf = ring.slot(1, meta["nbytes"])
+    wire = {**pack_into(named, buf, meta), "path": path}
+    assert wire["names"] == ["l.q.weight", "l.k.weight", "l.q.bias", "steps"]  # matrices back to back first
+    out = dict(unpack_bucket(wire))
+    for name, t in named:  # floats travel as bf16, integers as they are
+        want = t.bfloat16() if t.is_floating_point() else t
+        assert out[name].dtype == want.dtype and torch.equal(out[name], want)
+    q, k = out["l.q.weight"], out["l.k.weight"]
+    assert q.data_ptr() + q.numel() * 2 == k.data_ptr()  # fused shards can be read as one weight
+    assert open_shared(path).data_ptr() == out["l.q.weight"].data_ptr()  # the engine's view is the mapping
+    ring.close()
+    assert not __import__("os").path.exists(path)
+
+
+def test_frozen_parameters_stay_home_and_buckets_keep_layers_whole():
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    model[0].weight.requires_grad_(False)
+    assert [n for n, _ in sync_params(model, skip_frozen=True)] == ["1.weight", "1.bias", "2.weight", "2.bias"]
+    assert len(sync_params(model, skip_frozen=False)) == 5
+    sent = [n for b in iter_buckets(model, bucket_mb=1, skip_frozen=True) for n, _ in b]
+    assert sent == ["1.weight", "1.bias", "2.weight", "2.bias"]
+    assert plan_buckets([10, 10, 10], 5, ["a", "a", "b"]) == [[0, 1], [2]]  # a layer's tensors share a bucket
+
+
+def test_sync_dtype_follows_the_engine_unless_set():
+    cfg = RLSysConfig()
+    assert sync_dtype(cfg) == torch.float32
+    cfg.model.dtype = "bfloat16"
+    assert sync_dtype(cfg) == torch.bfloat16
+    cfg.rollout.sync_dtype = "float32"
+    assert sync_dtype(cfg) == torch.float32
 
 
 def test_default_roles_fit_two_cpus():

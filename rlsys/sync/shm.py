@@ -1,0 +1,88 @@
+"""Shared-memory bucket buffers for engines on the sender's node.
+
+The sender owns a ring of bucket-sized files in /dev/shm (two slots: it packs bucket k+1 into one
+while the engines load bucket k from the other) and writes each tensor into a slot once. An
+engine worker maps a slot file once and reads zero-copy views of it, so a bucket is never copied
+between the two processes. vLLM's engine core is a process Ray does not manage, so it cannot read
+Ray's object store itself; a file both sides map is the same shared memory without that limit.
+The slots live as long as the sender's sync backend and are reused by every sync (their pages
+stay mapped: no page faults after the first sync).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import uuid
+import warnings
+import weakref
+from collections import OrderedDict
+
+import torch
+
+SHM_DIR = "/dev/shm"
+_MAPS: OrderedDict[str, tuple[mmap.mmap, torch.Tensor]] = OrderedDict()  # engine side, per process
+_MAX_MAPS = 8  # a ring's slots, and the slots of a ring that has since grown
+
+
+def _map(path: str, size: int, writable: bool) -> tuple[mmap.mmap, torch.Tensor]:
+    fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    try:
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # fault every page in now, once
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        mm = mmap.mmap(fd, size, flags=flags, prot=prot)
+    finally:
+        os.close(fd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a read-only mapping: the engine only reads
+        return mm, torch.frombuffer(mm, dtype=torch.uint8)
+
+
+def open_shared(path: str) -> torch.Tensor:
+    """The whole slot file as a uint8 tensor (engine side), mapped once per process."""
+    if path in _MAPS:
+        _MAPS.move_to_end(path)
+        return _MAPS[path][1]
+    _MAPS[path] = _map(path, os.path.getsize(path), writable=False)
+    while len(_MAPS) > _MAX_MAPS:
+        _MAPS.popitem(last=False)  # the sender replaced that slot with a bigger one
+    return _MAPS[path][1]
+
+
+def _unlink(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+class ShmRing:
+    """The sender's reused slots. slot(i, nbytes) -> (path, writable uint8 tensor of the slot)."""
+
+    def __init__(self, slots: int = 2, root: str = SHM_DIR):
+        self.root, self.prefix = root, f"rlsys-sync-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.slots: list[tuple[str, int, torch.Tensor, mmap.mmap] | None] = [None] * slots
+        self._paths: list[str] = []
+        self._finalizer = weakref.finalize(self, _unlink, self._paths)  # files go with the ring
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def slot(self, i: int, nbytes: int) -> tuple[str, torch.Tensor]:
+        cur = self.slots[i]
+        if cur is None or cur[1] < nbytes:
+            if cur is not None:
+                _unlink([cur[0]])  # engines keep their mapping of the old file until they drop it
+            size = max(nbytes, 1)
+            path = os.path.join(self.root, f"{self.prefix}-{i}-{len(self._paths)}")
+            with open(path, "wb") as f:
+                f.truncate(size)
+            self._paths.append(path)
+            mm, view = _map(path, size, writable=True)
+            cur = self.slots[i] = (path, size, view, mm)
+        return cur[0], cur[2]
+
+    def close(self) -> None:
+        self.slots = [None] * len(self.slots)
+        self._finalizer()
