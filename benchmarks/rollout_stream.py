@@ -23,6 +23,7 @@ def main() -> None:
 
     from rlsys.config import RLSysConfig, to_dataclass, validate
     from rlsys.controller import prepare_data_and_model
+    from rlsys.faults import FaultLog
     from rlsys.metrics import StepTimer
     from rlsys.reference.server import ReferenceServer
     from rlsys.rollout.fleet import RolloutFleet
@@ -45,7 +46,7 @@ def main() -> None:
     engines = [ray.remote(RolloutWorker).options(num_cpus=0.25).remote(cfg, model_path, i) for i in range(args.engines)]
     ref = ray.remote(ReferenceServer).options(num_cpus=0.25).remote(model_path, cfg.model.dtype, 1.0, tok.pad_token_id,
                                                                     cfg.learner.micro_batch_size)
-    roles = SimpleNamespace(fleet=RolloutFleet(engines, cfg), reference=ref,
+    roles = SimpleNamespace(fleet=RolloutFleet(engines, cfg), faults=FaultLog(), reference=ref,
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0.25).remote()]))
     ray.get([e.get_version.remote() for e in engines])
     rng, res = np.random.default_rng(0), {"serial": [], "streamed": []}

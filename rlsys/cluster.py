@@ -70,8 +70,9 @@ def init_ray(cfg: RLSysConfig) -> None:
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
         ray.init(address=address, runtime_env=env, log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=True)
+    else:  # a CPU count is a request for a local Ray of that size, never someone else's running one
+        ray.init(address="local" if cfg.cluster.num_cpus else None, num_cpus=cfg.cluster.num_cpus,
+                 include_dashboard=False, runtime_env=env, log_to_driver=True)
 
 
 def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:

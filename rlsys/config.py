@@ -117,7 +117,7 @@ class LearnerConfig:
 @dataclass
 class ClusterConfig:
     address: str | None = None  # Ray address; null = join a running cluster if any, else start one
-    num_cpus: int | None = None  # CPUs for a locally started Ray (null = all)
+    num_cpus: int | None = None  # CPUs for a locally started Ray (null = all); set = always start a local one
     rollout_cpus: float = 0.5  # per engine
     rollout_gpus: float = 0.0  # per engine (multiplied by tensor_parallel_size)
     learner_cpus: float = 0.5  # per learner rank

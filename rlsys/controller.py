@@ -19,12 +19,14 @@ from rlsys.metrics import MetricsLog, StepTimer, step_metrics
 from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.roles import Roles, shutdown_roles, start_roles
+from rlsys.verify.pool import require_scored
 
 
 def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
     """Mean reward of n samples per held-out prompt (same seeds every call, so runs compare)."""
     batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n,
                                                        catch_up=catch_up(roles)))
+    require_scored(batch, "held-out reward")
     return {"reward_mean": float(batch.reward.mean()), "accuracy": float((batch.reward > 0).mean()),
             "samples": len(batch)}
 
@@ -63,6 +65,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(roles.fleet.spec_metrics())
     m.update(report(stats, a))  # every declared stat of the objective's active terms
+    m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/faults.py)
     return batch, m
 
 

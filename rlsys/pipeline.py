@@ -17,8 +17,10 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.faults import ActorLost, call_with_retries
 from rlsys.learner.objective import needs
 from rlsys.rollout.fleet import sort_groups
+from rlsys.verify.pool import require_scored
 
 
 class SamplingError(RuntimeError):
@@ -49,6 +51,7 @@ def informative(batch: RolloutBatch) -> np.ndarray:
 
 def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], seed: int, timer):
     """Generate, verify and score with the reference one step's groups, streamed (see stream_round).
+    Groups whose verifier or reference actor was lost leave the batch (counted in roles.faults).
     With algorithm.dynamic_sampling, keep only the informative groups and draw more prompts until
     trainer.prompts_per_step groups are kept."""
     a, need = cfg.algorithm, cfg.trainer.prompts_per_step
@@ -63,6 +66,9 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
             batch.group_id = batch.group_id + tried  # unique across rounds
         tried += len(idx)
         if not a.dynamic_sampling:
+            if batch is None:
+                raise SamplingError(f"every group of this step was lost to verifier or reference actor faults "
+                                    f"({roles.faults.take()}); nothing real to train on")
             return batch, {}
         if batch is not None:
             kept.append(batch)
@@ -92,19 +98,24 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
     def verify(groups: list[RolloutBatch]) -> list[RolloutBatch]:
         with timer("verify"):
             scored = roles.verifiers.score(RolloutBatch.concat(groups))
-        return [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
+        groups = [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
+        lost = [g for g in groups if not np.isfinite(g.reward).all()]  # no real reward: out of the batch
+        roles.faults.add("groups_lost_verifier", len(lost))
+        return [g for g in groups if np.isfinite(g.reward).all()]
 
-    def reference(groups: list[RolloutBatch]) -> RolloutBatch:
+    def reference(groups: list[RolloutBatch]) -> RolloutBatch | None:
         chunk = RolloutBatch.concat(groups)
         if not (use_reference or use_teacher):
             return chunk  # no term of the objective reads reference log-probs
         with timer("reference"):
-            if use_reference:
-                chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
-                                                                             chunk.response_token_ids))
-            if use_teacher:
-                chunk.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(chunk.prompt_token_ids,
-                                                                               chunk.response_token_ids))
+            try:
+                if use_reference:
+                    chunk.ref_logprobs = server_logprobs(roles, "reference", chunk)
+                if use_teacher:
+                    chunk.teacher_logprobs = server_logprobs(roles, "teacher", chunk)
+            except ActorLost:  # the server died on every attempt: these groups leave the batch
+                roles.faults.add("groups_lost_reference", len(groups))
+                return None
         return chunk
 
     use_reference, use_teacher = "reference" in needs(cfg.algorithm), "teacher" in needs(cfg.algorithm)
@@ -146,8 +157,17 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 advance()
         advance(final=True)  # sends the last arrivals to the verifiers
         advance(final=True)  # waits for them and sends the rest to the reference
-    parts = [f.result() for f in chunks]  # the pools have finished every call
+    parts = [p for p in (f.result() for f in chunks) if p is not None]  # the pools have finished every call
     return sort_groups(RolloutBatch.concat(parts)) if parts else None
+
+
+def server_logprobs(roles, role: str, chunk: RolloutBatch) -> list[np.ndarray]:
+    """Per-token log-probs from the reference or teacher server, re-sent if it died mid-call (it is
+    stateless and Ray restarts it); ActorLost if it died on every attempt."""
+    server = getattr(roles, role)
+    return call_with_retries(lambda _: (server, server.logprobs.remote(chunk.prompt_token_ids,
+                                                                      chunk.response_token_ids)),
+                             role, roles.faults)
 
 
 class AnchorPool:
@@ -160,6 +180,7 @@ class AnchorPool:
         idx = np.random.default_rng(cfg.trainer.seed + 17).permutation(len(data))[:num_prompts]
         batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17,
                                                            catch_up=catch_up(roles)))
+        batch = require_scored(batch, "DPH-RL anchor pool")
         self.pool = batch.select(np.arange(min(a.anchor_pool, len(batch))))
         self.cursor = 0
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rlsys.config import RLSysConfig
+from rlsys.faults import FaultLog
 
 if TYPE_CHECKING:
     from rlsys.learner.group import LearnerGroup
@@ -20,6 +21,7 @@ class Roles:
     reference: object | None  # ReferenceServer actor: the initial policy (None: no term reads it)
     learners: LearnerGroup
     teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
+    faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/faults.py)
 
 
 def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet:
@@ -36,7 +38,7 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet
     return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg, make_engine)
 
 
-def start_verifiers(cfg: RLSysConfig, groups: dict) -> VerifierPool:
+def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = None) -> VerifierPool:
     import ray
 
     from rlsys.cluster import actor_options
@@ -48,7 +50,7 @@ def start_verifiers(cfg: RLSysConfig, groups: dict) -> VerifierPool:
                                                   max_restarts=-1).remote(cfg.verifier)
                for i in range(cfg.cluster.num_verifiers)]
     ray.get([w.ready.remote() for w in workers])
-    return VerifierPool(workers)
+    return VerifierPool(workers, faults)
 
 
 def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
@@ -63,12 +65,15 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
 
     init_ray(cfg)
     groups = place_roles(cfg)
-    fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups)
+    faults = FaultLog()
+    fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups, faults)
     # The reference runs only when a term of the objective reads it; a teacher is a second server.
     servers = ([model_path] if "reference" in needs(cfg.algorithm) else [None]) + \
         ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
     reference, *teacher = [
-        None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
+        # stateless: Ray restarts a killed server, and the pipeline re-sends the call it died in
+        None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i),
+                                                                      max_restarts=-1).remote(
             path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
@@ -76,7 +81,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
                 for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
     learner_group = LearnerGroup(learners, cfg)
-    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None)
+    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults)
 
 
 def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:

@@ -20,3 +20,9 @@ def crash(response: str, ground_truth: str):
 @register_verifier("test_nan")
 def nan_reward(response: str, ground_truth: str):
     return float("nan"), {"reason": "lies"}
+
+
+@register_verifier("test_slow")
+def slow(response: str, ground_truth: str):
+    time.sleep(0.5)  # long enough for a test to kill the verifier actor mid-call
+    return float(response == ground_truth), {}

@@ -41,7 +41,9 @@ def sample_counts(cfg: RLSysConfig, fleet, verifiers, data, seed: int, catch_up=
     e = cfg.eval
     batch = fleet.generate(data, np.arange(len(data)), seed=seed, n=e.n, temperature=e.temperature, top_p=e.top_p,
                            catch_up=catch_up)
-    return problem_counts(verifiers.score(batch))
+    from rlsys.verify.pool import require_scored
+
+    return problem_counts(require_scored(verifiers.score(batch), "pass@k evaluation"))
 
 
 def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:

@@ -2,7 +2,9 @@
 
 Thread-safe: several threads may call score() at once with small batches (streaming groups);
 the pool counts samples in flight per actor and sends each chunk to the one with the fewest. A
-dead actor's samples get reward 0 with an error (actors restart), so a caller never hangs.
+chunk whose actor died mid-call is re-scored on the least-busy actor (the dead one restarts,
+rlsys/faults.py); if every attempt dies, its samples get reward NaN and `lost` in their details,
+never a made-up 0: training drops their groups, evaluation refuses them (require_scored).
 """
 
 from __future__ import annotations
@@ -13,11 +15,25 @@ import threading
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
+from rlsys.faults import ActorLost, FaultLog, call_with_retries
+
+
+class VerifierLost(RuntimeError):
+    """Samples no verifier actor could score (they died on every attempt)."""
+
+
+def require_scored(batch: RolloutBatch, where: str) -> RolloutBatch:
+    """The batch, if every sample has a real reward; else VerifierLost naming where and how many."""
+    lost = int((~np.isfinite(batch.reward)).sum())
+    if lost:
+        raise VerifierLost(f"{where}: {lost} of {len(batch.reward)} samples could not be scored (their verifier actors "
+                           f"died on every attempt); no reward is made up for them")
+    return batch
 
 
 class VerifierPool:
-    def __init__(self, workers: list):
-        self.workers = workers
+    def __init__(self, workers: list, faults: FaultLog | None = None):
+        self.workers, self.faults = workers, faults or FaultLog()
         self._in_flight = [0] * len(workers)
         self._lock = threading.Lock()
 
@@ -27,26 +43,37 @@ class VerifierPool:
         return batch
 
     def score_texts(self, responses: list[str], truths: list[str], sources: list[str]):
-        """(rewards float32 [n], details list of dicts) for parallel lists of samples."""
-        import ray
+        """(rewards float32 [n], details list of dicts) for parallel lists of samples; NaN = lost."""
+        from concurrent.futures import ThreadPoolExecutor
 
         n = len(responses)
         rewards, details = np.zeros(n, dtype=np.float32), [{} for _ in range(n)]
         size = max(1, math.ceil(n / len(self.workers)))
-        calls = []
-        for start in range(0, n, size):
-            s = slice(start, min(n, start + size))
-            with self._lock:
-                j = int(np.argmin(self._in_flight))
-                self._in_flight[j] += s.stop - s.start
-            calls.append((j, s, self.workers[j].score.remote(responses[s], truths[s], sources[s])))
-        for j, s, ref in calls:
-            try:
-                rewards[s], details[s] = ray.get(ref)
-            except Exception as e:  # actor died mid-call: these samples fail, the next call is served
-                details[s] = [{"reason": "verifier actor failed", "error": f"{type(e).__name__}: {e}"[:500]}
-                              for _ in range(s.stop - s.start)]
-            finally:
-                with self._lock:
-                    self._in_flight[j] -= s.stop - s.start
+        chunks = [slice(start, min(n, start + size)) for start in range(0, n, size)]
+        with ThreadPoolExecutor(max(1, len(chunks))) as pool:  # chunks wait (and retry) independently
+            for s, result in zip(chunks, pool.map(lambda s: self._score_chunk(responses[s], truths[s], sources[s]),
+                                                  chunks)):
+                rewards[s], details[s] = result
         return rewards, details
+
+    def _score_chunk(self, responses, truths, sources):
+        k = len(responses)
+
+        def submit(attempt: int):
+            with self._lock:  # the least-busy actor; a restarted one is as good as any
+                j = int(np.argmin(self._in_flight))
+                self._in_flight[j] += k
+            held.append(j)
+            return self.workers[j], self.workers[j].score.remote(responses, truths, sources)
+
+        held: list[int] = []
+        try:
+            return call_with_retries(submit, "verifier", self.faults)
+        except ActorLost as e:
+            self.faults.add("verifier_samples_lost", k)
+            return np.full(k, np.nan, np.float32), [{"reason": "verifier actor lost", "error": str(e), "lost": True}
+                                                    for _ in range(k)]
+        finally:
+            with self._lock:
+                for j in held:
+                    self._in_flight[j] -= k

@@ -35,6 +35,12 @@ class VerifierWorker:
     def ready(self) -> bool:
         return True
 
+    def pid(self) -> int:
+        """This actor's process (tests kill it to check the pool's fault handling)."""
+        import os
+
+        return os.getpid()
+
     def score(self, responses: list[str], ground_truths: list[str], sources: list[str]):
         items = list(zip(sources, responses, ground_truths))
         size = max(1, min(CHUNK, math.ceil(len(items) / self.cfg.concurrency)))

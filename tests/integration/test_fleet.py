@@ -14,6 +14,7 @@ import psutil
 import pytest
 import ray
 
+from rlsys.faults import FaultLog
 from rlsys.config import RLSysConfig
 from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
@@ -198,7 +199,7 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
     cfg.algorithm.kl_metric = True  # the reference runs (no objective term needs it by default)
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), faults=FaultLog(), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
     timer = StepTimer()  # actors are up: only the pipeline is timed
@@ -275,7 +276,7 @@ def test_every_group_once_when_no_reference_runs(ray_session):
     fleet, _ = fake_fleet(2, delay=0.01)
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 4  # a chunk per group
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), reference=None,
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), faults=FaultLog(), reference=None,
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     for seed in range(3):
         batch = stream_round(cfg, roles, fake_data([3] * 16), np.arange(16), seed=seed, timer=StepTimer())

@@ -121,3 +121,23 @@ def test_more_learner_ranks_than_cluster_fails_clearly(setup):
     big.learner = type(cfg.learner)(world_size=64)
     with pytest.raises(ClusterError, match="learner.world_size=64"):
         place_roles(big)
+
+
+def test_reference_killed_comes_back_with_the_same_answer(setup):
+    """kill -9 of the reference server just before a call: Ray restarts it (it is stateless) and
+    the pipeline sends the call again; the log-probs are the ones an undisturbed call gives."""
+    import os
+    import signal
+
+    from rlsys.pipeline import server_logprobs
+
+    cfg, roles, train, _ = setup
+    batch = roles.fleet.generate(train, np.arange(32), seed=5)
+    expected = server_logprobs(roles, "reference", batch)
+    pid = ray.get(roles.reference.__ray_call__.remote(lambda self: os.getpid()))
+    roles.faults.take()
+    os.kill(pid, signal.SIGKILL)  # lands long before the call below reaches the actor
+    got = server_logprobs(roles, "reference", batch)
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert roles.faults.take() == {"faults/reference_deaths": 1}
+    assert ray.get(roles.reference.__ray_call__.remote(lambda self: os.getpid())) != pid

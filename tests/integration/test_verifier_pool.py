@@ -6,12 +6,14 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from rlsys.config import RLSysConfig, VerifierConfig
 from rlsys.data.examples import ATTACKS, SUM_TESTS, demo_rows
+from rlsys.verify.worker import VerifierWorker
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -30,7 +32,7 @@ def pool():
     cfg = RLSysConfig()
     cfg.cluster.num_verifiers, cfg.cluster.verifier_cpus = 2, 0.5
     cfg.verifier = VerifierConfig(timeout_s=TIMEOUT, memory_mb=512, concurrency=2, modules=["tests.verifier_plugins"])
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(num_cpus=2, include_dashboard=False, address="local", runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         yield start_verifiers(cfg, place_roles(cfg, roles=("verifier",)))
     finally:
@@ -74,6 +76,51 @@ def test_concurrent_small_batches_from_threads(pool):
     assert not errors and sorted(out) == list(range(8))
     assert all(np.array_equal(out[k], [1.0, 0.0]) for k in range(8))
     assert pool._in_flight == [0, 0]
+
+
+def test_a_verifier_actor_killed_mid_call_is_rescored_never_scored_zero(pool):
+    """kill -9 of a verifier actor while it scores: its samples are scored again on a live or
+    restarted actor, with their real rewards (an infrastructure fault is not a wrong answer)."""
+    import os
+    import signal
+
+    import ray
+
+    pool.faults.take()
+    pids = ray.get([w.pid.remote() for w in pool.workers])
+    n = 12  # 0.5 s each, 2 scorer processes per actor: both actors busy for ~1.5 s
+    responses = [str(i % 3) for i in range(n)]
+    truths = ["0"] * n
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=pool.score_texts(responses, truths, ["test_slow"] * n)))
+    t.start()
+    time.sleep(0.8)
+    os.kill(pids[0], signal.SIGKILL)
+    t.join(timeout=240)
+    rewards, details = out["r"]
+    assert rewards.tolist() == [float(r == "0") for r in responses], details
+    faults = pool.faults.take()
+    assert faults.get("faults/verifier_deaths", 0) >= 1 and "faults/verifier_samples_lost" not in faults, faults
+    assert pool._in_flight == [0, 0]
+
+
+def test_samples_no_actor_could_score_are_lost_not_zero(pool):
+    """Every attempt dies (an actor with no restarts left): NaN rewards marked lost, and
+    require_scored refuses them for evaluation."""
+    import ray
+
+    from rlsys.verify.pool import VerifierLost, VerifierPool, require_scored
+
+    gone = ray.remote(VerifierWorker).options(num_cpus=0, max_restarts=0).remote(VerifierConfig(concurrency=1))
+    ray.get(gone.ready.remote())
+    ray.kill(gone, no_restart=True)
+    lost_pool = VerifierPool([gone])
+    rewards, details = lost_pool.score_texts(["\\boxed{2}", "3"], ["2", "3"], ["math", "arithmetic"])
+    assert np.isnan(rewards).all() and all(d["lost"] for d in details), details
+    assert lost_pool.faults.take()["faults/verifier_samples_lost"] == 2
+    batch = SimpleNamespace(reward=rewards)
+    with pytest.raises(VerifierLost, match="2 of 2 samples could not be scored"):
+        require_scored(batch, "pass@k evaluation")
 
 
 def test_rlsys_verify_cli(tmp_path, rlsys_cmd):

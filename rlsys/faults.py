@@ -1,0 +1,83 @@
+"""Infrastructure faults of stateless actors (verifiers, reference, teacher): retry on the
+restarted actor, count it, and never let a lost answer pass as a real one.
+
+The actors are started with Ray's `max_restarts=-1`, so a killed one comes back by itself; a call
+that was in flight when it died raises RayActorError here and is sent again (to the restarted
+actor, or to another one). Each such event is a log line and a count the step reports. If the
+retries fail too, the caller gets `ActorLost` and drops the samples it was for (counted): a
+sample is trained only with a real reward and real reference log-probs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Callable
+
+log = logging.getLogger("rlsys.faults")
+
+RETRIES = 2  # calls re-sent after an actor died mid-call, before its samples are given up
+RESTART_TIMEOUT_S = 120.0  # how long to wait for Ray to bring a killed actor back before the next attempt
+
+
+class ActorLost(RuntimeError):
+    """A call whose actor died on every attempt; the message says which role and how often."""
+
+
+class FaultLog:
+    """Per role: actor deaths seen (each one restarted by Ray) and calls given up. Thread-safe:
+    the pipeline's pools call from several threads."""
+
+    def __init__(self):
+        self._counts, self._lock = Counter(), threading.Lock()
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def take(self) -> dict[str, int]:
+        """Counts since the last take (one step's), as metrics."""
+        with self._lock:
+            out, self._counts = dict(self._counts), Counter()
+        return {f"faults/{k}": v for k, v in sorted(out.items())}
+
+
+def call_with_retries(submit: Callable[[int], tuple[object, object]], role: str, faults: FaultLog,
+                      retries: int = RETRIES, restart_timeout_s: float = RESTART_TIMEOUT_S):
+    """ray.get of the call submit(attempt) starts, returning (actor, ref); when the actor dies
+    mid-call, wait for Ray to restart it and start the call again (submit may pick another actor).
+    Raises ActorLost after retries + 1 deaths."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    for attempt in range(retries + 1):
+        actor, ref = submit(attempt)
+        try:
+            return ray.get(ref)
+        except RayActorError as e:
+            faults.add(f"{role}_deaths")
+            log.warning("%s actor died during a call (attempt %d of %d): %s", role, attempt + 1, retries + 1,
+                        str(e).splitlines()[0][:200])
+            last = e
+            wait_restarted(actor, restart_timeout_s)
+    raise ActorLost(f"{role}: the actor died on all {retries + 1} attempts of one call ({last.__class__.__name__})")
+
+
+def wait_restarted(actor, timeout_s: float) -> bool:
+    """Until the actor answers again (Ray restarts it: calls meanwhile fail with 'restarting'),
+    it is dead for good, or timeout_s passes. True if it answers."""
+    import ray
+    from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            return True
+        except ActorDiedError:  # no restarts left
+            return False
+        except (RayActorError, GetTimeoutError):
+            time.sleep(0.5)
+    return False
