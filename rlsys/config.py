@@ -78,6 +78,8 @@ class AlgorithmConfig:
     teacher_kl_coef_end: float | None = None  # KDRL: anneal beta linearly to this by the last step (null = constant)
     teacher_kl_mask_correct: bool = False  # KDRL: no teacher KL on responses the verifier accepted
     lr: float = 1e-4  # learner optimizer learning rate
+    lr_warmup_steps: int = 0  # linear lr warm-up over the first N RL steps
+    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at the last step)
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more objective terms
@@ -138,6 +140,9 @@ class TrainerConfig:
     output_dir: str = "runs"  # run directories are created under this
     eval_n: int = 8  # samples per held-out prompt for the before/after reward (0 = skip)
     save_checkpoint: bool = True  # write the final HF checkpoint
+    save_every: int = 0  # resumable checkpoint (sharded learner state + run state) every N steps (0 = off)
+    keep_last: int = 2  # resumable checkpoints kept (older ones are deleted)
+    resume: str = "none"  # none | auto (latest in this run dir, else the newest run under output_dir) | PATH
 
 
 @dataclass
@@ -230,6 +235,8 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
            f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
+    _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
+    _check(t.keep_last >= 1, "trainer.keep_last", f"must be >= 1, got {t.keep_last}")
     _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
     _check(cfg.task.name in ("arithmetic", "word_problems"), "task.name",
            f"no built-in task {cfg.task.name!r}; known: arithmetic, word_problems")
@@ -260,6 +267,9 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
                        ("kl_estimator", KL_ESTIMATORS), ("divergence", {"none": None, **DIVERGENCES})):
         value = getattr(a, key)
         _check(value in table, f"algorithm.{key}", f"unknown {key} {value!r}; known: {sorted(table)}")
+    _check(a.lr_schedule in ("constant", "cosine"), "algorithm.lr_schedule",
+           f"must be constant or cosine, got {a.lr_schedule!r}")
+    _check(a.lr_warmup_steps >= 0, "algorithm.lr_warmup_steps", f"must be >= 0, got {a.lr_warmup_steps}")
     _check(a.kl_placement in ("loss", "reward"), "algorithm.kl_placement", f"must be loss or reward, got {a.kl_placement!r}")
     _check(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")
     for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip", "w_lambda",

@@ -67,6 +67,17 @@ class LearnerGroup:
 
         return ray.get([a.push_weights.remote(engines, version) for a in self.actors])[0]
 
+    def save_state(self, path: str) -> None:
+        """Sharded model/optimizer state, RNG and lr schedule of every rank into path (resumable)."""
+        import ray
+
+        ray.get([a.save_state.remote(path) for a in self.actors])
+
+    def load_state(self, path: str) -> None:
+        import ray
+
+        ray.get([a.load_state.remote(path) for a in self.actors])
+
     def save(self, path: str) -> str:
         import ray
 

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
+from rlsys.learner.checkpoint import load_rank, lr_scheduler, save_rank
 from rlsys.learner.critic import ValueModel
 from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
 from rlsys.learner.objective import combine, load_plugins, reductions
@@ -62,6 +63,7 @@ class LearnerWorker:
         if a.critic:
             self.critic = ValueModel(self.model_path, dtype).to(self.device).shard()
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic_lr)
+        self.scheduler = lr_scheduler(self.optimizer, a.lr_warmup_steps, a.lr_schedule, cfg.trainer.steps)
 
     # ---- training ------------------------------------------------------------------------------
     def train_step(self, shard: RolloutBatch, denom: Denominators, num_micro: int, progress: float = 0.0) -> dict:
@@ -84,7 +86,9 @@ class LearnerWorker:
             (loss * scale * self.world_size).backward()  # FSDP averages grads over ranks
             for k, v in stats.items():  # scale 0: a padding micro-batch, counts nothing
                 totals[k] = v * scale if k not in totals else combine([totals[k], v * scale], reduce[k])
+        totals["lr"] = self.optimizer.param_groups[0]["lr"]
         totals["grad_norm"] = self._step(self.model, self.optimizer)
+        self.scheduler.step()  # one RL step done
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
@@ -189,6 +193,13 @@ class LearnerWorker:
 
             self._sync = SYNC_BACKENDS[self.cfg.rollout.sync_backend](self.cfg)
         return self._sync.push(self.model, engines, version, is_sender=self.rank == 0)
+
+    def save_state(self, path: str) -> None:
+        """This rank's shards of a resumable checkpoint (collective: every rank calls it)."""
+        save_rank(self, path)
+
+    def load_state(self, path: str) -> None:
+        load_rank(self, path)
 
     def save_checkpoint(self, path: str) -> str | None:
         """HF-format checkpoint (weights + config + tokenizer) written by rank 0."""

@@ -1,0 +1,166 @@
+"""Checkpoints of a run and exact resume (the controller's side; the ranks' side is
+rlsys/learner/checkpoint.py).
+
+A checkpoint is a directory <run>/checkpoints/step_<N>/ holding the learner group's sharded
+distributed checkpoint (model and optimizer, one shard file per rank: never gathered), each rank's
+RNG and lr-scheduler state, the controller's state (step, policy version, how many prompt
+batches were drawn, the DPH-RL anchor pool and cursor) and the config it was made with.
+
+Safe: it is written under a temporary name with a completion marker last, then renamed into
+place, so a crash while saving leaves nothing that resume would take; resume refuses a
+checkpoint made for another model or world size, naming the keys that differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rlsys.config import RLSysConfig, as_dict
+from rlsys.errors import ConfigError
+
+MARKER = "COMPLETE"  # written last: a directory without it is not a checkpoint
+_STEP_DIR = re.compile(r"^step_(\d{6,})$")
+# Keys whose change makes a checkpoint another run's: its tensors would not fit, or mean another model.
+MUST_MATCH = ("model.path", "model.gguf", "model.gguf_sha256", "model.hidden_size", "model.num_layers",
+              "model.num_heads", "model.dtype", "learner.world_size", "algorithm.critic")
+
+
+@dataclass
+class RunState:
+    """What the controller needs, besides the learners' state, to continue a run exactly."""
+
+    step: int  # last finished step
+    version: int  # policy version after that step (the engines get it on resume)
+    prompts_drawn: int  # prompt batches taken from the training order so far
+    base_model: str  # the model path the run started from
+    held_out_before: dict | None = None  # the held-out reward measured before step 1
+    anchor_cursor: int = 0  # DPH-RL: next anchor sample
+    extra: dict = field(default_factory=dict)
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = checkpoints_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.match(p.name)) and (p / MARKER).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def begin(run_dir: str | Path, step: int) -> Path:
+    """A fresh temporary directory for the checkpoint of `step` (ranks write their shards into it)."""
+    tmp = checkpoints_dir(run_dir) / f".step_{step:06d}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit(tmp: Path, state: RunState, cfg: RLSysConfig, keep_last: int) -> Path:
+    """Write the controller's state and the marker, rename into place, keep the last `keep_last`."""
+    (tmp / "controller.json").write_text(json.dumps(asdict(state), indent=2))
+    (tmp / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
+    _fsync_tree(tmp)
+    (tmp / MARKER).write_text(json.dumps({"step": state.step}))
+    final = tmp.parent / f"step_{state.step:06d}"
+    if final.exists():  # a checkpoint of the same step from an earlier attempt: this one replaces it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(final.parent)
+    for old in complete_checkpoints(tmp.parent.parent)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in tmp.parent.glob(".step_*.tmp-*"):  # left by a crash while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_state(path: Path) -> RunState:
+    return RunState(**json.loads((path / "controller.json").read_text()))
+
+
+def find_resume(cfg: RLSysConfig, log=print) -> Path | None:
+    """The checkpoint trainer.resume asks for: none -> None; PATH -> that one (a run directory
+    means its latest); auto -> the latest in this run directory, else in the most recent run
+    directory under trainer.output_dir that has one, else None (a fresh start, said so)."""
+    how = cfg.trainer.resume
+    if how == "none":
+        return None
+    if how != "auto":
+        path = Path(how).expanduser()
+        if (path / MARKER).is_file():
+            return path
+        found = complete_checkpoints(path)
+        if not found:
+            raise ConfigError(f"config key 'trainer.resume': {path} is neither a complete checkpoint "
+                              f"(no {MARKER} marker) nor a run directory with one under checkpoints/")
+        return found[-1]
+    here = complete_checkpoints(cfg.run_dir)
+    if here:
+        return here[-1]
+    runs = [p for p in Path(cfg.trainer.output_dir).expanduser().glob("**/checkpoints")
+            if complete_checkpoints(p.parent)]
+    if not runs:
+        log(f"trainer.resume=auto: no checkpoint in {cfg.run_dir} or under {cfg.trainer.output_dir}; starting fresh")
+        return None
+    latest = max(runs, key=lambda p: (complete_checkpoints(p.parent)[-1] / MARKER).stat().st_mtime)
+    return complete_checkpoints(latest.parent)[-1]
+
+
+def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
+    """The checkpoint's state, if it was made for this model and world size; else ConfigError
+    naming every key that differs."""
+    saved = json.loads((path / "config.json").read_text())
+    now = as_dict(cfg)
+    diffs = [f"{k}: checkpoint {_get(saved, k)!r}, this run {_get(now, k)!r}" for k in MUST_MATCH
+             if _get(saved, k) != _get(now, k)]
+    state = load_state(path)
+    if state.base_model != base_model:
+        diffs.append(f"base model: checkpoint {state.base_model!r}, this run {base_model!r}")
+    if diffs:
+        raise ConfigError(f"trainer.resume: checkpoint {path} was made for another run; keys that differ: "
+                          + "; ".join(diffs) + ". Resume it with the same settings, or set trainer.resume=none.")
+    return state
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop metrics.jsonl lines of steps after `step` (logged after the checkpoint, before a crash):
+    the resumed run logs them again, so no step is duplicated. Returns the lines dropped."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines()
+    keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,112 @@
+"""Checkpoint directories on disk: atomic commit, what resume takes and refuses, keep_last,
+metrics.jsonl truncation, the lr schedule. Real learners saving and resuming: tests/e2e/test_resume.py."""
+
+import json
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rlsys.checkpoint import (MARKER, RunState, begin, check_compatible, commit, complete_checkpoints, find_resume,
+                              truncate_metrics)
+from rlsys.config import RLSysConfig, to_dataclass
+from rlsys.errors import ConfigError
+from rlsys.learner.checkpoint import lr_scheduler
+
+
+def config(run_dir, **trainer):
+    cfg = OmegaConf.structured(RLSysConfig)
+    cfg.run_dir = str(run_dir)
+    cfg.trainer.output_dir = str(run_dir.parent)
+    for k, v in trainer.items():
+        cfg.trainer[k] = v
+    return to_dataclass(cfg)
+
+
+def save(run_dir, step, cfg, keep_last=2):
+    tmp = begin(run_dir, step)
+    (tmp / "policy").mkdir()
+    (tmp / "policy" / "shard").write_bytes(b"x" * step)
+    return commit(tmp, RunState(step=step, version=step, prompts_drawn=step, base_model="/m"), cfg, keep_last)
+
+
+def test_a_crash_while_saving_leaves_nothing_resume_would_take(tmp_path):
+    run = tmp_path / "run"
+    cfg = config(run, resume="auto")
+    save(run, 3, cfg)
+    crashed = begin(run, 6)  # a save killed before its commit: shards written, no marker, temp name
+    (crashed / "policy").mkdir()
+    unmarked = run / "checkpoints" / "step_000009"  # a directory with the right name but no marker
+    unmarked.mkdir()
+    assert [p.name for p in complete_checkpoints(run)] == ["step_000003"]
+    assert find_resume(cfg).name == "step_000003"
+    save(run, 4, cfg)  # the next commit sweeps the crashed temp directory away
+    assert not list((run / "checkpoints").glob(".step_*"))
+
+
+def test_keep_last_and_auto_takes_the_newest(tmp_path):
+    run = tmp_path / "run"
+    cfg = config(run, resume="auto")
+    for step in (2, 4, 6, 8):
+        save(run, step, cfg, keep_last=2)
+    assert [p.name for p in complete_checkpoints(run)] == ["step_000006", "step_000008"]
+    assert json.loads((find_resume(cfg) / "controller.json").read_text())["step"] == 8
+    assert (find_resume(cfg) / MARKER).is_file()
+
+
+def test_auto_finds_the_latest_run_under_output_dir_and_none_means_fresh(tmp_path):
+    old = tmp_path / "runs" / "old"
+    save(old, 5, config(old))
+    new = config(tmp_path / "runs" / "new", resume="auto")
+    assert find_resume(new) == old / "checkpoints" / "step_000005"
+    assert find_resume(config(tmp_path / "runs" / "new", resume="none")) is None
+    said = []
+    assert find_resume(config(tmp_path / "elsewhere" / "run", resume="auto"), log=said.append) is None
+    assert "starting fresh" in said[0]
+
+
+def test_resume_path_must_be_a_complete_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    ckpt = save(run, 1, config(run))
+    assert find_resume(config(tmp_path / "x", resume=str(ckpt))) == ckpt
+    assert find_resume(config(tmp_path / "x", resume=str(run))) == ckpt  # a run directory: its latest
+    (ckpt / MARKER).unlink()
+    with pytest.raises(ConfigError, match="trainer.resume"):
+        find_resume(config(tmp_path / "x", resume=str(ckpt)))
+
+
+def test_resume_refuses_another_model_or_world_size_naming_the_keys(tmp_path):
+    run = tmp_path / "run"
+    ckpt = save(run, 1, config(run))
+    other = config(run)
+    other.learner.world_size, other.model.hidden_size = 1, 256
+    with pytest.raises(ConfigError) as e:
+        check_compatible(ckpt, other, base_model="/m")
+    assert "learner.world_size: checkpoint 2, this run 1" in str(e.value)
+    assert "model.hidden_size: checkpoint 128, this run 256" in str(e.value)
+    with pytest.raises(ConfigError, match="base model: checkpoint '/m', this run '/other'"):
+        check_compatible(ckpt, config(run), base_model="/other")
+    assert check_compatible(ckpt, config(run), base_model="/m").step == 1
+
+
+def test_truncate_metrics_drops_steps_logged_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 8)))
+    assert truncate_metrics(path, 5) == 2
+    assert [json.loads(ln)["step"] for ln in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+def test_lr_schedule_warmup_then_cosine_to_zero():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = lr_scheduler(opt, warmup_steps=3, schedule="cosine", total_steps=7)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == pytest.approx([1 / 4, 2 / 4, 3 / 4])  # linear warm-up over 3 steps
+    assert lrs[3] == pytest.approx(1.0)  # the peak, then cosine over the remaining 4
+    assert lrs[5] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert lrs[7] == pytest.approx(0.0, abs=1e-12)
