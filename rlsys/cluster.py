@@ -61,17 +61,20 @@ def check_capacity(demands: list[RoleDemand], available: dict) -> None:
 def init_ray(cfg: RLSysConfig) -> None:
     import ray
 
+    from rlsys.console import ray_init_options
+
     if ray.is_initialized():
         return
     # A job's runtime_env env_vars are in this process's environment too; Ray refuses to merge
     # the same key twice, so only add what is not set already.
     wanted = {**ACTOR_ENV, "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gb)}
     env = {"env_vars": {k: v for k, v in wanted.items() if k not in os.environ}}
+    logs = ray_init_options(cfg, env)  # logger.verbose=false: actor logs to <run>/rlsys.log, not the console
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
-        ray.init(address=address, runtime_env=env, log_to_driver=True)
+        ray.init(address=address, runtime_env=env, **logs)
     else:
-        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=True)
+        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env, **logs)
 
 
 def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from rlsys.config import RLSysConfig, as_dict
+from rlsys.console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
@@ -93,6 +94,7 @@ def train(cfg: RLSysConfig, log=print) -> dict:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
+    setup_console(cfg)  # library warnings and actor logs -> <run>/rlsys.log unless logger.verbose=true
     summary = {"run_dir": str(run_dir), "status": "failed"}
     train_data, held_out, model_path, tokenizer = prepare_data_and_model(cfg, log)
     log(f"data: {len(train_data)} train prompts ({train_data.path}), {len(held_out)} held-out ({held_out.path})")
@@ -125,4 +127,4 @@ def _print_summary(s: dict, log) -> None:
         log(f"held-out reward: {b['reward_mean']:.3f} before RL -> {a['reward_mean']:.3f} after "
             f"{s['steps']} steps ({a['samples']} samples each)")
     log(f"checkpoint (HF format): {s.get('checkpoint')}")
-    log(f"run directory: {s['run_dir']}  (metrics.jsonl, summary.json, rollouts/)")
+    log(f"run directory: {s['run_dir']}  (metrics.jsonl, summary.json, rollouts/, rlsys.log)")

@@ -80,3 +80,12 @@ def test_checkpoint_loads_in_transformers_and_vllm(run, tmp_path):
     line = [x for x in proc.stdout.splitlines() if x.startswith("GREEDY")][0]
     hf, vllm_text = line.split(" ", 1)[1].rsplit(" ", 1)
     assert hf == vllm_text  # same weights, same greedy answer in both runtimes
+
+
+def test_console_is_short_and_library_logs_go_to_the_run_log(run):
+    run_dir, stdout = run
+    lines = stdout.splitlines()
+    assert len(lines) <= 40 and sum("[####################] " in l for l in lines) == 1, stdout  # noqa: E741
+    assert "WARNING" not in stdout and "RolloutWorker" not in stdout
+    log = (run_dir / "rlsys.log").read_text()
+    assert ":actor_name:RolloutWorker" in log and "vllm" in log  # the engine's own output, kept in the run
