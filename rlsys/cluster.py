@@ -29,26 +29,34 @@ class RoleDemand:
 def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
     c, r, lr = cfg.cluster, cfg.rollout, cfg.learner
 
-    def bundle(cpus: float, gpus: float) -> dict:
-        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}
+    def bundle(cpus: float, gpus: float, custom: dict) -> dict:  # custom: cluster.<role>_resources
+        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus), *dict(custom).items()) if v > 0}
 
     return [
-        RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size)] * r.num_engines,
+        RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size, c.rollout_resources)]
+                   * r.num_engines,
                    f"rollout.num_engines={r.num_engines} x (cluster.rollout_cpus={c.rollout_cpus}, "
-                   f"cluster.rollout_gpus={c.rollout_gpus} x rollout.tensor_parallel_size={r.tensor_parallel_size})"),
-        RoleDemand("learner", [bundle(c.learner_cpus, c.learner_gpus)] * lr.world_size,
+                   f"cluster.rollout_gpus={c.rollout_gpus} x rollout.tensor_parallel_size={r.tensor_parallel_size}"
+                   f"{custom_knob('rollout', c.rollout_resources)})"),
+        RoleDemand("learner", [bundle(c.learner_cpus, c.learner_gpus, c.learner_resources)] * lr.world_size,
                    f"learner.world_size={lr.world_size} x (cluster.learner_cpus={c.learner_cpus}, "
-                   f"cluster.learner_gpus={c.learner_gpus})"),
-        RoleDemand("verifier", [bundle(c.verifier_cpus, 0)] * c.num_verifiers,
-                   f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"),
-        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus)] * (2 if cfg.algorithm.teacher_path else 1),
+                   f"cluster.learner_gpus={c.learner_gpus}{custom_knob('learner', c.learner_resources)})"),
+        RoleDemand("verifier", [bundle(c.verifier_cpus, 0, c.verifier_resources)] * c.num_verifiers,
+                   f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"
+                   f"{custom_knob('verifier', c.verifier_resources)}"),
+        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus, c.reference_resources)]
+                   * (2 if cfg.algorithm.teacher_path else 1),
                    f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"
                    + (" (x2: reference and algorithm.teacher_path)" if cfg.algorithm.teacher_path else "")),
     ]
 
 
+def custom_knob(role: str, res: dict) -> str:
+    return f", cluster.{role}_resources={dict(res)}" if res else ""
+
+
 def check_capacity(demands: list[RoleDemand], available: dict) -> None:
-    for res in ("CPU", "GPU"):
+    for res in ("CPU", "GPU", *sorted({k for d in demands for b in d.bundles for k in b} - {"CPU", "GPU"})):
         need = sum(b.get(res, 0) for d in demands for b in d.bundles)
         have = available.get(res, 0)
         if need > have + 1e-9:
@@ -116,5 +124,6 @@ def actor_options(groups: dict, role: str, index: int) -> dict:
 
     pg, bundles = groups[role]
     b = bundles[index]
-    return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0),
+    custom = {k: v for k, v in b.items() if k not in ("CPU", "GPU")}  # cluster.<role>_resources
+    return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0), **({"resources": custom} if custom else {}),
             "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)}
