@@ -30,7 +30,7 @@ def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
     c, r, lr = cfg.cluster, cfg.rollout, cfg.learner
 
     def bundle(cpus: float, gpus: float, custom: dict) -> dict:  # custom: cluster.<role>_resources
-        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus), *dict(custom).items()) if v > 0}
+        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus), *dict(custom or {}).items()) if v > 0}
 
     return [
         RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size, c.rollout_resources)]

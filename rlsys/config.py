@@ -123,10 +123,10 @@ class ClusterConfig:
     verifier_cpus: float = 0.25  # per verifier actor
     reference_cpus: float = 0.25  # reference server
     reference_gpus: float = 0.0  # reference server
-    rollout_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per engine, e.g. {rollout_node: 1}: engines go to nodes started with them
-    learner_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per learner rank (pins learners to such nodes)
-    verifier_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per verifier actor
-    reference_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources for the reference (and teacher)
+    rollout_resources: Any = None  # dict[str, float] | None: custom Ray resources per engine, e.g. {rollout_node: 1}: engines go to nodes started with them
+    learner_resources: Any = None  # dict[str, float] | None: custom Ray resources per learner rank (pins learners to such nodes)
+    verifier_resources: Any = None  # dict[str, float] | None: custom Ray resources per verifier actor
+    reference_resources: Any = None  # dict[str, float] | None: custom Ray resources for the reference (and teacher)
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
     colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
 
@@ -232,9 +232,12 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
     for role in ("rollout", "learner", "verifier", "reference"):
-        res = getattr(c, f"{role}_resources")
-        _check(all(k not in ("CPU", "GPU", "memory") and v > 0 for k, v in res.items()), f"cluster.{role}_resources",
-               f"custom resources need positive amounts and names other than CPU/GPU/memory (use cluster.{role}_cpus/_gpus), got {dict(res)}")
+        res = getattr(c, f"{role}_resources") or {}
+        _check(isinstance(res, dict) and all(
+            isinstance(k, str) and k not in ("CPU", "GPU", "memory") and isinstance(v, (int, float)) and v > 0
+            for k, v in res.items()), f"cluster.{role}_resources",
+            f"must map custom resource names (not CPU/GPU/memory: use cluster.{role}_cpus/_gpus) to positive "
+            f"amounts, e.g. {{{role}_node: 1}}; got {res!r}")
     _check(t.steps >= 0, "trainer.steps", f"must be >= 0, got {t.steps}")
     _check(t.prompts_per_step >= 1, "trainer.prompts_per_step", f"must be >= 1, got {t.prompts_per_step}")
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",

@@ -51,6 +51,7 @@ def test_custom_resources_reach_actor_options_and_bad_names_fail():
     opts = actor_options({"rollout": (None, [{"CPU": 0.5, "rollout_node": 1.0}])}, "rollout", 0)
     assert opts["num_cpus"] == 0.5 and opts["resources"] == {"rollout_node": 1.0}
     cfg = RLSysConfig(run_dir="/tmp/x")
-    cfg.cluster.learner_resources = {"GPU": 1.0}
-    with pytest.raises(ConfigError, match="cluster.learner_resources"):
-        validate(cfg)
+    for bad in ({"GPU": 1.0}, {"learner_node": "x"}, {"learner_node": 0}, ["learner_node"]):
+        cfg.cluster.learner_resources = bad
+        with pytest.raises(ConfigError, match="cluster.learner_resources"):
+            validate(cfg)
