@@ -27,8 +27,8 @@ def head(tmp_path):
     default port 52365 may be taken by one)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
-    dash = free_port()
-    proc = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus=2", f"--port={free_port()}",
+    dash, gcs = free_port(), free_port()
+    proc = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}",
                              f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--disable-usage-stats",
                              f"--dashboard-agent-listen-port={free_port()}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -41,6 +41,18 @@ def head(tmp_path):
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
+        forget_head(gcs)
+
+
+def forget_head(gcs_port: int) -> None:
+    """`ray start --head` records its address for later `ray.init()` calls to join; `ray stop` would
+    delete the record, a stopped --block head does not: delete it if it is still ours."""
+    record = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if record.read_text().strip().endswith(f":{gcs_port}"):
+            record.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def wait_for_http(url: str, timeout: float) -> None:
