@@ -38,9 +38,11 @@ def run_rlsys(out: Path, steps: int, eval_n: int) -> Path:
 
 
 def rlsys_figures(run_dir: Path) -> dict:
+    from rlsys.loggers.names import VERL_NAMES
     from rlsys.metrics import STAGES, read_metrics
 
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    internal = {v: k for k, v in VERL_NAMES.items()}  # metrics.jsonl holds verl's names; this reads the short ones
+    rows = [{internal.get(k, k): v for k, v in r.items()} for r in read_metrics(run_dir / "metrics.jsonl")]
     later = rows[1:] or rows  # step 1 also pays start-up costs
     mean = lambda k: statistics.mean(r[k] for r in later)  # noqa: E731
     s = json.loads((run_dir / "summary.json").read_text())

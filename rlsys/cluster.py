@@ -29,26 +29,34 @@ class RoleDemand:
 def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
     c, r, lr = cfg.cluster, cfg.rollout, cfg.learner
 
-    def bundle(cpus: float, gpus: float) -> dict:
-        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}
+    def bundle(cpus: float, gpus: float, custom: dict) -> dict:  # custom: cluster.<role>_resources
+        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus), *dict(custom or {}).items()) if v > 0}
 
     return [
-        RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size)] * r.num_engines,
+        RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size, c.rollout_resources)]
+                   * r.num_engines,
                    f"rollout.num_engines={r.num_engines} x (cluster.rollout_cpus={c.rollout_cpus}, "
-                   f"cluster.rollout_gpus={c.rollout_gpus} x rollout.tensor_parallel_size={r.tensor_parallel_size})"),
-        RoleDemand("learner", [bundle(c.learner_cpus, c.learner_gpus)] * lr.world_size,
+                   f"cluster.rollout_gpus={c.rollout_gpus} x rollout.tensor_parallel_size={r.tensor_parallel_size}"
+                   f"{custom_knob('rollout', c.rollout_resources)})"),
+        RoleDemand("learner", [bundle(c.learner_cpus, c.learner_gpus, c.learner_resources)] * lr.world_size,
                    f"learner.world_size={lr.world_size} x (cluster.learner_cpus={c.learner_cpus}, "
-                   f"cluster.learner_gpus={c.learner_gpus})"),
-        RoleDemand("verifier", [bundle(c.verifier_cpus, 0)] * c.num_verifiers,
-                   f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"),
-        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus)] * (2 if cfg.algorithm.teacher_path else 1),
+                   f"cluster.learner_gpus={c.learner_gpus}{custom_knob('learner', c.learner_resources)})"),
+        RoleDemand("verifier", [bundle(c.verifier_cpus, 0, c.verifier_resources)] * c.num_verifiers,
+                   f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"
+                   f"{custom_knob('verifier', c.verifier_resources)}"),
+        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus, c.reference_resources)]
+                   * (2 if cfg.algorithm.teacher_path else 1),
                    f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"
                    + (" (x2: reference and algorithm.teacher_path)" if cfg.algorithm.teacher_path else "")),
     ]
 
 
+def custom_knob(role: str, res: dict) -> str:
+    return f", cluster.{role}_resources={dict(res)}" if res else ""
+
+
 def check_capacity(demands: list[RoleDemand], available: dict) -> None:
-    for res in ("CPU", "GPU"):
+    for res in ("CPU", "GPU", *sorted({k for d in demands for b in d.bundles for k in b} - {"CPU", "GPU"})):
         need = sum(b.get(res, 0) for d in demands for b in d.bundles)
         have = available.get(res, 0)
         if need > have + 1e-9:
@@ -61,18 +69,21 @@ def check_capacity(demands: list[RoleDemand], available: dict) -> None:
 def init_ray(cfg: RLSysConfig) -> None:
     import ray
 
+    from rlsys.console import ray_init_options
+
     if ray.is_initialized():
         return
     # A job's runtime_env env_vars are in this process's environment too; Ray refuses to merge
     # the same key twice, so only add what is not set already.
     wanted = {**ACTOR_ENV, "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gb)}
     env = {"env_vars": {k: v for k, v in wanted.items() if k not in os.environ}}
+    logs = ray_init_options(cfg, env)  # logger.verbose=false: actor logs to <run>/rlsys.log, not the console
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
-        ray.init(address=address, runtime_env=env, log_to_driver=True)
+        ray.init(address=address, runtime_env=env, **logs)
     else:  # a CPU count is a request for a local Ray of that size, never someone else's running one
         ray.init(address="local" if cfg.cluster.num_cpus else None, num_cpus=cfg.cluster.num_cpus,
-                 include_dashboard=False, runtime_env=env, log_to_driver=True)
+                 include_dashboard=False, runtime_env=env, **logs)
 
 
 def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:
@@ -114,5 +125,6 @@ def actor_options(groups: dict, role: str, index: int) -> dict:
 
     pg, bundles = groups[role]
     b = bundles[index]
-    return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0),
+    custom = {k: v for k, v in b.items() if k not in ("CPU", "GPU")}  # cluster.<role>_resources
+    return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0), **({"resources": custom} if custom else {}),
             "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)}

@@ -128,6 +128,10 @@ class ClusterConfig:
     verifier_cpus: float = 0.25  # per verifier actor
     reference_cpus: float = 0.25  # reference server
     reference_gpus: float = 0.0  # reference server
+    rollout_resources: Any = None  # dict[str, float] | None: custom Ray resources per engine, e.g. {rollout_node: 1}: engines go to nodes started with them
+    learner_resources: Any = None  # dict[str, float] | None: custom Ray resources per learner rank (pins learners to such nodes)
+    verifier_resources: Any = None  # dict[str, float] | None: custom Ray resources per verifier actor
+    reference_resources: Any = None  # dict[str, float] | None: custom Ray resources for the reference (and teacher)
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
     colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
 
@@ -148,7 +152,16 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     log_rollouts: bool = True  # write each step's batch as parquet under <run>/rollouts/
-    print_every: int = 1  # print a metrics line every N steps
+    print_every: int = 1  # console without a terminal: print the progress line every N steps
+    backends: list[str] = field(default_factory=lambda: ["console", "jsonl"])  # any of console, jsonl, tensorboard, wandb, mlflow
+    modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more backends
+    samples_every: int = 10  # log a table of sample completions every N steps (0 = never)
+    samples_n: int = 4  # rows (prompts, first sample of each) per samples table
+    project: str = "rlsys"  # wandb project / MLflow experiment name
+    run_name: str | None = None  # wandb / MLflow run name; null = the run directory's name
+    wandb_mode: str = "offline"  # offline (files under <run>/wandb; `wandb sync` uploads) | online | disabled
+    mlflow_uri: str | None = None  # MLflow tracking URI; null = a file store at <run>/mlruns
+    verbose: bool = False  # library warnings and actor logs on the console too (else only in <run>/rlsys.log)
 
 
 @dataclass
@@ -230,6 +243,13 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(lr_.backend in ("auto", "gloo", "nccl"), "learner.backend", f"must be auto, gloo or nccl, got {lr_.backend!r}")
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
+    for role in ("rollout", "learner", "verifier", "reference"):
+        res = getattr(c, f"{role}_resources") or {}
+        _check(isinstance(res, dict) and all(
+            isinstance(k, str) and k not in ("CPU", "GPU", "memory") and isinstance(v, (int, float)) and v > 0
+            for k, v in res.items()), f"cluster.{role}_resources",
+            f"must map custom resource names (not CPU/GPU/memory: use cluster.{role}_cpus/_gpus) to positive "
+            f"amounts, e.g. {{{role}_node: 1}}; got {res!r}")
     _check(t.steps >= 0, "trainer.steps", f"must be >= 0, got {t.steps}")
     _check(t.prompts_per_step >= 1, "trainer.prompts_per_step", f"must be >= 1, got {t.prompts_per_step}")
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
@@ -246,10 +266,28 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")
     _check(0 < e.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {e.top_p}")
     _check(e.every >= 0, "eval.every", f"must be >= 0, got {e.every}")
+    _validate_logger(cfg.logger)
     v = cfg.verifier
     for key in ("timeout_s", "concurrency", "memory_mb", "max_output_kb", "max_processes"):
         _check(getattr(v, key) > 0, f"verifier.{key}", f"must be > 0, got {getattr(v, key)}")
     return cfg
+
+
+def _validate_logger(lg: LoggerConfig) -> None:
+    from rlsys.loggers import BACKENDS, load_modules, missing_package
+
+    try:
+        load_modules(lg.modules)
+    except ImportError as e:
+        raise ConfigError(f"config key 'logger.modules': cannot import {e.name!r} ({e})") from e
+    for name in lg.backends:
+        _check(name in BACKENDS, "logger.backends", f"unknown backend {name!r}; known: {sorted(BACKENDS)}")
+        pkg = missing_package(name)
+        _check(pkg is None, "logger.backends", f"backend {name!r} needs the package {pkg!r}: pip install {pkg}")
+    _check(lg.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode",
+           f"must be offline, online or disabled, got {lg.wandb_mode!r}")
+    _check(lg.samples_every >= 0 and lg.samples_n >= 1, "logger.samples_every", "samples_every must be >= 0, samples_n >= 1")
+    _check(lg.print_every >= 1, "logger.print_every", f"must be >= 1, got {lg.print_every}")
 
 
 def _validate_algorithm(a: AlgorithmConfig) -> None:

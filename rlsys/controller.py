@@ -11,11 +11,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from rlsys.config import RLSysConfig, as_dict
+from rlsys.console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.objective import needs, report
-from rlsys.metrics import MetricsLog, StepTimer, step_metrics
+from rlsys.loggers.run import RunLogger
+from rlsys.metrics import StepTimer, step_metrics
 from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.roles import Roles, shutdown_roles, start_roles
@@ -73,19 +75,19 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
         log=print) -> dict:
     """The RL phase on running roles: held-out reward, trainer.steps steps, held-out reward."""
     t, run_dir = cfg.trainer, Path(cfg.run_dir)
-    metrics = MetricsLog(run_dir, cfg.logger.print_every)
     before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
     log(f"held-out reward before RL: {before}")
     anchors = AnchorPool(cfg, roles, train_data) if "anchors" in needs(cfg.algorithm) else None
     prompts, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
-    for step in range(1, t.steps + 1):
-        batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)
-        version = m["policy_version"]
-        if cfg.eval.every and held_out and step % cfg.eval.every == 0:
-            m.update(held_out_pass_at_k(cfg, roles, held_out))
-        metrics.log(m)
-        if cfg.logger.log_rollouts:
-            _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")
+    with RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends, under verl's metric names
+        for step in range(1, t.steps + 1):
+            batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)
+            version = m["policy_version"]
+            if cfg.eval.every and held_out and step % cfg.eval.every == 0:
+                m.update(held_out_pass_at_k(cfg, roles, held_out))
+            metrics.log(m, batch)
+            if cfg.logger.log_rollouts:
+                _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")
     after = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
     return {"steps": t.steps, "held_out_before": before, "held_out_after": after,
             "train_seconds": time.perf_counter() - t0}
@@ -95,6 +97,7 @@ def train(cfg: RLSysConfig, log=print) -> dict:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
+    setup_console(cfg)  # library warnings and actor logs -> <run>/rlsys.log unless logger.verbose=true
     summary = {"run_dir": str(run_dir), "status": "failed"}
     train_data, held_out, model_path, tokenizer = prepare_data_and_model(cfg, log)
     log(f"data: {len(train_data)} train prompts ({train_data.path}), {len(held_out)} held-out ({held_out.path})")
@@ -127,4 +130,4 @@ def _print_summary(s: dict, log) -> None:
         log(f"held-out reward: {b['reward_mean']:.3f} before RL -> {a['reward_mean']:.3f} after "
             f"{s['steps']} steps ({a['samples']} samples each)")
     log(f"checkpoint (HF format): {s.get('checkpoint')}")
-    log(f"run directory: {s['run_dir']}  (metrics.jsonl, summary.json, rollouts/)")
+    log(f"run directory: {s['run_dir']}  (metrics.jsonl, summary.json, rollouts/, rlsys.log)")

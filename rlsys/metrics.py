@@ -1,4 +1,4 @@
-"""Per-step metrics: a compact printed line and one JSON object per step in metrics.jsonl."""
+"""Per-step metrics of the RL loop (internal names; rlsys/loggers renames them to verl's and writes them)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,20 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
     }
     m.update({f"time_{k}": seconds.get(k, 0.0) for k in STAGES})
     m["learner_peak_memory_gb"] = train.get("learner_peak_memory_gb", 0.0)
+    m.update(spread_stats(batch))
     m.update(verifier_stats(batch.verifier_details or []))
+    return m
+
+
+def spread_stats(batch: RolloutBatch) -> dict:
+    """Max/min of rewards and response lengths, prompt length, advantage spread (verl's critic/*, *_length/*)."""
+    lengths = batch.response_lengths
+    m = {"reward_max": float(batch.reward.max()), "reward_min": float(batch.reward.min()),
+         "response_length_max": float(lengths.max()), "response_length_min": float(lengths.min()),
+         "prompt_length": float(np.mean([len(p) for p in batch.prompt_token_ids]))}
+    if batch.advantages is not None:
+        adv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in batch.advantages] or [np.zeros(1)])
+        m.update(advantages_mean=float(adv.mean()), advantages_max=float(adv.max()), advantages_min=float(adv.min()))
     return m
 
 
@@ -91,30 +104,6 @@ def verifier_stats(details: list[dict]) -> dict:
     return {"verifier_errors": sum(1 for d in details if d.get("error")),
             "verifier_timeouts": sum(1 for d in details if d.get("timeout")),
             "verify_sample_seconds": float(np.mean(secs)) if secs else 0.0}
-
-
-def format_line(m: dict) -> str:
-    times = " ".join(f"{k[:3]} {m['time_' + k]:.2f}" for k in STAGES)
-    return (f"step {m['step']:>4} | reward {m['reward_mean']:.3f} acc {m['accuracy']:.3f} len {m['response_length']:.1f}"
-            f" | {kl_name(m)} {m.get('kl_ref', m.get('kl_behaviour', 0.0)):.4f} ent {m['entropy']:.3f} mis {m['logprob_mismatch']:.1e}"
-            f" | {times} (sum {m['stage_sum_seconds']:.2f}) wall {m['step_seconds']:.2f}s | {m['tokens_per_s']:.0f} tok/s")
-
-
-def kl_name(m: dict) -> str:
-    return "kl" if "kl_ref" in m else "kl(beh)"
-
-
-class MetricsLog:
-    def __init__(self, run_dir: str | Path, print_every: int = 1):
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.print_every = max(1, print_every)
-
-    def log(self, m: dict) -> None:
-        with self.path.open("a") as f:  # appended and closed every step: a crash loses nothing logged
-            f.write(json.dumps(m) + "\n")
-        if m["step"] % self.print_every == 0:
-            print(format_line(m), flush=True)
 
 
 def read_metrics(path: str | Path) -> list[dict]:

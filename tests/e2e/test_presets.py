@@ -63,12 +63,12 @@ def train_preset(shared, name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_trains(shared, name):
     rows, rollouts, _ = train_preset(shared, name)
-    assert [r["policy_version"] for r in rows] == list(range(1, STEPS + 1))
-    assert rows[0]["kl_ref"] < 1e-6  # reset really put the base weights back in learners and engine
-    assert rows[-1]["kl_ref"] > 1e-6  # and the objective moved the policy
+    assert [r["training/policy_version"] for r in rows] == list(range(1, STEPS + 1))
+    assert rows[0]["actor/kl_loss"] < 1e-6  # reset really put the base weights back in learners and engine
+    assert rows[-1]["actor/kl_loss"] > 1e-6  # and the objective moved the policy
     for r in rows:
-        assert np.isfinite(r["loss"]) and r["grad_norm"] > 0
-        assert r["logprob_mismatch"] < 1e-3  # the engine sampled with the learner's synced weights
+        assert np.isfinite(r["actor/pg_loss"]) and r["actor/grad_norm"] > 0
+        assert r["training/rollout_logprob_diff_mean"] < 1e-3  # the engine sampled with the learner's synced weights
     assert len(rollouts) == STEPS
 
 
@@ -80,7 +80,7 @@ def test_dapo_keeps_full_batch_of_informative_groups(shared):
         assert len(np.unique(groups)) == 16  # refilled to trainer.prompts_per_step
         for g in np.unique(groups):
             assert 0 < correct[groups == g].sum() < 8
-        assert r["prompts_sampled"] >= 16 and r["sampling_rounds"] >= 1
+        assert r["rollout/prompts_sampled"] >= 16 and r["rollout/sampling_rounds"] >= 1
 
 
 def test_psr_and_nsr_train_on_their_half_only(shared):
@@ -93,14 +93,14 @@ def test_psr_and_nsr_train_on_their_half_only(shared):
 
 def test_ppo_critic_learns_the_returns(shared):
     rows, rollouts, _ = train_preset(shared, "ppo")
-    assert rows[0]["value_loss"] > rows[-1]["value_loss"] > 0
+    assert rows[0]["critic/vf_loss"] > rows[-1]["critic/vf_loss"] > 0
     assert all(v is not None for v in rollouts[-1]["values"])
 
 
 def test_dph_rl_divergence_starts_at_zero_and_grows(shared):
     rows, _, _ = train_preset(shared, "dph_rl")
-    assert abs(rows[0]["divergence"] if "divergence" in rows[0] else 0.0) < 1e-6  # pi_theta == pi_0 at step 1
-    assert rows[-1]["divergence"] > 1e-7
+    assert abs(rows[0].get("actor/divergence", 0.0)) < 1e-6  # pi_theta == pi_0 at step 1
+    assert rows[-1]["actor/divergence"] > 1e-7
 
 
 def test_opd_advantage_is_teacher_minus_student(shared):
@@ -124,6 +124,6 @@ def test_dapo_stops_with_a_clear_error_when_no_group_is_informative(shared):
 
 def test_pass_at_k_logged_during_training(shared):
     rows, _, _ = train_preset(shared, "grpo")
-    assert not any(k.startswith("eval_pass@") for k in rows[0])
-    curve = [rows[-1][f"eval_pass@{k}"] for k in (1, 2, 4)]
+    assert not any(k.startswith("val/pass@") for k in rows[0])
+    curve = [rows[-1][f"val/pass@{k}"] for k in (1, 2, 4)]
     assert 0 < curve[0] <= curve[1] <= curve[2] <= 1

@@ -8,6 +8,7 @@ import textwrap
 import pyarrow.parquet as pq
 import pytest
 
+from rlsys.loggers.names import verl_name
 from rlsys.metrics import STAGES, read_metrics
 from tests.conftest import run_cli
 
@@ -36,16 +37,19 @@ def test_metrics_have_every_field_each_step(run):
     run_dir, _ = run
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-    assert [r["policy_version"] for r in rows] == list(range(1, STEPS + 1))
+    assert [r["training/policy_version"] for r in rows] == list(range(1, STEPS + 1))
+    assert [r["training/global_step"] for r in rows] == list(range(1, STEPS + 1))
+    stages = [verl_name(f"time_{k}") for k in STAGES]  # timing_s/gen, timing_s/reward, ...
     for r in rows:
-        for key in ("reward_mean", "accuracy", "response_length", "kl_behaviour", "entropy", "logprob_mismatch",
-                    "tokens_per_s", "learner_peak_memory_gb", *(f"time_{k}" for k in STAGES)):
+        for key in ("critic/score/mean", "critic/score/accuracy", "response_length/mean", "response_length/clip_ratio",
+                    "actor/ppo_kl", "actor/entropy", "actor/pg_loss", "actor/grad_norm",
+                    "training/rollout_logprob_diff_mean", "perf/throughput", "perf/max_memory_gb", *stages):
             assert key in r
-        assert "kl_ref" not in r and r["time_reference"] == 0  # no term reads the reference: it never ran
-        assert 0.1 < r["learner_peak_memory_gb"] < 8
-        assert max(r[f"time_{k}"] for k in STAGES) <= r["step_seconds"] + 1e-6  # each stage inside the step
-        assert r["stage_sum_seconds"] == pytest.approx(sum(r[f"time_{k}"] for k in STAGES))  # > wall: overlap
-        assert r["logprob_mismatch"] < 1e-3  # synced every step: behaviour and learner agree
+        assert "actor/kl_loss" not in r and r["timing_s/ref"] == 0  # no term reads the reference: it never ran
+        assert 0.1 < r["perf/max_memory_gb"] < 8
+        assert max(r[k] for k in stages) <= r["timing_s/step"] + 1e-6  # each stage inside the step
+        assert r["timing_s/stage_sum"] == pytest.approx(sum(r[k] for k in stages))  # > wall: overlap
+        assert r["training/rollout_logprob_diff_mean"] < 1e-3  # synced every step: behaviour and learner agree
     assert len(list((run_dir / "rollouts").glob("*.parquet"))) == STEPS
     for path in sorted((run_dir / "rollouts").glob("*.parquet")):  # each sample trained on exactly once
         t = pq.read_table(path, columns=["group_id", "sample_index"]).to_pydict()
@@ -76,3 +80,12 @@ def test_checkpoint_loads_in_transformers_and_vllm(run, tmp_path):
     line = [x for x in proc.stdout.splitlines() if x.startswith("GREEDY")][0]
     hf, vllm_text = line.split(" ", 1)[1].rsplit(" ", 1)
     assert hf == vllm_text  # same weights, same greedy answer in both runtimes
+
+
+def test_console_is_short_and_library_logs_go_to_the_run_log(run):
+    run_dir, stdout = run
+    lines = stdout.splitlines()
+    assert len(lines) <= 40 and sum("[####################] " in l for l in lines) == 1, stdout  # noqa: E741
+    assert "WARNING" not in stdout and "RolloutWorker" not in stdout
+    log = (run_dir / "rlsys.log").read_text()
+    assert ":actor_name:RolloutWorker" in log and "vllm" in log  # the engine's own output, kept in the run

@@ -140,3 +140,75 @@ def test_split_balanced_covers_everything_with_even_tokens():
     assert sorted(np.concatenate(shards).tolist()) == list(range(8))
     loads = [sum(len(b.response_token_ids[i]) + 2 for i in s) for s in shards]
     assert abs(loads[0] - loads[1]) <= 2
+
+
+# verl-format files: data_source, prompt (chat messages), ability, reward_model={ground_truth, style}, extra_info
+class ChatTok:
+    """The char tokenizer with a chat template (verl prompts are chat messages)."""
+    chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    name_or_path = "char+chat"
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "".join(m["content"] for m in messages)
+
+    def encode(self, text, add_special_tokens=False):
+        return TOK.encode(text, add_special_tokens=add_special_tokens)
+
+
+def verl_row(source, question, truth, i=0):
+    return {"data_source": source, "prompt": [{"role": "user", "content": question}], "ability": "math",
+            "reward_model": {"ground_truth": truth, "style": "rule"}, "extra_info": {"split": "train", "index": i}}
+
+
+def test_verl_format_loads_with_nested_ground_truth_and_verl_sources(tmp_path):
+    path = write(tmp_path, [verl_row("openai/gsm8k", "Tom has 3 apples and buys 4. How many?", "7", 0),
+                            verl_row("lighteval/MATH", "What is 1/2 + 1/4?", "\\frac{3}{4}", 1),
+                            verl_row("DigitalLearningGmbH/MATH-lighteval", "Compute 2^3.", "8", 2)])
+    from rlsys.verify import known_sources
+
+    data = load_prompts(path, ChatTok(), known_sources(), 100)
+    assert data.ground_truth == ["7", "\\frac{3}{4}", "8"]
+    assert data.data_source == ["openai/gsm8k", "lighteval/MATH", "DigitalLearningGmbH/MATH-lighteval"]
+    assert data.prompts[0] == "Tom has 3 apples and buys 4. How many?"
+    assert VERIFIERS["lighteval/MATH"]("so \\boxed{\\frac{3}{4}}", "\\frac{3}{4}")[0] == 1.0
+    assert VERIFIERS["DigitalLearningGmbH/MATH-lighteval"]("\\boxed{9}", "8")[0] == 0.0
+
+
+def test_gsm8k_scores_hash_answers_and_full_solution_truths():
+    gsm8k = VERIFIERS["openai/gsm8k"]
+    truth = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 1,072"
+    assert gsm8k("... so the total is #### 1072", truth)[0] == 1.0
+    assert gsm8k("The answer is \\boxed{1,072}.", "1072")[0] == 1.0
+    assert gsm8k("#### 1071", truth) == (0.0, {"parsed": "1071", "reason": "####: mismatch"})
+    assert gsm8k("no idea", "5")[0] == 0.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"reward_model": {"ground_truth": None, "style": "rule"}}, r"v\.parquet row 1: empty 'reward_model\.ground_truth'"),
+    ({"reward_model": {"ground_truth": "seven", "style": "rule"}}, r"v\.parquet row 1: reward_model\.ground_truth is not valid"),
+    ({"data_source": "my/unknown"}, r"v\.parquet row 1: unknown data_source 'my/unknown' \(column 'data_source'\)"),
+    ({"prompt": [{"role": "user", "text": "hi"}]}, r"v\.parquet row 1: 'prompt' must be text or a list of chat messages"),
+])
+def test_bad_verl_rows_name_file_row_and_column(tmp_path, bad, match):
+    from rlsys.verify import known_sources
+
+    good = verl_row("openai/gsm8k", "1+1?", "2")
+    path = write(tmp_path, [good, {**good, **bad}], "v.parquet")
+    with pytest.raises(DatasetError, match=match):
+        load_prompts(path, ChatTok(), known_sources(), 100)
+
+
+def test_reward_model_without_ground_truth_field_names_the_column(tmp_path):
+    from rlsys.verify import known_sources
+
+    path = write(tmp_path, [{"data_source": "openai/gsm8k", "prompt": "1+1?", "reward_model": {"style": "rule"}}], "n.parquet")
+    with pytest.raises(DatasetError, match=r"n\.parquet row 0, column 'reward_model': no 'ground_truth' field"):
+        load_prompts(path, ChatTok(), known_sources(), 100)
+
+
+def test_reward_model_that_is_not_a_struct_names_the_column(tmp_path):
+    from rlsys.verify import known_sources
+
+    path = write(tmp_path, [{"data_source": "openai/gsm8k", "prompt": "1+1?", "reward_model": "2"}], "s.parquet")
+    with pytest.raises(DatasetError, match=r"s\.parquet row 0, column 'reward_model': expected a struct"):
+        load_prompts(path, ChatTok(), known_sources(), 100)

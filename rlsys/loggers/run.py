@@ -1,0 +1,39 @@
+"""The run's logger: every step's metrics, under verl's names, to each backend of logger.backends,
+and every logger.samples_every steps a table of sample completions."""
+
+from __future__ import annotations
+
+import sys
+
+from rlsys.loggers import open_backends
+from rlsys.loggers.names import verl_names
+from rlsys.loggers.table import COLUMNS, sample_rows
+
+
+class RunLogger:
+    def __init__(self, cfg, prompts: list[str]):
+        self.backends = open_backends(cfg, cfg.run_dir)
+        self.every, self.n, self.prompts = cfg.logger.samples_every, cfg.logger.samples_n, prompts
+
+    def log(self, m: dict, batch=None) -> None:
+        """One step's metrics (internal names); with the step's batch, its sample table when due."""
+        named, step = verl_names(m), int(m["step"])
+        for b in self.backends:
+            b.log(named, step)
+        if batch is not None and self.every and step % self.every == 0:
+            rows = sample_rows(batch, self.prompts, self.n)
+            for b in self.backends:
+                b.table("samples", COLUMNS, rows, step)
+
+    def close(self) -> None:
+        for b in self.backends:  # every backend gets closed, even if one fails
+            try:
+                b.close()
+            except Exception as e:  # noqa: BLE001
+                print(f"rlsys: closing logger {type(b).__name__} failed: {e}", file=sys.stderr)
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
