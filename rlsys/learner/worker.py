@@ -215,7 +215,9 @@ class LearnerWorker:
             from rlsys.sync import SYNC_BACKENDS
 
             self._sync = SYNC_BACKENDS[self.cfg.rollout.sync_backend](self.cfg)
-        return self._sync.push(self.model, engines, version, is_sender=self.rank == 0)
+        # async: the pushed version is kept for engines restarted while the learners move on
+        return self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
+                               keep_snapshot=self.cfg.trainer.max_staleness >= 1)
 
     def save_checkpoint(self, path: str) -> str | None:
         """HF-format checkpoint (weights + config + tokenizer) written by rank 0."""

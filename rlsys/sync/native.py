@@ -72,7 +72,8 @@ class NativeSync:
     def _init_info(self, rank: int, engines: list):
         raise NotImplementedError
 
-    def push(self, model, engines, version: int, is_sender: bool) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
+        # keep_snapshot: not supported here (the fleet then has no snapshot: async restarts fail clearly)
         from vllm.distributed.weight_transfer import ModuleSource, WeightTransferTrainerFactory
 
         import torch.distributed as dist

@@ -18,9 +18,8 @@ from rlsys.sync.bucket import bucket_nbytes, iter_buckets, pack_bucket
 class ObjectStoreSync:
     def __init__(self, cfg):
         self.bucket_mb = cfg.rollout.sync_bucket_mb
-        self.keep = cfg.trainer.max_staleness >= 1
 
-    def push(self, model, engines, version: int, is_sender: bool) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
         import ray
 
         t0, nbytes, in_flight, kept = time.perf_counter(), 0, {}, []
@@ -35,7 +34,7 @@ class ObjectStoreSync:
             del packed
             settle(in_flight, alive)  # at most two buckets alive at once (unless kept): bounded memory
             in_flight = {i: engines[i].load_weights.remote(ref, version) for i in alive}
-            if self.keep:
+            if keep_snapshot:
                 kept.append(ref)
             del ref
         if is_sender:

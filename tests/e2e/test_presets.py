@@ -94,6 +94,7 @@ def test_psr_and_nsr_train_on_their_half_only(shared):
 def test_ppo_critic_learns_the_returns(shared):
     rows, rollouts, _ = train_preset(shared, "ppo")
     assert rows[0]["value_loss"] > rows[-1]["value_loss"] > 0
+    assert all(r["actor/ppo_updates"] == 2 for r in rows)  # the preset's learner.ppo_epochs=2
     assert all(v is not None for v in rollouts[-1]["values"])
 
 

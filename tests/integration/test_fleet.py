@@ -330,7 +330,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
 
     fleet = RolloutFleet([make(0), make(1, die=2)], cfg, make)
     sync = ObjectStoreSync(cfg)
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True)))
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True, keep_snapshot=True)))
     version1 = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
     stats = sync_weights(roles, 1)
     assert stats["failed"] == [1] and fleet.restarts == 1 and fleet.version == 1
