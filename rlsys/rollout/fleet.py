@@ -19,6 +19,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
@@ -29,16 +30,6 @@ CatchUp = Callable[[list, int], object]  # (engines, version): push that version
 
 class FleetError(RuntimeError):
     """The fleet cannot answer: engines keep dying, or a restarted engine cannot be brought up."""
-
-
-def engine_died(err: BaseException) -> bool:
-    """The actor is gone (killed, crashed, node lost) or its vLLM engine core died under it."""
-    import ray
-
-    if isinstance(err, ray.exceptions.RayActorError):
-        return True
-    cause = getattr(err, "cause", None)
-    return type(cause).__name__ == "EngineDeadError"
 
 
 class RolloutFleet:

@@ -48,7 +48,7 @@ def settle(calls: dict, alive: set) -> None:
     """Wait for each engine's call; an engine that died leaves `alive` (any other error is raised)."""
     import ray
 
-    from rlsys.rollout.fleet import engine_died
+    from rlsys.errors import engine_died
 
     for i, ref in calls.items():
         try:
