@@ -58,6 +58,14 @@ def check_capacity(demands: list[RoleDemand], available: dict) -> None:
                 + "\nLower these knobs (e.g. learner.world_size) or add nodes.")
 
 
+def pin_to_cpus(variable: str) -> None:
+    """Pin this process (and the processes it starts later) to the CPUs listed in the environment
+    variable, e.g. RLSYS_ROLLOUT_CPUS=0 (benchmarks/async.py: engines and learners on disjoint cores)."""
+    cpus = os.environ.get(variable)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
 def init_ray(cfg: RLSysConfig) -> None:
     import ray
 

@@ -31,6 +31,9 @@ from rlsys.net import free_address
 
 class LearnerWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, rank: int, world_size: int):
+        from rlsys.cluster import pin_to_cpus
+
+        pin_to_cpus("RLSYS_LEARNER_CPUS")
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
         torch.manual_seed(cfg.trainer.seed + rank)
 
