@@ -15,6 +15,12 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.e2e
 STEPS = 30
 MARGIN = 0.08  # measured: 0.642 -> 0.815 (+0.17) on 1,024 held-out samples (README)
+# (reward_mean, loss, grad_norm, entropy) of steps 1-4 of the sync loop before async mode existed (commit
+# 0a5a32a, `rlsys train trainer.steps=4 trainer.eval_n=0`): trainer.max_staleness=0 must reproduce them bitwise.
+SYNC_TRAJECTORY = [(0.541015625, -2.2118911147117615e-09, 4.256824970245361, 0.31455053136243516),
+                   (0.646484375, -8.149072527885437e-09, 2.62823224067688, 0.27035754367643516),
+                   (0.697265625, -4.190951585769653e-09, 2.3341825008392334, 0.2665400771320169),
+                   (0.681640625, -1.1757947504520416e-08, 3.175722599029541, 0.2336846462966222)]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +86,11 @@ def test_async_trains_every_sample_within_one_version(async_run):
         assert r["training/off_policy/dropped_samples"] == 0
         if step >= 2:  # sampled by the previous weights: the decoupled-PPO weight corrects for it
             assert r["rollout_corr/kl_k3"] > 0 and r["rollout_corr/is_weight_max"] != 1.0
+
+
+def test_sync_mode_reproduces_the_trajectory_from_before_async_mode_bitwise(run):
+    rows = read_metrics(run[0] / "metrics.jsonl")[:len(SYNC_TRAJECTORY)]
+    assert [(r["reward_mean"], r["loss"], r["grad_norm"], r["entropy"]) for r in rows] == SYNC_TRAJECTORY
 
 
 def test_checkpoint_loads_in_transformers_and_vllm(run, tmp_path):
