@@ -59,11 +59,16 @@ def check_capacity(demands: list[RoleDemand], available: dict) -> None:
 
 
 def pin_to_cpus(variable: str) -> None:
-    """Pin this process (and the processes it starts later) to the CPUs listed in the environment
-    variable, e.g. RLSYS_ROLLOUT_CPUS=0 (benchmarks/async.py: engines and learners on disjoint cores)."""
+    """Pin this process (every thread it has now, hence the threads and processes they start later)
+    to the CPUs listed in the environment variable, e.g. RLSYS_ROLLOUT_CPUS=0 (benchmarks/async.py:
+    engines and learners on disjoint cores). vLLM's CPU workers bind their OpenMP threads themselves:
+    they are told the same cores (VLLM_CPU_OMP_THREADS_BIND)."""
     cpus = os.environ.get(variable)
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+    for tid in os.listdir("/proc/self/task"):  # sched_setaffinity(pid) sets one thread's mask only
+        os.sched_setaffinity(int(tid), {int(c) for c in cpus.split(",")})
 
 
 def init_ray(cfg: RLSysConfig) -> None:
@@ -76,10 +81,11 @@ def init_ray(cfg: RLSysConfig) -> None:
     wanted = {**ACTOR_ENV, "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gb)}
     env = {"env_vars": {k: v for k, v in wanted.items() if k not in os.environ}}
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
-    if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
+    if address and address != "local":  # under `ray job submit` RAY_ADDRESS points at the cluster
         ray.init(address=address, runtime_env=env, log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=True)
+    else:  # "local": a new local instance even when another one runs on the machine
+        ray.init(address=address, num_cpus=cfg.cluster.num_cpus, include_dashboard=False, runtime_env=env,
+                 log_to_driver=True)
 
 
 def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:

@@ -121,7 +121,7 @@ class LearnerConfig:
 
 @dataclass
 class ClusterConfig:
-    address: str | None = None  # Ray address; null = join a running cluster if any, else start one
+    address: str | None = None  # Ray address; null = join a running cluster if any, else start one; "local" = always start one
     num_cpus: int | None = None  # CPUs for a locally started Ray (null = all)
     rollout_cpus: float = 0.5  # per engine
     rollout_gpus: float = 0.0  # per engine (multiplied by tensor_parallel_size)
