@@ -66,6 +66,19 @@ def check_capacity(demands: list[RoleDemand], available: dict) -> None:
                 + "\nLower these knobs (e.g. learner.world_size) or add nodes.")
 
 
+def pin_to_cpus(variable: str) -> None:
+    """Pin this process (every thread it has now, hence the threads and processes they start later)
+    to the CPUs listed in the environment variable, e.g. RLSYS_ROLLOUT_CPUS=0 (benchmarks/async.py:
+    engines and learners on disjoint cores). vLLM's CPU workers bind their OpenMP threads themselves:
+    they are told the same cores (VLLM_CPU_OMP_THREADS_BIND)."""
+    cpus = os.environ.get(variable)
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+    for tid in os.listdir("/proc/self/task"):  # sched_setaffinity(pid) sets one thread's mask only
+        os.sched_setaffinity(int(tid), {int(c) for c in cpus.split(",")})
+
+
 def init_ray(cfg: RLSysConfig) -> None:
     import ray
 
@@ -79,11 +92,12 @@ def init_ray(cfg: RLSysConfig) -> None:
     env = {"env_vars": {k: v for k, v in wanted.items() if k not in os.environ}}
     logs = ray_init_options(cfg, env)  # logger.verbose=false: actor logs to <run>/rlsys.log, not the console
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
-    if address:  # under `ray job submit` RAY_ADDRESS points at the cluster
+    if address and address != "local":  # under `ray job submit` RAY_ADDRESS points at the cluster
         ray.init(address=address, runtime_env=env, **logs)
-    else:  # a CPU count is a request for a local Ray of that size, never someone else's running one
-        ray.init(address="local" if cfg.cluster.num_cpus else None, num_cpus=cfg.cluster.num_cpus,
-                 include_dashboard=False, runtime_env=env, **logs)
+    else:  # "local" or a CPU count: a new local Ray of that size, never someone else's running one
+        local = address == "local" or cfg.cluster.num_cpus
+        ray.init(address="local" if local else None, num_cpus=cfg.cluster.num_cpus, include_dashboard=False,
+                 runtime_env=env, **logs)
 
 
 def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:

@@ -82,6 +82,12 @@ class AlgorithmConfig:
     lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at the last step)
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm (0 = off)
+    rollout_correction: str = "auto"  # behaviour-vs-learner IS correction: none | tis | mis | icepop (auto = tis when trainer.max_staleness >= 1, i.e. decoupled PPO; else none)
+    rollout_correction_level: str = "token"  # ratio the correction reads: token | sequence (product) | geometric (per-token geometric mean)
+    rollout_correction_cap: float = 2.0  # tis: IS weight truncated at this cap C
+    rollout_correction_low: float = 0.5  # mis/icepop: ratios below this are masked (weight 0)
+    rollout_correction_high: float = 5.0  # mis/icepop: ratios above this are masked (weight 0)
+    rollout_correction_bypass: bool = False  # logp_old = the engines' behaviour log-probs (no learner recompute, no IS weight)
     modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more objective terms
 
 
@@ -113,12 +119,14 @@ class RolloutConfig:
 class LearnerConfig:
     world_size: int = 2  # learner ranks (one FSDP2 data-parallel group)
     micro_batch_size: int = 64  # sequences per forward/backward, per rank
+    ppo_mini_batch_size: int = 0  # samples per optimizer step, global (0 = the whole step's batch: one update per epoch)
+    ppo_epochs: int = 1  # passes over the step's batch (each pass: one optimizer step per mini-batch)
     backend: str = "auto"  # torch.distributed backend: auto (nccl on GPU, gloo on CPU) | gloo | nccl
 
 
 @dataclass
 class ClusterConfig:
-    address: str | None = None  # Ray address; null = join a running cluster if any, else start one
+    address: str | None = None  # Ray address; null = join a running cluster if any, else start one; "local" = always start one
     num_cpus: int | None = None  # CPUs for a locally started Ray (null = all); set = always start a local one
     rollout_cpus: float = 0.5  # per engine
     rollout_gpus: float = 0.0  # per engine (multiplied by tensor_parallel_size)
@@ -143,6 +151,7 @@ class TrainerConfig:
     seed: int = 0  # seed for sampling, data order and learner init
     output_dir: str = "runs"  # run directories are created under this
     eval_n: int = 8  # samples per held-out prompt for the before/after reward (0 = skip)
+    max_staleness: int = 0  # async: the fleet generates up to k steps ahead; no trained sample is > k versions old (0 = sync)
     save_checkpoint: bool = True  # write the final HF checkpoint
     save_every: int = 0  # resumable checkpoint (sharded learner state + run state) every N steps (0 = off)
     keep_last: int = 2  # resumable checkpoints kept (older ones are deleted)
@@ -257,6 +266,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
     _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
     _check(t.keep_last >= 1, "trainer.keep_last", f"must be >= 1, got {t.keep_last}")
+    _validate_updates(cfg)
     _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
     _check(cfg.task.name in ("arithmetic", "word_problems"), "task.name",
            f"no built-in task {cfg.task.name!r}; known: arithmetic, word_problems")
@@ -336,6 +346,35 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
            f"a teacher is set but unused by {terms} (teacher_kl_coef=0)")
     _check("sequence_ratio" not in need or not adv.per_token_advantage, "algorithm.loss",
            f"{a.loss} is a sequence-level loss; advantage={a.advantage} gives per-token advantages")
+
+
+def _validate_updates(cfg: RLSysConfig) -> None:
+    """PPO mini-batches and epochs, rollout correction and async staleness."""
+    a, lr_, t = cfg.algorithm, cfg.learner, cfg.trainer
+    samples = t.prompts_per_step * cfg.rollout.n
+    _check(lr_.ppo_epochs >= 1, "learner.ppo_epochs", f"must be >= 1, got {lr_.ppo_epochs}")
+    _check(lr_.ppo_mini_batch_size == 0 or lr_.world_size <= lr_.ppo_mini_batch_size <= samples,
+           "learner.ppo_mini_batch_size", f"must be 0 (whole batch) or in [learner.world_size={lr_.world_size}, "
+           f"trainer.prompts_per_step x rollout.n={samples}], got {lr_.ppo_mini_batch_size}")
+    _check(t.max_staleness >= 0, "trainer.max_staleness", f"must be >= 0, got {t.max_staleness}")
+    _check(t.max_staleness == 0 or not cfg.cluster.colocate, "trainer.max_staleness",
+           "async training (max_staleness >= 1) overlaps generation with training; it cannot run with "
+           "cluster.colocate=true, where the engines sleep while the learners train")
+    from rlsys.learner.objectives import ROLLOUT_CORRECTIONS
+
+    modes = ("auto", *ROLLOUT_CORRECTIONS)
+    _check(a.rollout_correction in modes, "algorithm.rollout_correction",
+           f"unknown mode {a.rollout_correction!r}; known: {', '.join(modes)}")
+    _check(a.rollout_correction_level in ("token", "sequence", "geometric"), "algorithm.rollout_correction_level",
+           f"must be token, sequence or geometric, got {a.rollout_correction_level!r}")
+    _check(a.rollout_correction_cap >= 1, "algorithm.rollout_correction_cap",
+           f"must be >= 1 (a truncation cap on the IS weight), got {a.rollout_correction_cap}")
+    _check(0 <= a.rollout_correction_low < 1 < a.rollout_correction_high, "algorithm.rollout_correction_low",
+           f"need algorithm.rollout_correction_low ({a.rollout_correction_low}) < 1 < "
+           f"algorithm.rollout_correction_high ({a.rollout_correction_high})")
+    _check(not a.rollout_correction_bypass or a.rollout_correction in ("auto", "none"), "algorithm.rollout_correction",
+           f"algorithm.rollout_correction_bypass=true makes logp_old the behaviour log-probs, so the IS weight is 1 "
+           f"and {a.rollout_correction} would do nothing: set algorithm.rollout_correction=none (or bypass=false)")
 
 
 def as_dict(cfg: RLSysConfig) -> dict[str, Any]:

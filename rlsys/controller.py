@@ -15,12 +15,13 @@ from rlsys.console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
-from rlsys.learner.objective import needs, report
+from rlsys.learner.objective import needs, report, report_correction
 from rlsys.loggers.run import RunLogger
 from rlsys.metrics import StepTimer, step_metrics
 from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.roles import Roles, shutdown_roles, start_roles
+from rlsys.rollouts import Rollouts
 from rlsys.verify.pool import require_scored
 
 
@@ -44,12 +45,12 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
     return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
 
 
-def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step: int, version: int,
+def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, version: int,
             anchors: AnchorPool | None = None):
-    """One RL step, straight through: sample (generate, streaming each finished group into verify and
-    reference) -> advantages -> train -> sync."""
+    """One RL step, straight through: the step's batch (generated now, streaming each finished group into
+    verify and reference; or up to trainer.max_staleness steps ahead) -> advantages -> train -> sync."""
     a, timer = cfg.algorithm, StepTimer()
-    batch, extra = sample_step(cfg, roles, train, prompts, seed=cfg.trainer.seed * 100_003 + step, timer=timer)
+    batch, extra = rollouts.take(step, version, timer)  # no sample more than max_staleness versions old
     if cfg.cluster.colocate:  # the learners get the GPU memory while they train
         roles.fleet.sleep()
     with timer("train"):
@@ -57,16 +58,17 @@ def rl_step(cfg: RLSysConfig, roles: Roles, train: PromptDataset, prompts, step:
             batch.values = roles.learners.values(batch)
         batch.advantages, batch.loss_mask = compute_advantages(batch, a, cfg.rollout.max_new_tokens)
         learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
-        stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1))
+        stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1), step=step)
     if cfg.cluster.colocate:
         roles.fleet.wake()
     with timer("sync"):
-        sync = sync_weights(roles, version + 1)  # the controller moves the weights; the fleet serves them
+        sync = rollouts.sync(version + 1)  # the controller moves the weights, between the fleet's rounds
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
     m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(roles.fleet.spec_metrics())
     m.update(report(stats, a))  # every declared stat of the objective's active terms
+    m.update(report_correction(stats), **{"actor/ppo_updates": stats["ppo_updates"]})
     m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/faults.py)
     return batch, m
 
@@ -79,12 +81,16 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
     log(f"held-out reward before RL: {before}")
     anchors = AnchorPool(cfg, roles, train_data) if "anchors" in needs(cfg.algorithm) else None
     prompts, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
-    with RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends, under verl's metric names
+    produce = lambda step, timer: sample_step(cfg, roles, train_data, prompts,  # noqa: E731
+                                              seed=t.seed * 100_003 + step, timer=timer)
+    with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps) as rollouts, \
+            RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends, under verl's metric names
         for step in range(1, t.steps + 1):
-            batch, m = rl_step(cfg, roles, train_data, prompts, step, version, anchors)
+            batch, m = rl_step(cfg, roles, rollouts, step, version, anchors)
             version = m["policy_version"]
             if cfg.eval.every and held_out and step % cfg.eval.every == 0:
-                m.update(held_out_pass_at_k(cfg, roles, held_out))
+                with rollouts.paused():
+                    m.update(held_out_pass_at_k(cfg, roles, held_out))
             metrics.log(m, batch)
             if cfg.logger.log_rollouts:
                 _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")

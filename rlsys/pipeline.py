@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
+from functools import partial
 from typing import Iterator
 
 import numpy as np
@@ -28,15 +29,22 @@ class SamplingError(RuntimeError):
 
 
 def sync_weights(roles, version: int) -> dict:
-    """Learners push `version` into every engine the fleet names; the fleet then serves it."""
-    stats = roles.learners.push_weights(roles.fleet.sync_targets(), version)
-    roles.fleet.serve(version)
+    """Learners push `version` into every engine the fleet names; the fleet then serves it. Engines that
+    died during the push are restarted and get this version (from the kept snapshot, or the learners)."""
+    from rlsys.sync.object_store import load_snapshot
+
+    targets = roles.fleet.sync_targets()
+    stats = roles.learners.push_weights(targets, version)
+    buckets = stats.pop("snapshot", None)
+    roles.fleet.serve(version, None if buckets is None else partial(load_snapshot, buckets))
+    roles.fleet.lost_in_push([targets[i] for i in stats.get("failed", [])])
     return stats
 
 
 def catch_up(roles):
-    """For the fleet's calls: bring engines restarted mid-call to the version the fleet serves."""
-    return roles.learners.push_weights
+    """For the fleet's calls: bring engines restarted mid-call to the version the fleet serves. The
+    learners hold that version only in sync mode; in async mode the fleet's snapshot of it does."""
+    return roles.learners.push_weights if roles.fleet.cfg.trainer.max_staleness == 0 else None
 
 
 def informative(batch: RolloutBatch) -> np.ndarray:

@@ -3,6 +3,7 @@
 RUN_* is a run directory (the one holding metrics.jsonl and rollouts/) or a parent of exactly one.
 Rollouts: response tokens, behaviour log-probs, rewards, advantages, every step. Metrics: every
 key except timings, memory and throughput (which vary with the machine). Exit 1 on any difference.
+--common: compare only the metric keys both runs have (a newer version may log more), and list the others.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def run_dir(path: str) -> Path:
     return found[0]
 
 
-def compare(a: Path, b: Path) -> list[str]:
+def compare(a: Path, b: Path, common: bool = False) -> list[str]:
     diffs = []
     steps_a, steps_b = sorted((a / "rollouts").glob("*.parquet")), sorted((b / "rollouts").glob("*.parquet"))
     if [p.name for p in steps_a] != [p.name for p in steps_b]:
@@ -37,7 +38,7 @@ def compare(a: Path, b: Path) -> list[str]:
     ma = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines() if line.strip()]
     mb = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines() if line.strip()]
     for x, y in zip(ma, mb):
-        for k in sorted(set(x) | set(y)):
+        for k in sorted(set(x) & set(y) if common else set(x) | set(y)):
             if any(v in k for v in VARYING):
                 continue
             if x.get(k) != y.get(k):
@@ -47,8 +48,18 @@ def compare(a: Path, b: Path) -> list[str]:
     return diffs
 
 
+def only_in_one(a: Path, b: Path) -> tuple[set, set]:
+    keys = [set(json.loads((r / "metrics.jsonl").read_text().splitlines()[0])) for r in (a, b)]
+    return keys[0] - keys[1], keys[1] - keys[0]
+
+
 if __name__ == "__main__":
-    a, b = run_dir(sys.argv[1]), run_dir(sys.argv[2])
-    diffs = compare(a, b)
+    args = [x for x in sys.argv[1:] if x != "--common"]
+    common = "--common" in sys.argv
+    a, b = run_dir(args[0]), run_dir(args[1])
+    diffs = compare(a, b, common)
+    if common:
+        only_a, only_b = only_in_one(a, b)
+        print(f"metrics only in {a.name}: {sorted(only_a)}\nmetrics only in {b.name}: {sorted(only_b)}")
     print("\n".join(diffs) if diffs else f"bitwise identical: {a} vs {b} ({', '.join(COLUMNS)}; metrics)")
     sys.exit(1 if diffs else 0)

@@ -35,6 +35,7 @@ class RolloutBatch:
     values: list[np.ndarray] | None = None  # float32 per response token, critic V(state before token)
     returns: list[np.ndarray] | None = None  # float32 per response token, critic targets (gae)
     anchor: np.ndarray | None = None  # bool per sample: an initial-policy sample for DPH-RL, not RL
+    old_logprobs: list[np.ndarray] | None = None  # float32 per response token: logp_old, the learner's before the step's updates
 
     def __len__(self) -> int:
         return len(self.prompt_id)

@@ -11,6 +11,27 @@ from rlsys.learner.objectives import Denominators
 from rlsys.learner.objective import combine, reductions
 
 
+def num_mini_batches(samples: int, mini_batch_size: int) -> int:
+    """Optimizer steps per epoch: ceil(samples / learner.ppo_mini_batch_size); 0 = the whole batch."""
+    return 1 if mini_batch_size <= 0 else max(1, math.ceil(samples / mini_batch_size))
+
+
+def mini_batches(samples: int, chunks: int, seed: tuple[int, ...]) -> list[np.ndarray]:
+    """Row indices of each mini-batch: the batch in order when there is one, else a shuffle seeded by
+    `seed` (step, epoch) cut into `chunks` near-equal parts."""
+    if chunks == 1:
+        return [np.arange(samples)]
+    order = np.random.default_rng(seed).permutation(samples)
+    return [np.sort(part) for part in np.array_split(order, chunks)]
+
+
+def _with(batch: RolloutBatch, **columns) -> RolloutBatch:
+    out = batch.select(np.arange(len(batch)))
+    for k, v in columns.items():
+        setattr(out, k, v)
+    return out
+
+
 class LearnerGroup:
     def __init__(self, actors: list, cfg):
         import ray
@@ -42,9 +63,28 @@ class LearnerGroup:
                 out[i] = v
         return out
 
-    def train(self, batch: RolloutBatch, progress: float = 0.0) -> dict:
-        """Split the global batch across ranks by tokens; one optimizer step; every rank's stats
-        combined by their declared reduction (learner/spec.py)."""
+    def train(self, batch: RolloutBatch, progress: float = 0.0, step: int = 0) -> dict:
+        """learner.ppo_epochs passes over the batch, each one optimizer step per mini-batch of
+        learner.ppo_mini_batch_size samples (0: the whole batch). logp_old is fixed before the first
+        update: recomputed by the learners when there are several updates, the engines' behaviour
+        log-probs in bypass mode. Stats are per update, averaged over the updates (maxima: the max)."""
+        lr_, a = self.cfg.learner, self.cfg.algorithm
+        chunks = num_mini_batches(len(batch), lr_.ppo_mini_batch_size)
+        if a.rollout_correction_bypass:
+            batch = _with(batch, old_logprobs=batch.behaviour_logprobs)
+        elif chunks * lr_.ppo_epochs > 1:
+            batch = _with(batch, old_logprobs=self._old_logprobs(batch))
+        updates = [self._update(batch.select(idx), progress)
+                   for epoch in range(lr_.ppo_epochs) for idx in mini_batches(len(batch), chunks, (step, epoch))]
+        reduce = reductions(a)
+        stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
+                 for k in updates[0]}
+        stats["ppo_updates"] = len(updates)
+        return stats
+
+    def _update(self, batch: RolloutBatch, progress: float) -> dict:
+        """One optimizer step on `batch`: split across ranks by tokens, every rank's stats combined by
+        their declared reduction (learner/spec.py)."""
         import ray
 
         shards, num_micro = self._shards(batch)
@@ -61,6 +101,18 @@ class LearnerGroup:
                  if any(k in r for r in results)}
         stats["learner_peak_memory_gb"] = stats.pop("peak_memory_gb")  # the fullest rank
         return stats
+
+    def _old_logprobs(self, batch: RolloutBatch) -> list[np.ndarray]:
+        """The learners' (no-grad) log-probs of every sample, in batch order."""
+        import ray
+
+        shards, num_micro = self._shards(batch)
+        parts = ray.get([a.old_logprobs.remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
+        out: list = [None] * len(batch)
+        for shard, logps in zip(shards, parts):
+            for i, lp in zip(shard, logps):
+                out[i] = lp
+        return out
 
     def push_weights(self, engines: list, version: int) -> dict:
         import ray

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 from rlsys.learner import advantages, objectives  # noqa: F401  (registers the built-in terms)
+from rlsys.learner.objectives import CORRECTION_STATS
 from rlsys.learner.spec import SPECS, Spec, Stat, spec
 
 
@@ -42,7 +43,7 @@ LEARNER_STATS = (Stat("loss"), Stat("tokens"), Stat("entropy_sum"), Stat("kl_sum
 
 def reductions(a) -> dict[str, str]:
     """stat name -> how it combines over micro-batches and ranks, for the objective of `a`."""
-    return {s.name: s.reduce for s in LEARNER_STATS + objective_stats(a)}
+    return {s.name: s.reduce for s in LEARNER_STATS + CORRECTION_STATS + objective_stats(a)}
 
 
 def combine(values: list[float], how: str) -> float:
@@ -51,6 +52,14 @@ def combine(values: list[float], how: str) -> float:
 
 def report(stats: dict, a) -> dict:
     """Metrics of every declared stat of the active terms (per-token ones over the step's RL tokens)."""
+    return report_stats(stats, objective_stats(a))
+
+
+def report_stats(stats: dict, declared: tuple[Stat, ...]) -> dict:
     tokens = max(stats.get("tokens", 0.0), 1.0)
-    return {s.key: stats.get(s.name, 0.0) / tokens if s.per_token else stats.get(s.name, 0.0)
-            for s in objective_stats(a)}
+    return {s.key: stats.get(s.name, 0.0) / tokens if s.per_token else stats.get(s.name, 0.0) for s in declared}
+
+
+def report_correction(stats: dict) -> dict:
+    """rollout_corr/* metrics (every correction mode reports them, `none` included)."""
+    return report_stats(stats, CORRECTION_STATS)

@@ -23,6 +23,7 @@ AGGREGATIONS: dict[str, Callable] = {}
 KL_ESTIMATORS: dict[str, Callable] = {}
 DIVERGENCES: dict[str, Callable] = {}
 REGULARISERS: dict[str, Callable] = {}
+ROLLOUT_CORRECTIONS: dict[str, Callable] = {}
 
 
 def _register(table: dict, name: str):
@@ -50,8 +51,22 @@ def register_divergence(name: str):
                    "anchor_pool"), stats=(Stat("divergence"),), active=lambda a: a.divergence == name)
 
 
+def register_rollout_correction(name: str, *, knobs=()):
+    """Decorator for fn(ratio, **knobs) -> (IS weight, {"truncated" or "masked": bool}): the weight on each
+    token's policy loss, from ratio = pi_old / pi_behaviour at algorithm.rollout_correction_level
+    (broadcast over the tokens), and where the mode cut it."""
+    return declare("correction", name, ROLLOUT_CORRECTIONS, knobs=knobs, stats=CORRECTION_STATS)
+
+
 CLIP_KNOBS = ("clip_low", "clip_high", "dual_clip")
-CLIPPED = Stat("clipped_tokens", per_token=True, metric="clip_frac")  # tokens where the clip bound won
+CLIPPED = Stat("clipped_tokens", per_token=True, metric="actor/pg_clipfrac")  # tokens where the clip bound won
+# Every correction mode (none included) reports these, over the step's RL tokens.
+CORRECTION_STATS = (Stat("rc_k1", per_token=True, metric="rollout_corr/kl_k1"),  # mean(logp_old - logp_behaviour)
+                    Stat("rc_k3", per_token=True, metric="rollout_corr/kl_k3"),  # k3 of KL(behaviour || old)
+                    Stat("rc_weight", per_token=True, metric="rollout_corr/is_weight_mean"),
+                    Stat("rc_weight_max", "max", metric="rollout_corr/is_weight_max"),
+                    Stat("rc_truncated", per_token=True, metric="rollout_corr/truncated_frac"),
+                    Stat("rc_masked", per_token=True, metric="rollout_corr/masked_frac"))
 
 
 @dataclass
@@ -67,6 +82,7 @@ class LossInputs:
     logp_proxy: torch.Tensor | None = None  # [B, T] Lp-Reg proxy log-prob of the token (-inf: filtered)
     anchor_mask: torch.Tensor | None = None  # [B, T] bool: tokens of initial-policy samples (DPH-RL)
     logp_0: torch.Tensor | None = None  # [B, T] initial-policy log-probs of the anchor tokens
+    logp_behaviour: torch.Tensor | None = None  # [B, T] the engines' sampling log-probs (behaviour policy)
 
 
 @dataclass
@@ -120,6 +136,61 @@ def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 
     regular = -x.advantages * ratio + lp_reg_coef * kl_k3(x.logp, proxy)
     stats["lp_reg_tokens"] = chosen.float().sum().item()
     return torch.where(chosen, regular, loss), stats
+
+
+# ---- rollout correction: behaviour policy (the engines, maybe k versions old) vs logp_old ---------
+def correction_mode(a, max_staleness: int) -> str:
+    """algorithm.rollout_correction with `auto` resolved: decoupled PPO (token TIS against the
+    recomputed logp_old) when training off-policy (trainer.max_staleness >= 1), else none."""
+    if a.rollout_correction != "auto":
+        return a.rollout_correction
+    return "tis" if max_staleness >= 1 and not a.rollout_correction_bypass else "none"
+
+
+@register_rollout_correction("none")
+def no_correction(ratio: torch.Tensor):
+    return torch.ones_like(ratio), {}
+
+
+@register_rollout_correction("tis", knobs=("rollout_correction_cap",))
+def truncated_is(ratio: torch.Tensor, rollout_correction_cap: float = 2.0):
+    """TIS: w = min(rho, C)."""
+    return torch.clamp(ratio, max=rollout_correction_cap), {"truncated": ratio > rollout_correction_cap}
+
+
+@register_rollout_correction("mis", knobs=("rollout_correction_low", "rollout_correction_high"))
+def masked_is(ratio: torch.Tensor, rollout_correction_low: float = 0.5, rollout_correction_high: float = 5.0):
+    """MIS (rejection): w = 1 where lo <= rho <= hi, 0 elsewhere (the sample or token leaves the loss)."""
+    keep = (ratio >= rollout_correction_low) & (ratio <= rollout_correction_high)
+    return keep.to(ratio.dtype), {"masked": ~keep}
+
+
+@register_rollout_correction("icepop", knobs=("rollout_correction_low", "rollout_correction_high"))
+def icepop(ratio: torch.Tensor, rollout_correction_low: float = 0.5, rollout_correction_high: float = 5.0):
+    """IcePop: w = rho where lo <= rho <= hi, 0 elsewhere (the IS weight kept inside the band)."""
+    keep = (ratio >= rollout_correction_low) & (ratio <= rollout_correction_high)
+    return ratio * keep, {"masked": ~keep}
+
+
+def correction_weights(logp_old: torch.Tensor, logp_behaviour: torch.Tensor, mask: torch.Tensor, mode: str,
+                       level: str, knobs: dict) -> tuple[torch.Tensor, dict]:
+    """Detached IS weights [B, T] of `mode` and the rollout_corr stats summed over `mask`.
+    level: token rho_t = exp(logp_old_t - logp_behaviour_t); sequence prod_t rho_t; geometric (prod_t rho_t)^(1/T)."""
+    m = mask.float()
+    log_rho = ((logp_old - logp_behaviour) * m).detach()
+    if level == "token":
+        log_r = log_rho
+    else:
+        log_r = log_rho.sum(-1, keepdim=True)
+        log_r = (log_r / m.sum(-1, keepdim=True).clamp(min=1) if level == "geometric" else log_r).expand_as(log_rho)
+    weight, cut = ROLLOUT_CORRECTIONS[mode](torch.exp(torch.clamp(log_r, -20.0, 20.0)), **knobs)
+    weight = weight * m
+    zero, none_cut = torch.zeros((), device=m.device), torch.zeros_like(mask)
+    stats = {"rc_k1": log_rho.sum().item(), "rc_k3": (kl_k3(logp_behaviour, logp_old).detach() * m).sum().item(),
+             "rc_weight": weight.sum().item(), "rc_weight_max": (weight.max() if mask.any() else zero).item(),
+             "rc_truncated": (cut.get("truncated", none_cut) & mask).float().sum().item(),
+             "rc_masked": (cut.get("masked", none_cut) & mask).float().sum().item()}
+    return weight, stats
 
 
 # ---- aggregation -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """One declared spec per objective term: what it needs, which knobs it reads, which stats it reports.
 
-A term is an advantage estimator, a policy loss, a regulariser or a divergence. Everything the
+A term is an advantage estimator, a policy loss, a regulariser, a divergence or a rollout correction. Everything the
 rest of the system must know about it is here, next to its function, so adding one is one
 decorated function (and a preset yaml), never an edit elsewhere:
   needs   roles and inputs it reads; the controller starts and feeds only what some active term needs
@@ -41,7 +41,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class Spec:
-    kind: str  # advantage | loss | regulariser | divergence
+    kind: str  # advantage | loss | regulariser | divergence | correction
     name: str
     fn: Callable
     needs: frozenset[str] = frozenset()

@@ -24,13 +24,17 @@ from rlsys.learner.checkpoint import load_rank, lr_scheduler, save_rank
 from rlsys.learner.critic import ValueModel
 from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
 from rlsys.learner.objective import combine, load_plugins, reductions
-from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs, divergence_penalty
+from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
+                                     correction_mode, correction_weights, divergence_penalty)
 from rlsys.learner.spec import spec
 from rlsys.memory import peak_gb, reset_peak
 from rlsys.net import free_address
 
 class LearnerWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, rank: int, world_size: int):
+        from rlsys.cluster import pin_to_cpus
+
+        pin_to_cpus("RLSYS_LEARNER_CPUS")
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
         torch.manual_seed(cfg.trainer.seed + rank)
 
@@ -113,15 +117,19 @@ class LearnerWorker:
         # Samples an estimator dropped (PSR drops the wrong ones, NSR the correct ones) leave the policy loss.
         loss_mask = rl if mb.loss_mask is None else rl & per_sample(mb.loss_mask)
         beh = per_token(mb.behaviour_logprobs)
-        x = LossInputs(logp=out.logp, logp_old=out.logp.detach(), advantages=per_token(mb.advantages), mask=loss_mask,
+        # logp_old: recomputed before the step's first update (learner/group.py), or the behaviour log-probs
+        # in bypass mode; with one update per step it is this forward's own value (the same weights).
+        old = out.logp.detach() if mb.old_logprobs is None else per_token(mb.old_logprobs)
+        x = LossInputs(logp=out.logp, logp_old=old, advantages=per_token(mb.advantages), mask=loss_mask,
                        logp_ref=per_token(mb.ref_logprobs), entropy=out.entropy,
                        logp_teacher=per_token(mb.teacher_logprobs), correct=per_sample(mb.reward > 0),
-                       logp_proxy=out.logp_proxy, anchor_mask=mask & ~rl, logp_0=beh)
+                       logp_proxy=out.logp_proxy, anchor_mask=mask & ~rl, logp_0=beh, logp_behaviour=beh)
         loss_tok, stats = loss_spec.fn(x, **{k: getattr(a, k) for k in loss_spec.knobs})
         undeclared = set(stats) - {s.name for s in loss_spec.stats}
         if undeclared:
             raise ValueError(f"policy loss {a.loss!r} returned stats {sorted(undeclared)} its spec does not declare "
                              f"(add them to register_policy_loss(..., stats=...))")
+        loss_tok = self._rollout_correction(loss_tok, x, rl, stats)
         for regulariser in REGULARISERS.values():
             term = regulariser(x, a, progress)
             if term is not None:
@@ -147,6 +155,28 @@ class LearnerWorker:
             "mismatch_max": ((beh - logp).abs() * m).max().item(),
         })
         return loss, stats
+
+    def _rollout_correction(self, loss_tok: torch.Tensor, x: LossInputs, rl: torch.Tensor, stats: dict) -> torch.Tensor:
+        """The policy loss weighted by the (detached) IS weight between logp_old and the behaviour policy."""
+        a = self.cfg.algorithm
+        mode = correction_mode(a, self.cfg.trainer.max_staleness)
+        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction_level,
+                                          {k: getattr(a, k) for k in spec("correction", mode).knobs})
+        stats.update(corr)
+        return loss_tok if mode == "none" else loss_tok * weight
+
+    @torch.no_grad()
+    def old_logprobs(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
+        """logp_old: this rank's log-probs of its shard before the step's first update (a collective, like
+        train_step: every rank runs num_micro forwards)."""
+        out: list[np.ndarray] = []
+        for mb, scale in self._micro_batches(shard, num_micro):
+            ids, attn, mask = pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id)
+            logp = token_logprobs(self.model, ids.to(self.device), attn.to(self.device), self.cfg.rollout.temperature,
+                                  positions=mask.to(self.device)).logp
+            if scale:
+                out.extend(unpad_per_token(logp.cpu(), mask))
+        return out
 
     def _step(self, module, optimizer) -> float:
         """Clip the global grad norm, step, zero the grads; returns the norm before clipping."""
@@ -192,7 +222,9 @@ class LearnerWorker:
             from rlsys.sync import SYNC_BACKENDS
 
             self._sync = SYNC_BACKENDS[self.cfg.rollout.sync_backend](self.cfg)
-        return self._sync.push(self.model, engines, version, is_sender=self.rank == 0)
+        # async: the pushed version is kept for engines restarted while the learners move on
+        return self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
+                               keep_snapshot=self.cfg.trainer.max_staleness >= 1)
 
     def save_state(self, path: str) -> None:
         """This rank's shards of a resumable checkpoint (collective: every rank calls it)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
+from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
@@ -31,16 +32,6 @@ class FleetError(RuntimeError):
     """The fleet cannot answer: engines keep dying, or a restarted engine cannot be brought up."""
 
 
-def engine_died(err: BaseException) -> bool:
-    """The actor is gone (killed, crashed, node lost) or its vLLM engine core died under it."""
-    import ray
-
-    if isinstance(err, ray.exceptions.RayActorError):
-        return True
-    cause = getattr(err, "cause", None)
-    return type(cause).__name__ == "EngineDeadError"
-
-
 class RolloutFleet:
     def __init__(self, engines: list, cfg, make_engine: Callable[[int], object] | None = None):
         """make_engine(i) starts a replacement for engine i (same placement bundle); without it a
@@ -51,6 +42,7 @@ class RolloutFleet:
         self.deaths: list[tuple[set[int], str | None]] = []  # (seeds of the groups it owed, root cause) per death
         self.load = np.zeros(len(engines))  # outstanding estimated tokens per engine
         self.starting: dict = {}  # readiness ref -> index of a restarted engine not yet serving
+        self.snapshot: CatchUp | None = None  # re-delivers the served version's weights (async, object_store)
 
     # ---- weights: the controller moves them, the fleet says where to and what it serves ---------
     def sync_targets(self) -> list:
@@ -60,9 +52,16 @@ class RolloutFleet:
         self._replace_dead()
         return [e for i, e in enumerate(self.engines) if i not in self.starting.values()]
 
-    def serve(self, version: int) -> None:
-        """The controller pushed `version` to sync_targets(): route requests as that version."""
-        self.version = version
+    def serve(self, version: int, snapshot: CatchUp | None = None) -> None:
+        """The controller pushed `version` to sync_targets(): route requests as that version.
+        snapshot(engines, version) re-delivers exactly that version to engines restarted later; without
+        one, the caller's catch_up does (in sync mode the learners hold the fleet's version)."""
+        self.version, self.snapshot = version, snapshot
+
+    def lost_in_push(self, engines: list) -> None:
+        """Engines that died during a weight push: restarted, and given the served version when up."""
+        for engine in engines:
+            self._restart(self.engines.index(engine), RuntimeError("engine died during a weight push"))
 
     # ---- colocation and engine statistics ------------------------------------------------------
     def sleep(self) -> None:
@@ -235,10 +234,12 @@ class RolloutFleet:
             version = ray.get(ref)
         except Exception as err:
             raise FleetError(f"restarted rollout engine {e} failed to start") from err
+        catch_up = self.snapshot or catch_up  # the served version itself, not whatever the learners hold now
         if version != self.version:
             if catch_up is None:
                 raise FleetError(f"restarted rollout engine {e} serves version {version}, the fleet {self.version}, "
-                                 f"and the caller passed no catch_up to bring it level")
+                                 f"and nothing can bring it level: no catch_up was passed, and no snapshot of the served version "
+                                 f"was kept (in async mode only rollout.sync_backend=object_store keeps one)")
             catch_up([self.engines[e]], self.version)
 
 

@@ -43,6 +43,9 @@ def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
 
 class RolloutWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, engine_index: int = 0):
+        from rlsys.cluster import pin_to_cpus
+
+        pin_to_cpus("RLSYS_ROLLOUT_CPUS")  # before the engine starts its processes: they inherit it
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.rollout.kv_cache_gb))
         self.error_log = _log_engine_errors()
         self.kwargs = engine_kwargs(cfg, model_path, engine_index)

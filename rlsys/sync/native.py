@@ -98,9 +98,10 @@ class NativeSync:
     def _init_info(self, rank: int, engines: list):
         raise NotImplementedError
 
-    def push(self, model, engines, version: int, is_sender: bool) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
         """Same interface and knobs as object_store; vLLM's engine gathers, packs, sends and loads
-        (one stage here: "transfer_s")."""
+        (one stage here: "transfer_s"). keep_snapshot is not supported here (the fleet then has no
+        snapshot: async engine restarts fail clearly)."""
         from vllm.distributed.weight_transfer import WeightTransferTrainerFactory
 
         import torch.distributed as dist

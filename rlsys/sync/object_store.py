@@ -6,6 +6,12 @@ bytes as a Ray object (one more copy, into Ray's store, then Ray's transfer). Th
 the sync: the sender gathers and packs the next buckets while the engines load this one, and
 waits for the engines only before reusing a slot, so at most SLOTS buckets exist on the sender.
 Each bucket is one engine call; the first of a sync begins it and the last finishes it.
+
+An engine that dies during a push leaves it; the others still get every bucket, and the push reports
+the dead one (`failed`) so the fleet restarts it. In async mode (trainer.max_staleness >= 1) the
+buckets of the pushed version are also kept as Ray objects (`snapshot`: one model copy in the object
+store): an engine restarted later is loaded with the version the fleet serves, while the learners
+already hold newer weights. In sync mode the learners hold the fleet's version and nothing is kept.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class ObjectStoreSync:
     def _buckets(self, model, keep: bool):
         return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
 
-    def push(self, model, engines, version: int, is_sender: bool) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
         t0 = time.perf_counter()
         if not is_sender:
             for _ in self._buckets(model, keep=False):  # the gathers are collectives
@@ -49,7 +55,7 @@ class ObjectStoreSync:
 
         self.ring = self.ring or ShmRing(SLOTS)
         shm, same_node = self._transports(engines)
-        st = _Stages(len(engines), same_node)
+        st, kept = _Stages(len(engines), same_node), []
         total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
         sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
         it, nbytes = iter(self._buckets(model, keep=True)), 0
@@ -63,14 +69,17 @@ class ObjectStoreSync:
             wire = {**st.timed("pack_s", pack_into, bucket, buf, meta), "sync": sync_id, "last": k == total - 1}
             del bucket
             nbytes += wire["nbytes"]
-            in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version)
+            in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version, st.alive,
+                                       kept if keep_snapshot else None)
         for refs in in_flight:
             st.timed("sender_wait_s", st.collect, refs)
         if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
             now = time.perf_counter()
-            st.collect([(e.finish_weight_update.remote(version), i, now) for i, e in enumerate(engines)])
-        return {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
-                "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths}
+            st.collect([(engines[i].finish_weight_update.remote(version), i, now) for i in sorted(st.alive)])
+        out = {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
+               "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths,
+               "failed": sorted(set(range(len(engines))) - st.alive)}
+        return {**out, "snapshot": kept} if keep_snapshot else out
 
     def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
         """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
@@ -84,16 +93,41 @@ class ObjectStoreSync:
         return [self.transport == "shm" or (self.transport == "auto" and s) for s in same], same
 
 
-def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int) -> list:
-    """Start every engine's load of one packed bucket; (ref, engine index, send time) each."""
+def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int, alive: set,
+          kept: list | None) -> list:
+    """Start every live engine's load of one packed bucket; (ref, engine index, send time) each.
+    kept: a list to keep the bucket in, as a self-contained Ray object (async snapshots)."""
     import ray
 
     ref = None
-    if not all(shm):  # one Ray object shared by every engine off this node
+    if not all(shm) or kept is not None:  # one Ray object shared by every engine off this node
         ref = ray.put({**wire, "data": buf[:wire["nbytes"]].numpy()})
+    if kept is not None:
+        kept.append(ref)
     now = time.perf_counter()
     return [(e.load_weights.remote({**wire, "path": path} if s else ref, version), i, now)
-            for i, (e, s) in enumerate(zip(engines, shm))]
+            for i, (e, s) in enumerate(zip(engines, shm)) if i in alive]
+
+
+def load_snapshot(buckets: list, engines: list, version: int) -> dict:
+    """Push a kept version (its bucket objects, in order: the last one finishes the sync) into
+    `engines`, e.g. one restarted after that push."""
+    import ray
+
+    from rlsys.errors import engine_died
+
+    alive = set(range(len(engines)))
+    calls = [[(i, engines[i].load_weights.remote(ref, version)) for i in sorted(alive)] for ref in buckets] or \
+        [[(i, e.finish_weight_update.remote(version)) for i, e in enumerate(engines)]]
+    for bucket_calls in calls:
+        for i, ref in bucket_calls:
+            try:
+                ray.get(ref)
+            except Exception as err:
+                if not engine_died(err):
+                    raise
+                alive.discard(i)
+    return {"bytes": 0, "seconds": 0.0, "failed": sorted(set(range(len(engines))) - alive)}
 
 
 class _Stages:
@@ -106,6 +140,7 @@ class _Stages:
     def __init__(self, engines: int, same_node: list[bool]):
         self.s, self.same_node, self.paths = defaultdict(float), same_node, None
         self.engine_free = [0.0] * engines  # when each engine finished its previous call
+        self.alive = set(range(engines))  # engines still in the push (one that died leaves it)
 
     def timed(self, stage: str, fn, *args):
         t = time.perf_counter()
@@ -118,9 +153,18 @@ class _Stages:
         """Wait for engine calls; add their timings (and the sync's path counts, from its last call)."""
         import ray
 
-        replies = ray.get([ref for ref, _, _ in calls])
+        from rlsys.errors import engine_died
+
+        replies = []
+        for ref, i, sent in calls:
+            try:
+                replies.append((i, sent, ray.get(ref)))
+            except Exception as err:  # an engine that died leaves the push; any other error is raised
+                if not engine_died(err):
+                    raise
+                self.alive.discard(i)
         load, repack, latency = 0.0, 0.0, 0.0
-        for (_, i, sent), r in zip(calls, replies):
+        for i, sent, r in replies:
             load, repack = max(load, r["load_s"]), max(repack, r["repack_s"])
             if self.same_node[i]:
                 latency = max(latency, r["start"] - max(sent, self.engine_free[i]))
@@ -128,7 +172,7 @@ class _Stages:
         self.s["engine_load_s"] += load
         self.s["kernel_repack_s"] += repack
         self.s["transport_s"] += max(latency, 0.0)
-        self.paths = next((r["paths"] for r in replies if "paths" in r), self.paths)
+        self.paths = next((r["paths"] for _, _, r in replies if "paths" in r), self.paths)
 
     def summary(self) -> dict:
         return {k: round(v, 6) for k, v in sorted(self.s.items())}

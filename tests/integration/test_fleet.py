@@ -282,3 +282,69 @@ def test_every_group_once_when_no_reference_runs(ray_session):
         batch = stream_round(cfg, roles, fake_data([3] * 16), np.arange(16), seed=seed, timer=StepTimer())
         assert batch.group_id.tolist() == np.repeat(np.arange(16), 4).tolist()  # no group lost or doubled
         assert batch.ref_logprobs is None
+
+
+class WeightEngine(FakeEngine):
+    """A stand-in engine that takes weight pushes (the object_store protocol) and can die in one."""
+
+    def __init__(self, index: int, die_at_bucket: int | None = None):
+        super().__init__(index)
+        self.die_at, self.loaded, self.sums = die_at_bucket, 0, {}
+
+    async def begin_weight_update(self, version):
+        self.loaded = 0
+
+    async def load_weights(self, bucket, version):
+        from rlsys.sync.bucket import unpack_bucket
+
+        self.loaded += 1
+        if self.loaded == self.die_at:
+            import os
+
+            os._exit(1)  # the engine's process dies half-way through the push
+        self.sums.update({n: float(t.double().sum()) for n, t in unpack_bucket(bucket)})
+        return 1
+
+    async def finish_weight_update(self, version):
+        self.version = version
+        return version
+
+    async def weight_sums(self):
+        return self.sums
+
+
+def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serves(ray_session):
+    """Async mode (max_staleness 1): engine 1 dies in the middle of the push of version 1; the push
+    completes for engine 0, engine 1 is restarted and loaded with version 1 from the kept snapshot.
+    Later the learners move on (version 2 not pushed yet) and an engine restarts: it gets version 1,
+    the one the fleet serves, not the learners' newer weights."""
+    import torch
+
+    from rlsys.sync.object_store import ObjectStoreSync
+
+    cfg = RLSysConfig()
+    cfg.trainer.max_staleness, cfg.rollout.sync_bucket_mb = 1, 1
+    model = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(4)])  # ~1 MB of weights: 4 buckets
+
+    def make(i, die=None):
+        return ray.remote(WeightEngine).options(num_cpus=0, max_restarts=0).remote(i, die)
+
+    fleet = RolloutFleet([make(0), make(1, die=2)], cfg, make)
+    sync = ObjectStoreSync(cfg)
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True, keep_snapshot=True)))
+    version1 = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
+    stats = sync_weights(roles, 1)
+    assert stats["failed"] == [1] and fleet.restarts == 1 and fleet.version == 1
+    fleet.wait_ready()  # no catch_up passed: the snapshot of version 1 brings the new engine level
+    assert ray.get([e.get_version.remote() for e in fleet.engines]) == [1, 1]
+    assert ray.get(fleet.engines[1].weight_sums.remote()) == pytest.approx(version1)
+
+    with torch.no_grad():  # the learners train on: their weights are now version 2's, not yet pushed
+        for p in model.parameters():
+            p.add_(1.0)
+    ray.kill(fleet.engines[0])
+    fleet.sync_targets()  # finds the dead engine and restarts it
+    fleet.wait_ready(catch_up=lambda engines, v: pytest.fail("the learners' weights must not be used"))
+    assert ray.get(fleet.engines[0].weight_sums.remote()) == pytest.approx(version1)
+    batch = fleet.generate(fake_data([5] * 8), np.arange(8), seed=0)
+    assert (batch.policy_version == 1).all()
