@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch, split_balanced
+from rlsys.learner.microbatch import micro_batch_count, sample_tokens
 from rlsys.learner.objectives import Denominators
 from rlsys.learner.objective import combine, reductions
 
@@ -27,8 +26,11 @@ class LearnerGroup:
         ray.get([a.reset.remote(cfg) for a in self.actors])
 
     def _shards(self, batch: RolloutBatch) -> tuple[list[np.ndarray], int]:
-        shards = split_balanced(batch, len(self.actors))
-        return shards, max(1, math.ceil(max(len(s) for s in shards) / self.cfg.learner.micro_batch_size))
+        """Rank shards balanced by tokens, and the micro-batch count every rank runs (the most any needs)."""
+        shards, lc = split_balanced(batch, len(self.actors)), self.cfg.learner
+        lengths = sample_tokens(batch)
+        return shards, max(micro_batch_count(lengths[s], lc.micro_batch_size, lc.max_tokens_per_micro_batch)
+                           for s in shards)
 
     def values(self, batch: RolloutBatch) -> list[np.ndarray]:
         """The critic's per-token values for every sample, in batch order."""

@@ -1,0 +1,120 @@
+"""Token-budget micro-batches on packed rows train exactly like fixed-size padded micro-batches:
+same loss, same gradients, for every loss aggregation; the planning itself by hand."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.distributed.tensor import DTensor
+
+from rlsys.config import RLSysConfig
+from rlsys.data.batch import RolloutBatch
+from rlsys.learner import microbatch as M
+from rlsys.learner.objectives import AGGREGATIONS, Denominators
+from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
+
+
+# ---- planning --------------------------------------------------------------------------------
+def test_count_by_samples_and_by_tokens():
+    lengths = np.array([50, 40, 30, 20, 10])
+    assert M.micro_batch_count(lengths, micro_batch_size=2, max_tokens=0) == 3
+    # first fit, longest first, bins of <= 60: [50, 10], [40, 20], [30]
+    assert M.first_fit(lengths, 60) == [[0, 4], [1, 3], [2]]
+    assert M.micro_batch_count(lengths, micro_batch_size=2, max_tokens=60) == 3
+    assert M.micro_batch_count(lengths, micro_batch_size=2, max_tokens=1000) == 1
+    assert M.micro_batch_count(np.array([200, 5]), 2, max_tokens=100) == 2  # too long: a micro-batch of its own
+
+
+def test_plan_is_a_partition_within_budget_and_balanced():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(20, 170, rng.integers(1, 40))
+        budget = int(rng.integers(170, 1200))
+        k = M.micro_batch_count(lengths, 8, budget) + int(rng.integers(0, 3))  # the group may ask for more
+        bins = M.plan(lengths, k, budget)
+        assert len(bins) == k
+        assert sorted(np.concatenate(bins).tolist()) == list(range(len(lengths)))
+        assert all(lengths[b].sum() <= budget for b in bins if len(b) > 1)
+    # balanced: 4 samples of 100 and 4 of 10 into 2 micro-batches -> 220 tokens each
+    bins = M.plan(np.array([100, 100, 100, 100, 10, 10, 10, 10]), 2, 1000)
+    assert [int(np.array([100] * 4 + [10] * 4)[b].sum()) for b in bins] == [220, 220]
+
+
+def test_plan_without_budget_is_the_fixed_split():
+    assert [b.tolist() for b in M.plan(np.arange(5), 3, 0)] == [[0, 1], [2, 3], [4]]
+
+
+# ---- training: packed + token budget == padded + fixed size -----------------------------------
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    from rlsys.learner.worker import LearnerWorker
+    from rlsys.net import free_address
+
+    path = save_checkpoint(build_tiny_model(32, 2, 4, vocab_size=len(build_char_tokenizer()), seed=1),
+                           build_char_tokenizer(), tmp_path_factory.mktemp("tiny"))
+    cfg = RLSysConfig()
+    cfg.learner.world_size = 1
+    w = LearnerWorker(cfg, str(path), 0, 1)
+    w.setup(*free_address())
+    yield w
+    w.shutdown()
+
+
+def rollouts(n: int = 11, seed: int = 0) -> RolloutBatch:
+    rng = np.random.default_rng(seed)
+    plen, rlen = rng.integers(2, 15, n), rng.integers(1, 16, n)
+    per_token = lambda scale: [(rng.standard_normal(r) * scale).astype(np.float32) for r in rlen]  # noqa: E731
+    ids = lambda m: rng.integers(3, 90, m)  # noqa: E731
+    return RolloutBatch(
+        prompt_id=np.arange(n), group_id=np.arange(n) // 4, sample_index=np.arange(n) % 4,
+        prompt_token_ids=[ids(p) for p in plen], response_token_ids=[ids(r) for r in rlen],
+        behaviour_logprobs=[v - 4.0 for v in per_token(0.1)], policy_version=np.zeros(n, np.int64),
+        finish_reason=["stop"] * n, response_text=[""] * n, ground_truth=[""] * n, data_source=[""] * n,
+        reward=rng.integers(0, 2, n).astype(np.float32), ref_logprobs=[v - 4.0 for v in per_token(0.1)],
+        advantages=per_token(1.0))
+
+
+def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> tuple[dict, dict]:
+    """train_step from the base weights; the gradients just before the optimizer step."""
+    worker.reset(cfg)
+    grads, step = {}, worker._step
+
+    def capture(module, optimizer):
+        for name, p in module.named_parameters():
+            g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+            grads[name] = g.detach().clone()
+        return step(module, optimizer)
+
+    worker._step = capture
+    try:
+        lengths = batch.response_lengths
+        denom = Denominators(tokens=float(lengths.sum()), sequences=float(len(batch)), max_len=16.0)
+        stats = worker.train_step(batch, denom, num_micro)
+    finally:
+        del worker._step
+    return stats, grads
+
+
+@pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
+def test_token_budget_packed_equals_fixed_padded(worker, agg):
+    base = copy.deepcopy(worker.cfg)
+    base.algorithm.loss_agg, base.algorithm.kl_coef, base.algorithm.entropy_coef = agg, 0.1, 0.01
+    base.rollout.temperature = 0.8
+    batch = rollouts()
+    fixed = copy.deepcopy(base)
+    fixed.learner.packed, fixed.learner.micro_batch_size, fixed.learner.max_tokens_per_micro_batch = False, 4, 0
+    want_stats, want = one_step(worker, fixed, batch, num_micro=3)  # 4 + 4 + 3 samples, padded rows
+    lengths = M.sample_tokens(batch)
+    for budget, extra in ((int(lengths.max()), 0), (60, 2), (10_000, 0)):  # one sample / a few / all per micro-batch
+        packed = copy.deepcopy(base)
+        packed.learner.packed, packed.learner.max_tokens_per_micro_batch = True, budget
+        k = M.micro_batch_count(lengths, 4, budget) + extra  # extra: slots the group adds for other ranks
+        stats, got = one_step(worker, packed, batch, num_micro=k)
+        assert stats["loss"] == pytest.approx(want_stats["loss"], abs=1e-6)
+        assert stats["tokens"] == want_stats["tokens"] == batch.response_lengths.sum()
+        assert stats["kl_sum"] == pytest.approx(want_stats["kl_sum"], rel=1e-5)
+        assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=1e-5)
+        assert want_stats["grad_norm"] > 1e-3  # the comparison is about real gradients
+        for name, g in want.items():
+            assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
