@@ -81,6 +81,8 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
     }
     m.update({f"time_{k}": seconds.get(k, 0.0) for k in STAGES})
     m["learner_peak_memory_gb"] = train.get("learner_peak_memory_gb", 0.0)
+    # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)
+    m["learner_cores"] = train.get("train_cpu_seconds", 0.0) / max(train.get("train_seconds", 0.0), 1e-9)
     m.update(verifier_stats(batch.verifier_details or []))
     return m
 

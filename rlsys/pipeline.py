@@ -98,13 +98,14 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         chunk = RolloutBatch.concat(groups)
         if not (use_reference or use_teacher):
             return chunk  # no term of the objective reads reference log-probs
+        alone = generated.is_set()  # generation over: this call may take the node's idle cores
         with timer("reference"):
             if use_reference:
                 chunk.ref_logprobs = ray.get(roles.reference.logprobs.remote(chunk.prompt_token_ids,
-                                                                             chunk.response_token_ids))
+                                                                             chunk.response_token_ids, alone))
             if use_teacher:
                 chunk.teacher_logprobs = ray.get(roles.teacher.logprobs.remote(chunk.prompt_token_ids,
-                                                                               chunk.response_token_ids))
+                                                                               chunk.response_token_ids, alone))
         return chunk
 
     use_reference, use_teacher = "reference" in needs(cfg.algorithm), "teacher" in needs(cfg.algorithm)
@@ -112,7 +113,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
                          "server (start them with a config that needs one, e.g. algorithm.kl_metric=true)")
     arrived, verifying, scored, chunks = [], [], [], []
-    max_verifying, lock = cfg.cluster.num_verifiers, threading.RLock()
+    max_verifying, lock, generated = cfg.cluster.num_verifiers, threading.RLock(), threading.Event()
 
     def advance(final: bool = False) -> None:
         """Move groups along: arrived -> verifying -> scored -> reference chunks. Runs on each
@@ -144,6 +145,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 with lock:
                     arrived.append(group)
                 advance()
+        generated.set()
         advance(final=True)  # sends the last arrivals to the verifiers
         advance(final=True)  # waits for them and sends the rest to the reference
     parts = [f.result() for f in chunks]  # the pools have finished every call

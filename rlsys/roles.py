@@ -69,7 +69,8 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
         ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
     reference, *teacher = [
         None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i)).remote(
-            path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size)
+            path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size, cfg.learner,
+            cfg.cluster.reference_cpus, cfg.cluster.threads)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
     learners = [ray.remote(LearnerWorker).options(**actor_options(groups, "learner", i)).remote(cfg, model_path, i, W)
