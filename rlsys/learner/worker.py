@@ -47,7 +47,8 @@ class LearnerWorker:
                                 rank=self.rank, world_size=self.world_size)
         self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
         self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
-        self.threads = set_threads(self._threads())
+        self.threads = self._threads()
+        set_threads(self.threads)
         self.reset(self.cfg)
 
     def _threads(self) -> int:

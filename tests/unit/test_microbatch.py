@@ -118,3 +118,31 @@ def test_token_budget_packed_equals_fixed_padded(worker, agg):
         assert want_stats["grad_norm"] > 1e-3  # the comparison is about real gradients
         for name, g in want.items():
             assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
+
+
+def test_activation_checkpointing_and_bf16_compute(worker):
+    """Recomputing layers in backward changes no gradient; bf16 compute (FSDP2 MixedPrecisionPolicy)
+    keeps fp32 master weights and lands near the fp32 step (only where the CPU does bf16 natively)."""
+    from rlsys.learner.build import cpu_bf16_native
+
+    base = copy.deepcopy(worker.cfg)
+    base.learner.packed, base.learner.max_tokens_per_micro_batch = True, 80
+    batch, k = rollouts(seed=1), 3
+    want_stats, want = one_step(worker, base, batch, k)
+    ckpt = copy.deepcopy(base)
+    ckpt.learner.activation_checkpointing = True
+    stats, got = one_step(worker, ckpt, batch, k)
+    assert worker.model.model.gradient_checkpointing  # the knob reached the model
+    assert stats["loss"] == pytest.approx(want_stats["loss"], abs=1e-6)
+    for name, g in want.items():
+        assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
+    if not cpu_bf16_native():
+        pytest.skip("this CPU has no native bf16")
+    bf16 = copy.deepcopy(base)
+    bf16.learner.mixed_precision = "bfloat16"
+    stats, got = one_step(worker, bf16, batch, k)
+    assert all(p.dtype == torch.float32 for p in worker.model.parameters())  # master weights
+    assert all(g.dtype == torch.float32 for g in got.values())  # reduced in fp32
+    assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=0.1)
+    assert stats["entropy_sum"] == pytest.approx(want_stats["entropy_sum"], rel=1e-2)
+    assert stats["entropy_sum"] != want_stats["entropy_sum"]  # it did compute in bf16
