@@ -146,3 +146,27 @@ def test_activation_checkpointing_and_bf16_compute(worker):
     assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=0.1)
     assert stats["entropy_sum"] == pytest.approx(want_stats["entropy_sum"], rel=1e-2)
     assert stats["entropy_sum"] != want_stats["entropy_sum"]  # it did compute in bf16
+
+
+def test_group_gives_every_rank_the_largest_count():
+    """Shards balanced by tokens; the rank that needs most micro-batches sets the count for all."""
+    from types import SimpleNamespace
+
+    from rlsys.learner.group import LearnerGroup
+
+    batch = rollouts(n=8)
+    lengths = np.array([100, 100, 100, 30, 30, 30, 30, 30])
+    batch.prompt_token_ids = [np.ones(10, np.int64) for _ in lengths]
+    batch.response_token_ids = [np.ones(n - 10, np.int64) for n in lengths]
+    cfg = RLSysConfig()
+    cfg.learner.max_tokens_per_micro_batch = 120
+    shards, k = LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)
+    # longest first to the lighter rank: 230 tokens [100, 100, 30] and 220 tokens [100, 30 x 4]
+    assert sorted(int(lengths[s].sum()) for s in shards) == [220, 230]
+    # under 120 tokens: [100], [100], [30] on one rank, [100], [30 x 4] on the other -> both run 3
+    assert k == 3
+    for s in shards:
+        bins = M.plan(lengths[s], k, 120)
+        assert len(bins) == 3 and all(len(b) for b in bins) and all(lengths[s][b].sum() <= 120 for b in bins)
+    cfg.learner.max_tokens_per_micro_batch, cfg.learner.micro_batch_size = 0, 2
+    assert LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)[1] == 3  # 5 samples / 2
