@@ -73,7 +73,7 @@ def plan(lengths: np.ndarray, num_micro: int, max_tokens: int) -> list[np.ndarra
 
 
 def micro_batches(shard: RolloutBatch, num_micro: int, max_tokens: int):
-    """(micro-batch, loss scale) pairs, exactly num_micro of them. An empty slot repeats sample 0
-    with scale 0: it runs the collectives and counts nothing."""
+    """(micro-batch, loss scale, sample indices in the shard) triples, exactly num_micro of them.
+    An empty slot repeats sample 0 with scale 0: it runs the collectives and counts nothing."""
     for idx in plan(sample_tokens(shard), num_micro, max_tokens):
-        yield shard.select(idx if len(idx) else np.array([0])), 1.0 if len(idx) else 0.0
+        yield shard.select(idx if len(idx) else np.array([0])), 1.0 if len(idx) else 0.0, idx

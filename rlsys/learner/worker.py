@@ -107,6 +107,10 @@ class LearnerWorker:
 
     def _micro_batches(self, shard: RolloutBatch, num_micro: int):
         """(micro-batch, loss scale) pairs, exactly num_micro of them (learner/microbatch.py)."""
+        return ((mb, scale) for mb, scale, _ in self._planned(shard, num_micro))
+
+    def _planned(self, shard: RolloutBatch, num_micro: int):
+        """(micro-batch, loss scale, its samples' indices in the shard): a budget reorders samples."""
         return micro_batches(shard, num_micro, self.cfg.learner.max_tokens_per_micro_batch)
 
     def _inputs(self, mb: RolloutBatch) -> ModelInputs:
@@ -176,12 +180,12 @@ class LearnerWorker:
     def values(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
         """The critic's per-token values of this rank's shard (a collective, like train_step)."""
         self.critic.eval()
-        out: list[np.ndarray] = []
-        for mb, scale in self._micro_batches(shard, num_micro):
+        out: list = [None] * len(shard)
+        for mb, scale, idx in self._planned(shard, num_micro):
             inputs = self._inputs(mb)
             values = inputs.to_responses(self.critic(inputs)).cpu()
-            if scale:
-                out.extend(unpad_per_token(values, inputs.mask.cpu()))
+            for i, v in zip(idx if scale else [], unpad_per_token(values, inputs.mask.cpu())):
+                out[i] = v
         self.critic.train()
         return out
 

@@ -53,12 +53,17 @@ def worker(tmp_path_factory):
 
     path = save_checkpoint(build_tiny_model(32, 2, 4, vocab_size=len(build_char_tokenizer()), seed=1),
                            build_char_tokenizer(), tmp_path_factory.mktemp("tiny"))
-    cfg = RLSysConfig()
-    cfg.learner.world_size = 1
-    w = LearnerWorker(cfg, str(path), 0, 1)
+    w = LearnerWorker(fresh_config(), str(path), 0, 1)
     w.setup(*free_address())
     yield w
     w.shutdown()
+
+
+def fresh_config() -> RLSysConfig:
+    """Defaults, one rank (each test starts here, not from the worker's last config)."""
+    cfg = RLSysConfig()
+    cfg.learner.world_size = 1
+    return cfg
 
 
 def rollouts(n: int = 11, seed: int = 0) -> RolloutBatch:
@@ -98,7 +103,7 @@ def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> t
 
 @pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
 def test_token_budget_packed_equals_fixed_padded(worker, agg):
-    base = copy.deepcopy(worker.cfg)
+    base = fresh_config()
     base.algorithm.loss_agg, base.algorithm.kl_coef, base.algorithm.entropy_coef = agg, 0.1, 0.01
     base.rollout.temperature = 0.8
     batch = rollouts()
@@ -125,7 +130,7 @@ def test_activation_checkpointing_and_bf16_compute(worker):
     keeps fp32 master weights and lands near the fp32 step (only where the CPU does bf16 natively)."""
     from rlsys.learner.build import cpu_bf16_native
 
-    base = copy.deepcopy(worker.cfg)
+    base = fresh_config()
     base.learner.packed, base.learner.max_tokens_per_micro_batch = True, 80
     batch, k = rollouts(seed=1), 3
     want_stats, want = one_step(worker, base, batch, k)
@@ -170,3 +175,24 @@ def test_group_gives_every_rank_the_largest_count():
         assert len(bins) == 3 and all(len(b) for b in bins) and all(lengths[s][b].sum() <= 120 for b in bins)
     cfg.learner.max_tokens_per_micro_batch, cfg.learner.micro_batch_size = 0, 2
     assert LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)[1] == 3  # 5 samples / 2
+
+
+def test_critic_on_packed_rows_equals_padded(worker):
+    """The value model reads the same hidden states from packed rows: same value loss and gradient."""
+    base = fresh_config()
+    base.algorithm.critic, base.algorithm.advantage = True, "gae"
+    batch = rollouts(seed=2)
+    rng = np.random.default_rng(7)
+    batch.returns = [rng.standard_normal(len(r)).astype(np.float32) for r in batch.response_token_ids]
+    padded = copy.deepcopy(base)
+    padded.learner.packed, padded.learner.micro_batch_size = False, 4
+    want, _ = one_step(worker, padded, batch, 3)
+    packed = copy.deepcopy(base)
+    packed.learner.packed, packed.learner.max_tokens_per_micro_batch = True, 100
+    got, _ = one_step(worker, packed, batch, M.micro_batch_count(M.sample_tokens(batch), 4, 100))
+    assert want["value_grad_norm"] > 1e-3
+    assert got["value_grad_norm"] == pytest.approx(want["value_grad_norm"], rel=1e-5)
+    values = worker.values(batch, 4)  # a token budget reorders samples; values come back in batch order
+    assert [len(v) for v in values] == list(batch.response_lengths)
+    one_by_one = [worker.values(batch.select([i]), 1)[0] for i in range(len(batch))]
+    assert all(np.allclose(v, w, atol=1e-5) for v, w in zip(values, one_by_one))
