@@ -7,6 +7,7 @@ torchrun process or a single process, which is how GPU benchmarks use it without
 from __future__ import annotations
 
 import math
+import socket
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class LearnerWorker:
         """torch threads: the learners train alone in the loop, so the ranks on a node share its cores
         (cluster.threads=auto) or each keeps its placement's CPUs (placement)."""
         hosts = [None] * self.world_size
-        dist.all_gather_object(hosts, __import__("socket").gethostname())
+        dist.all_gather_object(hosts, socket.gethostname())
         peers = sum(h == hosts[self.rank] for h in hosts)
         return stage_threads(self.cfg.cluster.threads, self.cfg.cluster.learner_cpus, alone=True, peers_on_node=peers)
 
