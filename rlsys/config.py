@@ -122,6 +122,11 @@ class LearnerConfig:
     ppo_mini_batch_size: int = 0  # samples per optimizer step, global (0 = the whole step's batch: one update per epoch)
     ppo_epochs: int = 1  # passes over the step's batch (each pass: one optimizer step per mini-batch)
     backend: str = "auto"  # torch.distributed backend: auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    max_tokens_per_micro_batch: int = 0  # token budget (prompt + response) per micro-batch, per rank; 0 = micro_batch_size samples
+    packed: bool = True  # padding-free: a micro-batch is one row of samples (position ids restart per sample); false = padded rows
+    attn_implementation: str = "auto"  # auto (flash_attention_2 on CUDA if importable, else sdpa) | flash_attention_2 | sdpa | eager; reference and critic follow
+    activation_checkpointing: bool = False  # recompute each decoder layer in backward (less memory, ~1/3 more compute)
+    mixed_precision: str = "auto"  # auto (bf16 compute + fp32 master weights on GPU, fp32 on CPU) | float32 | bfloat16 (CPU: only with native bf16)
 
 
 @dataclass
@@ -142,6 +147,7 @@ class ClusterConfig:
     reference_resources: Any = None  # dict[str, float] | None: custom Ray resources for the reference (and teacher)
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
     colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
+    threads: str = "auto"  # torch threads per actor: auto (its CPUs; a stage running alone shares the node's cores) | placement (its CPUs only)
 
 
 @dataclass
@@ -250,6 +256,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")
     _check(lr_.backend in ("auto", "gloo", "nccl"), "learner.backend", f"must be auto, gloo or nccl, got {lr_.backend!r}")
+    _validate_learner_speed(lr_, c)
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
     for role in ("rollout", "learner", "verifier", "reference"):
@@ -298,6 +305,19 @@ def _validate_logger(lg: LoggerConfig) -> None:
            f"must be offline, online or disabled, got {lg.wandb_mode!r}")
     _check(lg.samples_every >= 0 and lg.samples_n >= 1, "logger.samples_every", "samples_every must be >= 0, samples_n >= 1")
     _check(lg.print_every >= 1, "logger.print_every", f"must be >= 1, got {lg.print_every}")
+
+
+def _validate_learner_speed(lr_: LearnerConfig, c: ClusterConfig) -> None:
+    from rlsys.learner.build import MIXED_PRECISION
+    from rlsys.learner.packing import ATTN_IMPLEMENTATIONS
+
+    _check(lr_.max_tokens_per_micro_batch >= 0, "learner.max_tokens_per_micro_batch",
+           f"must be >= 0 (0 = learner.micro_batch_size samples), got {lr_.max_tokens_per_micro_batch}")
+    _check(lr_.attn_implementation in ATTN_IMPLEMENTATIONS, "learner.attn_implementation",
+           f"unknown {lr_.attn_implementation!r}; known: {', '.join(ATTN_IMPLEMENTATIONS)}")
+    _check(lr_.mixed_precision in MIXED_PRECISION, "learner.mixed_precision",
+           f"unknown {lr_.mixed_precision!r}; known: {', '.join(MIXED_PRECISION)}")
+    _check(c.threads in ("auto", "placement"), "cluster.threads", f"must be auto or placement, got {c.threads!r}")
 
 
 def _validate_algorithm(a: AlgorithmConfig) -> None:

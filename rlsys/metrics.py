@@ -72,6 +72,7 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "logprob_mismatch": train["mismatch_sum"] / tokens,
         "logprob_mismatch_max": train["mismatch_max"],
         "grad_norm": train["grad_norm"],
+        "lr": train.get("lr", 0.0),  # the learning rate of this step (algorithm.lr_warmup_steps, lr_schedule)
         "sync_gb": sync["bytes"] / 1e9,
         "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
         "step_seconds": wall,
@@ -82,6 +83,8 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
     m.update({f"time_{k}": seconds.get(k, 0.0) for k in STAGES})
     m["learner_peak_memory_gb"] = train.get("learner_peak_memory_gb", 0.0)
     m.update(spread_stats(batch))
+    # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)
+    m["learner_cores"] = train.get("train_cpu_seconds", 0.0) / max(train.get("train_seconds", 0.0), 1e-9)
     m.update(verifier_stats(batch.verifier_details or []))
     return m
 

@@ -115,12 +115,13 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         chunk = RolloutBatch.concat(groups)
         if not (use_reference or use_teacher):
             return chunk  # no term of the objective reads reference log-probs
+        alone = generated.is_set()  # generation over: this call may take the node's idle cores
         with timer("reference"):
             try:
                 if use_reference:
-                    chunk.ref_logprobs = server_logprobs(roles, "reference", chunk)
+                    chunk.ref_logprobs = server_logprobs(roles, "reference", chunk, alone)
                 if use_teacher:
-                    chunk.teacher_logprobs = server_logprobs(roles, "teacher", chunk)
+                    chunk.teacher_logprobs = server_logprobs(roles, "teacher", chunk, alone)
             except ActorLost:  # the server died on every attempt: these groups leave the batch
                 roles.faults.add("groups_lost_reference", len(groups))
                 return None
@@ -131,7 +132,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
                          "server (start them with a config that needs one, e.g. algorithm.kl_metric=true)")
     arrived, verifying, scored, chunks = [], [], [], []
-    max_verifying, lock = cfg.cluster.num_verifiers, threading.RLock()
+    max_verifying, lock, generated = cfg.cluster.num_verifiers, threading.RLock(), threading.Event()
 
     def advance(final: bool = False) -> None:
         """Move groups along: arrived -> verifying -> scored -> reference chunks. Runs on each
@@ -163,18 +164,20 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 with lock:
                     arrived.append(group)
                 advance()
+        generated.set()
         advance(final=True)  # sends the last arrivals to the verifiers
         advance(final=True)  # waits for them and sends the rest to the reference
     parts = [p for p in (f.result() for f in chunks) if p is not None]  # the pools have finished every call
     return sort_groups(RolloutBatch.concat(parts)) if parts else None
 
 
-def server_logprobs(roles, role: str, chunk: RolloutBatch) -> list[np.ndarray]:
+def server_logprobs(roles, role: str, chunk: RolloutBatch, alone: bool = False) -> list[np.ndarray]:
     """Per-token log-probs from the reference or teacher server, re-sent if it died mid-call (it is
-    stateless and Ray restarts it); ActorLost if it died on every attempt."""
+    stateless and Ray restarts it); ActorLost if it died on every attempt. alone: generation is over,
+    the server may use the node's idle cores."""
     server = getattr(roles, role)
     return call_with_retries(lambda _: (server, server.logprobs.remote(chunk.prompt_token_ids,
-                                                                      chunk.response_token_ids)),
+                                                                      chunk.response_token_ids, alone)),
                              role, roles.faults)
 
 

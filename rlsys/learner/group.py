@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch, split_balanced
+from rlsys.learner.microbatch import micro_batch_count, sample_tokens
 from rlsys.learner.objectives import Denominators
 from rlsys.learner.objective import combine, reductions
 
@@ -48,8 +47,11 @@ class LearnerGroup:
         ray.get([a.reset.remote(cfg) for a in self.actors])
 
     def _shards(self, batch: RolloutBatch) -> tuple[list[np.ndarray], int]:
-        shards = split_balanced(batch, len(self.actors))
-        return shards, max(1, math.ceil(max(len(s) for s in shards) / self.cfg.learner.micro_batch_size))
+        """Rank shards balanced by tokens, and the micro-batch count every rank runs (the most any needs)."""
+        shards, lc = split_balanced(batch, len(self.actors)), self.cfg.learner
+        lengths = sample_tokens(batch)
+        return shards, max(micro_batch_count(lengths[s], lc.micro_batch_size, lc.max_tokens_per_micro_batch)
+                           for s in shards)
 
     def values(self, batch: RolloutBatch) -> list[np.ndarray]:
         """The critic's per-token values for every sample, in batch order."""
@@ -68,6 +70,8 @@ class LearnerGroup:
         learner.ppo_mini_batch_size samples (0: the whole batch). logp_old is fixed before the first
         update: recomputed by the learners when there are several updates, the engines' behaviour
         log-probs in bypass mode. Stats are per update, averaged over the updates (maxima: the max)."""
+        import ray
+
         lr_, a = self.cfg.learner, self.cfg.algorithm
         chunks = num_mini_batches(len(batch), lr_.ppo_mini_batch_size)
         if a.rollout_correction_bypass:
@@ -76,6 +80,7 @@ class LearnerGroup:
             batch = _with(batch, old_logprobs=self._old_logprobs(batch))
         updates = [self._update(batch.select(idx), progress)
                    for epoch in range(lr_.ppo_epochs) for idx in mini_batches(len(batch), chunks, (step, epoch))]
+        ray.get([a.end_step.remote() for a in self.actors])  # the lr schedule moves once per RL step
         reduce = reductions(a)
         stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
                  for k in updates[0]}

@@ -104,20 +104,22 @@ def install_logprob_head(model: nn.Module) -> nn.Module:
 
 
 def token_logprobs(model, input_ids, attention, temperature: float, with_entropy: bool = False,
-                   proxy_kappa: float | None = None, positions: torch.Tensor | None = None) -> TokenLogprobs:
+                   proxy_kappa: float | None = None, positions: torch.Tensor | None = None,
+                   **model_kwargs) -> TokenLogprobs:
     """log pi(x_t | x_<t) at the positions asked for (default: every t >= 1), logits scaled by 1/T.
 
     The rollout engine samples from softmax(logits / T), so the learner scores the same
     distribution; otherwise behaviour and learner log-probs disagree by construction. The model
-    must carry a LogprobHead (install_logprob_head).
+    must carry a LogprobHead (install_logprob_head). model_kwargs go to the model's forward
+    (position_ids and sequence boundaries of packed rows: learner/packing.py).
     """
     head = model.get_output_embeddings()
     if positions is None:
-        positions = attention.bool()
+        positions = attention.bool() if attention is not None else torch.ones_like(input_ids, dtype=torch.bool)
     head.request = {"input_ids": input_ids, "positions": positions.bool(), "temperature": temperature,
                     "with_entropy": with_entropy, "proxy_kappa": proxy_kappa}
     try:
-        out = model(input_ids=input_ids, attention_mask=attention).logits
+        out = model(input_ids=input_ids, attention_mask=attention, **model_kwargs).logits
     finally:
         head.request = None
     proxy = out[..., 2].masked_fill(~positions, 0.0) if proxy_kappa is not None else None

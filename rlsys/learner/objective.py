@@ -38,7 +38,7 @@ def objective_stats(a) -> tuple[Stat, ...]:
 # The learner's own stats (every objective); each term's are declared in its spec (learner/spec.py).
 LEARNER_STATS = (Stat("loss"), Stat("tokens"), Stat("entropy_sum"), Stat("kl_sum"), Stat("mismatch_sum"),
          Stat("mismatch_max", "max"), Stat("grad_norm", "first"), Stat("value_grad_norm", "first"), Stat("lr", "first"),
-         Stat("train_seconds", "max"), Stat("peak_memory_gb", "max"))
+         Stat("train_seconds", "max"), Stat("train_cpu_seconds", "sum"), Stat("peak_memory_gb", "max"))
 
 
 def reductions(a) -> dict[str, str]:

@@ -7,6 +7,7 @@ torchrun process or a single process, which is how GPU benchmarks use it without
 from __future__ import annotations
 
 import math
+import socket
 import time
 from pathlib import Path
 
@@ -14,21 +15,24 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
+from rlsys.learner.build import build_policy, mixed_precision_policy
 from rlsys.learner.checkpoint import load_rank, lr_scheduler, save_rank
 from rlsys.learner.critic import ValueModel
-from rlsys.learner.logprobs import DTYPES, install_logprob_head, pack, pad_per_token, token_logprobs, unpad_per_token
+from rlsys.learner.logprobs import DTYPES, pad_per_token, unpad_per_token
+from rlsys.learner.microbatch import micro_batches
+from rlsys.learner.packing import ModelInputs, model_inputs, resolve_attn_implementation, response_logprobs
 from rlsys.learner.objective import combine, load_plugins, reductions
 from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
                                      correction_mode, correction_weights, divergence_penalty)
 from rlsys.learner.spec import spec
 from rlsys.memory import peak_gb, reset_peak
 from rlsys.net import free_address
+from rlsys.threads import set_threads, stage_threads
 
 class LearnerWorker:
     def __init__(self, cfg: RLSysConfig, model_path: str, rank: int, world_size: int):
@@ -49,7 +53,17 @@ class LearnerWorker:
                                 rank=self.rank, world_size=self.world_size)
         self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
         self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
+        self.threads = self._threads()
+        set_threads(self.threads)
         self.reset(self.cfg)
+
+    def _threads(self) -> int:
+        """torch threads: the learners train alone in the loop, so the ranks on a node share its cores
+        (cluster.threads=auto) or each keeps its placement's CPUs (placement)."""
+        hosts = [None] * self.world_size
+        dist.all_gather_object(hosts, socket.gethostname())
+        peers = sum(h == hosts[self.rank] for h in hosts)
+        return stage_threads(self.cfg.cluster.threads, self.cfg.cluster.learner_cpus, alone=True, peers_on_node=peers)
 
     def reset(self, cfg: RLSysConfig) -> None:
         """(Re)load the base weights, a fresh optimizer and, if asked, a fresh critic.
@@ -58,14 +72,14 @@ class LearnerWorker:
         """
         self.cfg, a, dtype = cfg, cfg.algorithm, DTYPES[cfg.model.dtype]
         load_plugins(a.modules)  # terms registered by the user's files, in this process too
-        model = install_logprob_head(AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device))
-        for layer in model.model.layers:  # one FSDP unit per decoder layer, the root holds the rest
-            fully_shard(layer)
-        self.model = fully_shard(model)
+        lc = cfg.learner
+        self.model = model = build_policy(self.model_path, cfg, self.device)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
         self.critic = self.critic_optimizer = None
         if a.critic:
-            self.critic = ValueModel(self.model_path, dtype).to(self.device).shard()
+            attn = resolve_attn_implementation(lc.attn_implementation, self.device, lc.packed)
+            self.critic = ValueModel(self.model_path, dtype, attn).to(self.device).shard(
+                mixed_precision_policy(lc.mixed_precision, self.device))
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic_lr)
         self.scheduler = lr_scheduler(self.optimizer, a.lr_warmup_steps, a.lr_schedule, cfg.trainer.steps)
 
@@ -77,7 +91,7 @@ class LearnerWorker:
         a rank with too few samples repeats one with loss scale 0. progress in [0, 1] drives
         annealed coefficients.
         """
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         reset_peak()
         self.model.train()
         reduce, totals = reductions(self.cfg.algorithm), {}
@@ -92,25 +106,33 @@ class LearnerWorker:
                 totals[k] = v * scale if k not in totals else combine([totals[k], v * scale], reduce[k])
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
         totals["grad_norm"] = self._step(self.model, self.optimizer)
-        self.scheduler.step()  # one RL step done
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
+        totals["train_cpu_seconds"] = time.process_time() - cpu0  # / train_seconds = cores this rank kept busy
         totals["peak_memory_gb"] = peak_gb()
         return totals
 
-    @staticmethod
-    def _micro_batches(shard: RolloutBatch, num_micro: int):
-        for idx in np.array_split(np.arange(len(shard)), num_micro):
-            yield shard.select(idx if len(idx) else np.array([0])), 1.0 if len(idx) else 0.0
+    def _micro_batches(self, shard: RolloutBatch, num_micro: int):
+        """(micro-batch, loss scale) pairs, exactly num_micro of them (learner/microbatch.py)."""
+        return ((mb, scale) for mb, scale, _ in self._planned(shard, num_micro))
+
+    def _planned(self, shard: RolloutBatch, num_micro: int):
+        """(micro-batch, loss scale, its samples' indices in the shard): a budget reorders samples."""
+        return micro_batches(shard, num_micro, self.cfg.learner.max_tokens_per_micro_batch)
+
+    def _inputs(self, mb: RolloutBatch) -> ModelInputs:
+        """The micro-batch as the model takes it: one packed row, or padded rows (learner.packed)."""
+        return model_inputs(mb.prompt_token_ids, mb.response_token_ids, self.pad_id, self.cfg.learner.packed).to(
+            self.device)
 
     def _micro_batch_loss(self, mb: RolloutBatch, denom: Denominators, progress: float):
         a = self.cfg.algorithm
-        ids, attn, mask = (t.to(self.device) for t in pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id))
+        inputs = self._inputs(mb)
+        mask = inputs.mask  # [B, R]: response tokens; every per-token tensor below has this layout
         loss_spec = spec("loss", a.loss)
         head = loss_spec.head(a) if loss_spec.head else {}  # full_distribution terms, from the chunked head
-        out = token_logprobs(self.model, ids, attn, self.cfg.rollout.temperature, with_entropy=True, positions=mask,
-                             **head)
+        out = response_logprobs(self.model, inputs, self.cfg.rollout.temperature, with_entropy=True, **head)
         per_token = lambda cols: None if cols is None else pad_per_token(cols, mask.cpu()).to(self.device)  # noqa: E731
         per_sample = lambda flags: torch.as_tensor(np.asarray(flags, bool), device=self.device)[:, None]  # noqa: E731
         rl = mask & ~per_sample(mb.anchor if mb.anchor is not None else np.zeros(len(mb), bool))
@@ -141,7 +163,7 @@ class LearnerWorker:
             stats["divergence"] = divergence.item()
         stats["loss"] = loss.item()  # the policy's objective; the critic's is reported apart
         if self.critic is not None:  # 0.5 * (V - return)^2, token-mean over the step's batch
-            values = self.critic(ids, attn)
+            values = inputs.to_responses(self.critic(inputs))
             value_loss = 0.5 * (((values - per_token(mb.returns)) ** 2) * loss_mask).sum() / denom.tokens
             loss = loss + value_loss
             stats["value_loss"] = value_loss.item()
@@ -192,12 +214,12 @@ class LearnerWorker:
     def values(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
         """The critic's per-token values of this rank's shard (a collective, like train_step)."""
         self.critic.eval()
-        out: list[np.ndarray] = []
-        for mb, scale in self._micro_batches(shard, num_micro):
-            ids, attn, mask = pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id)
-            values = self.critic(ids.to(self.device), attn.to(self.device)).cpu()
-            if scale:
-                out.extend(unpad_per_token(values, mask))
+        out: list = [None] * len(shard)
+        for mb, scale, idx in self._planned(shard, num_micro):
+            inputs = self._inputs(mb)
+            values = inputs.to_responses(self.critic(inputs)).cpu()
+            for i, v in zip(idx if scale else [], unpad_per_token(values, inputs.mask.cpu())):
+                out[i] = v
         self.critic.train()
         return out
 
@@ -225,6 +247,10 @@ class LearnerWorker:
         # async: the pushed version is kept for engines restarted while the learners move on
         return self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
                                keep_snapshot=self.cfg.trainer.max_staleness >= 1)
+
+    def end_step(self) -> None:
+        """One RL step done (all its PPO updates): the lr schedule moves per RL step."""
+        self.scheduler.step()
 
     def save_state(self, path: str) -> None:
         """This rank's shards of a resumable checkpoint (collective: every rank calls it)."""

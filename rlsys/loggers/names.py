@@ -28,6 +28,7 @@ VERL_NAMES: dict[str, str] = {
     "clip_frac": "actor/pg_clipfrac",
     "entropy": "actor/entropy",
     "grad_norm": "actor/grad_norm",
+    "lr": "actor/lr",
     "kl_ref": "actor/kl_loss",
     "kl_behaviour": "actor/ppo_kl",
     "lp_reg_tokens": "actor/lp_reg_tokens",

@@ -50,6 +50,10 @@ def test_bad_type_fails_naming_key():
     ("rollout.sync_backend=carrier_pigeon", "rollout.sync_backend"),
     ("rollout.top_p=1.5", "rollout.top_p"),
     ("learner.backend=mpi", "learner.backend"),
+    ("learner.max_tokens_per_micro_batch=-1", "learner.max_tokens_per_micro_batch"),
+    ("learner.attn_implementation=flash3", "learner.attn_implementation"),
+    ("learner.mixed_precision=fp8", "learner.mixed_precision"),
+    ("cluster.threads=all", "cluster.threads"),
 ])
 def test_bad_values_fail_naming_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

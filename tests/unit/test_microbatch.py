@@ -1,0 +1,198 @@
+"""Token-budget micro-batches on packed rows train exactly like fixed-size padded micro-batches:
+same loss, same gradients, for every loss aggregation; the planning itself by hand."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.distributed.tensor import DTensor
+
+from rlsys.config import RLSysConfig
+from rlsys.data.batch import RolloutBatch
+from rlsys.learner import microbatch as M
+from rlsys.learner.objectives import AGGREGATIONS, Denominators
+from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
+
+
+# ---- planning --------------------------------------------------------------------------------
+def test_count_by_samples_and_by_tokens():
+    lengths = np.array([50, 40, 30, 20, 10])
+    assert M.micro_batch_count(lengths, micro_batch_size=2, max_tokens=0) == 3
+    # first fit, longest first, bins of <= 60: [50, 10], [40, 20], [30]
+    assert M.first_fit(lengths, 60) == [[0, 4], [1, 3], [2]]
+    assert M.micro_batch_count(lengths, micro_batch_size=2, max_tokens=60) == 3
+    assert M.micro_batch_count(lengths, micro_batch_size=2, max_tokens=1000) == 1
+    assert M.micro_batch_count(np.array([200, 5]), 2, max_tokens=100) == 2  # too long: a micro-batch of its own
+
+
+def test_plan_is_a_partition_within_budget_and_balanced():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(20, 170, rng.integers(1, 40))
+        budget = int(rng.integers(170, 1200))
+        k = M.micro_batch_count(lengths, 8, budget) + int(rng.integers(0, 3))  # the group may ask for more
+        bins = M.plan(lengths, k, budget)
+        assert len(bins) == k
+        assert sorted(np.concatenate(bins).tolist()) == list(range(len(lengths)))
+        assert all(lengths[b].sum() <= budget for b in bins if len(b) > 1)
+    # balanced: 4 samples of 100 and 4 of 10 into 2 micro-batches -> 220 tokens each
+    bins = M.plan(np.array([100, 100, 100, 100, 10, 10, 10, 10]), 2, 1000)
+    assert [int(np.array([100] * 4 + [10] * 4)[b].sum()) for b in bins] == [220, 220]
+
+
+def test_plan_without_budget_is_the_fixed_split():
+    assert [b.tolist() for b in M.plan(np.arange(5), 3, 0)] == [[0, 1], [2, 3], [4]]
+
+
+# ---- training: packed + token budget == padded + fixed size -----------------------------------
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    from rlsys.learner.worker import LearnerWorker
+    from rlsys.net import free_address
+
+    path = save_checkpoint(build_tiny_model(32, 2, 4, vocab_size=len(build_char_tokenizer()), seed=1),
+                           build_char_tokenizer(), tmp_path_factory.mktemp("tiny"))
+    w = LearnerWorker(fresh_config(), str(path), 0, 1)
+    w.setup(*free_address())
+    yield w
+    w.shutdown()
+
+
+def fresh_config() -> RLSysConfig:
+    """Defaults, one rank (each test starts here, not from the worker's last config)."""
+    cfg = RLSysConfig()
+    cfg.learner.world_size = 1
+    return cfg
+
+
+def rollouts(n: int = 11, seed: int = 0) -> RolloutBatch:
+    rng = np.random.default_rng(seed)
+    plen, rlen = rng.integers(2, 15, n), rng.integers(1, 16, n)
+    per_token = lambda scale: [(rng.standard_normal(r) * scale).astype(np.float32) for r in rlen]  # noqa: E731
+    ids = lambda m: rng.integers(3, 90, m)  # noqa: E731
+    return RolloutBatch(
+        prompt_id=np.arange(n), group_id=np.arange(n) // 4, sample_index=np.arange(n) % 4,
+        prompt_token_ids=[ids(p) for p in plen], response_token_ids=[ids(r) for r in rlen],
+        behaviour_logprobs=[v - 4.0 for v in per_token(0.1)], policy_version=np.zeros(n, np.int64),
+        finish_reason=["stop"] * n, response_text=[""] * n, ground_truth=[""] * n, data_source=[""] * n,
+        reward=rng.integers(0, 2, n).astype(np.float32), ref_logprobs=[v - 4.0 for v in per_token(0.1)],
+        advantages=per_token(1.0))
+
+
+def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> tuple[dict, dict]:
+    """train_step from the base weights; the gradients just before the optimizer step."""
+    worker.reset(cfg)
+    grads, step = {}, worker._step
+
+    def capture(module, optimizer):
+        for name, p in module.named_parameters():
+            g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+            grads[name] = g.detach().clone()
+        return step(module, optimizer)
+
+    worker._step = capture
+    try:
+        lengths = batch.response_lengths
+        denom = Denominators(tokens=float(lengths.sum()), sequences=float(len(batch)), max_len=16.0)
+        stats = worker.train_step(batch, denom, num_micro)
+    finally:
+        del worker._step
+    return stats, grads
+
+
+@pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
+def test_token_budget_packed_equals_fixed_padded(worker, agg):
+    base = fresh_config()
+    base.algorithm.loss_agg, base.algorithm.kl_coef, base.algorithm.entropy_coef = agg, 0.1, 0.01
+    base.rollout.temperature = 0.8
+    batch = rollouts()
+    fixed = copy.deepcopy(base)
+    fixed.learner.packed, fixed.learner.micro_batch_size, fixed.learner.max_tokens_per_micro_batch = False, 4, 0
+    want_stats, want = one_step(worker, fixed, batch, num_micro=3)  # 4 + 4 + 3 samples, padded rows
+    lengths = M.sample_tokens(batch)
+    for budget, extra in ((int(lengths.max()), 0), (60, 2), (10_000, 0)):  # one sample / a few / all per micro-batch
+        packed = copy.deepcopy(base)
+        packed.learner.packed, packed.learner.max_tokens_per_micro_batch = True, budget
+        k = M.micro_batch_count(lengths, 4, budget) + extra  # extra: slots the group adds for other ranks
+        stats, got = one_step(worker, packed, batch, num_micro=k)
+        assert stats["loss"] == pytest.approx(want_stats["loss"], abs=1e-6)
+        assert stats["tokens"] == want_stats["tokens"] == batch.response_lengths.sum()
+        assert stats["kl_sum"] == pytest.approx(want_stats["kl_sum"], rel=1e-5)
+        assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=1e-5)
+        assert want_stats["grad_norm"] > 1e-3  # the comparison is about real gradients
+        for name, g in want.items():
+            assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
+
+
+def test_activation_checkpointing_and_bf16_compute(worker):
+    """Recomputing layers in backward changes no gradient; bf16 compute (FSDP2 MixedPrecisionPolicy)
+    keeps fp32 master weights and lands near the fp32 step (only where the CPU does bf16 natively)."""
+    from rlsys.learner.build import cpu_bf16_native
+
+    base = fresh_config()
+    base.learner.packed, base.learner.max_tokens_per_micro_batch = True, 80
+    batch, k = rollouts(seed=1), 3
+    want_stats, want = one_step(worker, base, batch, k)
+    ckpt = copy.deepcopy(base)
+    ckpt.learner.activation_checkpointing = True
+    stats, got = one_step(worker, ckpt, batch, k)
+    assert worker.model.model.gradient_checkpointing  # the knob reached the model
+    assert stats["loss"] == pytest.approx(want_stats["loss"], abs=1e-6)
+    for name, g in want.items():
+        assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
+    if not cpu_bf16_native():
+        pytest.skip("this CPU has no native bf16")
+    bf16 = copy.deepcopy(base)
+    bf16.learner.mixed_precision = "bfloat16"
+    stats, got = one_step(worker, bf16, batch, k)
+    assert all(p.dtype == torch.float32 for p in worker.model.parameters())  # master weights
+    assert all(g.dtype == torch.float32 for g in got.values())  # reduced in fp32
+    assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=0.1)
+    assert stats["entropy_sum"] == pytest.approx(want_stats["entropy_sum"], rel=1e-2)
+    assert stats["entropy_sum"] != want_stats["entropy_sum"]  # it did compute in bf16
+
+
+def test_group_gives_every_rank_the_largest_count():
+    """Shards balanced by tokens; the rank that needs most micro-batches sets the count for all."""
+    from types import SimpleNamespace
+
+    from rlsys.learner.group import LearnerGroup
+
+    batch = rollouts(n=8)
+    lengths = np.array([100, 100, 100, 30, 30, 30, 30, 30])
+    batch.prompt_token_ids = [np.ones(10, np.int64) for _ in lengths]
+    batch.response_token_ids = [np.ones(n - 10, np.int64) for n in lengths]
+    cfg = RLSysConfig()
+    cfg.learner.max_tokens_per_micro_batch = 120
+    shards, k = LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)
+    # longest first to the lighter rank: 230 tokens [100, 100, 30] and 220 tokens [100, 30 x 4]
+    assert sorted(int(lengths[s].sum()) for s in shards) == [220, 230]
+    # under 120 tokens: [100], [100], [30] on one rank, [100], [30 x 4] on the other -> both run 3
+    assert k == 3
+    for s in shards:
+        bins = M.plan(lengths[s], k, 120)
+        assert len(bins) == 3 and all(len(b) for b in bins) and all(lengths[s][b].sum() <= 120 for b in bins)
+    cfg.learner.max_tokens_per_micro_batch, cfg.learner.micro_batch_size = 0, 2
+    assert LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)[1] == 3  # 5 samples / 2
+
+
+def test_critic_on_packed_rows_equals_padded(worker):
+    """The value model reads the same hidden states from packed rows: same value loss and gradient."""
+    base = fresh_config()
+    base.algorithm.critic, base.algorithm.advantage = True, "gae"
+    batch = rollouts(seed=2)
+    rng = np.random.default_rng(7)
+    batch.returns = [rng.standard_normal(len(r)).astype(np.float32) for r in batch.response_token_ids]
+    padded = copy.deepcopy(base)
+    padded.learner.packed, padded.learner.micro_batch_size = False, 4
+    want, _ = one_step(worker, padded, batch, 3)
+    packed = copy.deepcopy(base)
+    packed.learner.packed, packed.learner.max_tokens_per_micro_batch = True, 100
+    got, _ = one_step(worker, packed, batch, M.micro_batch_count(M.sample_tokens(batch), 4, 100))
+    assert want["value_grad_norm"] > 1e-3
+    assert got["value_grad_norm"] == pytest.approx(want["value_grad_norm"], rel=1e-5)
+    values = worker.values(batch, 4)  # a token budget reorders samples; values come back in batch order
+    assert [len(v) for v in values] == list(batch.response_lengths)
+    one_by_one = [worker.values(batch.select([i]), 1)[0] for i in range(len(batch))]
+    assert all(np.allclose(v, w, atol=1e-5) for v, w in zip(values, one_by_one))
