@@ -164,3 +164,47 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class PromptCursor:
+    """The training prompt order, counting the batches drawn, so a resumed run skips exactly those."""
+
+    def __init__(self, batches, skip: int = 0):
+        self.batches, self.drawn = batches, 0
+        for _ in range(skip):
+            next(self)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.drawn += 1
+        return next(self.batches)
+
+
+def save(cfg: RLSysConfig, roles, state: RunState, anchors=None) -> Path:
+    """A resumable checkpoint of the run after `state.step` (every learner rank writes its shards)."""
+    import pickle
+
+    tmp = begin(cfg.run_dir, state.step)
+    roles.learners.save_state(str(tmp / "learner"))
+    if anchors is not None:  # DPH-RL's initial-policy samples: the engines cannot draw them again
+        (tmp / "anchors.pkl").write_bytes(pickle.dumps(anchors))
+    return commit(tmp, state, cfg, cfg.trainer.keep_last)
+
+
+def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> tuple[RunState, object | None]:
+    """Learners back to the checkpoint's state, the engines to its policy version, metrics.jsonl
+    cut back to its step. Returns the run state and the DPH-RL anchor pool (None if it had none)."""
+    import pickle
+
+    from rlsys.pipeline import sync_weights
+
+    state = check_compatible(path, cfg, base_model)
+    roles.learners.load_state(str(path / "learner"))
+    sync_weights(roles, state.version)  # the fleet serves the resumed policy, not the base model
+    dropped = sum(truncate_metrics(Path(cfg.run_dir) / name, state.step) for name in ("metrics.jsonl", "samples.jsonl"))
+    anchors = pickle.loads((path / "anchors.pkl").read_bytes()) if (path / "anchors.pkl").is_file() else None
+    log(f"resumed from {path}: step {state.step} done, policy version {state.version}"
+        + (f"; {dropped} metric lines logged after it were dropped (those steps run again)" if dropped else ""))
+    return state, anchors

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from rlsys.checkpoint import PromptCursor, RunState, find_resume, restore, save
 from rlsys.config import RLSysConfig, as_dict
 from rlsys.console import setup_console
 from rlsys.data.batch import RolloutBatch
@@ -74,18 +75,30 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
 
 
 def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
-        log=print) -> dict:
-    """The RL phase on running roles: held-out reward, trainer.steps steps, held-out reward."""
+        log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
+    """The RL phase on running roles: held-out reward, trainer.steps steps (from a checkpoint's step
+    when resuming, checkpointing every trainer.save_every), held-out reward."""
     t, run_dir = cfg.trainer, Path(cfg.run_dir)
-    before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
-    log(f"held-out reward before RL: {before}")
-    anchors = AnchorPool(cfg, roles, train_data) if "anchors" in needs(cfg.algorithm) else None
-    prompts, version, t0 = train_data.batches(t.prompts_per_step, t.seed), 0, time.perf_counter()
-    produce = lambda step, timer: sample_step(cfg, roles, train_data, prompts,  # noqa: E731
-                                              seed=t.seed * 100_003 + step, timer=timer)
-    with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps) as rollouts, \
+    state, anchors = restore(resume_from, cfg, roles, base_model, log) if resume_from else (None, None)
+    start, version = (state.step, state.version) if state else (0, 0)
+    if state:
+        before = state.held_out_before
+    else:
+        before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+        log(f"held-out reward before RL: {before}")
+    if anchors is None and "anchors" in needs(cfg.algorithm):
+        anchors = AnchorPool(cfg, roles, train_data)
+    prompts = PromptCursor(train_data.batches(t.prompts_per_step, t.seed), skip=state.prompts_drawn if state else 0)
+    drawn, t0 = {}, time.perf_counter()  # step -> prompt batches drawn once its round was sampled
+
+    def produce(step: int, timer: StepTimer):
+        out = sample_step(cfg, roles, train_data, prompts, seed=t.seed * 100_003 + step, timer=timer)
+        drawn[step] = prompts.drawn
+        return out
+
+    with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps, start, version) as rollouts, \
             RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends, under verl's metric names
-        for step in range(1, t.steps + 1):
+        for step in range(start + 1, t.steps + 1):
             batch, m = rl_step(cfg, roles, rollouts, step, version, anchors)
             version = m["policy_version"]
             if cfg.eval.every and held_out and step % cfg.eval.every == 0:
@@ -94,12 +107,18 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
             metrics.log(m, batch)
             if cfg.logger.log_rollouts:
                 _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")
+            if t.save_every and (step % t.save_every == 0 or step == t.steps):
+                save(cfg, roles, RunState(step, version, drawn.pop(step), base_model, before,
+                                          anchors.cursor if anchors else 0), anchors)
     after = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
     return {"steps": t.steps, "held_out_before": before, "held_out_after": after,
             "train_seconds": time.perf_counter() - t0}
 
 
 def train(cfg: RLSysConfig, log=print) -> dict:
+    resume_from = find_resume(cfg, log)  # trainer.resume: none | auto | PATH
+    if resume_from is not None and cfg.trainer.resume == "auto":
+        cfg.run_dir = str(resume_from.parent.parent)  # continue the run that checkpoint belongs to
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
@@ -110,7 +129,7 @@ def train(cfg: RLSysConfig, log=print) -> dict:
     roles = None
     try:
         roles = start_roles(cfg, model_path, tokenizer.pad_token_id or 0)
-        summary.update(run(cfg, roles, train_data, held_out, log), base_model=model_path)
+        summary.update(run(cfg, roles, train_data, held_out, log, model_path, resume_from), base_model=model_path)
         ckpt = roles.learners.save(str(run_dir / "checkpoint")) if cfg.trainer.save_checkpoint else None
         summary.update(status="ok", checkpoint=ckpt)
     except BaseException as e:

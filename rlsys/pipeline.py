@@ -101,8 +101,6 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
     Groups that arrive while the verifiers (or the reference) are busy are sent together next time,
     so per-call overhead does not grow with the number of groups. Returns the kept groups with
     rewards and reference log-probs, rows ordered by group (arrival order does not matter), or None."""
-    import ray
-
     def verify(groups: list[RolloutBatch]) -> list[RolloutBatch]:
         with timer("verify"):
             scored = roles.verifiers.score(RolloutBatch.concat(groups))

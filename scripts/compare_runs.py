@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 COLUMNS = ("response_token_ids", "behaviour_logprobs", "reward", "advantages")
-VARYING = ("timing_s/", "throughput", "memory_gb", "gbps", "seconds")  # wall-clock, speed and memory vary run to run
+VARYING = ("timing_s/", "throughput", "memory_gb", "gbps", "seconds", "cores")  # wall-clock, speed and memory vary run to run
 
 
 def run_dir(path: str) -> Path:

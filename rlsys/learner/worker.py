@@ -191,13 +191,12 @@ class LearnerWorker:
     def old_logprobs(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
         """logp_old: this rank's log-probs of its shard before the step's first update (a collective, like
         train_step: every rank runs num_micro forwards)."""
-        out: list[np.ndarray] = []
-        for mb, scale in self._micro_batches(shard, num_micro):
-            ids, attn, mask = pack(mb.prompt_token_ids, mb.response_token_ids, self.pad_id)
-            logp = token_logprobs(self.model, ids.to(self.device), attn.to(self.device), self.cfg.rollout.temperature,
-                                  positions=mask.to(self.device)).logp
-            if scale:
-                out.extend(unpad_per_token(logp.cpu(), mask))
+        out: list = [None] * len(shard)
+        for mb, scale, idx in self._planned(shard, num_micro):  # a token budget reorders samples: put them back
+            inputs = self._inputs(mb)
+            logp = response_logprobs(self.model, inputs, self.cfg.rollout.temperature).logp.cpu()
+            for i, lp in zip(idx if scale else [], unpad_per_token(logp, inputs.mask.cpu())):
+                out[i] = lp
         return out
 
     def _step(self, module, optimizer) -> float:
