@@ -87,7 +87,7 @@ def test_deterministic_engine_crash_fails_fast_with_its_root_cause(ray_session, 
 
 
 class FakeReference:
-    def logprobs(self, prompts, responses):
+    def logprobs(self, prompts, responses, alone=False):
         time.sleep(0.1)
         return [r.astype(np.float32) for r in responses]
 
@@ -291,23 +291,29 @@ class WeightEngine(FakeEngine):
         super().__init__(index)
         self.die_at, self.loaded, self.sums = die_at_bucket, 0, {}
 
-    async def begin_weight_update(self, version):
-        self.loaded = 0
+    async def node_id(self):
+        return None  # not the sender's node: every bucket arrives as a Ray object holding its bytes
 
     async def load_weights(self, bucket, version):
+        """One bucket of a sync (the object_store protocol): the first of a new sync begins it, the
+        one marked last finishes it and makes `version` the served one."""
+        import time
+
         from rlsys.sync.bucket import unpack_bucket
 
+        if bucket["sync"] != getattr(self, "sync", None):
+            self.sync, self.loaded = bucket["sync"], 0
         self.loaded += 1
         if self.loaded == self.die_at:
             import os
 
             os._exit(1)  # the engine's process dies half-way through the push
-        self.sums.update({n: float(t.double().sum()) for n, t in unpack_bucket(bucket)})
-        return 1
-
-    async def finish_weight_update(self, version):
-        self.version = version
-        return version
+        named = unpack_bucket(bucket)
+        self.sums.update({n: float(t.double().sum()) for n, t in named})
+        if bucket.get("last"):
+            self.version = version
+        now = time.perf_counter()
+        return {"tensors": len(named), "load_s": 0.0, "repack_s": 0.0, "start": now, "end": now}
 
     async def weight_sums(self):
         return self.sums
@@ -324,7 +330,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
 
     cfg = RLSysConfig()
     cfg.trainer.max_staleness, cfg.rollout.sync_bucket_mb = 1, 1
-    model = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(4)])  # ~1 MB of weights: 4 buckets
+    model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(4)])  # 1 MB per layer: 4 buckets
 
     def make(i, die=None):
         return ray.remote(WeightEngine).options(num_cpus=0, max_restarts=0).remote(i, die)
