@@ -57,14 +57,18 @@ class LearnerGroup:
 
     def values(self, batch: RolloutBatch) -> list[np.ndarray]:
         """The critic's per-token values for every sample, in batch order."""
+        return self._per_sample("values", batch)
+
+    def _per_sample(self, method: str, batch: RolloutBatch) -> list[np.ndarray]:
+        """A per-sample collective of the ranks (values, old_logprobs) on their shards, in batch order."""
         import ray
 
         shards, num_micro = self._shards(batch)
-        parts = ray.get([a.values.remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
+        parts = ray.get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
         out: list = [None] * len(batch)
-        for shard, vals in zip(shards, parts):
-            for i, v in zip(shard, vals):
-                out[i] = v
+        for shard, rows in zip(shards, parts):
+            for i, row in zip(shard, rows):
+                out[i] = row
         return out
 
     def train(self, batch: RolloutBatch, progress: float = 0.0, step: int = 0) -> dict:
@@ -79,7 +83,7 @@ class LearnerGroup:
         if a.rollout_correction_bypass:
             batch = _with(batch, old_logprobs=batch.behaviour_logprobs)
         elif chunks * lr_.ppo_epochs > 1:
-            batch = _with(batch, old_logprobs=self._old_logprobs(batch))
+            batch = _with(batch, old_logprobs=self._per_sample("old_logprobs", batch))
         updates = [self._update(batch.select(idx), progress)
                    for epoch in range(lr_.ppo_epochs) for idx in mini_batches(len(batch), chunks, (step, epoch))]
         ray.get([a.end_step.remote() for a in self.actors])  # the lr schedule moves once per RL step
@@ -108,18 +112,6 @@ class LearnerGroup:
                  if any(k in r for r in results)}
         stats["learner_peak_memory_gb"] = stats.pop("peak_memory_gb")  # the fullest rank
         return stats
-
-    def _old_logprobs(self, batch: RolloutBatch) -> list[np.ndarray]:
-        """The learners' (no-grad) log-probs of every sample, in batch order."""
-        import ray
-
-        shards, num_micro = self._shards(batch)
-        parts = ray.get([a.old_logprobs.remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
-        out: list = [None] * len(batch)
-        for shard, logps in zip(shards, parts):
-            for i, lp in zip(shard, logps):
-                out[i] = lp
-        return out
 
     def push_weights(self, engines: list, version: int) -> dict:
         import ray

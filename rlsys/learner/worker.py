@@ -191,12 +191,17 @@ class LearnerWorker:
     def old_logprobs(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
         """logp_old: this rank's log-probs of its shard before the step's first update (a collective, like
         train_step: every rank runs num_micro forwards)."""
+        return self._per_sample(shard, num_micro,
+                                lambda inputs: response_logprobs(self.model, inputs, self.cfg.rollout.temperature).logp)
+
+    def _per_sample(self, shard: RolloutBatch, num_micro: int, per_token) -> list[np.ndarray]:
+        """per_token(inputs) -> [B, R] of every micro-batch, as one array per sample in shard order
+        (a token budget reorders samples: they are put back)."""
         out: list = [None] * len(shard)
-        for mb, scale, idx in self._planned(shard, num_micro):  # a token budget reorders samples: put them back
+        for mb, scale, idx in self._planned(shard, num_micro):
             inputs = self._inputs(mb)
-            logp = response_logprobs(self.model, inputs, self.cfg.rollout.temperature).logp.cpu()
-            for i, lp in zip(idx if scale else [], unpad_per_token(logp, inputs.mask.cpu())):
-                out[i] = lp
+            for i, row in zip(idx if scale else [], unpad_per_token(per_token(inputs).cpu(), inputs.mask.cpu())):
+                out[i] = row
         return out
 
     def _step(self, module, optimizer) -> float:
@@ -213,12 +218,7 @@ class LearnerWorker:
     def values(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
         """The critic's per-token values of this rank's shard (a collective, like train_step)."""
         self.critic.eval()
-        out: list = [None] * len(shard)
-        for mb, scale, idx in self._planned(shard, num_micro):
-            inputs = self._inputs(mb)
-            values = inputs.to_responses(self.critic(inputs)).cpu()
-            for i, v in zip(idx if scale else [], unpad_per_token(values, inputs.mask.cpu())):
-                out[i] = v
+        out = self._per_sample(shard, num_micro, lambda inputs: inputs.to_responses(self.critic(inputs)))
         self.critic.train()
         return out
 

@@ -34,7 +34,7 @@ def setup(tmp_path_factory):
         ray.init(num_cpus=2, include_dashboard=False)
     group = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(cfg, model_path, 0, 1)], cfg)
     batch = make_batch(cfg, train, np.random.default_rng(0))
-    batch.behaviour_logprobs = group._old_logprobs(batch)  # on-policy: behaviour = the learner
+    batch.behaviour_logprobs = group._per_sample("old_logprobs", batch)  # on-policy: behaviour = the learner
     yield cfg, group, batch
     group.shutdown()
     ray.shutdown()
@@ -76,7 +76,7 @@ def test_second_epoch_moves_the_ratio_and_the_clip_acts_as_computed_by_hand(setu
     cfg, group, batch = setup
     # reference: one update from the base weights, then the log-probs the second update will start from
     train(group, cfg, batch)
-    logp1 = group._old_logprobs(batch)
+    logp1 = group._per_sample("old_logprobs", batch)
     stats, m = train(group, cfg, batch, learner__ppo_epochs=2)
     assert stats["ppo_updates"] == 2
     old = batch.behaviour_logprobs  # = the learner's base log-probs: logp_old of both epochs
