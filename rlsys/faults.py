@@ -34,6 +34,8 @@ class FaultLog:
         self._counts, self._lock = Counter(), threading.Lock()
 
     def add(self, key: str, n: int = 1) -> None:
+        if not n:  # only what happened is reported
+            return
         with self._lock:
             self._counts[key] += n
 
