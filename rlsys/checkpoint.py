@@ -106,13 +106,12 @@ def find_resume(cfg: RLSysConfig, log=print) -> Path | None:
     here = complete_checkpoints(cfg.run_dir)
     if here:
         return here[-1]
-    runs = [p for p in Path(cfg.trainer.output_dir).expanduser().glob("**/checkpoints")
-            if complete_checkpoints(p.parent)]
-    if not runs:
+    newest = [found[-1] for p in Path(cfg.trainer.output_dir).expanduser().glob("**/checkpoints")
+              if (found := complete_checkpoints(p.parent))]  # each run's latest
+    if not newest:
         log(f"trainer.resume=auto: no checkpoint in {cfg.run_dir} or under {cfg.trainer.output_dir}; starting fresh")
         return None
-    latest = max(runs, key=lambda p: (complete_checkpoints(p.parent)[-1] / MARKER).stat().st_mtime)
-    return complete_checkpoints(latest.parent)[-1]
+    return max(newest, key=lambda c: (c / MARKER).stat().st_mtime)
 
 
 def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:

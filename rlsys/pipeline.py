@@ -105,9 +105,9 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         with timer("verify"):
             scored = roles.verifiers.score(RolloutBatch.concat(groups))
         groups = [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
-        lost = [g for g in groups if not np.isfinite(g.reward).all()]  # no real reward: out of the batch
-        roles.faults.add("groups_lost_verifier", len(lost))
-        return [g for g in groups if np.isfinite(g.reward).all()]
+        real = [g for g in groups if np.isfinite(g.reward).all()]  # a group without a real reward leaves the batch
+        roles.faults.add("groups_lost_verifier", len(groups) - len(real))
+        return real
 
     def reference(groups: list[RolloutBatch]) -> RolloutBatch | None:
         chunk = RolloutBatch.concat(groups)
