@@ -7,12 +7,20 @@ between the two processes. vLLM's engine core is a process Ray does not manage, 
 Ray's object store itself; a file both sides map is the same shared memory without that limit.
 The slots live as long as the sender's sync backend and are reused by every sync (their pages
 stay mapped: no page faults after the first sync).
+
+A slot's pages are reserved when it is created (posix_fallocate): a file that only looked big
+enough would kill the sender with SIGBUS at its first write past a full tmpfs (Docker's default
+/dev/shm is 64 MB). When /dev/shm has no room the ring falls back to the temp dir: the same
+shared page cache for both processes, with a warning.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import mmap
 import os
+import tempfile
 import uuid
 import warnings
 import weakref
@@ -21,6 +29,8 @@ from collections import OrderedDict
 import torch
 
 SHM_DIR = "/dev/shm"
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # the directory has no room for the slot
+log = logging.getLogger(__name__)
 _MAPS: OrderedDict[str, tuple[mmap.mmap, torch.Tensor]] = OrderedDict()  # engine side, per process
 _MAX_MAPS = 8  # a ring's slots, and the slots of a ring that has since grown
 
@@ -57,13 +67,20 @@ def _unlink(paths: list[str]) -> None:
             pass
 
 
+def _free_mb(root: str) -> int:
+    st = os.statvfs(root)
+    return st.f_bavail * st.f_frsize >> 20
+
+
 class ShmRing:
     """The sender's reused slots. slot(i, nbytes) -> (path, writable uint8 tensor of the slot)."""
 
-    def __init__(self, slots: int = 2, root: str = SHM_DIR):
-        self.root, self.prefix = root, f"rlsys-sync-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    def __init__(self, slots: int = 2, roots: tuple[str, ...] | None = None):
+        self.roots = roots or (SHM_DIR, tempfile.gettempdir())  # tried in order for each new slot
+        self.prefix = f"rlsys-sync-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.slots: list[tuple[str, int, torch.Tensor, mmap.mmap] | None] = [None] * slots
         self._paths: list[str] = []
+        self._warned = False  # the fall back from a full /dev/shm is told once
         self._finalizer = weakref.finalize(self, _unlink, self._paths)  # files go with the ring
 
     def __len__(self) -> int:
@@ -75,13 +92,36 @@ class ShmRing:
             if cur is not None:
                 _unlink([cur[0]])  # engines keep their mapping of the old file until they drop it
             size = max(nbytes, 1)
-            path = os.path.join(self.root, f"{self.prefix}-{i}-{len(self._paths)}")
-            with open(path, "wb") as f:
-                f.truncate(size)
-            self._paths.append(path)
+            path = self._reserve(f"{self.prefix}-{i}-{len(self._paths)}", size)
             mm, view = _map(path, size, writable=True)
             cur = self.slots[i] = (path, size, view, mm)
         return cur[0], cur[2]
+
+    def _reserve(self, name: str, size: int) -> str:
+        """A new slot file with all its pages allocated, in the first root that has room."""
+        full = []
+        for root in self.roots:
+            path = os.path.join(root, name)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            self._paths.append(path)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as err:
+                if err.errno not in _FULL:
+                    raise
+                _unlink([path])
+                full.append(f"{root} ({_free_mb(root)} MB free)")
+                continue
+            finally:
+                os.close(fd)
+            if full and not self._warned:
+                self._warned = True
+                log.warning("weight sync: no room for a %d MB bucket slot in %s; using %s instead "
+                            "(give the node a bigger /dev/shm, e.g. docker --shm-size)", size >> 20,
+                            ", ".join(full), root)
+            return path
+        raise RuntimeError(f"weight sync: no room for a {size >> 20} MB bucket slot in {', '.join(full)}; "
+                           "free memory or disk there, or lower rollout.sync_bucket_mb")
 
     def close(self) -> None:
         self.slots = [None] * len(self.slots)

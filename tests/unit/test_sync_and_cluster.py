@@ -95,3 +95,42 @@ def test_custom_resources_reach_actor_options_and_bad_names_fail():
         cfg.cluster.learner_resources = bad
         with pytest.raises(ConfigError, match="cluster.learner_resources"):
             validate(cfg)
+
+
+SMALL_TMPFS_SCRIPT = """
+import sys
+from rlsys.sync.shm import ShmRing
+small, fallback = sys.argv[1], sys.argv[2]
+ring = ShmRing(3, roots=(small, fallback))
+for i in range(3):  # 3 x 12 MB slots into a 16 MB tmpfs: the 2nd no longer fits
+    path, buf = ring.slot(i, 12 << 20)
+    buf.fill_(i + 1)  # every page written: a slot that only looked reserved would raise SIGBUS here
+    print(path)
+try:
+    ShmRing(1, roots=(small,)).slot(0, 12 << 20)
+except RuntimeError as err:
+    print("ERROR", err)
+"""
+
+
+def test_a_full_dev_shm_falls_back_to_the_temp_dir_instead_of_killing_the_sender(tmp_path):
+    """A Docker-sized /dev/shm (a small tmpfs, mounted in a private mount namespace) cannot hold
+    the ring: its slots go to the fallback dir, and a ring with nowhere to go names the sizes."""
+    import shutil
+    import subprocess
+    import sys
+
+    small, fallback = tmp_path / "small", tmp_path / "fallback"
+    small.mkdir(), fallback.mkdir()
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs a private mount namespace (unshare -m) to mount a small tmpfs")
+    script = tmp_path / "ring.py"
+    script.write_text(SMALL_TMPFS_SCRIPT)
+    cmd = f"mount -t tmpfs -o size=16m tmpfs {small} && {sys.executable} {script} {small} {fallback}"
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # -7 (SIGBUS) before slots were reserved
+    paths = [line for line in proc.stdout.splitlines() if not line.startswith("ERROR")]
+    assert [p.startswith(str(small)) for p in paths] == [True, False, False]
+    assert all(p.startswith(str(fallback)) for p in paths[1:])
+    assert "no room for a 12 MB bucket slot" in proc.stdout and "MB free" in proc.stdout
+    assert "using" in proc.stderr and str(fallback) in proc.stderr  # the fall back is told
