@@ -130,9 +130,14 @@ def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
     return state
 
 
-def truncate_metrics(path: Path, step: int) -> int:
-    """Drop metrics.jsonl lines of steps after `step` (logged after the checkpoint, before a crash):
-    the resumed run logs them again, so no step is duplicated. Returns the lines dropped."""
+def truncate_metrics(run_dir: Path, step: int) -> int:
+    """Drop the metrics.jsonl and samples.jsonl lines of steps after `step` (logged after the
+    checkpoint, before a crash): the resumed run logs them again, so no step is duplicated.
+    Returns the lines dropped."""
+    return sum(_truncate_jsonl(run_dir / name, step) for name in ("metrics.jsonl", "samples.jsonl"))
+
+
+def _truncate_jsonl(path: Path, step: int) -> int:
     if not path.is_file():
         return 0
     lines = path.read_text().splitlines()
@@ -202,7 +207,7 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     state = check_compatible(path, cfg, base_model)
     roles.learners.load_state(str(path / "learner"))
     sync_weights(roles, state.version)  # the fleet serves the resumed policy, not the base model
-    dropped = sum(truncate_metrics(Path(cfg.run_dir) / name, state.step) for name in ("metrics.jsonl", "samples.jsonl"))
+    dropped = truncate_metrics(Path(cfg.run_dir), state.step)
     anchors = pickle.loads((path / "anchors.pkl").read_bytes()) if (path / "anchors.pkl").is_file() else None
     log(f"resumed from {path}: step {state.step} done, policy version {state.version}"
         + (f"; {dropped} metric lines logged after it were dropped (those steps run again)" if dropped else ""))

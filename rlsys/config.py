@@ -162,6 +162,7 @@ class TrainerConfig:
     save_every: int = 0  # resumable checkpoint (sharded learner state + run state) every N steps (0 = off)
     keep_last: int = 2  # resumable checkpoints kept (older ones are deleted)
     resume: str = "none"  # none | auto (latest in this run dir, else the newest run under output_dir) | PATH
+    max_restarts: int = 2  # a learner rank that dies: rebuild the group from the last checkpoint, at most this often
 
 
 @dataclass
@@ -273,6 +274,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
     _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
     _check(t.keep_last >= 1, "trainer.keep_last", f"must be >= 1, got {t.keep_last}")
+    _check(t.max_restarts >= 0, "trainer.max_restarts", f"must be >= 0, got {t.max_restarts}")
     _validate_updates(cfg)
     _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
     _check(cfg.task.name in ("arithmetic", "word_problems"), "task.name",

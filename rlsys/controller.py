@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rlsys.checkpoint import PromptCursor, RunState, find_resume, restore, save
+from rlsys.checkpoint import PromptCursor, RunState, complete_checkpoints, find_resume, restore, save, truncate_metrics
 from rlsys.config import RLSysConfig, as_dict
 from rlsys.console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
+from rlsys.learner.group import LearnerLost
 from rlsys.learner.objective import needs, report, report_correction
 from rlsys.loggers.run import RunLogger
 from rlsys.metrics import StepTimer, step_metrics
@@ -76,6 +77,27 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
 
 def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
         log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
+    """The RL phase (run_from), surviving up to trainer.max_restarts learner rank deaths: the group is
+    rebuilt and the run goes on from its last checkpoint (from the start if it has none yet)."""
+    for restart in range(1, cfg.trainer.max_restarts + 2):
+        try:
+            return run_from(cfg, roles, train_data, held_out, log, base_model, resume_from)
+        except LearnerLost as err:
+            if restart > cfg.trainer.max_restarts:
+                raise
+            found = complete_checkpoints(cfg.run_dir)
+            resume_from = found[-1] if found else resume_from
+            log(f"{err}: rebuilding the learners (restart {restart} of trainer.max_restarts="
+                f"{cfg.trainer.max_restarts}) and going on from {resume_from or 'step 0 (no checkpoint yet)'}")
+            roles.learners.rebuild()
+            roles.faults.add("learner_restarts")  # reported by the next step that finishes
+            if resume_from is None:  # the engines serve weights the new learners never had
+                sync_weights(roles, 0)
+                truncate_metrics(Path(cfg.run_dir), 0)
+
+
+def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
+             log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
     """The RL phase on running roles: held-out reward, trainer.steps steps (from a checkpoint's step
     when resuming, checkpointing every trainer.save_every), held-out reward."""
     t, run_dir = cfg.trainer, Path(cfg.run_dir)

@@ -173,9 +173,9 @@ def server_logprobs(roles, role: str, chunk: RolloutBatch, alone: bool = False) 
     """Per-token log-probs from the reference or teacher server, re-sent if it died mid-call (it is
     stateless and Ray restarts it); ActorLost if it died on every attempt. alone: generation is over,
     the server may use the node's idle cores."""
-    server = getattr(roles, role)
+    server, path = getattr(roles, role), roles.server_paths.get(role)
     return call_with_retries(lambda _: (server, server.logprobs.remote(chunk.prompt_token_ids,
-                                                                      chunk.response_token_ids, alone)),
+                                                                      chunk.response_token_ids, alone, path)),
                              role, roles.faults)
 
 

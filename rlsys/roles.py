@@ -22,6 +22,7 @@ class Roles:
     learners: LearnerGroup
     teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
     faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/faults.py)
+    server_paths: dict = field(default_factory=dict)  # role -> the model its server must hold (reference, teacher)
 
 
 def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet:
@@ -78,11 +79,15 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
             cfg.cluster.reference_cpus, cfg.cluster.threads)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
-    learners = [ray.remote(LearnerWorker).options(**actor_options(groups, "learner", i)).remote(cfg, model_path, i, W)
-                for i in range(W)]
+
+    def make_learner(rank: int, c: RLSysConfig):  # also used to rebuild the group after a rank died
+        return ray.remote(LearnerWorker).options(**actor_options(groups, "learner", rank)).remote(c, model_path, rank, W)
+
+    learners = [make_learner(i, cfg) for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
-    learner_group = LearnerGroup(learners, cfg)
-    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults)
+    learner_group = LearnerGroup(learners, cfg, make_learner)
+    paths = {"reference": model_path, **({"teacher": cfg.algorithm.teacher_path} if teacher else {})}
+    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults, paths)
 
 
 def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
@@ -100,6 +105,7 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
         if roles.teacher is None:
             raise ValueError("these roles were started without a teacher; start them with algorithm.teacher_path set")
         ray.get(roles.teacher.load.remote(cfg.algorithm.teacher_path))
+        roles.server_paths["teacher"] = cfg.algorithm.teacher_path  # a restarted teacher reloads it
 
 
 def shutdown_roles(roles: Roles) -> None:

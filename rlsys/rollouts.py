@@ -110,7 +110,9 @@ class Rollouts:
         return self
 
     def __exit__(self, exc_type, *_):
-        self.close(wait=exc_type is None)
+        # On an error the round in flight still ends before the caller goes on (a learner restart pushes
+        # weights next: never into engines mid-request); only an interrupt leaves at once.
+        self.close(wait=exc_type is None or issubclass(exc_type, Exception))
 
     # ---- the producer (k >= 1) --------------------------------------------------------------------
     def _start(self) -> None:

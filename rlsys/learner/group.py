@@ -12,6 +12,14 @@ from rlsys.learner.objectives import Denominators
 from rlsys.learner.objective import combine, reductions
 
 
+GRACE_S = 30.0  # after one rank's call fails, how long the others may take to fail too (a death shows there)
+
+
+class LearnerLost(RuntimeError):
+    """A learner rank died: the group's process group is broken, so the group is rebuilt and reloaded
+    from the run's last checkpoint (trainer.max_restarts; rlsys/controller.py)."""
+
+
 def num_mini_batches(samples: int, mini_batch_size: int) -> int:
     """Optimizer steps per epoch: ceil(samples / learner.ppo_mini_batch_size); 0 = the whole batch."""
     return 1 if mini_batch_size <= 0 else max(1, math.ceil(samples / mini_batch_size))
@@ -34,19 +42,54 @@ def _with(batch: RolloutBatch, **columns) -> RolloutBatch:
 
 
 class LearnerGroup:
-    def __init__(self, actors: list, cfg):
+    """make(rank, cfg) -> a new rank's actor, in its placement: how rebuild() replaces the group."""
+
+    def __init__(self, actors: list, cfg, make=None):
+        self.actors, self.cfg, self.make = actors, cfg, make
+        self._setup()
+
+    def _setup(self) -> None:
         import ray
 
-        self.actors, self.cfg = actors, cfg
-        addr, port = ray.get(actors[0].address.remote())
-        ray.get([a.setup.remote(addr, port) for a in actors])
+        addr, port = ray.get(self.actors[0].address.remote())
+        self._get([a.setup.remote(addr, port) for a in self.actors])
+
+    def rebuild(self) -> None:
+        """Every rank new, with the base weights (a lost rank's peers hold a broken process group):
+        the caller loads a checkpoint into them."""
+        import ray
+
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+        self.actors = [self.make(rank, self.cfg) for rank in range(len(self.actors))]
+        self._setup()
+
+    def _get(self, refs: list) -> list:
+        """ray.get of one call on every rank, raising LearnerLost if a rank died. Not a plain ray.get:
+        the dead rank's peers may wait in a collective with it until gloo's timeout (30 min)."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        pending, failed = list(refs), None
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=None if failed is None else GRACE_S)
+            if not ready:  # the rest still wait on the failed rank
+                break
+            try:
+                ray.get(ready[0])
+            except RayActorError as e:
+                raise LearnerLost(f"learner rank {refs.index(ready[0])} of {len(refs)} died: "
+                                  f"{str(e).splitlines()[0][:200]}") from e
+            except Exception as e:  # a peer's collective error may come before the death is known
+                failed = failed or e
+        if failed is not None:
+            raise failed
+        return ray.get(refs)
 
     def reset(self, cfg) -> None:
         """Back to the base weights with the objective of `cfg` (fresh optimizer, critic if asked)."""
-        import ray
-
         self.cfg = cfg
-        ray.get([a.reset.remote(cfg) for a in self.actors])
+        self._get([a.reset.remote(cfg) for a in self.actors])
 
     def _shards(self, batch: RolloutBatch) -> tuple[list[np.ndarray], int]:
         """Rank shards balanced by tokens, and the micro-batch count every rank runs (the most any needs)."""
@@ -61,10 +104,8 @@ class LearnerGroup:
 
     def _per_sample(self, method: str, batch: RolloutBatch) -> list[np.ndarray]:
         """A per-sample collective of the ranks (values, old_logprobs) on their shards, in batch order."""
-        import ray
-
         shards, num_micro = self._shards(batch)
-        parts = ray.get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
+        parts = self._get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
         out: list = [None] * len(batch)
         for shard, rows in zip(shards, parts):
             for i, row in zip(shard, rows):
@@ -76,8 +117,6 @@ class LearnerGroup:
         learner.ppo_mini_batch_size samples (0: the whole batch). logp_old is fixed before the first
         update: recomputed by the learners when there are several updates, the engines' behaviour
         log-probs in bypass mode. Stats are per update, averaged over the updates (maxima: the max)."""
-        import ray
-
         lr_, a = self.cfg.learner, self.cfg.algorithm
         chunks = num_mini_batches(len(batch), lr_.ppo_mini_batch_size)
         if a.rollout_correction_bypass:
@@ -86,7 +125,7 @@ class LearnerGroup:
             batch = _with(batch, old_logprobs=self._per_sample("old_logprobs", batch))
         updates = [self._update(batch.select(idx), progress)
                    for epoch in range(lr_.ppo_epochs) for idx in mini_batches(len(batch), chunks, (step, epoch))]
-        ray.get([a.end_step.remote() for a in self.actors])  # the lr schedule moves once per RL step
+        self._get([a.end_step.remote() for a in self.actors])  # the lr schedule moves once per RL step
         reduce = reductions(a)
         stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
                  for k in updates[0]}
@@ -96,8 +135,6 @@ class LearnerGroup:
     def _update(self, batch: RolloutBatch, progress: float) -> dict:
         """One optimizer step on `batch`: split across ranks by tokens, every rank's stats combined by
         their declared reduction (learner/spec.py)."""
-        import ray
-
         shards, num_micro = self._shards(batch)
         anchor = np.zeros(len(batch), bool) if batch.anchor is None else batch.anchor
         keep = ~anchor if batch.loss_mask is None else batch.loss_mask & ~anchor
@@ -105,7 +142,7 @@ class LearnerGroup:
         denom = Denominators(tokens=max(1.0, float(lengths[keep].sum())), sequences=max(1.0, float(keep.sum())),
                              max_len=float(self.cfg.rollout.max_new_tokens),
                              anchor_tokens=max(1.0, float(lengths[anchor].sum())))
-        results = ray.get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
+        results = self._get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
                            for a, s in zip(self.actors, shards)])
         reduce = reductions(self.cfg.algorithm)
         stats = {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
@@ -114,25 +151,17 @@ class LearnerGroup:
         return stats
 
     def push_weights(self, engines: list, version: int) -> dict:
-        import ray
-
-        return ray.get([a.push_weights.remote(engines, version) for a in self.actors])[0]
+        return self._get([a.push_weights.remote(engines, version) for a in self.actors])[0]
 
     def save_state(self, path: str) -> None:
         """Sharded model/optimizer state, RNG and lr schedule of every rank into path (resumable)."""
-        import ray
-
-        ray.get([a.save_state.remote(path) for a in self.actors])
+        self._get([a.save_state.remote(path) for a in self.actors])
 
     def load_state(self, path: str) -> None:
-        import ray
-
-        ray.get([a.load_state.remote(path) for a in self.actors])
+        self._get([a.load_state.remote(path) for a in self.actors])
 
     def save(self, path: str) -> str:
-        import ray
-
-        return ray.get([a.save_checkpoint.remote(path) for a in self.actors])[0]
+        return self._get([a.save_checkpoint.remote(path) for a in self.actors])[0]
 
     def shutdown(self) -> None:
         import ray

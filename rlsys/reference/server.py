@@ -44,9 +44,13 @@ class ReferenceServer:
 
     @torch.no_grad()
     def logprobs(self, prompt_ids: list[np.ndarray], response_ids: list[np.ndarray],
-                 alone: bool = False) -> list[np.ndarray]:
+                 alone: bool = False, model_path: str | None = None) -> list[np.ndarray]:
         """Per-response-token log-probs, in input order. alone: no other stage computes on this node
-        now (the caller knows), so the call may use every core (cluster.threads=auto)."""
+        now (the caller knows), so the call may use every core (cluster.threads=auto). model_path:
+        the model the caller means, loaded first if this server holds another (a teacher swapped by
+        reset_roles, then restarted by Ray with the path it was started with)."""
+        if model_path is not None and model_path != self.model_path:
+            self.load(model_path)
         set_threads(stage_threads(self.thread_mode, self.cpus, alone))
         lengths = np.array([len(p) + len(r) for p, r in zip(prompt_ids, response_ids)])
         out: list[np.ndarray | None] = [None] * len(prompt_ids)

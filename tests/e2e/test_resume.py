@@ -1,6 +1,7 @@
 """Exact resume: kill -9 the controller after step 3 (checkpoint at step 2), rerun the same command
 in the same run directory with trainer.resume=auto, and the run's metrics and rollouts equal an
-uninterrupted run's bitwise, with no step missing or duplicated."""
+uninterrupted run's bitwise, with no step missing or duplicated. The same for a learner rank
+killed during step 4: the run rebuilds its learners from the step-2 checkpoint by itself."""
 
 import json
 import os
@@ -33,11 +34,44 @@ def train(rlsys_cmd, run_dir, *extra, timeout=900):
     return proc.stdout + proc.stderr
 
 
+def learner_pids(root_pid: int) -> list[int]:
+    """The LearnerWorker processes (Ray sets their title) among root_pid's descendants."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+            parent[int(d)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError):
+            continue
+
+    def under(pid):
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == root_pid:
+                return True
+        return False
+
+    found = []
+    for pid in parent:
+        try:
+            title = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0]
+        except OSError:
+            continue
+        if title.startswith(b"ray::LearnerWorker") and under(pid):
+            found.append(pid)
+    return sorted(found)
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, rlsys_cmd):
-    root = tmp_path_factory.mktemp("resume")
-    whole, killed = root / "whole", root / "killed"
-    train(rlsys_cmd, whole)
+def whole(tmp_path_factory, rlsys_cmd):
+    run_dir = tmp_path_factory.mktemp("resume") / "whole"
+    train(rlsys_cmd, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(whole, tmp_path_factory, rlsys_cmd):
+    killed = tmp_path_factory.mktemp("resume") / "killed"
     proc = subprocess.Popen([*rlsys_cmd, "train", *ARGS, f"hydra.run.dir={killed}"], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
@@ -77,3 +111,37 @@ def test_resumed_run_equals_the_uninterrupted_run_bitwise(runs):
     assert [r["training/policy_version"] for r in rows] == [1, 2, 3, 4]
     lrs = [r["actor/lr"] for r in rows]  # warm-up 2 steps then cosine: the schedule state was restored
     assert lrs[2] > lrs[3] > 0 and lrs[0] < lrs[1] < lrs[2]
+
+
+@pytest.fixture(scope="module")
+def learner_killed(whole, tmp_path_factory, rlsys_cmd):
+    """The run with rank 1 of its 2 learners killed (SIGKILL) once step 3 was logged."""
+    run_dir = tmp_path_factory.mktemp("resume") / "learner_killed"
+    proc = subprocess.Popen([*rlsys_cmd, "train", *ARGS, f"hydra.run.dir={run_dir}", "trainer.max_restarts=1"],
+                            cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 900
+    while 3 not in steps_logged(run_dir):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before step 3"
+        time.sleep(0.2)
+    pids = learner_pids(proc.pid)
+    assert len(pids) == 2, pids
+    os.kill(pids[1], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-5000:]
+    return run_dir, out, pids
+
+
+def test_a_killed_learner_rank_is_rebuilt_from_the_last_checkpoint_and_the_run_is_unchanged(whole, learner_killed):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from compare_runs import compare
+
+    run_dir, out, pids = learner_killed
+    assert "learner rank" in out and "died" in out and "restart 1 of trainer.max_restarts=1" in out
+    assert "step_000002" in out  # went on from the step-2 checkpoint
+    assert steps_logged(run_dir) == [1, 2, 3, 4]
+    assert not set(pids) & set(learner_pids(os.getpid()))  # (the run's processes are gone)
+    # bitwise the uninterrupted run; the one difference: the redone step 3 reports the restart
+    assert compare(whole, run_dir) == ["step 3: faults/learner_restarts None != 1"]

@@ -141,3 +141,31 @@ def test_reference_killed_comes_back_with_the_same_answer(setup):
     assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))
     assert roles.faults.take() == {"faults/reference_deaths": 1}
     assert ray.get(roles.reference.__ray_call__.remote(lambda self: os.getpid())) != pid
+
+
+def test_a_swapped_server_model_survives_a_restart(setup, tmp_path):
+    """A server given another model after start (reset_roles swaps the teacher so) and then killed:
+    Ray restarts it with the model it was started with, and the next call still gets the swapped
+    model's log-probs (the caller names the model it means)."""
+    import os
+    import signal
+
+    from rlsys.pipeline import server_logprobs
+
+    cfg, roles, train, model_path = setup
+    roles.learners.train(scored_batch(roles, train, seed=8))  # lr 3e-3: other weights than the base model
+    other = roles.learners.save(str(tmp_path / "other"))
+    batch = roles.fleet.generate(train, np.arange(8), seed=9)
+    base = server_logprobs(roles, "reference", batch)
+    ray.get(roles.reference.load.remote(other))
+    roles.server_paths["reference"] = other
+    try:
+        swapped = server_logprobs(roles, "reference", batch)
+        assert max(np.abs(a - b).max() for a, b in zip(swapped, base)) > 1e-3
+        os.kill(ray.get(roles.reference.__ray_call__.remote(lambda self: os.getpid())), signal.SIGKILL)
+        got = server_logprobs(roles, "reference", batch)
+        assert all(np.array_equal(a, b) for a, b in zip(got, swapped))
+        assert roles.faults.take().get("faults/reference_deaths") == 1
+    finally:
+        roles.server_paths["reference"] = model_path
+        ray.get(roles.reference.load.remote(model_path))

@@ -91,10 +91,12 @@ def test_resume_refuses_another_model_or_world_size_naming_the_keys(tmp_path):
 
 
 def test_truncate_metrics_drops_steps_logged_after_the_checkpoint(tmp_path):
-    path = tmp_path / "metrics.jsonl"
+    path, samples = tmp_path / "metrics.jsonl", tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 8)))
-    assert truncate_metrics(path, 5) == 2
+    samples.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 6)))
+    assert truncate_metrics(tmp_path, 5) == 3
     assert [json.loads(ln)["step"] for ln in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert [json.loads(ln)["step"] for ln in samples.read_text().splitlines()] == [1]
 
 
 def test_lr_schedule_warmup_then_cosine_to_zero():
