@@ -10,7 +10,7 @@ reference server, a learner rank, or the controller itself (then the same comman
 same run directory with trainer.resume=auto, as a job scheduler would). Every kind is killed once
 per five kills, in a seeded order. Reports the kills, whether the run finished every step, the
 restarts and lost samples the run counted (faults/* metrics), and whether its metrics and
-rollouts equal the undisturbed run's bitwise (scripts/compare_runs.py; faults/* aside).
+rollouts equal the undisturbed run's bitwise (scripts/compare_runs.py; the fault counts aside).
 
 --checkpoint-io: one learner rank (no Ray) of each model after one optimizer step (so AdamW's
 moments exist): the seconds to save and load its resumable checkpoint (rlsys/learner/checkpoint.py)
@@ -126,6 +126,8 @@ def fault_totals(run_dir: Path) -> dict:
         for k, v in json.loads(ln).items():
             if k.startswith("faults/") or k == "training/off_policy/dropped_samples":
                 totals[k] = totals.get(k, 0) + v
+            elif k == "rollout/engine_restarts":  # a running count (of one controller's life)
+                totals[k] = max(totals.get(k, 0), v)
     return totals
 
 
@@ -143,7 +145,7 @@ def chaos(a) -> dict:
     noisy = out / "chaos"
     result = chaos_run([*base, f"hydra.run.dir={noisy}"], noisy, a.steps, a.every, a.seed)
     logged = steps_logged(noisy)
-    diffs = [d for d in compare(quiet, noisy) if "faults/" not in d]
+    diffs = [d for d in compare(quiet, noisy) if "faults/" not in d and "engine_restarts" not in d]  # counts of the kills
     n = next(int(x.split("=")[1]) for x in [*base, "rollout.n=8"] if x.startswith("rollout.n="))
     faults = fault_totals(noisy)
     lost_groups = sum(v for k, v in faults.items() if k.startswith("faults/groups_lost"))

@@ -8,11 +8,15 @@ batches were drawn, the DPH-RL anchor pool and cursor) and the config it was mad
 
 Safe: it is written under a temporary name with a completion marker last, then renamed into
 place, so a crash while saving leaves nothing that resume would take; resume refuses a
-checkpoint made for another model or world size, naming the keys that differ.
+checkpoint made for another model or world size, naming the keys that differ. The marker lists
+every file with its size (and the SHA-256 of the small ones: state, config, RNG): a checkpoint
+changed afterwards (a file removed, cut short or edited) is damaged; auto resume then takes the
+one before it and says why, an explicit PATH is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,6 +29,7 @@ from rlsys.config import RLSysConfig, as_dict
 from rlsys.errors import ConfigError
 
 MARKER = "COMPLETE"  # written last: a directory without it is not a checkpoint
+HASHED_BYTES = 1 << 20  # files up to this size are hashed in the marker too (large shards: size only)
 _STEP_DIR = re.compile(r"^step_(\d{6,})$")
 # Keys whose change makes a checkpoint another run's: its tensors would not fit, or mean another model.
 MUST_MATCH = ("model.path", "model.gguf", "model.gguf_sha256", "model.hidden_size", "model.num_layers",
@@ -70,7 +75,7 @@ def commit(tmp: Path, state: RunState, cfg: RLSysConfig, keep_last: int) -> Path
     (tmp / "controller.json").write_text(json.dumps(asdict(state), indent=2))
     (tmp / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
     _fsync_tree(tmp)
-    (tmp / MARKER).write_text(json.dumps({"step": state.step}))
+    (tmp / MARKER).write_text(json.dumps({"step": state.step, "files": _manifest(tmp)}, indent=1))
     final = tmp.parent / f"step_{state.step:06d}"
     if final.exists():  # a checkpoint of the same step from an earlier attempt: this one replaces it
         shutil.rmtree(final)
@@ -81,6 +86,39 @@ def commit(tmp: Path, state: RunState, cfg: RLSysConfig, keep_last: int) -> Path
     for stale in tmp.parent.glob(".step_*.tmp-*"):  # left by a crash while saving
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _manifest(root: Path) -> dict[str, list]:
+    """Every file under root (but the marker): [bytes, sha256 or None for a large one]."""
+    out = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER):
+        size = f.stat().st_size
+        out[str(f.relative_to(root))] = [size, _sha256(f) if size <= HASHED_BYTES else None]
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def damage(path: Path) -> list[str]:
+    """What in a complete checkpoint differs from its marker's list of files (empty: intact)."""
+    try:
+        files = json.loads((path / MARKER).read_text()).get("files")
+    except (OSError, ValueError, AttributeError) as e:
+        return [f"{MARKER} unreadable ({e})"]
+    if files is None:  # a marker from before the file list: nothing to check against
+        return []
+    problems = []
+    for name, (size, digest) in files.items():
+        f = path / name
+        if not f.is_file():
+            problems.append(f"{name} missing")
+        elif f.stat().st_size != size:
+            problems.append(f"{name} has {f.stat().st_size} bytes, {size} were saved")
+        elif digest is not None and _sha256(f) != digest:
+            problems.append(f"{name} changed since it was saved")
+    return problems
 
 
 def load_state(path: Path) -> RunState:
@@ -96,22 +134,34 @@ def find_resume(cfg: RLSysConfig, log=print) -> Path | None:
         return None
     if how != "auto":
         path = Path(how).expanduser()
-        if (path / MARKER).is_file():
-            return path
-        found = complete_checkpoints(path)
-        if not found:
-            raise ConfigError(f"config key 'trainer.resume': {path} is neither a complete checkpoint "
-                              f"(no {MARKER} marker) nor a run directory with one under checkpoints/")
-        return found[-1]
-    here = complete_checkpoints(cfg.run_dir)
+        if not (path / MARKER).is_file():
+            found = complete_checkpoints(path)
+            if not found:
+                raise ConfigError(f"config key 'trainer.resume': {path} is neither a complete checkpoint "
+                                  f"(no {MARKER} marker) nor a run directory with one under checkpoints/")
+            path = found[-1]
+        if problems := damage(path):
+            raise ConfigError(f"config key 'trainer.resume': checkpoint {path} is damaged: {'; '.join(problems)}")
+        return path
+    here = latest_intact(complete_checkpoints(cfg.run_dir), log)
     if here:
-        return here[-1]
-    newest = [found[-1] for p in Path(cfg.trainer.output_dir).expanduser().glob("**/checkpoints")
-              if (found := complete_checkpoints(p.parent))]  # each run's latest
+        return here
+    newest = [c for p in Path(cfg.trainer.output_dir).expanduser().glob("**/checkpoints")
+              if (c := latest_intact(complete_checkpoints(p.parent), log))]  # each run's latest
     if not newest:
         log(f"trainer.resume=auto: no checkpoint in {cfg.run_dir} or under {cfg.trainer.output_dir}; starting fresh")
         return None
     return max(newest, key=lambda c: (c / MARKER).stat().st_mtime)
+
+
+def latest_intact(found: list[Path], log=print) -> Path | None:
+    """The newest of these checkpoints that is not damaged; each damaged one skipped is said."""
+    for path in reversed(found):
+        problems = damage(path)
+        if not problems:
+            return path
+        log(f"trainer.resume: skipping damaged checkpoint {path}: {'; '.join(problems)}")
+    return None
 
 
 def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
@@ -202,10 +252,17 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     cut back to its step. Returns the run state and the DPH-RL anchor pool (None if it had none)."""
     import pickle
 
+    from rlsys.learner.group import LearnerLost
     from rlsys.pipeline import sync_weights
 
     state = check_compatible(path, cfg, base_model)
-    roles.learners.load_state(str(path / "learner"))
+    try:
+        roles.learners.load_state(str(path / "learner"))
+    except LearnerLost:
+        raise
+    except Exception as e:  # e.g. a shard changed in place (same size): its bytes do not load
+        raise ConfigError(f"trainer.resume: the learners could not load checkpoint {path}: "
+                          f"{str(e).strip().splitlines()[-1][:300]}") from e
     sync_weights(roles, state.version)  # the fleet serves the resumed policy, not the base model
     dropped = truncate_metrics(Path(cfg.run_dir), state.step)
     anchors = pickle.loads((path / "anchors.pkl").read_bytes()) if (path / "anchors.pkl").is_file() else None

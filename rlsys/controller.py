@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rlsys.checkpoint import PromptCursor, RunState, complete_checkpoints, find_resume, restore, save, truncate_metrics
+from rlsys.checkpoint import (PromptCursor, RunState, complete_checkpoints, find_resume, latest_intact, restore, save,
+                              truncate_metrics)
 from rlsys.config import RLSysConfig, as_dict
 from rlsys.console import setup_console
 from rlsys.data.batch import RolloutBatch
@@ -85,8 +86,7 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
         except LearnerLost as err:
             if restart > cfg.trainer.max_restarts:
                 raise
-            found = complete_checkpoints(cfg.run_dir)
-            resume_from = found[-1] if found else resume_from
+            resume_from = latest_intact(complete_checkpoints(cfg.run_dir), log) or resume_from
             log(f"{err}: rebuilding the learners (restart {restart} of trainer.max_restarts="
                 f"{cfg.trainer.max_restarts}) and going on from {resume_from or 'step 0 (no checkpoint yet)'}")
             roles.learners.rebuild()

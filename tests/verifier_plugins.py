@@ -26,3 +26,9 @@ def nan_reward(response: str, ground_truth: str):
 def slow(response: str, ground_truth: str):
     time.sleep(0.5)  # long enough for a test to kill the verifier actor mid-call
     return float(response == ground_truth), {}
+
+
+@register_verifier("test_extra_info")
+def graded(response: str, ground_truth: str, extra_info=None):
+    """Reward 1 when the response is the answer the row's extra_info asks for (verl rows carry one)."""
+    return float(extra_info is not None and response == extra_info["want"]), {"saw": extra_info}

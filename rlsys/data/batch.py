@@ -36,6 +36,7 @@ class RolloutBatch:
     returns: list[np.ndarray] | None = None  # float32 per response token, critic targets (gae)
     anchor: np.ndarray | None = None  # bool per sample: an initial-policy sample for DPH-RL, not RL
     old_logprobs: list[np.ndarray] | None = None  # float32 per response token: logp_old, the learner's before the step's updates
+    extra_info: list[dict | None] | None = None  # the prompt row's extra_info (verl datasets), for verifiers that take it
 
     def __len__(self) -> int:
         return len(self.prompt_id)
@@ -69,7 +70,7 @@ class RolloutBatch:
             col = getattr(self, f.name)
             if col is None:
                 continue
-            if f.name == "verifier_details":
+            if f.name in ("verifier_details", "extra_info"):
                 cols[f.name] = [_json(d) for d in col]
             elif isinstance(col, np.ndarray):
                 cols[f.name] = col

@@ -25,6 +25,7 @@ class PromptDataset:
     prompt_token_ids: list[np.ndarray]
     ground_truth: list[str]
     data_source: list[str]
+    extra_info: list[dict | None] | None = None  # per row, when the file has an extra_info column (verl's)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -70,9 +71,11 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
                            "(or give verl's layout: reward_model = {ground_truth, style})")
     if table.num_rows == 0:
         raise DatasetError(f"{path}: dataset is empty (0 rows)")
-    rows = verl_rows(table, path, DatasetError) if verl else table.select(list(REQUIRED_COLUMNS)).to_pylist()
+    has_extra = "extra_info" in table.column_names
+    rows = verl_rows(table, path, DatasetError) if verl else \
+        table.select([*REQUIRED_COLUMNS, *(["extra_info"] if has_extra else [])]).to_pylist()
     truth_col = "reward_model.ground_truth" if verl else "ground_truth"
-    prompts, ids, truths, sources = [], [], [], []
+    prompts, ids, truths, sources, extras = [], [], [], [], []
     for i, row in enumerate(rows):
         where = f"{path} row {i}"
         if row["ground_truth"] is None or str(row["ground_truth"]).strip() == "":
@@ -96,4 +99,5 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
         ids.append(np.asarray(tok, dtype=np.int64))
         truths.append(str(row["ground_truth"]))
         sources.append(row["data_source"])
-    return PromptDataset(path, prompts, ids, truths, sources)
+        extras.append(row.get("extra_info"))
+    return PromptDataset(path, prompts, ids, truths, sources, extras if has_extra else None)

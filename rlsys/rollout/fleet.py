@@ -251,7 +251,8 @@ def group_batch(data: PromptDataset, pid: int, g: int, out: dict) -> RolloutBatc
         response_token_ids=out["response_token_ids"], behaviour_logprobs=out["behaviour_logprobs"],
         policy_version=np.full(n, out["policy_version"], dtype=np.int64), finish_reason=out["finish_reason"],
         response_text=out["response_text"], ground_truth=[data.ground_truth[pid]] * n,
-        data_source=[data.data_source[pid]] * n)
+        data_source=[data.data_source[pid]] * n,
+        extra_info=None if data.extra_info is None else [data.extra_info[pid]] * n)
 
 
 def sort_groups(batch: RolloutBatch) -> RolloutBatch:

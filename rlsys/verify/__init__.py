@@ -1,6 +1,7 @@
 """Verifier registry keyed by a dataset row's data_source.
 
-A verifier is one function (response_text, ground_truth) -> (reward, details dict). Adding one:
+A verifier is one function (response_text, ground_truth) -> (reward, details dict); one that also
+declares an `extra_info` parameter gets the row's extra_info (verl datasets). Adding one:
 write the function and decorate it with @register_verifier("<data_source>"); pass check= a
 function that raises ValueError on a malformed ground truth, and datasets are checked with it at
 load time. Verifiers run in scorer processes of the pool (rlsys/verify/worker.py), which enforce

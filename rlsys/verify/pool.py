@@ -39,11 +39,13 @@ class VerifierPool:
 
     def score(self, batch: RolloutBatch) -> RolloutBatch:
         batch.reward, batch.verifier_details = self.score_texts(batch.response_text, batch.ground_truth,
-                                                                batch.data_source)
+                                                                batch.data_source, batch.extra_info)
         return batch
 
-    def score_texts(self, responses: list[str], truths: list[str], sources: list[str]):
-        """(rewards float32 [n], details list of dicts) for parallel lists of samples; NaN = lost."""
+    def score_texts(self, responses: list[str], truths: list[str], sources: list[str],
+                    extras: list[dict | None] | None = None):
+        """(rewards float32 [n], details list of dicts) for parallel lists of samples; NaN = lost.
+        extras: each sample's extra_info (verl rows), for verifiers that take it."""
         from concurrent.futures import ThreadPoolExecutor
 
         n = len(responses)
@@ -51,12 +53,13 @@ class VerifierPool:
         size = max(1, math.ceil(n / len(self.workers)))
         chunks = [slice(start, min(n, start + size)) for start in range(0, n, size)]
         with ThreadPoolExecutor(max(1, len(chunks))) as pool:  # chunks wait (and retry) independently
-            for s, result in zip(chunks, pool.map(lambda s: self._score_chunk(responses[s], truths[s], sources[s]),
+            for s, result in zip(chunks, pool.map(lambda s: self._score_chunk(responses[s], truths[s], sources[s],
+                                                                              extras[s] if extras else None),
                                                   chunks)):
                 rewards[s], details[s] = result
         return rewards, details
 
-    def _score_chunk(self, responses, truths, sources):
+    def _score_chunk(self, responses, truths, sources, extras):
         k = len(responses)
 
         def submit(attempt: int):
@@ -64,7 +67,7 @@ class VerifierPool:
                 j = int(np.argmin(self._in_flight))
                 self._in_flight[j] += k
             held.append(j)
-            return self.workers[j], self.workers[j].score.remote(responses, truths, sources)
+            return self.workers[j], self.workers[j].score.remote(responses, truths, sources, extras)
 
         held: list[int] = []
         try:

@@ -7,15 +7,21 @@ from typing import Callable
 
 from rlsys.config import VerifierConfig
 
-Verifier = Callable[[str, str], tuple[float, dict]]
+Verifier = Callable[[str, str], tuple[float, dict]]  # (response, ground_truth[, extra_info=dict]) -> (reward, details)
 VERIFIERS: dict[str, Verifier] = {}
 CHECKS: dict[str, Callable[[str], object]] = {}
+TAKES_EXTRA_INFO: set[str] = set()  # data_sources whose verifier has an extra_info parameter (verl rows' extra_info)
 SETTINGS = VerifierConfig()  # this process's verifier config (limits, remote URL); see configure()
 
 
 def register_verifier(data_source: str, check: Callable[[str], object] | None = None):
     def wrap(fn: Verifier) -> Verifier:
+        import inspect
+
         VERIFIERS[data_source] = fn
+        TAKES_EXTRA_INFO.discard(data_source)
+        if "extra_info" in inspect.signature(fn).parameters:
+            TAKES_EXTRA_INFO.add(data_source)
         if check is not None:
             CHECKS[data_source] = check
         return fn

@@ -1,4 +1,5 @@
-"""Remote verifier: POST {"response", "ground_truth", "data_source"} as JSON to verifier.remote_url.
+"""Remote verifier: POST {"response", "ground_truth", "data_source", "extra_info"} as JSON to
+verifier.remote_url (extra_info: the row's, verl datasets; null when it has none).
 
 The service answers JSON with a numeric "reward" (finite); its other keys become the details
 (a "reason" key is shown as the reason). Any HTTP error, timeout or malformed reply is reward 0
@@ -17,11 +18,12 @@ MAX_REPLY_BYTES = 1 << 20
 
 
 @register_verifier("remote")
-def remote_endpoint(response: str, ground_truth: str) -> tuple[float, dict]:
+def remote_endpoint(response: str, ground_truth: str, extra_info: dict | None = None) -> tuple[float, dict]:
     cfg = settings()
     if not cfg.remote_url:
         raise ValueError("data_source 'remote' needs verifier.remote_url")
-    body = json.dumps({"response": response, "ground_truth": ground_truth, "data_source": "remote"}).encode()
+    body = json.dumps({"response": response, "ground_truth": ground_truth, "data_source": "remote",
+                       "extra_info": extra_info}, default=str).encode()
     req = urllib.request.Request(cfg.remote_url, data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=cfg.timeout_s) as reply:

@@ -1,7 +1,7 @@
 """`rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [--explain] [key=value ...]`: score rows with the verifier pool.
 
 Input rows: {"data_source", "response", "ground_truth"} and optionally "tests" (code: used
-instead of ground_truth) and "id". Output: one JSON line per row, in order, with reward, parsed
+instead of ground_truth), "extra_info" (for verifiers that take it) and "id". Output: one JSON line per row, in order, with reward, parsed
 answer, reason, error, timeout and seconds, so a reward function can be debugged without
 training. --explain also prints, per row, why it got its reward: for code rows, each test that
 ran, its result, and the evidence that made the tests count. Overrides are the config's keys,
@@ -52,7 +52,7 @@ def read_rows(path: str, known: set[str]) -> list[dict]:
         except (ValueError, SyntaxError) as e:
             raise DatasetError(f"{where}: ground truth is not valid for data_source {row['data_source']!r}: {e}") from None
         rows.append({"line": line_no, "id": row.get("id"), "data_source": row["data_source"],
-                     "response": row["response"], "truth": truth})
+                     "response": row["response"], "truth": truth, "extra_info": row.get("extra_info")})
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
@@ -98,7 +98,7 @@ def score_file(input_path: str, output_path: str, cfg, log=print) -> list[dict]:
     pool = start_verifiers(cfg, place_roles(cfg, roles=("verifier",)))
     t0 = time.perf_counter()
     rewards, details = pool.score_texts([r["response"] for r in rows], [r["truth"] for r in rows],
-                                        [r["data_source"] for r in rows])
+                                        [r["data_source"] for r in rows], [r["extra_info"] for r in rows])
     wall = time.perf_counter() - t0
     out = []
     for r, reward, d in zip(rows, rewards, details):

@@ -25,13 +25,17 @@ GRACE_S = 2.0  # beyond verifier.timeout_s: the code verifier kills and reads ba
 START_TIMEOUT_S = 120.0  # a scorer process must import the verifiers within this
 
 
-def run_verifier(source: str, response: str, ground_truth: str) -> tuple[float, dict]:
-    """One sample in this process: exceptions and malformed rewards become reward 0 with an error."""
+def run_verifier(source: str, response: str, ground_truth: str, extra_info: dict | None = None) -> tuple[float, dict]:
+    """One sample in this process: exceptions and malformed rewards become reward 0 with an error.
+    extra_info (a verl row's) goes to verifiers that take it."""
     from rlsys.verify import VERIFIERS
+    from rlsys.verify.registry import TAKES_EXTRA_INFO
 
     t0 = time.perf_counter()
     try:
-        reward, details = VERIFIERS[source](response, ground_truth)
+        fn = VERIFIERS[source]
+        kwargs = {"extra_info": extra_info} if source in TAKES_EXTRA_INFO else {}
+        reward, details = fn(response, ground_truth, **kwargs)
         reward = float(reward)
         if not math.isfinite(reward):
             raise ValueError(f"verifier returned a non-finite reward {reward!r}")
@@ -63,8 +67,8 @@ class ScorerProcess:
                 raise RuntimeError(f"verifier scorer process did not start: {msg}")
             self.ready = True
 
-    def submit(self, items: list[tuple[str, str, str]]) -> None:
-        """Send (data_source, response, ground_truth) samples; results come back one by one, in order."""
+    def submit(self, items: list[tuple[str, str, str, dict | None]]) -> None:
+        """Send (data_source, response, ground_truth, extra_info) samples; results come back one by one, in order."""
         self.wait_ready()
         self.conn.send(items)
 

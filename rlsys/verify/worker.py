@@ -41,14 +41,15 @@ class VerifierWorker:
 
         return os.getpid()
 
-    def score(self, responses: list[str], ground_truths: list[str], sources: list[str]):
-        items = list(zip(sources, responses, ground_truths))
+    def score(self, responses: list[str], ground_truths: list[str], sources: list[str],
+              extra_infos: list[dict | None] | None = None):
+        items = list(zip(sources, responses, ground_truths, extra_infos or [None] * len(responses)))
         size = max(1, min(CHUNK, math.ceil(len(items) / self.cfg.concurrency)))
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         results = [r for chunk in self.executor.map(self._chunk, chunks) for r in chunk]
         return np.array([r for r, _ in results], dtype=np.float32), [d for _, d in results]
 
-    def _chunk(self, items: list[tuple[str, str, str]]) -> list[tuple[float, dict]]:
+    def _chunk(self, items: list[tuple]) -> list[tuple[float, dict]]:
         """Score samples in order on one scorer process; a sample that times out (or kills the
         process) gets reward 0, the process is replaced and the rest go to the new one."""
         scorer, out = self.idle.get(), []
@@ -56,7 +57,7 @@ class VerifierWorker:
             while len(out) < len(items):
                 rest = items[len(out):]
                 scorer.submit(rest)  # waits for a replacement process to be ready: not the samples' time
-                for source, _, _ in rest:
+                for source, *_ in rest:
                     result = scorer.next_result()
                     if isinstance(result, str):  # timeout or crash: replace the process, report honestly
                         code = scorer.close()

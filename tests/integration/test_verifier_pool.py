@@ -123,6 +123,41 @@ def test_samples_no_actor_could_score_are_lost_not_zero(pool):
         require_scored(batch, "pass@k evaluation")
 
 
+class ChatTokenizer:
+    chat_template, name_or_path = "user content only", "stand-in"
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return messages[-1]["content"]
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+
+def test_verl_extra_info_reaches_verifiers_that_take_it(pool, tmp_path):
+    """A verl-format file's extra_info goes with each sample (dataset -> batch -> pool -> scorer)
+    to a verifier that declares extra_info; the same answer scores by what each row's asks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rlsys.data.batch import RolloutBatch
+    from rlsys.data.dataset import load_prompts
+    from rlsys.rollout.fleet import group_batch
+
+    rows = [{"data_source": "test_extra_info", "prompt": [{"role": "user", "content": f"question {i}"}],
+             "ability": "x", "reward_model": {"ground_truth": "-", "style": "rule"},
+             "extra_info": {"index": i, "want": "yes" if i % 2 else "no"}} for i in range(4)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "verl.parquet")
+    data = load_prompts(tmp_path / "verl.parquet", ChatTokenizer(), {"test_extra_info"}, 64)
+    assert [e["index"] for e in data.extra_info] == [0, 1, 2, 3]
+    out = {"response_token_ids": [np.array([1])] * 2, "behaviour_logprobs": [np.zeros(1)] * 2, "policy_version": 0,
+           "finish_reason": ["stop"] * 2, "response_text": ["yes", "no"]}
+    batch = pool.score(RolloutBatch.concat([group_batch(data, pid, pid, out) for pid in range(4)]))
+    assert batch.reward.tolist() == [0, 1, 1, 0, 0, 1, 1, 0]  # "yes" scores on odd rows, "no" on even ones
+    assert batch.verifier_details[2]["saw"] == {"index": 1, "want": "yes"}
+    plain = pool.score_texts(["yes"], ["-"], ["test_extra_info"])[0]  # a row without extra_info: None
+    assert plain.tolist() == [0.0]
+
+
 def test_rlsys_verify_cli(tmp_path, rlsys_cmd):
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in demo_rows()))

@@ -3,6 +3,8 @@ metrics.jsonl truncation, the lr schedule. Real learners saving and resuming: te
 
 import json
 import math
+import re
+import shutil
 
 import pytest
 import torch
@@ -112,3 +114,31 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
     assert lrs[3] == pytest.approx(1.0)  # the peak, then cosine over the remaining 4
     assert lrs[5] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
     assert lrs[7] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_checkpoint_changed_by_hand_is_damaged_auto_takes_the_one_before_and_path_is_refused(tmp_path):
+    run = tmp_path / "run"
+    cfg = config(run, resume="auto")
+    for step in (2, 4):
+        save(run, step, cfg)
+    newest = run / "checkpoints" / "step_000004"
+    said = []
+    for tamper, problem in [
+            (lambda: (newest / "policy" / "shard").write_bytes(b"x"), "policy/shard has 1 bytes, 4 were saved"),
+            (lambda: (newest / "policy" / "shard").unlink(), "policy/shard missing"),
+            (lambda: (newest / "controller.json").write_text(
+                (newest / "controller.json").read_text().replace('"step": 4', '"step": 5')),
+             "controller.json changed since it was saved")]:
+        backup = tmp_path / "backup"
+        shutil.copytree(newest, backup)
+        tamper()
+        assert find_resume(cfg, log=said.append).name == "step_000002"
+        assert problem in said[-1] and str(newest) in said[-1]
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            find_resume(config(run, resume=str(newest)))
+        shutil.rmtree(newest)
+        shutil.copytree(backup, newest)
+        shutil.rmtree(backup)
+        assert find_resume(cfg).name == "step_000004"  # intact again
+    (newest / MARKER).write_text("{not json")
+    assert find_resume(cfg, log=said.append).name == "step_000002" and "unreadable" in said[-1]
