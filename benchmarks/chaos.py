@@ -134,7 +134,7 @@ def fault_totals(run_dir: Path) -> dict:
 def chaos(a) -> dict:
     from compare_runs import compare
 
-    out = Path(a.out)
+    out = Path(a.out).resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     base = [sys.executable, "-m", "rlsys.train", *args_for(a.steps, a.every), *a.overrides]
