@@ -4,6 +4,8 @@
 #   bash deploy/ray/submit.sh trainer.steps=10 rollout.n=8
 # RAY_API_SERVER_ADDRESS picks the cluster's job server (default: the local head's dashboard).
 # Every node needs the same Python environment (this repo installed with its extras).
+# RLSYS_RUNTIME_ENV: the runtime_env file (default: upload this checkout as the working dir);
+# set it empty where the nodes' environment has rlsys installed already (an image, a venv).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export RAY_API_SERVER_ADDRESS=${RAY_API_SERVER_ADDRESS:-${RAY_ADDRESS:-http://127.0.0.1:8265}}
@@ -12,4 +14,5 @@ export RAY_API_SERVER_ADDRESS=${RAY_API_SERVER_ADDRESS:-${RAY_ADDRESS:-http://12
 if [ -z "${RAY_AUTH_MODE:-}" ] && { [ -n "${RAY_AUTH_TOKEN:-}" ] || [ -f "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}" ]; }; then
   export RAY_AUTH_MODE=token
 fi
-exec ray job submit --runtime-env deploy/ray/runtime_env.yaml -- python -m rlsys.train "$@"
+RUNTIME_ENV=${RLSYS_RUNTIME_ENV-deploy/ray/runtime_env.yaml}
+exec ray job submit ${RUNTIME_ENV:+--runtime-env "$RUNTIME_ENV"} -- python -m rlsys.train "$@"

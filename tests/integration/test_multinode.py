@@ -1,5 +1,6 @@
 """Multi-node on one machine: a Ray head and two worker nodes (ray.cluster_utils.Cluster) with
-different custom resources; cluster.rollout_resources puts the engine on one node and
+different custom resources, and training submitted to it as users do (`ray job submit`, through
+deploy/ray/submit.sh): cluster.rollout_resources puts the engine on one node and
 cluster.learner_resources the learner ranks on the other, and 2 steps train to completion with
 every weight sync crossing nodes (learner rank 0's buckets -> the engine, through the object store).
 The run trains on a verl-format parquet written here (chat prompts, reward_model.ground_truth,
@@ -8,6 +9,9 @@ verl data_source names), so the verl path is exercised end to end in the same st
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,10 +21,10 @@ import ray
 from hydra import compose, initialize_config_dir
 
 from rlsys.config import register_configs, to_dataclass, validate
-from rlsys.controller import prepare_data_and_model, run
+from rlsys.controller import prepare_data_and_model
 from rlsys.metrics import read_metrics
-from rlsys.roles import shutdown_roles, start_roles
 from rlsys.train import CONF_DIR
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 MB = 1024 ** 2
@@ -31,20 +35,31 @@ register_configs()
 def nodes():
     from ray.cluster_utils import Cluster
 
+    from tests.e2e.test_ray_job import free_port, wait_for_http
+
     # three raylets on one shared machine: Ray's memory monitor would count the whole machine's
     # memory (other jobs included) against these nodes and kill our actors
     os.environ["RAY_memory_monitor_refresh_ms"] = "0"
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 150 * MB})
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # the job's `python` is ours
+    dash = free_port()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 150 * MB, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+        "dashboard_port": dash})
     engines = cluster.add_node(num_cpus=1, resources={"rollout_node": 1}, object_store_memory=150 * MB)
     learners = cluster.add_node(num_cpus=1, resources={"learner_node": 2}, object_store_memory=150 * MB)
     cluster.wait_for_nodes()
-    yield cluster, engines.node_id, learners.node_id
+    wait_for_http(f"http://127.0.0.1:{dash}/api/version", timeout=180)
+    ray.init(address=cluster.address)  # this process reads the actors' placement back
+    yield cluster, f"http://127.0.0.1:{dash}", engines.node_id, learners.node_id
     ray.shutdown()
     cluster.shutdown()
 
 
-def node_of(actor) -> str:
-    return ray.get(actor.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
+def nodes_of(class_name: str) -> list[str]:
+    """The nodes the run's actors of a class lived on (Ray keeps dead actors' records)."""
+    from ray.util.state import list_actors
+
+    return [a.node_id for a in list_actors(filters=[("class_name", "=", class_name)], detail=True)]
 
 
 def compose_cfg(*overrides: str):
@@ -75,25 +90,26 @@ def chat_copy(model_path: str, dest) -> str:
     return str(dest)
 
 
-def test_roles_on_their_nodes_train_with_weight_sync_across_nodes(nodes, tmp_path):
-    cluster, engine_node, learner_node = nodes
+def test_job_submitted_to_the_cluster_places_roles_on_their_nodes_and_syncs_across_them(nodes, tmp_path):
+    cluster, dashboard, engine_node, learner_node = nodes
     base = compose_cfg(f"run_dir={tmp_path / 'base'}")
     *_, tiny_path, _ = prepare_data_and_model(base)  # the cached embedded tiny model
     train_path, eval_path = verl_files(tmp_path, base)
-    cfg = compose_cfg(f"run_dir={tmp_path / 'run'}", f"cluster.address={cluster.address}", "trainer.steps=2",
-                      "trainer.eval_n=0", "trainer.prompts_per_step=16", "rollout.n=4", "trainer.save_checkpoint=false",
-                      f"model.path={chat_copy(tiny_path, tmp_path / 'tiny_chat')}",
-                      f"task.train_path={train_path}", f"task.eval_path={eval_path}",
-                      "cluster.rollout_resources={rollout_node: 1}", "cluster.learner_resources={learner_node: 1}")
-    train, held_out, model_path, tok = prepare_data_and_model(cfg)
-    roles = start_roles(cfg, model_path, tok.pad_token_id)
-    try:
-        assert [node_of(e) for e in roles.fleet.engines] == [engine_node]
-        assert {node_of(w) for w in roles.learners.actors} == {learner_node}
-        assert engine_node != learner_node
-        run(cfg, roles, train, None)
-    finally:
-        shutdown_roles(roles)
+    overrides = [f"hydra.run.dir={tmp_path / 'run'}", "trainer.steps=2", "trainer.eval_n=0",
+                 "trainer.prompts_per_step=16", "rollout.n=4", "trainer.save_checkpoint=false",
+                 f"model.path={chat_copy(tiny_path, tmp_path / 'tiny_chat')}", f"task.train_path={train_path}",
+                 f"task.eval_path={eval_path}", "cluster.rollout_resources={rollout_node: 1}",
+                 "cluster.learner_resources={learner_node: 1}"]
+    # No working-dir upload (the nodes share this venv): three raylets on one machine share a session
+    # dir, and each unpacking the same upload there raced the driver's imports of it.
+    env = {**os.environ, "RAY_ADDRESS": dashboard, "RLSYS_RUNTIME_ENV": ""}
+    proc = subprocess.run(["bash", "deploy/ray/submit.sh", *overrides], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "succeeded" in log, log[-6000:]
+    assert nodes_of("RolloutWorker") == [engine_node]
+    assert nodes_of("LearnerWorker") == [learner_node] * 2
+    assert engine_node != learner_node
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["training/policy_version"] for r in rows] == [1, 2]
     assert all(r["perf/update_weights_gb"] > 0 for r in rows)
