@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/chaos.py [--steps 12] [--every 2] [--seed 0] [--out benchmarks/results/chaos]
     .venv/bin/python benchmarks/chaos.py --checkpoint-io tiny smollm2_135m   # save/load time against size
 
-Chaos: both runs are the embedded default with a reference (algorithm.kl_coef) and 2 learner
+Chaos: both runs are the embedded default with a reference (algorithm.kl.coef) and 2 learner
 ranks, checkpointing every --every steps. Once step s (a multiple of --every) is logged, one victim
 is killed a random moment later, so the kill lands inside step s + 1: an engine, a verifier, the
 reference server, a learner rank, or the controller itself (then the same command is rerun in the
@@ -39,7 +39,7 @@ KINDS = {"engine": b"ray::RolloutWorker", "verifier": b"ray::VerifierWorker", "r
 
 def args_for(steps: int, every: int) -> list[str]:
     return [f"trainer.steps={steps}", f"trainer.save_every={every}", "trainer.keep_last=2", "trainer.eval_n=0",
-            "trainer.save_checkpoint=false", "trainer.max_restarts=100", "algorithm.kl_coef=0.01",
+            "trainer.save_checkpoint=false", "trainer.max_restarts=100", "algorithm.kl.coef=0.01",
             "learner.world_size=2", "cluster.address=local"]
 
 

@@ -73,7 +73,7 @@ def learner_rank(a) -> dict:
     lc.world_size, lc.micro_batch_size, lc.packed = a.world, a.mbs, a.mode == "packed"
     lc.max_tokens_per_micro_batch = a.max_tokens if a.mode == "packed" else 0
     lc.activation_checkpointing = a.checkpointing
-    cfg.algorithm.lr = 1e-6
+    cfg.algorithm.optim.lr = 1e-6
     w = LearnerWorker(cfg, a.model, a.rank, a.world)
     w.setup("127.0.0.1", a.port)
     batch = synthetic(a.samples, w.model.config.vocab_size)

@@ -31,7 +31,7 @@ BASE_SEED = 0  # the base model (and its warm-up) is the same for every training
 EVAL_SEED = 12345  # sampling seed of every evaluation, so all policies see the same draws' seeds
 # Matched budgets. The task and warm-up are chosen so the base is weak at pass@1 but not at pass@256.
 COMMON = ["task.max_digits=3", "model.warmup_steps=500", "rollout.n=8", "rollout.max_new_tokens=8",
-          "algorithm.lr=1e-4", "eval.n=256", "eval.temperature=0.6", "eval.top_p=0.95", "trainer.eval_n=0",
+          "algorithm.optim.lr=1e-4", "eval.n=256", "eval.temperature=0.6", "eval.top_p=0.95", "trainer.eval_n=0",
           "trainer.save_checkpoint=false", "logger.print_every=10"]
 SCALES = {
     # About 35 minutes on a 2-core CPU machine (measured: see benchmarks/README.md).

@@ -33,7 +33,7 @@ HASHED_BYTES = 1 << 20  # files up to this size are hashed in the marker too (la
 _STEP_DIR = re.compile(r"^step_(\d{6,})$")
 # Keys whose change makes a checkpoint another run's: its tensors would not fit, or mean another model.
 MUST_MATCH = ("model.path", "model.gguf", "model.gguf_sha256", "model.hidden_size", "model.num_layers",
-              "model.num_heads", "model.dtype", "learner.world_size", "algorithm.critic")
+              "model.num_heads", "model.dtype", "learner.world_size", "algorithm.critic.enabled")
 
 
 @dataclass

@@ -13,7 +13,7 @@ commands:
 
 examples:
   rlsys train
-  rlsys train trainer.steps=30 rollout.n=8 algorithm.lr=2e-5
+  rlsys train trainer.steps=30 rollout.n=8 algorithm.optim.lr=2e-5
   rlsys train --cfg job          # print the composed config and exit
   rlsys eval eval.checkpoints=[runs/a/checkpoint,runs/b/checkpoint] eval.n=256
   rlsys verify rows.jsonl verifier.timeout_s=5 cluster.num_verifiers=2
@@ -29,8 +29,10 @@ def main() -> None:
     if command in ("train", "eval"):
         import importlib
 
+        from rlsys.config import renamed_overrides
+
         module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.evaluate")
-        sys.argv = [f"rlsys {command}", *rest]
+        sys.argv = [f"rlsys {command}", *renamed_overrides(rest, warn=lambda m: print(m, file=sys.stderr))]
         module.main()
     elif command == "verify":
         from rlsys.verify.score_file import main as verify_main

@@ -45,9 +45,9 @@ def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
                    f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"
                    f"{custom_knob('verifier', c.verifier_resources)}"),
         RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus, c.reference_resources)]
-                   * (2 if cfg.algorithm.teacher_path else 1),
+                   * (2 if cfg.algorithm.distill.teacher_path else 1),
                    f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"
-                   + (" (x2: reference and algorithm.teacher_path)" if cfg.algorithm.teacher_path else "")),
+                   + (" (x2: reference and algorithm.distill.teacher_path)" if cfg.algorithm.distill.teacher_path else "")),
     ]
 
 

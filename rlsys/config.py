@@ -43,6 +43,62 @@ class TaskConfig:
 
 
 @dataclass
+class OptimConfig:
+    lr: float = 1e-4  # learner optimizer (AdamW) learning rate
+    warmup_steps: int = 0  # linear lr warm-up over the first N RL steps
+    schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at the last step)
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+
+
+@dataclass
+class KLConfig:
+    coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
+    estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
+    placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
+    metric: bool = False  # run the reference forward for the kl_ref metric even when no term needs it
+
+
+@dataclass
+class CriticConfig:
+    enabled: bool = False  # train a value model in the learner group (advantage=gae needs it)
+    lr: float = 1e-3  # value model learning rate
+    gamma: float = 1.0  # gae: discount
+    gae_lambda: float = 0.95  # gae: lambda
+
+
+@dataclass
+class SamplingConfig:
+    dynamic: bool = False  # DAPO: keep groups with 0 < #correct < G, refill the batch
+    max_rounds: int = 8  # dynamic sampling: generation rounds per step before failing
+    overlong_buffer: float = 0.0  # DAPO overlong shaping: buffer Lc as a fraction of max_new_tokens (0 = off)
+
+
+@dataclass
+class DivergenceConfig:
+    name: str = "none"  # DPH-RL penalty on initial-policy samples: none | forward_kl | js
+    coef: float = 0.05  # DPH-RL eta
+    anchor_samples: int = 64  # initial-policy samples mixed into each step
+    anchor_pool: int = 1024  # initial-policy samples drawn once at start (cycled)
+
+
+@dataclass
+class DistillConfig:
+    teacher_path: str | None = None  # teacher checkpoint (a second reference server)
+    scale: float = 1.0  # g_opd: weight lambda of (logp_teacher - logp_ref); 1 = OPD, > 1 extrapolates
+    kl_coef: float = 0.0  # KDRL: beta of k2 KL to the teacher in the loss (0 = off)
+    kl_coef_end: float | None = None  # KDRL: anneal beta linearly to this by the last step (null = constant)
+    kl_mask_correct: bool = False  # KDRL: no teacher KL on responses the verifier accepted
+
+
+@dataclass
+class LpRegConfig:
+    coef: float = 1.0  # loss=lp_reg: weight of k3(pi_theta, proxy) on the regularised tokens
+    kappa: float = 0.02  # loss=lp_reg: proxy drops tokens below kappa * max-prob
+    rho: float = 0.01  # loss=lp_reg: lowest-probability fraction of tokens eligible
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"  # preset name, for logs
     advantage: str = "grpo"  # advantage estimator (registry in rlsys/learner/advantages.py)
@@ -53,35 +109,14 @@ class AlgorithmConfig:
     clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: 0.28)
     dual_clip: float = 0.0  # dual-clip bound c > 1 on negative-advantage losses (0 = off)
     w_lambda: float = 0.1  # w_reinforce: advantage of correct samples (wrong ones get -1)
-    kl_coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
-    kl_estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
-    kl_placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
-    kl_metric: bool = False  # run the reference forward for the kl_ref metric even when no term needs it
     entropy_coef: float = 0.0  # entropy bonus weight
-    lp_reg_coef: float = 1.0  # loss=lp_reg: weight of k3(pi_theta, proxy) on the regularised tokens
-    lp_reg_kappa: float = 0.02  # loss=lp_reg: proxy drops tokens below kappa * max-prob
-    lp_reg_rho: float = 0.01  # loss=lp_reg: lowest-probability fraction of tokens eligible
-    dynamic_sampling: bool = False  # DAPO: keep groups with 0 < #correct < G, refill the batch
-    max_sampling_rounds: int = 8  # dynamic sampling: generation rounds per step before failing
-    overlong_buffer: float = 0.0  # DAPO overlong shaping: buffer Lc as a fraction of max_new_tokens (0 = off)
-    critic: bool = False  # train a value model in the learner group (advantage=gae needs it)
-    gamma: float = 1.0  # gae: discount
-    gae_lambda: float = 0.95  # gae: lambda
-    critic_lr: float = 1e-3  # value model learning rate
-    divergence: str = "none"  # DPH-RL penalty on initial-policy samples: none | forward_kl | js
-    divergence_coef: float = 0.05  # DPH-RL eta
-    anchor_samples: int = 64  # DPH-RL: initial-policy samples mixed into each step
-    anchor_pool: int = 1024  # DPH-RL: initial-policy samples drawn once at start (cycled)
-    teacher_path: str | None = None  # teacher checkpoint for distillation (a second reference server)
-    distill_lambda: float = 1.0  # g_opd: weight of (logp_teacher - logp_ref); 1 = OPD, > 1 extrapolates
-    teacher_kl_coef: float = 0.0  # KDRL: beta of k2 KL to the teacher in the loss (0 = off)
-    teacher_kl_coef_end: float | None = None  # KDRL: anneal beta linearly to this by the last step (null = constant)
-    teacher_kl_mask_correct: bool = False  # KDRL: no teacher KL on responses the verifier accepted
-    lr: float = 1e-4  # learner optimizer learning rate
-    lr_warmup_steps: int = 0  # linear lr warm-up over the first N RL steps
-    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at the last step)
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    optim: OptimConfig = field(default_factory=OptimConfig)  # algorithm.optim.lr, .warmup_steps, ...
+    kl: KLConfig = field(default_factory=KLConfig)  # KL to the reference: algorithm.kl.coef, .estimator, ...
+    critic: CriticConfig = field(default_factory=CriticConfig)  # PPO's value model and GAE
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # DAPO's dynamic sampling and overlong shaping
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)  # DPH-RL
+    distill: DistillConfig = field(default_factory=DistillConfig)  # OPD / G-OPD / KDRL teacher
+    lp_reg: LpRegConfig = field(default_factory=LpRegConfig)  # loss=lp_reg
     rollout_correction: str = "auto"  # behaviour-vs-learner IS correction: none | tis | mis | icepop (auto = tis when trainer.max_staleness >= 1, i.e. decoupled PPO; else none)
     rollout_correction_level: str = "token"  # ratio the correction reads: token | sequence (product) | geometric (per-token geometric mean)
     rollout_correction_cap: float = 2.0  # tis: IS weight truncated at this cap C
@@ -89,6 +124,50 @@ class AlgorithmConfig:
     rollout_correction_high: float = 5.0  # mis/icepop: ratios above this are masked (weight 0)
     rollout_correction_bypass: bool = False  # logp_old = the engines' behaviour log-probs (no learner recompute, no IS weight)
     modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more objective terms
+
+
+# algorithm keys before the grouping: the command line still takes them (rewritten, with a note)
+RENAMED = {
+    "lr": "optim.lr", "lr_warmup_steps": "optim.warmup_steps", "lr_schedule": "optim.schedule",
+    "weight_decay": "optim.weight_decay", "grad_clip": "optim.grad_clip",
+    "kl_coef": "kl.coef", "kl_estimator": "kl.estimator", "kl_placement": "kl.placement", "kl_metric": "kl.metric",
+    "critic": "critic.enabled", "critic_lr": "critic.lr", "gamma": "critic.gamma", "gae_lambda": "critic.gae_lambda",
+    "dynamic_sampling": "sampling.dynamic", "max_sampling_rounds": "sampling.max_rounds",
+    "overlong_buffer": "sampling.overlong_buffer",
+    "divergence": "divergence.name", "divergence_coef": "divergence.coef",
+    "anchor_samples": "divergence.anchor_samples", "anchor_pool": "divergence.anchor_pool",
+    "teacher_path": "distill.teacher_path", "distill_lambda": "distill.scale", "teacher_kl_coef": "distill.kl_coef",
+    "teacher_kl_coef_end": "distill.kl_coef_end", "teacher_kl_mask_correct": "distill.kl_mask_correct",
+    "lp_reg_coef": "lp_reg.coef", "lp_reg_kappa": "lp_reg.kappa", "lp_reg_rho": "lp_reg.rho",
+}
+
+
+def renamed_overrides(argv: list[str], warn=None) -> list[str]:
+    """Command-line overrides with pre-grouping algorithm keys rewritten (algorithm.kl_coef=0.1 ->
+    algorithm.kl.coef=0.1); warn(message) is told each rewrite."""
+    out = []
+    for arg in argv:
+        prefix, _, rest = arg.rpartition("algorithm.")
+        key, eq, value = rest.partition("=")
+        if eq and prefix.strip("+~") == "" and "algorithm." in arg and key in RENAMED:
+            new = f"{prefix}algorithm.{RENAMED[key]}={value}"
+            if warn:
+                warn(f"rlsys: algorithm.{key} is now algorithm.{RENAMED[key]} (taken as {new})")
+            arg = new
+        out.append(arg)
+    return out
+
+
+def algorithm_config(**keys) -> AlgorithmConfig:
+    """An AlgorithmConfig from keyword arguments, a group as a dict: algorithm_config(kl={"coef": 0.1})."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgorithmConfig), keys))  # type: ignore[return-value]
+
+
+def get_key(obj, dotted: str):
+    """obj.a.b for dotted = "a.b" (a knob of a grouped config)."""
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @dataclass
@@ -240,7 +319,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     a, r, t, lr_, c = cfg.algorithm, cfg.rollout, cfg.trainer, cfg.learner, cfg.cluster
     _validate_algorithm(a)
     _check(r.n >= 1, "rollout.n", f"must be >= 1, got {r.n}")
-    _check(r.n >= 2 or not a.dynamic_sampling, "rollout.n", "algorithm.dynamic_sampling needs groups of >= 2 samples")
+    _check(r.n >= 2 or not a.sampling.dynamic, "rollout.n", "algorithm.sampling.dynamic needs groups of >= 2 samples")
     _check(r.temperature > 0, "rollout.temperature", f"must be > 0, got {r.temperature}")
     _check(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
@@ -334,38 +413,41 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
         raise ConfigError(f"config key 'algorithm.modules': cannot import {e.name!r} ({e})") from e
 
     for key, table in (("advantage", ADVANTAGES), ("loss", POLICY_LOSSES), ("loss_agg", AGGREGATIONS),
-                       ("kl_estimator", KL_ESTIMATORS), ("divergence", {"none": None, **DIVERGENCES})):
-        value = getattr(a, key)
+                       ("kl.estimator", KL_ESTIMATORS), ("divergence.name", {"none": None, **DIVERGENCES})):
+        value = get_key(a, key)
         _check(value in table, f"algorithm.{key}", f"unknown {key} {value!r}; known: {sorted(table)}")
-    _check(a.lr_schedule in ("constant", "cosine"), "algorithm.lr_schedule",
-           f"must be constant or cosine, got {a.lr_schedule!r}")
-    _check(a.lr_warmup_steps >= 0, "algorithm.lr_warmup_steps", f"must be >= 0, got {a.lr_warmup_steps}")
-    _check(a.kl_placement in ("loss", "reward"), "algorithm.kl_placement", f"must be loss or reward, got {a.kl_placement!r}")
+    _check(a.optim.schedule in ("constant", "cosine"), "algorithm.optim.schedule",
+           f"must be constant or cosine, got {a.optim.schedule!r}")
+    _check(a.optim.warmup_steps >= 0, "algorithm.optim.warmup_steps", f"must be >= 0, got {a.optim.warmup_steps}")
+    _check(a.kl.placement in ("loss", "reward"), "algorithm.kl.placement", f"must be loss or reward, got {a.kl.placement!r}")
     _check(a.dual_clip == 0 or a.dual_clip > 1, "algorithm.dual_clip", f"must be 0 (off) or > 1, got {a.dual_clip}")
-    for key in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "weight_decay", "grad_clip", "w_lambda",
-                "lp_reg_coef", "divergence_coef", "distill_lambda", "teacher_kl_coef", "overlong_buffer"):
-        _check(getattr(a, key) >= 0, f"algorithm.{key}", f"must be >= 0, got {getattr(a, key)}")
-    _check(a.teacher_kl_coef_end is None or a.teacher_kl_coef_end >= 0, "algorithm.teacher_kl_coef_end",
-           f"must be >= 0, got {a.teacher_kl_coef_end}")
-    for key in ("lr", "critic_lr", "lp_reg_kappa", "lp_reg_rho", "gae_lambda", "gamma"):
-        _check(getattr(a, key) > 0, f"algorithm.{key}", f"must be > 0, got {getattr(a, key)}")
-    for key in ("lp_reg_kappa", "lp_reg_rho", "gae_lambda", "gamma"):
-        _check(getattr(a, key) <= 1, f"algorithm.{key}", f"must be <= 1, got {getattr(a, key)}")
-    _check(a.overlong_buffer < 1, "algorithm.overlong_buffer", f"must be a fraction < 1 of max_new_tokens, got {a.overlong_buffer}")
-    _check(a.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", f"must be >= 1, got {a.max_sampling_rounds}")
-    _check(a.anchor_samples >= 1 and a.anchor_pool >= a.anchor_samples, "algorithm.anchor_pool",
-           f"need 1 <= algorithm.anchor_samples ({a.anchor_samples}) <= algorithm.anchor_pool ({a.anchor_pool})")
+    for key in ("clip_low", "clip_high", "kl.coef", "entropy_coef", "optim.weight_decay", "optim.grad_clip", "w_lambda",
+                "lp_reg.coef", "divergence.coef", "distill.scale", "distill.kl_coef", "sampling.overlong_buffer"):
+        _check(get_key(a, key) >= 0, f"algorithm.{key}", f"must be >= 0, got {get_key(a, key)}")
+    _check(a.distill.kl_coef_end is None or a.distill.kl_coef_end >= 0, "algorithm.distill.kl_coef_end",
+           f"must be >= 0, got {a.distill.kl_coef_end}")
+    for key in ("optim.lr", "critic.lr", "lp_reg.kappa", "lp_reg.rho", "critic.gae_lambda", "critic.gamma"):
+        _check(get_key(a, key) > 0, f"algorithm.{key}", f"must be > 0, got {get_key(a, key)}")
+    for key in ("lp_reg.kappa", "lp_reg.rho", "critic.gae_lambda", "critic.gamma"):
+        _check(get_key(a, key) <= 1, f"algorithm.{key}", f"must be <= 1, got {get_key(a, key)}")
+    _check(a.sampling.overlong_buffer < 1, "algorithm.sampling.overlong_buffer",
+           f"must be a fraction < 1 of max_new_tokens, got {a.sampling.overlong_buffer}")
+    _check(a.sampling.max_rounds >= 1, "algorithm.sampling.max_rounds", f"must be >= 1, got {a.sampling.max_rounds}")
+    d = a.divergence
+    _check(d.anchor_samples >= 1 and d.anchor_pool >= d.anchor_samples, "algorithm.divergence.anchor_pool",
+           f"need 1 <= algorithm.divergence.anchor_samples ({d.anchor_samples}) <= "
+           f"algorithm.divergence.anchor_pool ({d.anchor_pool})")
     # Knobs that only mean something together, from the active terms' declared needs (learner/spec.py):
     # refuse the combinations that would be silently ignored.
     need, adv = needs(a), spec("advantage", a.advantage)
     terms = f"advantage={a.advantage}, loss={a.loss} and the regularisers switched on"
-    _check(a.critic == ("critic" in need), "algorithm.critic",
-           f"advantage={a.advantage} needs a learned critic: set algorithm.critic=true" if "critic" in need else
-           f"{terms} use no critic (set algorithm.critic=false)")
-    _check("teacher" not in need or a.teacher_path, "algorithm.teacher_path",
+    _check(a.critic.enabled == ("critic" in need), "algorithm.critic.enabled",
+           f"advantage={a.advantage} needs a learned critic: set algorithm.critic.enabled=true" if "critic" in need
+           else f"{terms} use no critic (set algorithm.critic.enabled=false)")
+    _check("teacher" not in need or a.distill.teacher_path, "algorithm.distill.teacher_path",
            f"{terms} distil from a teacher: set it to an HF checkpoint with the student's tokenizer")
-    _check(not a.teacher_path or "teacher" in need, "algorithm.teacher_path",
-           f"a teacher is set but unused by {terms} (teacher_kl_coef=0)")
+    _check(not a.distill.teacher_path or "teacher" in need, "algorithm.distill.teacher_path",
+           f"a teacher is set but unused by {terms} (distill.kl_coef=0)")
     _check("sequence_ratio" not in need or not adv.per_token_advantage, "algorithm.loss",
            f"{a.loss} is a sequence-level loss; advantage={a.advantage} gives per-token advantages")
 

@@ -57,10 +57,10 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
     if cfg.cluster.colocate:  # the learners get the GPU memory while they train
         roles.fleet.sleep()
     with timer("train"):
-        if a.critic:
+        if a.critic.enabled:
             batch.values = roles.learners.values(batch)
         batch.advantages, batch.loss_mask = compute_advantages(batch, a, cfg.rollout.max_new_tokens)
-        learn = batch if anchors is None else with_anchors(batch, anchors.next(a.anchor_samples))
+        learn = batch if anchors is None else with_anchors(batch, anchors.next(a.divergence.anchor_samples))
         stats = roles.learners.train(learn, progress=(step - 1) / max(1, cfg.trainer.steps - 1), step=step)
     if cfg.cluster.colocate:
         roles.fleet.wake()

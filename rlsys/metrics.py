@@ -72,7 +72,7 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "logprob_mismatch": train["mismatch_sum"] / tokens,
         "logprob_mismatch_max": train["mismatch_max"],
         "grad_norm": train["grad_norm"],
-        "lr": train.get("lr", 0.0),  # the learning rate of this step (algorithm.lr_warmup_steps, lr_schedule)
+        "lr": train.get("lr", 0.0),  # the learning rate of this step (algorithm.optim.warmup_steps, .schedule)
         "sync_gb": sync["bytes"] / 1e9,
         "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
         "step_seconds": wall,

@@ -60,20 +60,20 @@ def informative(batch: RolloutBatch) -> np.ndarray:
 def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], seed: int, timer):
     """Generate, verify and score with the reference one step's groups, streamed (see stream_round).
     Groups whose verifier or reference actor was lost leave the batch (counted in roles.faults).
-    With algorithm.dynamic_sampling, keep only the informative groups and draw more prompts until
+    With algorithm.sampling.dynamic, keep only the informative groups and draw more prompts until
     trainer.prompts_per_step groups are kept."""
     a, need = cfg.algorithm, cfg.trainer.prompts_per_step
     kept: list[RolloutBatch] = []
     num_kept = tried = 0
-    rounds = a.max_sampling_rounds if a.dynamic_sampling else 1
-    keep = (lambda g: bool(informative(g).any())) if a.dynamic_sampling else None
+    rounds = a.sampling.max_rounds if a.sampling.dynamic else 1
+    keep = (lambda g: bool(informative(g).any())) if a.sampling.dynamic else None
     for rnd in range(rounds):
         idx = next(prompts)
         batch = stream_round(cfg, roles, data, idx, seed + 7919 * rnd, timer, keep)
         if batch is not None:
             batch.group_id = batch.group_id + tried  # unique across rounds
         tried += len(idx)
-        if not a.dynamic_sampling:
+        if not a.sampling.dynamic:
             if batch is None:
                 raise SamplingError(f"every group of this step was lost to verifier or reference actor faults "
                                     f"({roles.faults.take()}); nothing real to train on")
@@ -88,10 +88,10 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
             return batch, {"sampling_rounds": rnd + 1, "prompts_sampled": tried, "informative_frac": num_kept / tried}
     raise SamplingError(
         f"dynamic sampling kept {num_kept} of trainer.prompts_per_step={need} groups after "
-        f"algorithm.max_sampling_rounds={rounds} rounds ({tried} prompts x rollout.n={cfg.rollout.n}): only groups "
+        f"algorithm.sampling.max_rounds={rounds} rounds ({tried} prompts x rollout.n={cfg.rollout.n}): only groups "
         f"with some but not all samples correct carry signal, and too few did. The task is too easy or too hard "
-        f"for this policy: raise algorithm.max_sampling_rounds or rollout.n, change the data, or turn "
-        f"algorithm.dynamic_sampling off.")
+        f"for this policy: raise algorithm.sampling.max_rounds or rollout.n, change the data, or turn "
+        f"algorithm.sampling.dynamic off.")
 
 
 def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, timer, keep=None) -> RolloutBatch | None:
@@ -128,7 +128,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
     use_reference, use_teacher = "reference" in needs(cfg.algorithm), "teacher" in needs(cfg.algorithm)
     if use_reference and roles.reference is None:
         raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
-                         "server (start them with a config that needs one, e.g. algorithm.kl_metric=true)")
+                         "server (start them with a config that needs one, e.g. algorithm.kl.metric=true)")
     arrived, verifying, scored, chunks = [], [], [], []
     max_verifying, lock, generated = cfg.cluster.num_verifiers, threading.RLock(), threading.Event()
 
@@ -185,12 +185,12 @@ class AnchorPool:
 
     def __init__(self, cfg, roles, data: PromptDataset):
         a, n = cfg.algorithm, cfg.rollout.n
-        num_prompts = min(len(data), -(-a.anchor_pool // n))
+        num_prompts = min(len(data), -(-a.divergence.anchor_pool // n))
         idx = np.random.default_rng(cfg.trainer.seed + 17).permutation(len(data))[:num_prompts]
         batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17,
                                                            catch_up=catch_up(roles)))
         batch = require_scored(batch, "DPH-RL anchor pool")
-        self.pool = batch.select(np.arange(min(a.anchor_pool, len(batch))))
+        self.pool = batch.select(np.arange(min(a.divergence.anchor_pool, len(batch))))
         self.cursor = 0
 
     def next(self, k: int) -> RolloutBatch:

@@ -36,10 +36,10 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         load_prompts(eval_path, char_tok, sources, max_prompt)
         model_path = tiny_model(cfg, rows, file_digest(train_path), log=log)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if cfg.algorithm.teacher_path:
-        teacher = check_model_path(cfg.algorithm.teacher_path, key="algorithm.teacher_path")
+    if cfg.algorithm.distill.teacher_path:
+        teacher = check_model_path(cfg.algorithm.distill.teacher_path, key="algorithm.distill.teacher_path")
         if AutoTokenizer.from_pretrained(teacher).get_vocab() != tokenizer.get_vocab():
-            raise ConfigError(f"config key 'algorithm.teacher_path': {teacher} has a different tokenizer "
+            raise ConfigError(f"config key 'algorithm.distill.teacher_path': {teacher} has a different tokenizer "
                               f"than the student {model_path}; distillation compares per-token log-probs")
     prepare_speculative(cfg, str(model_path))  # draft checks (and a layers:K draft) before any actor starts
     train = load_prompts(train_path, tokenizer, sources, max_prompt)

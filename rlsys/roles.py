@@ -20,7 +20,7 @@ class Roles:
     verifiers: VerifierPool
     reference: object | None  # ReferenceServer actor: the initial policy (None: no term reads it)
     learners: LearnerGroup
-    teacher: object | None = None  # ReferenceServer actor holding algorithm.teacher_path
+    teacher: object | None = None  # ReferenceServer actor holding algorithm.distill.teacher_path
     faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/faults.py)
     server_paths: dict = field(default_factory=dict)  # role -> the model its server must hold (reference, teacher)
 
@@ -70,7 +70,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups, faults)
     # The reference runs only when a term of the objective reads it; a teacher is a second server.
     servers = ([model_path] if "reference" in needs(cfg.algorithm) else [None]) + \
-        ([cfg.algorithm.teacher_path] if cfg.algorithm.teacher_path else [])
+        ([cfg.algorithm.distill.teacher_path] if cfg.algorithm.distill.teacher_path else [])
     reference, *teacher = [
         # stateless: Ray restarts a killed server, and the pipeline re-sends the call it died in
         None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i),
@@ -86,7 +86,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     learners = [make_learner(i, cfg) for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
     learner_group = LearnerGroup(learners, cfg, make_learner)
-    paths = {"reference": model_path, **({"teacher": cfg.algorithm.teacher_path} if teacher else {})}
+    paths = {"reference": model_path, **({"teacher": cfg.algorithm.distill.teacher_path} if teacher else {})}
     return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults, paths)
 
 
@@ -101,11 +101,11 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
     roles.learners.reset(cfg)
     roles.fleet.cfg = cfg
     sync_weights(roles, 0)
-    if cfg.algorithm.teacher_path:
+    if cfg.algorithm.distill.teacher_path:
         if roles.teacher is None:
-            raise ValueError("these roles were started without a teacher; start them with algorithm.teacher_path set")
-        ray.get(roles.teacher.load.remote(cfg.algorithm.teacher_path))
-        roles.server_paths["teacher"] = cfg.algorithm.teacher_path  # a restarted teacher reloads it
+            raise ValueError("these roles were started without a teacher; start them with algorithm.distill.teacher_path set")
+        ray.get(roles.teacher.load.remote(cfg.algorithm.distill.teacher_path))
+        roles.server_paths["teacher"] = cfg.algorithm.distill.teacher_path  # a restarted teacher reloads it
 
 
 def shutdown_roles(roles: Roles) -> None:

@@ -36,4 +36,7 @@ def main(dcfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from rlsys.config import renamed_overrides
+
+    sys.argv = [sys.argv[0], *renamed_overrides(sys.argv[1:], warn=lambda m: print(m, file=sys.stderr))]
     main()

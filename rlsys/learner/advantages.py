@@ -22,7 +22,7 @@ EPS = 1e-6
 
 def register_advantage(name: str, *, needs=(), knobs=(), stats=(), per_token=False, kl_in_returns=False):
     """Decorator for fn(batch, a) -> (per-sample advantage arrays, loss mask or None).
-    per_token: advantages differ along a response; kl_in_returns: it adds kl_placement=reward's
+    per_token: advantages differ along a response; kl_in_returns: it adds kl.placement=reward's
     KL to its own returns (else compute_advantages adds the KL return-to-go afterwards)."""
     return declare("advantage", name, ADVANTAGES, needs=needs, knobs=knobs, stats=stats,
                    per_token_advantage=per_token, kl_in_returns=kl_in_returns)
@@ -72,8 +72,8 @@ def _reinforce_pp(batch: RolloutBatch, cfg, outcome: np.ndarray) -> tuple[list[n
     returns = []
     for i, r in enumerate(batch.response_token_ids):
         tok = np.zeros(len(r), dtype=np.float64)
-        if cfg.kl_placement == "reward" and cfg.kl_coef:
-            tok -= cfg.kl_coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
+        if cfg.kl.placement == "reward" and cfg.kl.coef:
+            tok -= cfg.kl.coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
         if len(r):
             tok[-1] += outcome[i]
         returns.append(np.cumsum(tok[::-1])[::-1])
@@ -115,24 +115,24 @@ def w_reinforce(batch: RolloutBatch, cfg):
     return _broadcast(np.where(correct(batch), cfg.w_lambda, -1.0), batch), None
 
 
-@register_advantage("gae", needs=("critic",), knobs=("gamma", "gae_lambda", "critic_lr"), per_token=True,
+@register_advantage("gae", needs=("critic",), knobs=("critic.gamma", "critic.gae_lambda", "critic.lr"), per_token=True,
                     kl_in_returns=True, stats=(Stat("value_loss"),))
 def gae(batch: RolloutBatch, cfg):
-    """PPO: per-token reward (outcome at the last token, -kl_coef*k1 when kl_placement=reward),
+    """PPO: per-token reward (outcome at the last token, -kl.coef*k1 when kl.placement=reward),
     delta_t = r_t + gamma*V_{t+1} - V_t, A_t = sum_l (gamma*lambda)^l delta_{t+l}; the critic's
     targets (returns = A + V) are stored on the batch; advantages whitened over the batch."""
     adv, returns = [], []
     for i, r in enumerate(batch.response_token_ids):
         rew = np.zeros(len(r), dtype=np.float64)
-        if cfg.kl_placement == "reward" and cfg.kl_coef:
-            rew -= cfg.kl_coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
+        if cfg.kl.placement == "reward" and cfg.kl.coef:
+            rew -= cfg.kl.coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
         if len(r):
             rew[-1] += batch.reward[i]
         v = batch.values[i].astype(np.float64)
         a, last = np.zeros(len(r)), 0.0
         for t in reversed(range(len(r))):
             v_next = v[t + 1] if t + 1 < len(r) else 0.0
-            last = rew[t] + cfg.gamma * v_next - v[t] + cfg.gamma * cfg.gae_lambda * last
+            last = rew[t] + cfg.critic.gamma * v_next - v[t] + cfg.critic.gamma * cfg.critic.gae_lambda * last
             a[t] = last
         adv.append(a)
         returns.append((a + v).astype(np.float32))
@@ -153,11 +153,11 @@ def opd(batch: RolloutBatch, cfg):
     return [(t - b).astype(np.float32) for t, b in zip(batch.teacher_logprobs, batch.behaviour_logprobs)], None
 
 
-@register_advantage("g_opd", needs=("teacher", "reference"), knobs=("distill_lambda",), per_token=True)
+@register_advantage("g_opd", needs=("teacher", "reference"), knobs=("distill.scale",), per_token=True)
 def g_opd(batch: RolloutBatch, cfg):
     """G-OPD / ExOPD: lambda*(logp_teacher - logp_ref) - (logp - logp_ref) per token;
-    distill_lambda = 1 is OPD, > 1 extrapolates past the teacher."""
-    lam = cfg.distill_lambda
+    distill.scale = 1 is OPD, > 1 extrapolates past the teacher."""
+    lam = cfg.distill.scale
     return [(lam * (t - r) - (b - r)).astype(np.float32)
             for t, r, b in zip(batch.teacher_logprobs, batch.ref_logprobs, batch.behaviour_logprobs)], None
 
@@ -173,16 +173,16 @@ def overlong_penalty(lengths: np.ndarray, max_len: int, buffer_frac: float) -> n
 
 def compute_advantages(batch: RolloutBatch, cfg, max_new_tokens: int | None = None):
     """Advantages and the per-sample loss mask. With overlong shaping the estimator sees the
-    shaped reward (batch.reward itself stays the verifier's); with kl_placement=reward,
-    -kl_coef * (k1 return-to-go) is added to each token's advantage (detached: reverse-KL gradient)."""
+    shaped reward (batch.reward itself stays the verifier's); with kl.placement=reward,
+    -kl.coef * (k1 return-to-go) is added to each token's advantage (detached: reverse-KL gradient)."""
     scored = batch
-    if cfg.overlong_buffer and max_new_tokens:
-        shaped = batch.reward + overlong_penalty(batch.response_lengths, max_new_tokens, cfg.overlong_buffer)
+    if cfg.sampling.overlong_buffer and max_new_tokens:
+        shaped = batch.reward + overlong_penalty(batch.response_lengths, max_new_tokens, cfg.sampling.overlong_buffer)
         scored = dataclasses.replace(batch, reward=shaped.astype(np.float32))
     adv, keep = ADVANTAGES[cfg.advantage](scored, cfg)
     batch.returns = scored.returns
-    if cfg.kl_placement == "reward" and cfg.kl_coef and not spec("advantage", cfg.advantage).kl_in_returns:
-        adv = [a - cfg.kl_coef * kl_return_to_go(batch, i) for i, a in enumerate(adv)]
+    if cfg.kl.placement == "reward" and cfg.kl.coef and not spec("advantage", cfg.advantage).kl_in_returns:
+        adv = [a - cfg.kl.coef * kl_return_to_go(batch, i) for i, a in enumerate(adv)]
     return adv, keep
 
 

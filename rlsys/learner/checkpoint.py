@@ -46,7 +46,7 @@ def save_rank(worker, path: str) -> None:
 def load_rank(worker, path: str) -> None:
     for name, (model, optim) in _modules(worker).items():
         if not (Path(path) / name).is_dir():
-            raise FileNotFoundError(f"checkpoint {path} has no {name} state (was it made with algorithm.critic "
+            raise FileNotFoundError(f"checkpoint {path} has no {name} state (was it made with algorithm.critic.enabled "
                                     f"set the same way?)")
         model_sd, optim_sd = get_state_dict(model, optim)
         state = {"model": model_sd, "optim": optim_sd}

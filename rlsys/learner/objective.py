@@ -26,9 +26,9 @@ def active_terms(a) -> list[Spec]:
 
 
 def needs(a) -> set[str]:
-    """Union of the active terms' needs; algorithm.kl_metric asks for the reference as a metric."""
+    """Union of the active terms' needs; algorithm.kl.metric asks for the reference as a metric."""
     out = set().union(*(t.needs for t in active_terms(a)))
-    return out | {"reference"} if a.kl_metric else out
+    return out | {"reference"} if a.kl.metric else out
 
 
 def objective_stats(a) -> tuple[Stat, ...]:

@@ -46,9 +46,9 @@ def register_regulariser(name: str, *, active, needs=(), knobs=(), stats=()):
 
 
 def register_divergence(name: str):
-    """Decorator for a DPH-RL generator f(log u) (algorithm.divergence=<name>)."""
-    return declare("divergence", name, DIVERGENCES, needs=("anchors",), knobs=("divergence_coef", "anchor_samples",
-                   "anchor_pool"), stats=(Stat("divergence"),), active=lambda a: a.divergence == name)
+    """Decorator for a DPH-RL generator f(log u) (algorithm.divergence.name=<name>)."""
+    return declare("divergence", name, DIVERGENCES, needs=("anchors",), knobs=("divergence.coef", "divergence.anchor_samples",
+                   "divergence.anchor_pool"), stats=(Stat("divergence"),), active=lambda a: a.divergence.name == name)
 
 
 def register_rollout_correction(name: str, *, knobs=()):
@@ -120,8 +120,8 @@ def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.
     return _clipped_surrogate(torch.exp(log_s).expand_as(x.logp), x, clip_low, clip_high, dual_clip)
 
 
-@register_policy_loss("lp_reg", needs=("full_distribution",), knobs=CLIP_KNOBS + ("lp_reg_coef", "lp_reg_rho"),
-                      stats=(CLIPPED, Stat("lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg_kappa})
+@register_policy_loss("lp_reg", needs=("full_distribution",), knobs=CLIP_KNOBS + ("lp_reg.coef", "lp_reg.rho"),
+                      stats=(CLIPPED, Stat("lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg.kappa})
 def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, lp_reg_coef: float = 1.0,
            lp_reg_rho: float = 0.01):
     """Lp-Reg: the clipped surrogate, except on negative-advantage tokens in the lowest-probability
@@ -231,12 +231,12 @@ def kl_k3(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 
 
 # ---- regularisers: per-token terms added to the policy loss; None when switched off ------------
-@register_regulariser("kl", active=lambda a: a.kl_coef > 0, needs=("reference",),
-                      knobs=("kl_coef", "kl_estimator", "kl_placement"))
+@register_regulariser("kl", active=lambda a: a.kl.coef > 0, needs=("reference",),
+                      knobs=("kl.coef", "kl.estimator", "kl.placement"))
 def kl_penalty(x: LossInputs, a, progress: float):
-    """kl_coef * k(logp, logp_ref), when the KL sits in the loss (kl_placement=loss)."""
-    if a.kl_coef and a.kl_placement == "loss":
-        return a.kl_coef * KL_ESTIMATORS[a.kl_estimator](x.logp, x.logp_ref)
+    """kl.coef * k(logp, logp_ref), when the KL sits in the loss (kl.placement=loss)."""
+    if a.kl.coef and a.kl.placement == "loss":
+        return a.kl.coef * KL_ESTIMATORS[a.kl.estimator](x.logp, x.logp_ref)
     return None
 
 
@@ -246,17 +246,17 @@ def entropy_bonus(x: LossInputs, a, progress: float):
     return -a.entropy_coef * x.entropy if a.entropy_coef else None
 
 
-@register_regulariser("teacher_kl", active=lambda a: a.teacher_kl_coef > 0, needs=("teacher",),
-                      knobs=("teacher_kl_coef", "teacher_kl_coef_end", "teacher_kl_mask_correct"))
+@register_regulariser("teacher_kl", active=lambda a: a.distill.kl_coef > 0, needs=("teacher",),
+                      knobs=("distill.kl_coef", "distill.kl_coef_end", "distill.kl_mask_correct"))
 def teacher_kl(x: LossInputs, a, progress: float):
-    """KDRL: beta * k2(logp, logp_teacher), beta annealed linearly from teacher_kl_coef to
-    teacher_kl_coef_end over the run; optionally off on responses the verifier accepted."""
-    if not a.teacher_kl_coef:
+    """KDRL: beta * k2(logp, logp_teacher), beta annealed linearly from distill.kl_coef to
+    distill.kl_coef_end over the run; optionally off on responses the verifier accepted."""
+    if not a.distill.kl_coef:
         return None
-    end = a.teacher_kl_coef if a.teacher_kl_coef_end is None else a.teacher_kl_coef_end
-    beta = a.teacher_kl_coef + (end - a.teacher_kl_coef) * progress
+    end = a.distill.kl_coef if a.distill.kl_coef_end is None else a.distill.kl_coef_end
+    beta = a.distill.kl_coef + (end - a.distill.kl_coef) * progress
     term = beta * kl_k2(x.logp, x.logp_teacher)
-    return term * (~x.correct).float() if a.teacher_kl_mask_correct else term
+    return term * (~x.correct).float() if a.distill.kl_mask_correct else term
 
 
 # ---- DPH-RL divergences f(u), u = pi_theta / pi_0 on samples from pi_0 ------------------------
@@ -275,8 +275,8 @@ def js(log_u: torch.Tensor) -> torch.Tensor:
 
 def divergence_penalty(x: LossInputs, a, d: Denominators) -> torch.Tensor | None:
     """eta * token-mean of f(u_t) over every anchor token of the step (global denominator)."""
-    if a.divergence == "none" or x.anchor_mask is None:
+    if a.divergence.name == "none" or x.anchor_mask is None:
         return None
     log_u = torch.clamp(x.logp - x.logp_0, -20.0, 20.0)
-    f = DIVERGENCES[a.divergence](log_u)
-    return a.divergence_coef * (f * x.anchor_mask).sum() / d.anchor_tokens
+    f = DIVERGENCES[a.divergence.name](log_u)
+    return a.divergence.coef * (f * x.anchor_mask).sum() / d.anchor_tokens

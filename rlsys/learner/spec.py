@@ -5,13 +5,14 @@ rest of the system must know about it is here, next to its function, so adding o
 decorated function (and a preset yaml), never an edit elsewhere:
   needs   roles and inputs it reads; the controller starts and feeds only what some active term needs
             reference          reference log-probs (the initial policy) on every sample
-            teacher            teacher log-probs (algorithm.teacher_path)
+            teacher            teacher log-probs (algorithm.distill.teacher_path)
             critic             a learned value model trained in the learner group
             full_distribution  per-token quantities of the whole next-token distribution, computed in
                                the chunked log-prob head (head(a) returns token_logprobs' arguments)
             sequence_ratio     a sequence-level importance ratio (needs sequence-level advantages)
             anchors            DPH-RL: samples drawn once from the initial policy, mixed into each step
-  knobs   algorithm.<key> it reads; a policy loss is called with exactly these as keyword arguments
+  knobs   algorithm.<key> it reads (dotted for a grouped one: "lp_reg.coef"); a policy loss or rollout
+          correction is called with exactly these as keyword arguments, dots as underscores (lp_reg_coef)
   stats   what it returns besides its value: each summed (or max-ed) over micro-batches and learner
           ranks by its declared reduction and logged as a metric; a returned stat that is not
           declared is an error, so nothing is silently dropped
@@ -50,7 +51,7 @@ class Spec:
     active: Callable | None = None  # active(algorithm_config) -> bool; None = active when selected by name
     head: Callable | None = None  # full_distribution: head(a) -> extra token_logprobs arguments
     per_token_advantage: bool = False  # advantage: differs per token (not one value per sequence)
-    kl_in_returns: bool = False  # advantage: folds kl_placement=reward's KL into its returns itself
+    kl_in_returns: bool = False  # advantage: folds kl.placement=reward's KL into its returns itself
 
 
 SPECS: dict[tuple[str, str], Spec] = {}
@@ -71,6 +72,17 @@ def declare(kind: str, name: str, table: dict, *, needs=(), knobs=(), stats=(), 
         return fn
 
     return wrap
+
+
+def knob_values(spec_: Spec, a) -> dict:
+    """The keyword arguments a term's function takes: its knobs' values from algorithm config `a`."""
+    out = {}
+    for knob in spec_.knobs:
+        value = a
+        for part in knob.split("."):
+            value = getattr(value, part)
+        out[knob.replace(".", "_")] = value
+    return out
 
 
 def spec(kind: str, name: str) -> Spec:

@@ -29,7 +29,7 @@ from rlsys.learner.packing import ModelInputs, model_inputs, resolve_attn_implem
 from rlsys.learner.objective import combine, load_plugins, reductions
 from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
                                      correction_mode, correction_weights, divergence_penalty)
-from rlsys.learner.spec import spec
+from rlsys.learner.spec import knob_values, spec
 from rlsys.memory import peak_gb, reset_peak
 from rlsys.net import free_address
 from rlsys.threads import set_threads, stage_threads
@@ -74,14 +74,14 @@ class LearnerWorker:
         load_plugins(a.modules)  # terms registered by the user's files, in this process too
         lc = cfg.learner
         self.model = model = build_policy(self.model_path, cfg, self.device)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=a.optim.lr, weight_decay=a.optim.weight_decay)
         self.critic = self.critic_optimizer = None
-        if a.critic:
+        if a.critic.enabled:
             attn = resolve_attn_implementation(lc.attn_implementation, self.device, lc.packed)
             self.critic = ValueModel(self.model_path, dtype, attn).to(self.device).shard(
                 mixed_precision_policy(lc.mixed_precision, self.device))
-            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic_lr)
-        self.scheduler = lr_scheduler(self.optimizer, a.lr_warmup_steps, a.lr_schedule, cfg.trainer.steps)
+            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic.lr)
+        self.scheduler = lr_scheduler(self.optimizer, a.optim.warmup_steps, a.optim.schedule, cfg.trainer.steps)
 
     # ---- training ------------------------------------------------------------------------------
     def train_step(self, shard: RolloutBatch, denom: Denominators, num_micro: int, progress: float = 0.0) -> dict:
@@ -146,7 +146,7 @@ class LearnerWorker:
                        logp_ref=per_token(mb.ref_logprobs), entropy=out.entropy,
                        logp_teacher=per_token(mb.teacher_logprobs), correct=per_sample(mb.reward > 0),
                        logp_proxy=out.logp_proxy, anchor_mask=mask & ~rl, logp_0=beh, logp_behaviour=beh)
-        loss_tok, stats = loss_spec.fn(x, **{k: getattr(a, k) for k in loss_spec.knobs})
+        loss_tok, stats = loss_spec.fn(x, **knob_values(loss_spec, a))
         undeclared = set(stats) - {s.name for s in loss_spec.stats}
         if undeclared:
             raise ValueError(f"policy loss {a.loss!r} returned stats {sorted(undeclared)} its spec does not declare "
@@ -183,7 +183,7 @@ class LearnerWorker:
         a = self.cfg.algorithm
         mode = correction_mode(a, self.cfg.trainer.max_staleness)
         weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction_level,
-                                          {k: getattr(a, k) for k in spec("correction", mode).knobs})
+                                          knob_values(spec("correction", mode), a))
         stats.update(corr)
         return loss_tok if mode == "none" else loss_tok * weight
 
@@ -206,7 +206,7 @@ class LearnerWorker:
 
     def _step(self, module, optimizer) -> float:
         """Clip the global grad norm, step, zero the grads; returns the norm before clipping."""
-        max_norm = self.cfg.algorithm.grad_clip or math.inf
+        max_norm = self.cfg.algorithm.optim.grad_clip or math.inf
         norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
         if isinstance(norm, DTensor):
             norm = norm.full_tensor()

@@ -27,8 +27,8 @@ def preset_cfg(name: str, run_dir, *extra: str):
     with initialize_config_dir(CONF_DIR, version_base=None):
         c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
                                          "trainer.prompts_per_step=16", "trainer.eval_n=0", "cluster.num_cpus=4",
-                                         "algorithm.anchor_samples=32", "algorithm.anchor_pool=64",
-                                         "algorithm.kl_metric=true", *extra])  # kl_ref: did reset work?
+                                         "algorithm.divergence.anchor_samples=32", "algorithm.divergence.anchor_pool=64",
+                                         "algorithm.kl.metric=true", *extra])  # kl_ref: did reset work?
     return validate(to_dataclass(c))
 
 
@@ -37,7 +37,7 @@ def shared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("presets")
     train, held_out, model_path, tok = prepare_data_and_model(preset_cfg("grpo", tmp / "prepare"))
     # Started with a teacher slot (the base model) so the distillation presets can swap theirs in.
-    roles = start_roles(preset_cfg("opd", tmp / "start", f"algorithm.teacher_path={model_path}"), model_path,
+    roles = start_roles(preset_cfg("opd", tmp / "start", f"algorithm.distill.teacher_path={model_path}"), model_path,
                         tok.pad_token_id)
     yield {"tmp": tmp, "train": train, "held_out": held_out, "roles": roles, "runs": {}}
     ray.shutdown()
@@ -46,7 +46,7 @@ def shared(tmp_path_factory):
 def train_preset(shared, name):
     runs = shared["runs"]
     if name not in runs:
-        extra = [f"algorithm.teacher_path={train_preset(shared, 'grpo')[2]}/checkpoint"] if name in DISTILL else []
+        extra = [f"algorithm.distill.teacher_path={train_preset(shared, 'grpo')[2]}/checkpoint"] if name in DISTILL else []
         if name == "grpo":  # also: pass@k on the held-out set every 3 steps, logged with the metrics
             extra = ["eval.every=3", "eval.n=4"]
         run_dir = shared["tmp"] / name
@@ -121,9 +121,9 @@ def test_opd_advantage_is_teacher_minus_student(shared):
 
 def test_dapo_stops_with_a_clear_error_when_no_group_is_informative(shared):
     """Near-greedy sampling makes the G samples of a prompt identical: no group can carry signal."""
-    cfg = preset_cfg("dapo", shared["tmp"] / "dapo_greedy", "rollout.temperature=0.001", "algorithm.max_sampling_rounds=2")
+    cfg = preset_cfg("dapo", shared["tmp"] / "dapo_greedy", "rollout.temperature=0.001", "algorithm.sampling.max_rounds=2")
     reset_roles(cfg, shared["roles"])
-    with pytest.raises(SamplingError, match=r"of trainer.prompts_per_step=16 groups after algorithm.max_sampling_rounds=2"):
+    with pytest.raises(SamplingError, match=r"of trainer.prompts_per_step=16 groups after algorithm.sampling.max_rounds=2"):
         run(cfg, shared["roles"], shared["train"], None)
 
 

@@ -198,7 +198,7 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
     fleet, _ = fake_fleet(2, delay=0.25)  # groups finish in 4 waves, 0.25 s apart
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
-    cfg.algorithm.kl_metric = True  # the reference runs (no objective term needs it by default)
+    cfg.algorithm.kl.metric = True  # the reference runs (no objective term needs it by default)
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), faults=FaultLog(), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
@@ -229,7 +229,7 @@ def roles(ray_session, tmp_path_factory):
     cfg = OmegaConf.structured(RLSysConfig)
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
     cfg.rollout.num_engines = 2
-    cfg.algorithm.lr = 3e-3  # one step visibly moves the weights
+    cfg.algorithm.optim.lr = 3e-3  # one step visibly moves the weights
     cfg = validate(to_dataclass(cfg))
     train, _, model_path, tok = prepare_data_and_model(cfg)
     return cfg, start_roles(cfg, model_path, tok.pad_token_id), train

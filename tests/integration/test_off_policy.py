@@ -26,7 +26,7 @@ def setup(tmp_path_factory):
 
     cfg = OmegaConf.structured(RLSysConfig)
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
-    cfg.algorithm.lr = 3e-3  # large: one update visibly moves the ratio
+    cfg.algorithm.optim.lr = 3e-3  # large: one update visibly moves the ratio
     cfg.trainer.prompts_per_step, cfg.rollout.n = PROMPTS, N
     cfg = validate(to_dataclass(cfg))
     train, _, model_path, tok = prepare_data_and_model(cfg)

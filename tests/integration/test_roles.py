@@ -23,8 +23,8 @@ def setup(tmp_path_factory):
     cfg = OmegaConf.structured(RLSysConfig)
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
     cfg.cluster.num_cpus = 4  # logical CPUs: room for a second learner group in one test
-    cfg.algorithm.lr = 3e-3  # large, so one step visibly moves the weights
-    cfg.algorithm.kl_metric = True  # start the reference server (the tests read it)
+    cfg.algorithm.optim.lr = 3e-3  # large, so one step visibly moves the weights
+    cfg.algorithm.kl.metric = True  # start the reference server (the tests read it)
     cfg = validate(to_dataclass(cfg))
     train, held_out, model_path, tok = prepare_data_and_model(cfg)
     roles = start_roles(cfg, model_path, tok.pad_token_id)

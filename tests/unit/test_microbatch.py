@@ -104,7 +104,7 @@ def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> t
 @pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
 def test_token_budget_packed_equals_fixed_padded(worker, agg):
     base = fresh_config()
-    base.algorithm.loss_agg, base.algorithm.kl_coef, base.algorithm.entropy_coef = agg, 0.1, 0.01
+    base.algorithm.loss_agg, base.algorithm.kl.coef, base.algorithm.entropy_coef = agg, 0.1, 0.01
     base.rollout.temperature = 0.8
     batch = rollouts()
     fixed = copy.deepcopy(base)
@@ -180,7 +180,7 @@ def test_group_gives_every_rank_the_largest_count():
 def test_critic_on_packed_rows_equals_padded(worker):
     """The value model reads the same hidden states from packed rows: same value loss and gradient."""
     base = fresh_config()
-    base.algorithm.critic, base.algorithm.advantage = True, "gae"
+    base.algorithm.critic.enabled, base.algorithm.advantage = True, "gae"
     batch = rollouts(seed=2)
     rng = np.random.default_rng(7)
     batch.returns = [rng.standard_normal(len(r)).astype(np.float32) for r in batch.response_token_ids]

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlsys.config import AlgorithmConfig
+from rlsys.config import algorithm_config
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, Denominators, LossInputs, gspo, ppo_clip
 from tests.unit.test_data import make_batch
 
 
 def advantages(batch, **knobs):
-    cfg = AlgorithmConfig(**knobs)
+    cfg = algorithm_config(**knobs)
     return compute_advantages(batch, cfg)
 
 
@@ -103,11 +103,11 @@ def test_reinforce_pp_return_to_go_and_whitening_by_hand():
     b.behaviour_logprobs = [np.array([-1.0, -2.0], np.float32), np.array([-1.0], np.float32)]
     b.ref_logprobs = [np.array([-1.5, -2.0], np.float32), np.array([-0.5], np.float32)]
     beta = 0.1  # k1 per token: [0.5, 0], [-0.5]; rewards: [-0.05, 1.0], [0.05]; returns: [0.95, 1.0], [0.05]
-    adv, _ = advantages(b, advantage="reinforce_pp", kl_coef=beta, kl_placement="reward")
+    adv, _ = advantages(b, advantage="reinforce_pp", kl={"coef": beta, "placement": "reward"})
     g = np.array([0.95, 1.0, 0.05])
     w = (g - g.mean()) / (g.std() + 1e-6)
     assert np.concatenate(adv) == pytest.approx(w, abs=1e-5)
-    adv, _ = advantages(b, advantage="reinforce_pp_baseline", kl_coef=beta, kl_placement="reward")
+    adv, _ = advantages(b, advantage="reinforce_pp_baseline", kl={"coef": beta, "placement": "reward"})
     g = np.array([-0.05 + 0.5, 0.5, 0.05 - 0.5])  # outcome minus group mean 0.5
     assert np.concatenate(adv) == pytest.approx((g - g.mean()) / (g.std() + 1e-6), abs=1e-5)
 
@@ -119,7 +119,7 @@ def test_kl_in_reward_adds_k1_return_to_go():
     b.behaviour_logprobs = [np.array([-1.0, -1.0], np.float32)] * 2
     b.ref_logprobs = [np.array([-2.0, -1.5], np.float32)] * 2  # k1 = [1, 0.5] -> return-to-go [1.5, 0.5]
     plain, _ = advantages(b, advantage="grpo", norm_std=False)
-    shaped, _ = advantages(b, advantage="grpo", norm_std=False, kl_coef=0.2, kl_placement="reward")
+    shaped, _ = advantages(b, advantage="grpo", norm_std=False, kl={"coef": 0.2, "placement": "reward"})
     assert (plain[0] - shaped[0]).tolist() == pytest.approx([0.3, 0.1])
 
 

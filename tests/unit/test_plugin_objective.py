@@ -38,8 +38,8 @@ def test_unknown_plugin_module_names_the_key():
 
 
 def test_builtin_needs_are_declared_not_listed():
-    assert needs(cfg_with(advantage="g_opd", teacher_path="/tmp").algorithm) == {"teacher", "reference"}
-    assert "critic" in needs(cfg_with(advantage="gae", critic=True).algorithm)
+    assert needs(cfg_with(advantage="g_opd", distill={"teacher_path": "/tmp"}).algorithm) == {"teacher", "reference"}
+    assert "critic" in needs(cfg_with(advantage="gae", critic={"enabled": True}).algorithm)
     assert needs(cfg_with(loss="lp_reg").algorithm) == {"full_distribution"}
-    assert needs(cfg_with(divergence="js").algorithm) == {"anchors"}
-    assert needs(cfg_with(kl_coef=0.1).algorithm) == {"reference"}
+    assert needs(cfg_with(divergence={"name": "js"}).algorithm) == {"anchors"}
+    assert needs(cfg_with(kl={"coef": 0.1}).algorithm) == {"reference"}

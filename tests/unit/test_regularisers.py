@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlsys.config import AlgorithmConfig
+from rlsys.config import algorithm_config
 from rlsys.learner.advantages import compute_advantages, overlong_penalty
 from rlsys.learner.logprobs import _proxy_logprob
 from rlsys.learner.objectives import (DIVERGENCES, REGULARISERS, Denominators, LossInputs, divergence_penalty,
@@ -52,7 +52,7 @@ def test_divergence_penalty_is_token_mean_over_anchor_tokens_only():
     logp0 = torch.tensor([[-1.5, -2.0], [-0.5, 0.0]])
     anchor = torch.tensor([[True, True], [True, False]])  # 3 anchor tokens; the -9 sits outside
     x = LossInputs(logp=logp, logp_old=logp, advantages=torch.zeros(2, 2), mask=~anchor, anchor_mask=anchor, logp_0=logp0)
-    a = AlgorithmConfig(divergence="forward_kl", divergence_coef=0.1)
+    a = algorithm_config(divergence={"name": "forward_kl", "coef": 0.1})
     u = math.exp(0.5)
     want = 0.1 * (u - 1 - 0.5) / 3
     assert divergence_penalty(x, a, Denominators(1, 1, 1, anchor_tokens=3)).item() == pytest.approx(want, rel=1e-6)
@@ -79,7 +79,7 @@ def test_kdrl_teacher_kl_anneals_and_masks_correct():
     logp, teacher = torch.tensor([[-1.0], [-1.0]]), torch.tensor([[-2.0], [-2.0]])
     x = LossInputs(logp=logp, logp_old=logp, advantages=torch.zeros(2, 1), mask=torch.ones(2, 1, dtype=torch.bool),
                    logp_teacher=teacher, correct=torch.tensor([[True], [False]]))
-    a = AlgorithmConfig(teacher_kl_coef=5e-3, teacher_kl_coef_end=1e-3, teacher_kl_mask_correct=True)
+    a = algorithm_config(distill={"kl_coef": 5e-3, "kl_coef_end": 1e-3, "kl_mask_correct": True})
     start, end = REGULARISERS["teacher_kl"](x, a, 0.0), REGULARISERS["teacher_kl"](x, a, 1.0)
     assert start.flatten().tolist() == pytest.approx([0.0, 5e-3 * 0.5])  # k2 = (1)^2 / 2
     assert end.flatten().tolist() == pytest.approx([0.0, 1e-3 * 0.5])
@@ -89,7 +89,7 @@ def test_gae_by_hand():
     b = make_batch([2, 1])
     b.reward = np.array([1.0, 0.0], dtype=np.float32)
     b.values = [np.array([0.5, 0.8], np.float32), np.array([0.2], np.float32)]
-    adv, _ = compute_advantages(b, AlgorithmConfig(advantage="gae", critic=True, gamma=0.9, gae_lambda=0.5))
+    adv, _ = compute_advantages(b, algorithm_config(advantage="gae", critic={"enabled": True, "gamma": 0.9, "gae_lambda": 0.5}))
     d1 = 1.0 - 0.8  # last token: r + 0 - V
     d0 = 0.0 + 0.9 * 0.8 - 0.5
     raw = np.array([d0 + 0.9 * 0.5 * d1, d1, 0.0 - 0.2])
@@ -102,9 +102,9 @@ def test_opd_and_g_opd_by_hand():
     b.behaviour_logprobs = [np.array([-1.0, -2.0], np.float32)]
     b.teacher_logprobs = [np.array([-0.5, -3.0], np.float32)]
     b.ref_logprobs = [np.array([-1.5, -2.5], np.float32)]
-    opd, _ = compute_advantages(b, AlgorithmConfig(advantage="opd", teacher_path="t"))
+    opd, _ = compute_advantages(b, algorithm_config(advantage="opd", distill={"teacher_path": "t"}))
     assert opd[0].tolist() == pytest.approx([0.5, -1.0])
-    g, _ = compute_advantages(b, AlgorithmConfig(advantage="g_opd", distill_lambda=2.0, teacher_path="t"))
+    g, _ = compute_advantages(b, algorithm_config(advantage="g_opd", distill={"scale": 2.0, "teacher_path": "t"}))
     assert g[0].tolist() == pytest.approx([2 * 1.0 - 0.5, 2 * -0.5 - 0.5])
 
 
@@ -114,7 +114,7 @@ def test_overlong_penalty_by_hand():
     b = make_batch([8, 4])
     b.group_id = np.array([0, 0])
     b.reward = np.array([1.0, 1.0], dtype=np.float32)
-    adv, _ = compute_advantages(b, AlgorithmConfig(norm_std=False, overlong_buffer=0.25), max_new_tokens=8)
+    adv, _ = compute_advantages(b, algorithm_config(norm_std=False, sampling={"overlong_buffer": 0.25}), max_new_tokens=8)
     assert [a[0] for a in adv] == pytest.approx([-0.5, 0.5])  # shaped rewards 0 and 1
     assert b.reward.tolist() == [1.0, 1.0]  # the verifier's reward itself is kept
 
