@@ -87,7 +87,7 @@ def test_deterministic_engine_crash_fails_fast_with_its_root_cause(ray_session, 
 
 
 class FakeReference:
-    def logprobs(self, prompts, responses, alone=False):
+    def logprobs(self, prompts, responses, alone=False, model_path=None):
         time.sleep(0.1)
         return [r.astype(np.float32) for r in responses]
 
@@ -200,7 +200,7 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
     cfg.algorithm.kl.metric = True  # the reference runs (no objective term needs it by default)
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), faults=FaultLog(), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
-                            verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
+                            server_paths={}, verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
     timer = StepTimer()  # actors are up: only the pipeline is timed
     data = fake_data([3] * 24)
