@@ -133,6 +133,19 @@ def push(fleet, version):
     fleet.serve(version)
 
 
+def kill(engine) -> None:
+    """ray.kill only requests the death: wait until the engine stops answering, so the code under test
+    finds it dead (a probe sent right after the kill can still be served)."""
+    ray.kill(engine)
+    for _ in range(600):
+        try:
+            ray.get(engine.get_version.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the killed engine still answers after 30 s")
+
+
 def engine_of(batch, g):
     names = {t.split()[0] for t, gid in zip(batch.response_text, batch.group_id) if gid == g}
     assert len(names) == 1, f"group {g} was split over engines {names}"
@@ -185,7 +198,7 @@ def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
 
 def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):
     fleet, _ = fake_fleet(2)
-    ray.kill(fleet.engines[0])  # dies between steps, e.g. while the learners train
+    kill(fleet.engines[0])  # dies between steps, e.g. while the learners train
     push(fleet, 4)
     assert fleet.restarts == 1
     fleet.wait_ready(fleet.catch_up)
@@ -348,7 +361,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
     with torch.no_grad():  # the learners train on: their weights are now version 2's, not yet pushed
         for p in model.parameters():
             p.add_(1.0)
-    ray.kill(fleet.engines[0])
+    kill(fleet.engines[0])
     fleet.sync_targets()  # finds the dead engine and restarts it
     fleet.wait_ready(catch_up=lambda engines, v: pytest.fail("the learners' weights must not be used"))
     assert ray.get(fleet.engines[0].weight_sums.remote()) == pytest.approx(version1)
