@@ -92,6 +92,20 @@ def test_resume_refuses_another_model_or_world_size_naming_the_keys(tmp_path):
     assert check_compatible(ckpt, config(run), base_model="/m").step == 1
 
 
+def test_a_checkpoint_from_before_the_grouped_algorithm_settings_still_resumes(tmp_path):
+    run = tmp_path / "run"
+    ckpt = save(run, 1, config(run))
+    saved = json.loads((ckpt / "config.json").read_text())
+    del saved["algorithm"]["critic"], saved["algorithm"]["optim"]
+    saved["algorithm"].update(critic=False, critic_lr=1e-3, lr=3e-6)  # the flat layout of before
+    (ckpt / "config.json").write_text(json.dumps(saved))
+    assert check_compatible(ckpt, config(run), base_model="/m").step == 1
+    ppo = config(run)
+    ppo.algorithm.critic.enabled = True
+    with pytest.raises(ConfigError, match="algorithm.critic.enabled: checkpoint False, this run True"):
+        check_compatible(ckpt, ppo, base_model="/m")
+
+
 def test_truncate_metrics_drops_steps_logged_after_the_checkpoint(tmp_path):
     path, samples = tmp_path / "metrics.jsonl", tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 8)))
