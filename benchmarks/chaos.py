@@ -162,6 +162,7 @@ def checkpoint_io(model: str, port: int) -> dict:
     from rlsys.config import register_configs, to_dataclass
     from rlsys.learner.checkpoint import load_rank, save_rank
     from rlsys.learner.objectives import Denominators
+    from rlsys.learner.role_config import learner_role_config
     from rlsys.learner.worker import LearnerWorker
     from rlsys.prepare import prepare_data_and_model
 
@@ -169,7 +170,7 @@ def checkpoint_io(model: str, port: int) -> dict:
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
         cfg = to_dataclass(compose("config", overrides=[f"model={model}", f"run_dir={tempfile.mkdtemp()}"]))
     path = prepare_data_and_model(cfg, print)[2]
-    w = LearnerWorker(cfg, path, 0, 1)
+    w = LearnerWorker(learner_role_config(cfg), path, 0, 1)
     w.setup("127.0.0.1", port)
     batch = synthetic(8, w.model.config.vocab_size)
     w.train_step(batch, Denominators(tokens=float(batch.response_lengths.sum()), sequences=8.0, max_len=96.0), 1)

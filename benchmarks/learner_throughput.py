@@ -66,6 +66,7 @@ def learner_rank(a) -> dict:
     from rlsys.data.batch import split_balanced
     from rlsys.learner.microbatch import micro_batch_count, sample_tokens
     from rlsys.learner.objectives import Denominators
+    from rlsys.learner.role_config import learner_role_config
     from rlsys.learner.worker import LearnerWorker
 
     cfg = RLSysConfig()
@@ -74,7 +75,7 @@ def learner_rank(a) -> dict:
     lc.max_tokens_per_micro_batch = a.max_tokens if a.mode == "packed" else 0
     lc.activation_checkpointing = a.checkpointing
     cfg.algorithm.optim.lr = 1e-6
-    w = LearnerWorker(cfg, a.model, a.rank, a.world)
+    w = LearnerWorker(learner_role_config(cfg), a.model, a.rank, a.world)
     w.setup("127.0.0.1", a.port)
     batch = synthetic(a.samples, w.model.config.vocab_size)
     shards, lengths = split_balanced(batch, a.world), sample_tokens(batch)

@@ -28,7 +28,7 @@ def main() -> None:
     from rlsys.reference.server import ReferenceServer
     from rlsys.rollout.fleet import RolloutFleet
     from rlsys.pipeline import stream_round
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
     from rlsys.verify.pool import VerifierPool
     from rlsys.verify.worker import VerifierWorker
 
@@ -43,10 +43,10 @@ def main() -> None:
     train, _, model_path, tok = prepare_data_and_model(cfg)
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {
         "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}})
-    engines = [ray.remote(RolloutWorker).options(num_cpus=0.25).remote(cfg, model_path, i) for i in range(args.engines)]
+    engines = [ray.remote(RolloutWorker).options(num_cpus=0.25).remote(engine_spec(cfg, model_path, i)) for i in range(args.engines)]
     ref = ray.remote(ReferenceServer).options(num_cpus=0.25).remote(model_path, cfg.model.dtype, 1.0, tok.pad_token_id,
                                                                     cfg.learner.micro_batch_size)
-    roles = SimpleNamespace(fleet=RolloutFleet(engines, cfg), faults=FaultLog(), reference=ref,
+    roles = SimpleNamespace(fleet=RolloutFleet(engines, cfg.rollout), faults=FaultLog(), reference=ref,
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0.25).remote()]))
     ray.get([e.get_version.remote() for e in engines])
     rng, res = np.random.default_rng(0), {"serial": [], "streamed": []}

@@ -28,9 +28,9 @@ def run_config(cfg, model_path, prompts, args) -> dict:
     from vllm.sampling_params import RequestOutputKind
 
     from rlsys.rollout.speculative import spec_metrics
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
 
-    w, loop = RolloutWorker(cfg, model_path), asyncio.new_event_loop()
+    w, loop = RolloutWorker(engine_spec(cfg, model_path)), asyncio.new_event_loop()
 
     async def one_batch() -> int:
         outs = await asyncio.gather(*[w._request(p, SamplingParams(

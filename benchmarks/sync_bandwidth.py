@@ -66,7 +66,7 @@ def start_engine(args, path: str):
     import ray
 
     from rlsys.config import RLSysConfig
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
 
     cfg = RLSysConfig()
     cfg.run_dir = tempfile.mkdtemp()
@@ -75,7 +75,7 @@ def start_engine(args, path: str):
     cfg.rollout.max_model_len = 256
     ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
              runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
-    engine = ray.remote(RolloutWorker).options(num_cpus=1).remote(cfg, path)
+    engine = ray.remote(RolloutWorker).options(num_cpus=1).remote(engine_spec(cfg, path))
     ray.get(engine.get_version.remote())
     ray.get(engine.set_sync_mode.remote(args.mode))
     return cfg, engine

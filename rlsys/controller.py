@@ -28,10 +28,10 @@ from rlsys.rollouts import Rollouts
 from rlsys.verify.pool import require_scored
 
 
-def evaluate(roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
+def evaluate(cfg: RLSysConfig, roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
     """Mean reward of n samples per held-out prompt (same seeds every call, so runs compare)."""
     batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n,
-                                                       catch_up=catch_up(roles)))
+                                                       catch_up=catch_up(cfg, roles)))
     require_scored(batch, "held-out reward")
     return {"reward_mean": float(batch.reward.mean()), "accuracy": float((batch.reward > 0).mean()),
             "samples": len(batch)}
@@ -43,7 +43,7 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
     from rlsys.eval.run import curves, sample_counts
 
     t0 = time.perf_counter()
-    counts = sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed, catch_up(roles))
+    counts = sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed, catch_up(cfg, roles))
     overall = curves(counts, ks_up_to(cfg.eval.n))
     return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
 
@@ -106,7 +106,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
     if state:
         before = state.held_out_before
     else:
-        before = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+        before = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
         log(f"held-out reward before RL: {before}")
     if anchors is None and "anchors" in needs(cfg.algorithm):
         anchors = AnchorPool(cfg, roles, train_data)
@@ -132,7 +132,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
             if t.save_every and (step % t.save_every == 0 or step == t.steps):
                 save(cfg, roles, RunState(step, version, drawn.pop(step), base_model, before,
                                           anchors.cursor if anchors else 0), anchors)
-    after = evaluate(roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+    after = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
     return {"steps": t.steps, "held_out_before": before, "held_out_after": after,
             "train_seconds": time.perf_counter() - t0}
 

@@ -41,10 +41,10 @@ def sync_weights(roles, version: int) -> dict:
     return stats
 
 
-def catch_up(roles):
+def catch_up(cfg, roles):
     """For the fleet's calls: bring engines restarted mid-call to the version the fleet serves. The
     learners hold that version only in sync mode; in async mode the fleet's snapshot of it does."""
-    return roles.learners.push_weights if roles.fleet.cfg.trainer.max_staleness == 0 else None
+    return roles.learners.push_weights if cfg.trainer.max_staleness == 0 else None
 
 
 def informative(batch: RolloutBatch) -> np.ndarray:
@@ -158,7 +158,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
 
     with ThreadPoolExecutor(max_verifying) as pool, ThreadPoolExecutor(1) as ref_pool:
         with timer("generate"):
-            for group in roles.fleet.stream(data, idx, seed=seed, catch_up=catch_up(roles)):
+            for group in roles.fleet.stream(data, idx, seed=seed, catch_up=catch_up(cfg, roles)):
                 with lock:
                     arrived.append(group)
                 advance()
@@ -188,7 +188,7 @@ class AnchorPool:
         num_prompts = min(len(data), -(-a.divergence.anchor_pool // n))
         idx = np.random.default_rng(cfg.trainer.seed + 17).permutation(len(data))[:num_prompts]
         batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17,
-                                                           catch_up=catch_up(roles)))
+                                                           catch_up=catch_up(cfg, roles)))
         batch = require_scored(batch, "DPH-RL anchor pool")
         self.pool = batch.select(np.arange(min(a.divergence.anchor_pool, len(batch))))
         self.cursor = 0

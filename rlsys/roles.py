@@ -31,12 +31,14 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet
 
     from rlsys.cluster import actor_options
     from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
+
+    specs = [engine_spec(cfg, model_path, i) for i in range(cfg.rollout.num_engines)]
 
     def make_engine(i: int):  # also used to replace a dead engine in its own bundle
-        return ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(cfg, model_path, i)
+        return ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(specs[i])
 
-    return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg, make_engine)
+    return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg.rollout, make_engine)
 
 
 def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = None) -> VerifierPool:
@@ -61,6 +63,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     from rlsys.cluster import actor_options, init_ray, place_roles
     from rlsys.learner.objective import needs
     from rlsys.learner.group import LearnerGroup
+    from rlsys.learner.role_config import learner_role_config
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
 
@@ -80,12 +83,13 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
 
-    def make_learner(rank: int, c: RLSysConfig):  # also used to rebuild the group after a rank died
+    def make_learner(rank: int, c):  # c: a LearnerRoleConfig  # also used to rebuild the group after a rank died
         return ray.remote(LearnerWorker).options(**actor_options(groups, "learner", rank)).remote(c, model_path, rank, W)
 
-    learners = [make_learner(i, cfg) for i in range(W)]
+    learner_cfg = learner_role_config(cfg)
+    learners = [make_learner(i, learner_cfg) for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
-    learner_group = LearnerGroup(learners, cfg, make_learner)
+    learner_group = LearnerGroup(learners, learner_cfg, make_learner)
     paths = {"reference": model_path, **({"teacher": cfg.algorithm.distill.teacher_path} if teacher else {})}
     return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults, paths)
 
@@ -96,10 +100,11 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
     teacher slot if cfg needs one."""
     import ray
 
+    from rlsys.learner.role_config import learner_role_config
     from rlsys.pipeline import sync_weights
 
-    roles.learners.reset(cfg)
-    roles.fleet.cfg = cfg
+    roles.learners.reset(learner_role_config(cfg))
+    roles.fleet.rollout = cfg.rollout
     sync_weights(roles, 0)
     if cfg.algorithm.distill.teacher_path:
         if roles.teacher is None:

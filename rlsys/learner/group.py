@@ -9,6 +9,7 @@ import numpy as np
 from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.microbatch import micro_batch_count, sample_tokens
 from rlsys.learner.objectives import Denominators
+from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.learner.objective import combine, reductions
 
 
@@ -42,9 +43,10 @@ def _with(batch: RolloutBatch, **columns) -> RolloutBatch:
 
 
 class LearnerGroup:
-    """make(rank, cfg) -> a new rank's actor, in its placement: how rebuild() replaces the group."""
+    """cfg: what the ranks read (rlsys/learner/role_config.py). make(rank, cfg) -> a new rank's actor,
+    in its placement: how rebuild() replaces the group."""
 
-    def __init__(self, actors: list, cfg, make=None):
+    def __init__(self, actors: list, cfg: LearnerRoleConfig, make=None):
         self.actors, self.cfg, self.make = actors, cfg, make
         self._setup()
 
@@ -86,7 +88,7 @@ class LearnerGroup:
             raise failed
         return ray.get(refs)
 
-    def reset(self, cfg) -> None:
+    def reset(self, cfg: LearnerRoleConfig) -> None:
         """Back to the base weights with the objective of `cfg` (fresh optimizer, critic if asked)."""
         self.cfg = cfg
         self._get([a.reset.remote(cfg) for a in self.actors])

@@ -18,7 +18,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.tensor import DTensor
 from transformers import AutoTokenizer
 
-from rlsys.config import RLSysConfig
+from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.build import build_policy, mixed_precision_policy
 from rlsys.learner.checkpoint import load_rank, lr_scheduler, save_rank
@@ -35,12 +35,12 @@ from rlsys.net import free_address
 from rlsys.threads import set_threads, stage_threads
 
 class LearnerWorker:
-    def __init__(self, cfg: RLSysConfig, model_path: str, rank: int, world_size: int):
+    def __init__(self, cfg: LearnerRoleConfig, model_path: str, rank: int, world_size: int):
         from rlsys.cluster import pin_to_cpus
 
         pin_to_cpus("RLSYS_LEARNER_CPUS")
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
-        torch.manual_seed(cfg.trainer.seed + rank)
+        torch.manual_seed(cfg.seed + rank)
 
     def address(self) -> tuple[str, int]:
         return free_address()
@@ -63,9 +63,9 @@ class LearnerWorker:
         hosts = [None] * self.world_size
         dist.all_gather_object(hosts, socket.gethostname())
         peers = sum(h == hosts[self.rank] for h in hosts)
-        return stage_threads(self.cfg.cluster.threads, self.cfg.cluster.learner_cpus, alone=True, peers_on_node=peers)
+        return stage_threads(self.cfg.threads, self.cfg.cpus, alone=True, peers_on_node=peers)
 
-    def reset(self, cfg: RLSysConfig) -> None:
+    def reset(self, cfg: LearnerRoleConfig) -> None:
         """(Re)load the base weights, a fresh optimizer and, if asked, a fresh critic.
 
         Lets one learner group run several objectives in turn (the preset tests share it).
@@ -81,7 +81,7 @@ class LearnerWorker:
             self.critic = ValueModel(self.model_path, dtype, attn).to(self.device).shard(
                 mixed_precision_policy(lc.mixed_precision, self.device))
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic.lr)
-        self.scheduler = lr_scheduler(self.optimizer, a.optim.warmup_steps, a.optim.schedule, cfg.trainer.steps)
+        self.scheduler = lr_scheduler(self.optimizer, a.optim.warmup_steps, a.optim.schedule, cfg.total_steps)
 
     # ---- training ------------------------------------------------------------------------------
     def train_step(self, shard: RolloutBatch, denom: Denominators, num_micro: int, progress: float = 0.0) -> dict:
@@ -181,7 +181,7 @@ class LearnerWorker:
     def _rollout_correction(self, loss_tok: torch.Tensor, x: LossInputs, rl: torch.Tensor, stats: dict) -> torch.Tensor:
         """The policy loss weighted by the (detached) IS weight between logp_old and the behaviour policy."""
         a = self.cfg.algorithm
-        mode = correction_mode(a, self.cfg.trainer.max_staleness)
+        mode = correction_mode(a, self.cfg.max_staleness)
         weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction_level,
                                           knob_values(spec("correction", mode), a))
         stats.update(corr)
@@ -245,7 +245,7 @@ class LearnerWorker:
             self._sync = SYNC_BACKENDS[self.cfg.rollout.sync_backend](self.cfg)
         # async: the pushed version is kept for engines restarted while the learners move on
         return self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
-                               keep_snapshot=self.cfg.trainer.max_staleness >= 1)
+                               keep_snapshot=self.cfg.max_staleness >= 1)
 
     def end_step(self) -> None:
         """One RL step done (all its PPO updates): the lr schedule moves per RL step."""

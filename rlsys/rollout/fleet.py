@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from rlsys.config import RolloutConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
@@ -33,10 +34,10 @@ class FleetError(RuntimeError):
 
 
 class RolloutFleet:
-    def __init__(self, engines: list, cfg, make_engine: Callable[[int], object] | None = None):
-        """make_engine(i) starts a replacement for engine i (same placement bundle); without it a
-        dead engine fails the step."""
-        self.engines, self.cfg, self.make_engine = list(engines), cfg, make_engine
+    def __init__(self, engines: list, rollout: RolloutConfig, make_engine: Callable[[int], object] | None = None):
+        """rollout: sampling defaults and restart budget. make_engine(i) starts a replacement for engine
+        i (same placement bundle); without it a dead engine fails the step."""
+        self.engines, self.rollout, self.make_engine = list(engines), rollout, make_engine
         self.version = 0  # policy version the engines serve
         self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
         self.deaths: list[tuple[set[int], str | None]] = []  # (seeds of the groups it owed, root cause) per death
@@ -110,7 +111,7 @@ class RolloutFleet:
         Each engine gets one streaming call with all its groups, so it batches them continuously."""
         import ray
 
-        r = self.cfg.rollout
+        r = self.rollout
         n = n or r.n
         params = (n, r.temperature if temperature is None else temperature, r.top_p if top_p is None else top_p,
                   r.max_new_tokens)
@@ -192,9 +193,9 @@ class RolloutFleet:
             print(f"[rlsys] {msg}", flush=True)
             raise FleetError(msg) from err
         self.deaths.append((set(groups), cause))
-        if self.make_engine is None or self.restarts > self.cfg.rollout.max_engine_restarts:
+        if self.make_engine is None or self.restarts > self.rollout.max_engine_restarts:
             why = ("the fleet cannot start engines" if self.make_engine is None else
-                   f"rollout.max_engine_restarts={self.cfg.rollout.max_engine_restarts} restarts are used up")
+                   f"rollout.max_engine_restarts={self.rollout.max_engine_restarts} restarts are used up")
             raise FleetError(f"rollout engine {e} died ({type(err).__name__}{said}) and {why}") from err
         print(f"[rlsys] rollout engine {e} died ({type(err).__name__}{said}); restarting it, its groups go to "
               f"the others", flush=True)

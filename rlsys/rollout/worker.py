@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,8 +22,18 @@ from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
 
 
-def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
-    """vLLM engine arguments of one fleet engine (the one place they are chosen)."""
+@dataclass(frozen=True)
+class EngineSpec:
+    """What one fleet engine is built from: chosen on the driver, so the actor never sees the run's config."""
+
+    index: int  # position in the fleet; also offsets the sampling seed and names requests
+    kwargs: dict  # vLLM engine arguments
+    setup_calls: tuple[str, ...]  # worker-extension methods run once after start-up
+    kv_cache_gb: float  # VLLM_CPU_KVCACHE_SPACE (CPU backend)
+
+
+def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> EngineSpec:
+    """The one place an engine's vLLM arguments are chosen."""
     from transformers import AutoConfig
 
     r = cfg.rollout
@@ -38,20 +49,21 @@ def engine_kwargs(cfg: RLSysConfig, model_path: str, engine_index: int) -> dict:
         disable_log_stats=True,
     )
     # speculative decoding, native weight transfer, sleep mode (drafts turn the stats back on)
-    return {**kwargs, **engine_options(cfg, model_path)}
+    kwargs.update(engine_options(cfg, model_path))
+    return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb)
 
 
 class RolloutWorker:
-    def __init__(self, cfg: RLSysConfig, model_path: str, engine_index: int = 0):
+    def __init__(self, spec: EngineSpec):
         from rlsys.cluster import pin_to_cpus
 
         pin_to_cpus("RLSYS_ROLLOUT_CPUS")  # before the engine starts its processes: they inherit it
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.rollout.kv_cache_gb))
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.kv_cache_gb))
         self.error_log = _log_engine_errors()
-        self.kwargs = engine_kwargs(cfg, model_path, engine_index)
-        self.engine_index, self.version, self.llm = engine_index, 0, None
+        self.kwargs = dict(spec.kwargs)
+        self.engine_index, self.version, self.llm = spec.index, 0, None
         self._ids = itertools.count()
-        self._setup_calls, self._setup_lock = engine_setup_calls(cfg), None  # extension set-up, run once
+        self._setup_calls, self._setup_lock = list(spec.setup_calls), None  # extension set-up, run once
 
     def _engine(self):
         """Built lazily inside the actor's event loop: AsyncLLM's output handler runs on that loop."""

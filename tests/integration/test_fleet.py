@@ -78,7 +78,7 @@ class PoisonedEngine(FakeEngine):
 def test_deterministic_engine_crash_fails_fast_with_its_root_cause(ray_session, capsys):
     cfg = RLSysConfig()
     cfg.rollout.n, cfg.rollout.max_engine_restarts = 4, 10
-    fleet = RolloutFleet([], cfg, lambda i: ray.remote(PoisonedEngine).options(num_cpus=0).remote(i))
+    fleet = RolloutFleet([], cfg.rollout, lambda i: ray.remote(PoisonedEngine).options(num_cpus=0).remote(i))
     fleet.engines, fleet.load = [fleet.make_engine(i) for i in range(2)], np.zeros(2)
     with pytest.raises(Exception, match="died again with the same error.*CPU Generator does not use offset"):
         fleet.generate(fake_data([5, 13, 5, 5]), np.arange(4), seed=0)
@@ -115,7 +115,8 @@ def fake_fleet(num_engines, delay=0.02):
     def make(i):
         return ray.remote(FakeEngine).options(num_cpus=0).remote(i, delay)
 
-    fleet = RolloutFleet([make(i) for i in range(num_engines)], cfg, make)
+    fleet = RolloutFleet([make(i) for i in range(num_engines)], cfg.rollout, make)
+    fleet.cfg = cfg  # the run's config, for tests that build roles around this fleet (test handle)
     calls = []
 
     def weight_source(engines, version):
@@ -160,7 +161,7 @@ def test_groups_go_whole_to_the_least_loaded_engine(ray_session):
     assert len(batch) == 40 * 4
     cost = {0: 0, 1: 0}
     for g in range(40):
-        cost[engine_of(batch, g)] += 4 * (lengths[g] + fleet.cfg.rollout.max_new_tokens)
+        cost[engine_of(batch, g)] += 4 * (lengths[g] + fleet.rollout.max_new_tokens)
     assert abs(cost[0] - cost[1]) <= 4 * (60 + 8), cost  # balanced by estimated tokens, not group counts
     assert (fleet.load == 0).all()  # nothing owed after the step
 
@@ -264,7 +265,7 @@ def test_engine_killed_mid_generation_step_completes(roles):
     children = [p.pid for p in psutil.Process(pid).children(recursive=True)]
     prompts = np.arange(256)
     got = []
-    for group in fleet.stream(train, prompts, seed=2, catch_up=catch_up(roles)):
+    for group in fleet.stream(train, prompts, seed=2, catch_up=catch_up(cfg, roles)):
         if not got:
             ray.kill(victim)
         got.append(group)
@@ -273,7 +274,7 @@ def test_engine_killed_mid_generation_step_completes(roles):
     assert fleet.restarts == 1 and fleet.resent > 0, "the kill came after engine 1 had finished"
     print(f"\nkilled engine 1 mid-step: {fleet.resent} groups re-sent, {len(got)} groups answered")
 
-    fleet.wait_ready(catch_up(roles))  # the replacement starts in the same bundle and is synced to version 1
+    fleet.wait_ready(catch_up(cfg, roles))  # the replacement starts in the same bundle and is synced to version 1
     assert len(fleet.engines) == 2 and fleet.engines[1] is not victim
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [1, 1]
     seqs = [list(train.prompt_token_ids[i]) + [5, 6] for i in range(4)]
@@ -348,7 +349,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
     def make(i, die=None):
         return ray.remote(WeightEngine).options(num_cpus=0, max_restarts=0).remote(i, die)
 
-    fleet = RolloutFleet([make(0), make(1, die=2)], cfg, make)
+    fleet = RolloutFleet([make(0), make(1, die=2)], cfg.rollout, make)
     sync = ObjectStoreSync(cfg)
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True, keep_snapshot=True)))
     version1 = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}

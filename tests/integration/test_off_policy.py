@@ -13,6 +13,7 @@ from rlsys.config import RLSysConfig, to_dataclass, validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.objective import report, report_correction
+from rlsys.learner.role_config import learner_role_config
 from rlsys.prepare import prepare_data_and_model
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,8 @@ def setup(tmp_path_factory):
     train, _, model_path, tok = prepare_data_and_model(cfg)
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False)
-    group = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(cfg, model_path, 0, 1)], cfg)
+    lc = learner_role_config(cfg)
+    group = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(lc, model_path, 0, 1)], lc)
     batch = make_batch(cfg, train, np.random.default_rng(0))
     batch.behaviour_logprobs = group._per_sample("old_logprobs", batch)  # on-policy: behaviour = the learner
     yield cfg, group, batch
@@ -60,7 +62,7 @@ def train(group, cfg, batch, **knobs):
     for key, value in knobs.items():
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)
-    group.reset(validate(cfg))
+    group.reset(learner_role_config(validate(cfg)))
     stats = group.train(batch)
     return stats, {**report(stats, cfg.algorithm), **report_correction(stats)}
 

@@ -29,11 +29,11 @@ def real_model():
 
 
 def sample(model_path, prompts, seeds, **engine_kwargs):
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
 
     cfg = RLSysConfig()
     cfg.rollout.max_model_len, cfg.rollout.max_new_tokens = 256, NEW_TOKENS
-    w, loop = RolloutWorker(cfg, model_path), asyncio.new_event_loop()
+    w, loop = RolloutWorker(engine_spec(cfg, model_path)), asyncio.new_event_loop()
     w.kwargs.update(engine_kwargs)  # read when the engine is built (first request)
     try:
         return loop.run_until_complete(w.generate(prompts, seeds, n=G, temperature=1.0, top_p=1.0,

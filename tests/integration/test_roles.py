@@ -97,12 +97,14 @@ def test_two_ranks_equal_one_rank(setup):
     """FSDP2 data parallelism is exact: 2 ranks on half-batches == 1 rank on the whole batch."""
     cfg, roles, train, model_path = setup
     from rlsys.learner.group import LearnerGroup
+    from rlsys.learner.role_config import learner_role_config
     from rlsys.learner.worker import LearnerWorker
 
+    lc = learner_role_config(cfg)
     W1 = ray.remote(LearnerWorker).options(num_cpus=0.5)
-    solo = LearnerGroup([W1.remote(cfg, model_path, 0, 1)], cfg)
-    pair = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(cfg, model_path, r, 2)
-                         for r in range(2)], cfg)
+    solo = LearnerGroup([W1.remote(lc, model_path, 0, 1)], lc)
+    pair = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(lc, model_path, r, 2)
+                         for r in range(2)], lc)
     batch = scored_batch(roles, train, seed=6)
     s1, s2 = solo.train(batch), pair.train(batch)
     assert s1["loss"] == pytest.approx(s2["loss"], abs=1e-6)  # ~0 at ratio 1: grpo advantages sum to 0

@@ -30,9 +30,9 @@ ALPHA = 1e-3  # false-alarm rate of the distribution test
 
 def engine_run(cfg, model_path, prompts, dist_prompt, sync_check=False) -> dict:
     """One engine (the async RolloutWorker, driven by its own event loop here), shut down after."""
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
 
-    w, loop = RolloutWorker(cfg, model_path), asyncio.new_event_loop()
+    w, loop = RolloutWorker(engine_spec(cfg, model_path)), asyncio.new_event_loop()
     run = loop.run_until_complete
     try:
         greedy = run(w.generate(prompts, seeds=list(range(len(prompts))), n=1, temperature=0.0, top_p=1.0,

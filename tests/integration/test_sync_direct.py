@@ -24,7 +24,7 @@ PROMPTS = [[5, 6, 7, 8], [9, 10, 11], [20, 21, 22, 23, 24]]
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
 
     tok = build_char_tokenizer()
     model = build_tiny_model(hidden_size=128, num_layers=2, num_heads=2, vocab_size=len(tok)).eval()
@@ -33,7 +33,7 @@ def engine(tmp_path_factory):
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
     ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
              runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
-    actor = ray.remote(RolloutWorker).options(num_cpus=1).remote(cfg, str(path))
+    actor = ray.remote(RolloutWorker).options(num_cpus=1).remote(engine_spec(cfg, str(path)))
     ray.get(actor.get_version.remote())
     yield cfg, actor, model
     ray.shutdown()

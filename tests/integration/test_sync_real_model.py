@@ -24,13 +24,13 @@ def engine(tmp_path_factory):
         pytest.skip(f"no converted real model at {MODEL}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlsys.rollout.worker import RolloutWorker
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
 
     cfg = RLSysConfig()
     cfg.run_dir, cfg.rollout.max_model_len = str(tmp_path_factory.mktemp("run")), 256
     ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
              runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
-    actor = ray.remote(RolloutWorker).options(num_cpus=1).remote(cfg, MODEL)
+    actor = ray.remote(RolloutWorker).options(num_cpus=1).remote(engine_spec(cfg, MODEL))
     ray.get(actor.get_version.remote())
     tok = AutoTokenizer.from_pretrained(MODEL)
     prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in ("What is 17 + 25?", "The capital of France is")]

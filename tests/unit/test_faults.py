@@ -37,7 +37,7 @@ class FakeVerifiers:
 
 
 def roles_with(lost: set[int], num_groups: int = 4):
-    fleet = SimpleNamespace(stream=lambda data, idx, seed, catch_up: (group(int(g)) for g in idx), cfg=config())
+    fleet = SimpleNamespace(stream=lambda data, idx, seed, catch_up: (group(int(g)) for g in idx))
     return SimpleNamespace(fleet=fleet, verifiers=FakeVerifiers(lost), reference=None, teacher=None,
                            learners=SimpleNamespace(push_weights=None), faults=FaultLog())
 

@@ -12,6 +12,7 @@ from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner import microbatch as M
 from rlsys.learner.objectives import AGGREGATIONS, Denominators
+from rlsys.learner.role_config import learner_role_config
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 
 
@@ -53,7 +54,7 @@ def worker(tmp_path_factory):
 
     path = save_checkpoint(build_tiny_model(32, 2, 4, vocab_size=len(build_char_tokenizer()), seed=1),
                            build_char_tokenizer(), tmp_path_factory.mktemp("tiny"))
-    w = LearnerWorker(fresh_config(), str(path), 0, 1)
+    w = LearnerWorker(learner_role_config(fresh_config()), str(path), 0, 1)
     w.setup(*free_address())
     yield w
     w.shutdown()
@@ -82,7 +83,7 @@ def rollouts(n: int = 11, seed: int = 0) -> RolloutBatch:
 
 def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> tuple[dict, dict]:
     """train_step from the base weights; the gradients just before the optimizer step."""
-    worker.reset(cfg)
+    worker.reset(learner_role_config(cfg))
     grads, step = {}, worker._step
 
     def capture(module, optimizer):

@@ -11,6 +11,7 @@ import torch
 from rlsys.config import ConfigError, RLSysConfig, validate
 from rlsys.learner.group import mini_batches, num_mini_batches
 from rlsys.learner.objectives import LossInputs, correction_mode, correction_weights, ppo_clip
+from rlsys.learner.role_config import learner_role_config
 from rlsys.learner.worker import LearnerWorker
 
 # Two responses: rho_t = pi_old / pi_behaviour = [0.25, 1, 4] and [3, 0.5] (+ one padding position).
@@ -75,7 +76,7 @@ def test_on_policy_weights_are_one_and_change_nothing(mode, level):
     x = LossInputs(logp=LOGP_BEH.clone().requires_grad_(), logp_old=LOGP_BEH, advantages=torch.ones_like(RHO),
                    mask=MASK, logp_behaviour=LOGP_BEH)
     loss, _ = ppo_clip(x, 0.2, 0.2)
-    corrected = LearnerWorker._rollout_correction(SimpleNamespace(cfg=cfg), loss, x, MASK, {})
+    corrected = LearnerWorker._rollout_correction(SimpleNamespace(cfg=learner_role_config(cfg)), loss, x, MASK, {})
     assert torch.equal(corrected * MASK, loss * MASK)
 
 
@@ -89,7 +90,7 @@ def test_decoupled_ppo_by_hand():
                    advantages=torch.tensor([[1.0] * 3, [-1.0] * 3], dtype=torch.float64), logp_behaviour=LOGP_BEH)
     loss, stats = ppo_clip(x, 0.2, 0.2)
     stats = {}
-    out = LearnerWorker._rollout_correction(SimpleNamespace(cfg=cfg), loss, x, MASK, stats)
+    out = LearnerWorker._rollout_correction(SimpleNamespace(cfg=learner_role_config(cfg)), loss, x, MASK, stats)
     # row 1 (A = +1): -min(r, 1.2) * min(rho, 2) = -1.2*0.25, -0.9*1, -1.1*2
     # row 2 (A = -1): max(r, 0.8) * min(rho, 2) = 1.0*2, 0.8*0.5
     assert close((out * MASK), [[-0.3, -0.9, -2.2], [2.0, 0.4, 0.0]])
