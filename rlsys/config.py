@@ -220,6 +220,7 @@ class ClusterConfig:
     verifier_cpus: float = 0.25  # per verifier actor
     reference_cpus: float = 0.25  # reference server
     reference_gpus: float = 0.0  # reference server
+    reference_with_learners: bool = False  # the reference lives FSDP-sharded in the learner ranks (like verl's ref in the actor group), not in a server: models too big for one device
     rollout_resources: Any = None  # dict[str, float] | None: custom Ray resources per engine, e.g. {rollout_node: 1}: engines go to nodes started with them
     learner_resources: Any = None  # dict[str, float] | None: custom Ray resources per learner rank (pins learners to such nodes)
     verifier_resources: Any = None  # dict[str, float] | None: custom Ray resources per verifier actor

@@ -19,6 +19,7 @@ from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.group import LearnerLost
 from rlsys.learner.objective import needs, report, report_correction
+from rlsys.learner.role_config import reference_in_learners
 from rlsys.loggers.run import RunLogger
 from rlsys.metrics import StepTimer, step_metrics
 from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
@@ -56,6 +57,9 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
     batch, extra = rollouts.take(step, version, timer)  # no sample more than max_staleness versions old
     if cfg.cluster.colocate:  # the learners get the GPU memory while they train
         roles.fleet.sleep()
+    if reference_in_learners(cfg):  # the learner ranks hold the reference, sharded
+        with timer("reference"):
+            batch.ref_logprobs = roles.learners.reference_logprobs(batch)
     with timer("train"):
         if a.critic.enabled:
             batch.values = roles.learners.values(batch)

@@ -125,7 +125,9 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 return None
         return chunk
 
-    use_reference, use_teacher = "reference" in needs(cfg.algorithm), "teacher" in needs(cfg.algorithm)
+    # with cluster.reference_with_learners the learners compute reference log-probs later (controller.rl_step)
+    use_reference = "reference" in needs(cfg.algorithm) and not cfg.cluster.reference_with_learners
+    use_teacher = "teacher" in needs(cfg.algorithm)
     if use_reference and roles.reference is None:
         raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
                          "server (start them with a config that needs one, e.g. algorithm.kl.metric=true)")

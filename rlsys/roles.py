@@ -63,7 +63,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     from rlsys.cluster import actor_options, init_ray, place_roles
     from rlsys.learner.objective import needs
     from rlsys.learner.group import LearnerGroup
-    from rlsys.learner.role_config import learner_role_config
+    from rlsys.learner.role_config import learner_role_config, reference_in_learners
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
 
@@ -71,8 +71,10 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     groups = place_roles(cfg)
     faults = FaultLog()
     fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups, faults)
-    # The reference runs only when a term of the objective reads it; a teacher is a second server.
-    servers = ([model_path] if "reference" in needs(cfg.algorithm) else [None]) + \
+    # The reference server runs only when a term of the objective reads it and the learner ranks do not
+    # hold it (cluster.reference_with_learners); a teacher is a second server.
+    server = "reference" in needs(cfg.algorithm) and not reference_in_learners(cfg)
+    servers = ([model_path] if server else [None]) + \
         ([cfg.algorithm.distill.teacher_path] if cfg.algorithm.distill.teacher_path else [])
     reference, *teacher = [
         # stateless: Ray restarts a killed server, and the pipeline re-sends the call it died in

@@ -104,8 +104,12 @@ class LearnerGroup:
         """The critic's per-token values for every sample, in batch order."""
         return self._per_sample("values", batch)
 
+    def reference_logprobs(self, batch: RolloutBatch) -> list[np.ndarray]:
+        """The reference's per-token log-probs of every sample, in batch order (cluster.reference_with_learners)."""
+        return self._per_sample("ref_logprobs", batch)
+
     def _per_sample(self, method: str, batch: RolloutBatch) -> list[np.ndarray]:
-        """A per-sample collective of the ranks (values, old_logprobs) on their shards, in batch order."""
+        """A per-sample collective of the ranks (values, old_logprobs, ref_logprobs) on their shards, in batch order."""
         shards, num_micro = self._shards(batch)
         parts = self._get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
         out: list = [None] * len(batch)

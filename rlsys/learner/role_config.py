@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlsys.config import AlgorithmConfig, LearnerConfig, ModelConfig, RLSysConfig, RolloutConfig
+from rlsys.learner.objective import needs
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,16 @@ class LearnerRoleConfig:
     max_staleness: int  # trainer.max_staleness: async mode keeps a weight snapshot and corrects off-policy samples
     threads: str  # cluster.threads: auto | placement
     cpus: float  # cluster.learner_cpus: CPUs of one rank's placement
+    reference: bool = False  # hold the frozen initial policy, sharded like the policy (reference_in_learners)
 
 
 def learner_role_config(cfg: RLSysConfig) -> LearnerRoleConfig:
     t = cfg.trainer
     return LearnerRoleConfig(cfg.model, cfg.learner, cfg.algorithm, cfg.rollout, t.seed, t.steps, t.max_staleness,
-                             cfg.cluster.threads, cfg.cluster.learner_cpus)
+                             cfg.cluster.threads, cfg.cluster.learner_cpus, reference_in_learners(cfg))
+
+
+def reference_in_learners(cfg: RLSysConfig) -> bool:
+    """A term reads reference log-probs and the learner ranks compute them (cluster.reference_with_learners):
+    after the batch is sampled, before its advantages, instead of a ReferenceServer while groups arrive."""
+    return cfg.cluster.reference_with_learners and "reference" in needs(cfg.algorithm)

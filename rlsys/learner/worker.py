@@ -82,6 +82,9 @@ class LearnerWorker:
                 mixed_precision_policy(lc.mixed_precision, self.device))
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic.lr)
         self.scheduler = lr_scheduler(self.optimizer, a.optim.warmup_steps, a.optim.schedule, cfg.total_steps)
+        self.reference = None  # the frozen initial policy, sharded like the policy (cluster.reference_with_learners)
+        if cfg.reference:
+            self.reference = build_policy(self.model_path, cfg, self.device).eval().requires_grad_(False)
 
     # ---- training ------------------------------------------------------------------------------
     def train_step(self, shard: RolloutBatch, denom: Denominators, num_micro: int, progress: float = 0.0) -> dict:
@@ -193,6 +196,12 @@ class LearnerWorker:
         train_step: every rank runs num_micro forwards)."""
         return self._per_sample(shard, num_micro,
                                 lambda inputs: response_logprobs(self.model, inputs, self.cfg.rollout.temperature).logp)
+
+    @torch.no_grad()
+    def ref_logprobs(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
+        """The reference's log-probs of this rank's shard (a collective: each rank holds a shard of it)."""
+        return self._per_sample(shard, num_micro,
+                                lambda inputs: response_logprobs(self.reference, inputs, self.cfg.rollout.temperature).logp)
 
     def _per_sample(self, shard: RolloutBatch, num_micro: int, per_token) -> list[np.ndarray]:
         """per_token(inputs) -> [B, R] of every micro-batch, as one array per sample in shard order

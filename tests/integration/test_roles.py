@@ -117,6 +117,36 @@ def test_two_ranks_equal_one_rank(setup):
     pair.shutdown()
 
 
+def test_reference_sharded_in_the_learner_group_answers_like_the_server(setup):
+    """cluster.reference_with_learners: two FSDP ranks each hold half of the reference. Its log-probs
+    equal the ReferenceServer's, and stay put while the policy next to it is trained."""
+    import dataclasses
+
+    from rlsys.learner.group import LearnerGroup
+    from rlsys.learner.role_config import learner_role_config
+    from rlsys.learner.worker import LearnerWorker
+
+    cfg, roles, train, model_path = setup
+    lc = learner_role_config(dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, reference_with_learners=True)))
+    assert lc.reference and not learner_role_config(cfg).reference  # kl.metric reads the reference
+    pair = LearnerGroup([ray.remote(LearnerWorker).options(num_cpus=0.5).remote(lc, model_path, r, 2)
+                         for r in range(2)], lc)
+    local, whole = zip(*ray.get([a.__ray_call__.remote(lambda self: (
+        sum(p.to_local().numel() for p in self.reference.parameters()),
+        sum(p.numel() for p in self.reference.parameters()))) for a in pair.actors]))
+    assert sum(local) == whole[0] and max(local) < whole[0]  # sharded, not replicated
+
+    batch = scored_batch(roles, train, seed=8)  # ref_logprobs from the server
+    before = pair.reference_logprobs(batch)
+    diff = lambda xs, ys: max(float(np.abs(x - y).max()) for x, y in zip(xs, ys))  # noqa: E731
+    assert diff(before, batch.ref_logprobs) < 1e-5
+    policy = pair._per_sample("old_logprobs", batch)
+    pair.train(batch)
+    assert diff(pair.reference_logprobs(batch), before) == 0.0  # frozen
+    assert diff(pair._per_sample("old_logprobs", batch), policy) > 1e-3  # while the policy moved
+    pair.shutdown()
+
+
 def test_more_learner_ranks_than_cluster_fails_clearly(setup):
     cfg, *_ = setup
     big = RLSysConfig(**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
