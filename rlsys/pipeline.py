@@ -20,6 +20,7 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.faults import ActorLost, call_with_retries
 from rlsys.learner.objective import needs
+from rlsys.learner.role_config import reference_on_server
 from rlsys.rollout.fleet import sort_groups
 from rlsys.verify.pool import require_scored
 
@@ -126,8 +127,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
         return chunk
 
     # with cluster.reference_with_learners the learners compute reference log-probs later (controller.rl_step)
-    use_reference = "reference" in needs(cfg.algorithm) and not cfg.cluster.reference_with_learners
-    use_teacher = "teacher" in needs(cfg.algorithm)
+    use_reference, use_teacher = reference_on_server(cfg), "teacher" in needs(cfg.algorithm)
     if use_reference and roles.reference is None:
         raise ValueError("this objective reads reference log-probs but the roles were started without a reference "
                          "server (start them with a config that needs one, e.g. algorithm.kl.metric=true)")

@@ -61,9 +61,8 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     import ray
 
     from rlsys.cluster import actor_options, init_ray, place_roles
-    from rlsys.learner.objective import needs
     from rlsys.learner.group import LearnerGroup
-    from rlsys.learner.role_config import learner_role_config, reference_in_learners
+    from rlsys.learner.role_config import LearnerRoleConfig, learner_role_config, reference_on_server
     from rlsys.learner.worker import LearnerWorker
     from rlsys.reference.server import ReferenceServer
 
@@ -73,8 +72,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups, faults)
     # The reference server runs only when a term of the objective reads it and the learner ranks do not
     # hold it (cluster.reference_with_learners); a teacher is a second server.
-    server = "reference" in needs(cfg.algorithm) and not reference_in_learners(cfg)
-    servers = ([model_path] if server else [None]) + \
+    servers = ([model_path] if reference_on_server(cfg) else [None]) + \
         ([cfg.algorithm.distill.teacher_path] if cfg.algorithm.distill.teacher_path else [])
     reference, *teacher = [
         # stateless: Ray restarts a killed server, and the pipeline re-sends the call it died in
@@ -85,7 +83,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
 
-    def make_learner(rank: int, c):  # c: a LearnerRoleConfig  # also used to rebuild the group after a rank died
+    def make_learner(rank: int, c: LearnerRoleConfig):  # also used to rebuild the group after a rank died
         return ray.remote(LearnerWorker).options(**actor_options(groups, "learner", rank)).remote(c, model_path, rank, W)
 
     learner_cfg = learner_role_config(cfg)

@@ -32,3 +32,8 @@ def reference_in_learners(cfg: RLSysConfig) -> bool:
     """A term reads reference log-probs and the learner ranks compute them (cluster.reference_with_learners):
     after the batch is sampled, before its advantages, instead of a ReferenceServer while groups arrive."""
     return cfg.cluster.reference_with_learners and "reference" in needs(cfg.algorithm)
+
+
+def reference_on_server(cfg: RLSysConfig) -> bool:
+    """A term reads reference log-probs and a ReferenceServer computes them, per group as it arrives."""
+    return not cfg.cluster.reference_with_learners and "reference" in needs(cfg.algorithm)
