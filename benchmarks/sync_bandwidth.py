@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/sync_bandwidth.py [--model PATH] [--repeats 5] [--bucket-mb 64]
         [--engine-dtype float32|bfloat16] [--mode direct|layerwise] [--transport auto|shm|ray] [--no-check]
+        [--cpu-gemm packed plain]
 
 Without --model it builds a 99M-parameter Qwen2-architecture model (the tiny model's tokenizer,
 bigger dims, tied embeddings, no training); with --model it loads that HF checkpoint (fp32). One
@@ -15,6 +16,12 @@ one thread (the engine's budget: vLLM pins its CPU worker to one core and keeps 
 weights are perturbed, synced, and the engine's log-probs of sampled tokens must equal the
 sender's own (fp32: < 1e-4). --mode layerwise runs vLLM's layerwise reload for every layer (the
 engine path before the direct writes) over the same transport.
+
+--cpu-gemm (default: both, one engine each, measured in turn in the same run): packed keeps vLLM's
+oneDNN-packed linears, which every sync re-packs; plain (rollout.cpu_gemm=plain) keeps the
+checkpoint layout from the first sync on, so later syncs are in-place copies. What plain costs is
+generation speed: each engine then generates the same requests (seeded, 16 prompts x 4 samples x
+up to 64 tokens) in alternating rounds, and the table gives tokens/s and the plain / packed ratio.
 """
 
 from __future__ import annotations
@@ -62,7 +69,8 @@ def memcpy_seconds(src: torch.Tensor, dst: torch.Tensor, threads: int | None = N
         torch.set_num_threads(before)
 
 
-def start_engine(args, path: str):
+def start_engines(args, path: str):
+    """One engine per --cpu-gemm value (a Ray actor each; only one works at a time)."""
     import ray
 
     from rlsys.config import RLSysConfig
@@ -75,33 +83,61 @@ def start_engine(args, path: str):
     cfg.rollout.max_model_len = 256
     ray.init(address="local", num_cpus=2, include_dashboard=False,  # our own cluster, not a running one
              runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
-    engine = ray.remote(RolloutWorker).options(num_cpus=1).remote(engine_spec(cfg, path))
-    ray.get(engine.get_version.remote())
-    ray.get(engine.set_sync_mode.remote(args.mode))
-    return cfg, engine
+    engines = {}
+    for gemm in args.cpu_gemm:
+        cfg.rollout.cpu_gemm = gemm
+        engines[gemm] = ray.remote(RolloutWorker).options(num_cpus=1).remote(engine_spec(cfg, path))
+        ray.get(engines[gemm].get_version.remote())
+        if args.mode == "layerwise":
+            ray.get(engines[gemm].set_sync_mode.remote(args.mode))
+    return cfg, engines
 
 
-def timed_syncs(model, engine, sync, repeats: int) -> tuple[dict, list[dict]]:
-    """One warm-up sync, then `repeats` syncs, each next to a copy of the same bytes."""
-    first = sync.push(model, [engine], 1, is_sender=True)
-    nbytes = first["bytes"]
+def timed_syncs(model, engines: dict, sync, repeats: int) -> tuple[dict, dict]:
+    """One warm-up sync per engine, then `repeats` rounds in which each engine gets a sync, each
+    sync next to a copy of the same bytes."""
+    first = {k: sync.push(model, [e], 1, is_sender=True) for k, e in engines.items()}
+    nbytes = next(iter(first.values()))["bytes"]
     src, dst = torch.ones(nbytes, dtype=torch.uint8), torch.empty(nbytes, dtype=torch.uint8)
     dst.copy_(src)  # fault the pages in first
-    runs = []
+    runs = {k: [] for k in engines}
     for version in range(2, repeats + 2):
-        copy, copy1 = memcpy_seconds(src, dst), memcpy_seconds(src, dst, threads=1)
-        runs.append({**sync.push(model, [engine], version, is_sender=True), "memcpy_s": copy, "memcpy1_s": copy1})
+        for k, e in engines.items():
+            copy, copy1 = memcpy_seconds(src, dst), memcpy_seconds(src, dst, threads=1)
+            runs[k].append({**sync.push(model, [e], version, is_sender=True), "memcpy_s": copy, "memcpy1_s": copy1})
     return first, runs
 
 
-def summary(params: int, first: dict, runs: list[dict], args) -> dict:
+def generation_speed(engines: dict, path: str, rounds: int) -> dict:
+    """Tokens/s of each engine on the same seeded requests, engines alternating round by round
+    (so a load spike from other processes hits both); median per engine and of the per-round ratio."""
+    import ray
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = [f"Question {i}: what is {3 * i + 7} + {5 * i + 2}? Explain step by step." for i in range(16)]
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    seen = {k: [] for k in engines}
+    for r in range(rounds + 1):  # round 0 warms up
+        for k, e in engines.items():
+            out = ray.get(e.generate.remote(prompts, seeds=list(range(16)), n=4, temperature=1.0, top_p=1.0,
+                                            max_tokens=64))
+            if r:
+                seen[k].append(out["tokens"] / out["seconds"])
+    out = {k: round(statistics.median(v), 1) for k, v in seen.items()}
+    if len(engines) == 2:
+        out["plain_over_packed"] = round(statistics.median(b / a for a, b in zip(seen["packed"], seen["plain"])), 3)
+    return out
+
+
+def summary(params: int, first: dict, runs: list[dict], args, gemm: str) -> dict:
     med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run, stages included
     gb = med["bytes"] / 1e9
     copy = statistics.median(r["memcpy_s"] for r in runs)
     ratio = statistics.median(r["memcpy_s"] / r["seconds"] for r in runs)  # per run: both under the same load
     ratio1 = statistics.median(r["memcpy1_s"] / r["seconds"] for r in runs)
     return {"params_M": round(params / 1e6, 1), "GB": round(gb, 3), "bucket_mb": args.bucket_mb,
-            "engine_dtype": args.engine_dtype, "mode": args.mode, "transport": args.transport,
+            "engine_dtype": args.engine_dtype, "mode": args.mode, "cpu_gemm": gemm, "transport": args.transport,
             "buckets": med["buckets"], "first_sync_s": round(first["seconds"], 3),
             "sync_s": round(med["seconds"], 4), "sync_GBps": round(gb / med["seconds"], 3),
             "memcpy_s": round(copy, 4), "memcpy_GBps": round(gb / copy, 2),
@@ -112,17 +148,20 @@ def summary(params: int, first: dict, runs: list[dict], args) -> dict:
             "all_sync_s": [round(r["seconds"], 4) for r in runs]}
 
 
-def print_table(row: dict) -> None:
-    print(f"| params | bytes | sync (median of {len(row['all_sync_s'])}) | sync GB/s | copy | copy GB/s | ratio "
-          "| 1-thread copy | ratio to it |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| {row['params_M']} M | {row['GB']} GB | {row['sync_s']:.3f} s | {row['sync_GBps']:.2f} | "
-          f"{row['memcpy_s']:.3f} s | {row['memcpy_GBps']:.2f} | {row['ratio_sync_to_memcpy']:.3f} | "
-          f"{row['memcpy_1thread_s']:.3f} s | {row['ratio_sync_to_memcpy_1thread']:.3f} |")
-    st = row["stages"]
-    print("stages (busy seconds; they overlap, % of the sync's wall time):",
-          ", ".join(f"{k[:-2]} {st.get(k, 0):.3f} s ({100 * st.get(k, 0) / row['sync_s']:.0f}%)" for k in STAGES),
-          f"| sender waiting {st.get('sender_wait_s', 0):.3f} s | engine paths {row['engine_paths']}")
+def print_table(rows: list[dict]) -> None:
+    print(f"| params | bytes | cpu_gemm | sync (median of {len(rows[0]['all_sync_s'])}) | sync GB/s | copy | copy GB/s "
+          "| ratio | 1-thread copy | ratio to it |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['params_M']} M | {row['GB']} GB | {row['cpu_gemm']} | {row['sync_s']:.3f} s | "
+              f"{row['sync_GBps']:.2f} | {row['memcpy_s']:.3f} s | {row['memcpy_GBps']:.2f} | "
+              f"{row['ratio_sync_to_memcpy']:.3f} | {row['memcpy_1thread_s']:.3f} s | "
+              f"{row['ratio_sync_to_memcpy_1thread']:.3f} |")
+    for row in rows:
+        st = row["stages"]
+        print(f"{row['cpu_gemm']} stages (busy seconds; they overlap, % of the sync's wall time):",
+              ", ".join(f"{k[:-2]} {st.get(k, 0):.3f} s ({100 * st.get(k, 0) / row['sync_s']:.0f}%)" for k in STAGES),
+              f"| sender waiting {st.get('sender_wait_s', 0):.3f} s | engine paths {row['engine_paths']}")
 
 
 def sampled_logprobs(engine, prompts: list[list[int]]):
@@ -144,7 +183,7 @@ def sender_logprobs(model, seqs, prompt_lens) -> list[np.ndarray]:
     return out
 
 
-def parity_check(model, engine, sync, path: str, engine_dtype: str) -> dict:
+def parity_check(model, engine, sync, path: str, engine_dtype: str, version: int = 100) -> dict:
     """Perturb the sender's weights, sync, and compare the engine's sampled-token log-probs with the
     sender's (fp32 compute; for a bf16 engine the sender's weights are first rounded to bf16, so
     the difference left is bf16 compute in the engine, not the sync)."""
@@ -158,7 +197,7 @@ def parity_check(model, engine, sync, path: str, engine_dtype: str) -> dict:
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1 + 0.02 * torch.randn(p.shape, generator=g))
-    sync.push(model, [engine], 100, is_sender=True)
+    sync.push(model, [engine], version, is_sender=True)
     if engine_dtype == "bfloat16":
         with torch.no_grad():
             for p in model.parameters():
@@ -180,6 +219,8 @@ def main() -> None:
     ap.add_argument("--mode", default="direct", choices=["direct", "layerwise"])
     ap.add_argument("--transport", default="auto", choices=["auto", "shm", "ray"])
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--cpu-gemm", nargs="+", default=["packed", "plain"], choices=["packed", "plain"])
+    ap.add_argument("--gen-rounds", type=int, default=3, help="generation rounds per engine (0: skip)")
     args = ap.parse_args()
 
     import ray
@@ -187,18 +228,25 @@ def main() -> None:
     from rlsys.sync.object_store import ObjectStoreSync
 
     path, model = load_model(args)
-    cfg, engine = start_engine(args, path)
+    cfg, engines = start_engines(args, path)
     sync = ObjectStoreSync(cfg)
-    first, runs = timed_syncs(model, engine, sync, args.repeats)
-    row = summary(sum(p.numel() for p in model.parameters()), first, runs, args)
-    print_table(row)
+    first, runs = timed_syncs(model, engines, sync, args.repeats)
+    params = sum(p.numel() for p in model.parameters())
+    rows = [summary(params, first[k], runs[k], args, k) for k in engines]
+    print_table(rows)
+    result = {"rows": rows}
+    if args.gen_rounds:
+        result["generation_tokens_per_s"] = generation_speed(engines, path, args.gen_rounds)
+        print("generation tokens/s (median of", args.gen_rounds, "rounds):", result["generation_tokens_per_s"])
     if not args.no_check:
-        row["parity"] = parity_check(model, engine, sync, path, args.engine_dtype)
-        print("parity after a sync of perturbed weights:", row["parity"])
-    print(json.dumps(row))
+        for k, e in engines.items():
+            result[f"parity_{k}"] = parity_check(model, e, sync, path, args.engine_dtype, version=100 + len(result))
+            print(f"{k}: parity after a sync of perturbed weights:", result[f"parity_{k}"])
+    print(json.dumps(result))
     ray.shutdown()
     if not args.no_check and args.engine_dtype == "float32":
-        assert row["parity"]["max_logprob_diff"] < 1e-4, row["parity"]
+        for k in engines:
+            assert result[f"parity_{k}"]["max_logprob_diff"] < 1e-4, result[f"parity_{k}"]
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ class RolloutConfig:
     sync_transport: str = "auto"  # object_store: auto (shared memory on the sender's node, Ray objects across nodes) | shm | ray
     sync_dtype: str = "auto"  # dtype weights travel in: auto (the engine's, model.dtype) | float32 | bfloat16 | float16
     sync_frozen: bool = False  # also send parameters with requires_grad=False (false: they never change, they stay home)
+    cpu_gemm: str = "packed"  # CPU engines' linears: packed (vLLM's oneDNN layout; a sync re-packs them) | plain (checkpoint layout from the first sync on: syncs are in-place copies, generation slower; benchmarks/README.md)
     speculative: str = "none"  # speculative decoding: none | ngram | draft | eagle | mtp (lossless: same distribution)
     num_speculative_tokens: int = 3  # tokens proposed per step when speculative != none
     draft_model: str | None = None  # draft: HF checkpoint with the policy's tokenizer, or "layers:K" (the policy's first K layers); eagle: the EAGLE head
@@ -333,6 +334,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
            f"must be auto, shm or ray, got {r.sync_transport!r}")
     _check(r.sync_dtype in ("auto", "float32", "bfloat16", "float16"), "rollout.sync_dtype",
            f"must be auto, float32, bfloat16 or float16, got {r.sync_dtype!r}")
+    _check(r.cpu_gemm in ("packed", "plain"), "rollout.cpu_gemm", f"must be packed or plain, got {r.cpu_gemm!r}")
     validate_rollout_extras(cfg)
     _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")

@@ -40,6 +40,8 @@ def engine_setup_calls(cfg: RLSysConfig) -> list[str]:
         calls.append("rlsys_fix_cpu_spec_expand")  # no-op on GPU
     if cfg.rollout.draft_sync:
         calls.append("rlsys_enable_draft_sync")
+    if cfg.rollout.cpu_gemm == "plain":
+        calls.append("rlsys_plain_cpu_linears")  # no-op on GPU (no packed CPU kernels)
     return calls
 
 

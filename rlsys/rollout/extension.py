@@ -51,10 +51,15 @@ class WeightSyncExtension:
         return {**_stats(0, start, repack), "paths": paths}
 
     def rlsys_set_sync_mode(self, mode: str) -> None:
-        """direct (default) or layerwise (vLLM's reload for every layer: tests and benchmarks)."""
-        assert mode in ("direct", "layerwise"), mode
+        """direct (default), plain (rollout.cpu_gemm=plain: CPU linears keep the checkpoint layout
+        from the next sync on) or layerwise (vLLM's reload for every layer: tests and benchmarks)."""
+        assert mode in ("direct", "plain", "layerwise"), mode
+        self._rlsys_mode = mode
         for loader, _ in self._rlsys_loaders():
             loader.mode = mode
+
+    def rlsys_plain_cpu_linears(self) -> None:
+        self.rlsys_set_sync_mode("plain")
 
     def _rlsys_loaders(self) -> list:
         """(DirectLoader, HF names it takes or None for all) for each model a sync writes; built once."""
@@ -62,6 +67,8 @@ class WeightSyncExtension:
 
         if getattr(self, "_rlsys_direct", None) is None:
             self._rlsys_direct = [(DirectLoader(m, cfg), names) for m, cfg, names in self._rlsys_targets()]
+            for loader, _ in self._rlsys_direct:
+                loader.mode = getattr(self, "_rlsys_mode", "direct")
         return self._rlsys_direct
 
     # ---- speculative decoding ------------------------------------------------------------------

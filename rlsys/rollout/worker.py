@@ -151,13 +151,13 @@ class RolloutWorker:
 
     # ---- weight sync (called by the sync backend) ----------------------------------------------
     async def begin_weight_update(self, version: int) -> None:
-        await self._engine().collective_rpc("rlsys_begin_weight_update")
+        await (await self._ready()).collective_rpc("rlsys_begin_weight_update")
 
     async def load_weights(self, bucket: dict, version: int) -> dict:
         """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
         if "data" in bucket:
             bucket = self._relay(bucket)
-        stats = _merge(await self._engine().collective_rpc("rlsys_load_weights", args=(bucket,)))
+        stats = _merge(await (await self._ready()).collective_rpc("rlsys_load_weights", args=(bucket,)))
         if bucket.get("last"):
             await self._new_version(version)
         return stats
@@ -177,7 +177,7 @@ class RolloutWorker:
         return {**{k: v for k, v in bucket.items() if k != "data"}, "path": path}
 
     async def finish_weight_update(self, version: int) -> dict:
-        stats = _merge(await self._engine().collective_rpc("rlsys_finish_weight_update"))
+        stats = _merge(await (await self._ready()).collective_rpc("rlsys_finish_weight_update"))
         await self._new_version(version)
         return stats
 
@@ -192,8 +192,8 @@ class RolloutWorker:
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
     async def set_sync_mode(self, mode: str) -> None:
-        """direct (default) or layerwise: vLLM's reload for every layer (tests, benchmarks)."""
-        await self._engine().collective_rpc("rlsys_set_sync_mode", args=(mode,))
+        """direct (default), plain or layerwise (rlsys/rollout/extension.py)."""
+        await (await self._ready()).collective_rpc("rlsys_set_sync_mode", args=(mode,))
 
     async def peak_memory_gb(self) -> float:
         """Peak memory of this engine (the actor and its engine processes) since the last call."""

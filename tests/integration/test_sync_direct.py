@@ -123,3 +123,20 @@ def test_bf16_on_the_wire_and_frozen_parameters_stay_home(engine):
         assert max_logprob_diff(actor, model) < 1e-4
     finally:
         emb.requires_grad_(True)
+
+
+def test_plain_cpu_linears_make_later_syncs_in_place_copies(engine):
+    """rollout.cpu_gemm=plain (last in the module: an engine's linears stay plain once converted)."""
+    cfg, actor, model = engine
+    ray.get(actor.set_sync_mode.remote("plain"))
+    perturb(model, seed=7)
+    first = sync(cfg, actor, model, 7)  # brings every linear's whole weight: kept in its checkpoint layout
+    assert first["engine_paths"]["packed_from_staging"] > 0 and first["engine_paths"]["packed_from_wire"] == 0
+    assert max_logprob_diff(actor, model) < 1e-4
+    for seed in (8, 9):
+        perturb(model, seed=seed)
+        out = sync(cfg, actor, model, seed, sync_bucket_mb=1)
+        paths = out["engine_paths"]
+        assert paths["packed_from_wire"] == paths["packed_from_staging"] == paths["layerwise"] == 0
+        assert paths["in_place"] == len(list(model.parameters()))  # every tensor a copy into its parameter
+        assert max_logprob_diff(actor, model) < 1e-4  # the tied lm_head reads the new embedding

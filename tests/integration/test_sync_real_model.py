@@ -49,12 +49,16 @@ def max_logprob_diff(actor, model, prompts) -> float:
     return max(diffs)
 
 
-@pytest.mark.parametrize("mode", ["layerwise", "direct"])  # layerwise first, on a fresh engine
+# layerwise first, on a fresh engine; plain last (rollout.cpu_gemm=plain: linears stay plain once converted)
+@pytest.mark.parametrize("mode", ["layerwise", "direct", "plain"])
 def test_repeated_syncs_match_the_sender(engine, mode):
     cfg, actor, model, prompts = engine
     ray.get(actor.set_sync_mode.remote(mode))
     for seed in (1, 2, 3, 4):
         perturb(model, scale=0.02, seed=seed)
         out = sync(cfg, actor, model, seed)
-        assert out["buckets"] > 4 and out["engine_paths"][mode if mode == "layerwise" else "in_place"] > 0
+        paths = out["engine_paths"]
+        assert out["buckets"] > 4 and paths[mode if mode == "layerwise" else "in_place"] > 0
+        if mode == "plain" and seed > 1:  # converted by the first sync: every tensor a copy in place
+            assert paths["in_place"] == len(list(model.parameters())) and paths["packed_from_wire"] == 0
         assert max_logprob_diff(actor, model, prompts) < 1e-4  # fp32: oneDNN vs torch kernels
