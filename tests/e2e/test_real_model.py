@@ -21,6 +21,7 @@ def run(rlsys_cmd, tmp_path_factory):
                     "rollout.n=2", "rollout.max_new_tokens=32", "trainer.eval_n=0", "trainer.save_checkpoint=false",
                     "algorithm.entropy_coef=0.01",  # a gradient even when all 8 samples score 0 (a weak base)
                     "algorithm.kl.coef=0.01", "cluster.reference_with_learners=true",  # reference sharded in the learners
+                    "rollout.cpu_gemm=plain",  # step 2 samples from linears the sync wrote in place (the tiny runs: packed)
                     "cluster.num_cpus=4", f"trainer.output_dir={out}"], out, timeout=1500)
 
 
