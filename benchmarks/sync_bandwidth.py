@@ -19,9 +19,14 @@ engine path before the direct writes) over the same transport.
 
 --cpu-gemm (default: both, one engine each, measured in turn in the same run): packed keeps vLLM's
 oneDNN-packed linears, which every sync re-packs; plain (rollout.cpu_gemm=plain) keeps the
-checkpoint layout from the first sync on, so later syncs are in-place copies. What plain costs is
-generation speed: each engine then generates the same requests (seeded, 16 prompts x 4 samples x
-up to 64 tokens) in alternating rounds, and the table gives tokens/s and the plain / packed ratio.
+checkpoint layout from the first sync on, and from the next sync on the sender writes the
+engine's shared weights file itself (stages: gather, write, hold = until the engine is held,
+release = until it has taken the version; rlsys/sync/direct_write.py). Two warm-up syncs per
+engine are reported apart (plain: the one that makes the linears plain, then the one in which the
+engine moves its weights into the shared file).
+What plain costs is generation speed: each engine then generates the same requests (seeded, 16
+prompts x 4 samples x up to 64 tokens) in alternating rounds, and the table gives tokens/s and
+the plain / packed ratio.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import time
 import numpy as np
 import torch
 
-STAGES = ("gather_s", "pack_s", "transport_s", "engine_load_s", "kernel_repack_s")
+STAGES = ("gather_s", "pack_s", "transport_s", "engine_load_s", "kernel_repack_s", "write_s", "hold_s", "release_s")
 
 
 def build_model(path: str, hidden: int, layers: int):
@@ -94,14 +99,14 @@ def start_engines(args, path: str):
 
 
 def timed_syncs(model, engines: dict, sync, repeats: int) -> tuple[dict, dict]:
-    """One warm-up sync per engine, then `repeats` rounds in which each engine gets a sync, each
+    """Two warm-up syncs per engine, then `repeats` rounds in which each engine gets a sync, each
     sync next to a copy of the same bytes."""
-    first = {k: sync.push(model, [e], 1, is_sender=True) for k, e in engines.items()}
-    nbytes = next(iter(first.values()))["bytes"]
+    first = {k: [sync.push(model, [e], v, is_sender=True) for v in (1, 2)] for k, e in engines.items()}
+    nbytes = first["packed" if "packed" in first else "plain"][0]["bytes"]
     src, dst = torch.ones(nbytes, dtype=torch.uint8), torch.empty(nbytes, dtype=torch.uint8)
     dst.copy_(src)  # fault the pages in first
     runs = {k: [] for k in engines}
-    for version in range(2, repeats + 2):
+    for version in range(3, repeats + 3):
         for k, e in engines.items():
             copy, copy1 = memcpy_seconds(src, dst), memcpy_seconds(src, dst, threads=1)
             runs[k].append({**sync.push(model, [e], version, is_sender=True), "memcpy_s": copy, "memcpy1_s": copy1})
@@ -130,7 +135,7 @@ def generation_speed(engines: dict, path: str, rounds: int) -> dict:
     return out
 
 
-def summary(params: int, first: dict, runs: list[dict], args, gemm: str) -> dict:
+def summary(params: int, first: list[dict], runs: list[dict], args, gemm: str) -> dict:
     med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run, stages included
     gb = med["bytes"] / 1e9
     copy = statistics.median(r["memcpy_s"] for r in runs)
@@ -138,7 +143,7 @@ def summary(params: int, first: dict, runs: list[dict], args, gemm: str) -> dict
     ratio1 = statistics.median(r["memcpy1_s"] / r["seconds"] for r in runs)
     return {"params_M": round(params / 1e6, 1), "GB": round(gb, 3), "bucket_mb": args.bucket_mb,
             "engine_dtype": args.engine_dtype, "mode": args.mode, "cpu_gemm": gemm, "transport": args.transport,
-            "buckets": med["buckets"], "first_sync_s": round(first["seconds"], 3),
+            "buckets": med["buckets"], "warmup_syncs_s": [round(f["seconds"], 3) for f in first],
             "sync_s": round(med["seconds"], 4), "sync_GBps": round(gb / med["seconds"], 3),
             "memcpy_s": round(copy, 4), "memcpy_GBps": round(gb / copy, 2),
             "ratio_sync_to_memcpy": round(ratio, 3),
@@ -157,10 +162,11 @@ def print_table(rows: list[dict]) -> None:
               f"{row['sync_GBps']:.2f} | {row['memcpy_s']:.3f} s | {row['memcpy_GBps']:.2f} | "
               f"{row['ratio_sync_to_memcpy']:.3f} | {row['memcpy_1thread_s']:.3f} s | "
               f"{row['ratio_sync_to_memcpy_1thread']:.3f} |")
+    print("warm-up syncs (s):", {row["cpu_gemm"]: row["warmup_syncs_s"] for row in rows})
     for row in rows:
         st = row["stages"]
         print(f"{row['cpu_gemm']} stages (busy seconds; they overlap, % of the sync's wall time):",
-              ", ".join(f"{k[:-2]} {st.get(k, 0):.3f} s ({100 * st.get(k, 0) / row['sync_s']:.0f}%)" for k in STAGES),
+              ", ".join(f"{k[:-2]} {st[k]:.3f} s ({100 * st[k] / row['sync_s']:.0f}%)" for k in STAGES if k in st),
               f"| sender waiting {st.get('sender_wait_s', 0):.3f} s | engine paths {row['engine_paths']}")
 
 

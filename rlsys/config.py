@@ -188,7 +188,7 @@ class RolloutConfig:
     sync_transport: str = "auto"  # object_store: auto (shared memory on the sender's node, Ray objects across nodes) | shm | ray
     sync_dtype: str = "auto"  # dtype weights travel in: auto (the engine's, model.dtype) | float32 | bfloat16 | float16
     sync_frozen: bool = False  # also send parameters with requires_grad=False (false: they never change, they stay home)
-    cpu_gemm: str = "packed"  # CPU engines' linears: packed (vLLM's oneDNN layout; a sync re-packs them) | plain (checkpoint layout from the first sync on: syncs are in-place copies, generation slower; benchmarks/README.md)
+    cpu_gemm: str = "packed"  # CPU engines' linears: packed (vLLM's oneDNN layout; a sync re-packs them) | plain (checkpoint layout from the first sync on: the sender then writes the engines' weights itself, generation is slower; benchmarks/README.md)
     speculative: str = "none"  # speculative decoding: none | ngram | draft | eagle | mtp (lossless: same distribution)
     num_speculative_tokens: int = 3  # tokens proposed per step when speculative != none
     draft_model: str | None = None  # draft: HF checkpoint with the policy's tokenizer, or "layers:K" (the policy's first K layers); eagle: the EAGLE head

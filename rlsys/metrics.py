@@ -75,6 +75,8 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "lr": train.get("lr", 0.0),  # the learning rate of this step (algorithm.optim.warmup_steps, .schedule)
         "sync_gb": sync["bytes"] / 1e9,
         "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
+        # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)
+        "sync_by_sender": float("written_by_sender" in (sync.get("engine_paths") or {})),
         "step_seconds": wall,
         "stage_sum_seconds": sum(seconds.get(k, 0.0) for k in STAGES),  # > step_seconds: stages overlapped
         "tokens_per_s": float(lengths.sum()) / max(wall, 1e-9),

@@ -50,6 +50,7 @@ VERL_NAMES: dict[str, str] = {
     "engine_peak_memory_gb": "perf/rollout_max_memory_gb",
     "sync_gb": "perf/update_weights_gb",
     "sync_gbps": "perf/update_weights_gbps",
+    "sync_by_sender": "perf/update_weights_by_sender",
     "verifier_errors": "reward/verifier_errors",
     "verifier_timeouts": "reward/verifier_timeouts",
     "verify_sample_seconds": "reward/seconds_per_sample",

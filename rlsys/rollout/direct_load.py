@@ -39,6 +39,8 @@ class Route:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     kernels: list = field(default_factory=list)  # modules whose cpu_linear packs this param
+    src_shape: tuple = ()  # the received tensor's shape and dtype (shared_weights.py records with them)
+    src_dtype: torch.dtype | None = None
 
 
 def _owners(model) -> dict[int, list[tuple[torch.nn.Module, str]]]:
@@ -113,6 +115,8 @@ class DirectLoader:
                 self.model.load_weights([(name, torch.empty((), dtype=t.dtype).expand(t.shape))])
                 self.routes[name] = [self._route(p, _unwrapped(saved.get(id(p)) or default_weight_loader), a, k, owners)
                                      for p, a, k in calls]
+                for r in self.routes[name]:
+                    r.src_shape, r.src_dtype = tuple(t.shape), t.dtype
         finally:
             for i, p in params.items():
                 if saved[i] is None:

@@ -61,6 +61,27 @@ class WeightSyncExtension:
     def rlsys_plain_cpu_linears(self) -> None:
         self.rlsys_set_sync_mode("plain")
 
+    # ---- writes by the sender (rollout.cpu_gemm=plain, engine on the sender's node) -------------
+    def rlsys_shared_weights(self) -> dict | None:
+        """This engine's weights file and the writes each HF name makes (rlsys/rollout/shared_weights.py),
+        or None while the sender cannot write them itself (not plain mode, not converted yet, TP > 1)."""
+        from rlsys.rollout.shared_weights import share
+
+        if getattr(self, "_rlsys_mode", "direct") != "plain" or self.vllm_config.parallel_config.world_size > 1:
+            return None
+        self._rlsys_shared = share([loader for loader, _ in self._rlsys_loaders()], getattr(self, "_rlsys_shared", None))
+        return None if self._rlsys_shared is None else self._rlsys_shared.describe()
+
+    def rlsys_hold_for_writes(self, weights_path: str, sender_pid: int, timeout_s: float) -> dict:
+        """Stay in this call (between engine steps) while the sender writes the weights file; a
+        sender holding an older file's map is told at once (written False) and uses the buckets."""
+        from rlsys.rollout.shared_weights import hold
+
+        start = time.perf_counter()
+        shared = getattr(self, "_rlsys_shared", None)
+        written = shared is not None and shared.path == weights_path and hold(shared.flag, sender_pid, timeout_s)
+        return {**_stats(0, start, 0.0), "written": written}
+
     def _rlsys_loaders(self) -> list:
         """(DirectLoader, HF names it takes or None for all) for each model a sync writes; built once."""
         from rlsys.rollout.direct_load import DirectLoader

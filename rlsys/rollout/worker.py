@@ -185,6 +185,19 @@ class RolloutWorker:
         await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
 
+    async def shared_weights(self) -> dict | None:
+        """The weights file the sender may write itself (rollout.cpu_gemm=plain), or None."""
+        out = await (await self._ready()).collective_rpc("rlsys_shared_weights")
+        return out[0] if len(out) == 1 else None
+
+    async def hold_for_writes(self, weights_path: str, version: int, sender_pid: int, timeout_s: float) -> dict:
+        """One sync written by the sender into the shared weights file (rlsys/sync/direct_write.py)."""
+        args = (weights_path, sender_pid, timeout_s)
+        [out] = await (await self._ready()).collective_rpc("rlsys_hold_for_writes", args=args)
+        if out["written"]:
+            await self._new_version(version)
+        return out
+
     async def node_id(self) -> str | None:
         """This actor's Ray node: the sender hands buckets over in shared memory on its own node."""
         import ray

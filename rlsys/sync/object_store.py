@@ -7,6 +7,10 @@ the sync: the sender gathers and packs the next buckets while the engines load t
 waits for the engines only before reusing a slot, so at most SLOTS buckets exist on the sender.
 Each bucket is one engine call; the first of a sync begins it and the last finishes it.
 
+With rollout.cpu_gemm=plain, engines on this node that hold their weights in a shared file skip
+the ring: the sender writes those files itself (rlsys/sync/direct_write.py; sync mode only, as it
+keeps no snapshot).
+
 An engine that dies during a push leaves it; the others still get every bucket, and the push reports
 the dead one (`failed`) so the fleet restarts it. In async mode (trainer.max_staleness >= 1) the
 buckets of the pushed version are also kept as Ray objects (`snapshot`: one model copy in the object
@@ -23,6 +27,7 @@ from collections import defaultdict
 import torch
 
 from rlsys.sync.bucket import bucket_plan, iter_buckets, layout, pack_into, sync_params
+from rlsys.sync.direct_write import DirectWriter
 
 SLOTS = 3  # ring slots: the sender runs up to SLOTS - 1 buckets ahead of the engines
 
@@ -41,6 +46,7 @@ class ObjectStoreSync:
         r = cfg.rollout
         self.bucket_mb, self.transport, self.skip_frozen = r.sync_bucket_mb, r.sync_transport, not r.sync_frozen
         self.dtype, self.ring, self.nodes = sync_dtype(cfg), None, {}
+        self.direct = DirectWriter() if r.cpu_gemm == "plain" else None  # see rlsys/sync/direct_write.py
 
     def _buckets(self, model, keep: bool):
         return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
@@ -53,9 +59,15 @@ class ObjectStoreSync:
             return {"bytes": 0, "seconds": time.perf_counter() - t0}
         from rlsys.sync.shm import ShmRing
 
-        self.ring = self.ring or ShmRing(SLOTS)
         shm, same_node = self._transports(engines)
         st, kept = _Stages(len(engines), same_node), []
+        if self.direct is not None and not keep_snapshot and all(same_node) and all(shm) and \
+                self.direct.ready(engines, [n for n, _ in sync_params(model, self.skip_frozen)]):
+            out = self.direct.push(self._buckets(model, keep=True), engines, version, st)
+            if out is not None:
+                return {**out, "seconds": time.perf_counter() - t0, "buckets": 0, "stages": st.summary(),
+                        "shm_engines": len(engines), "ray_engines": 0}
+        self.ring = self.ring or ShmRing(SLOTS)
         total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
         sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
         it, nbytes = iter(self._buckets(model, keep=True)), 0

@@ -35,7 +35,7 @@ _MAPS: OrderedDict[str, tuple[mmap.mmap, torch.Tensor]] = OrderedDict()  # engin
 _MAX_MAPS = 8  # a ring's slots, and the slots of a ring that has since grown
 
 
-def _map(path: str, size: int, writable: bool) -> tuple[mmap.mmap, torch.Tensor]:
+def map_file(path: str, size: int, writable: bool) -> tuple[mmap.mmap, torch.Tensor]:
     fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
     try:
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # fault every page in now, once
@@ -53,10 +53,22 @@ def open_shared(path: str) -> torch.Tensor:
     if path in _MAPS:
         _MAPS.move_to_end(path)
         return _MAPS[path][1]
-    _MAPS[path] = _map(path, os.path.getsize(path), writable=False)
+    _MAPS[path] = map_file(path, os.path.getsize(path), writable=False)
     while len(_MAPS) > _MAX_MAPS:
         _MAPS.popitem(last=False)  # the sender replaced that slot with a bigger one
     return _MAPS[path][1]
+
+
+def reserve_file(path: str, size: int) -> None:
+    """A new file with all its pages allocated; OSError (ENOSPC...) when its directory has no room."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        _unlink([path])
+        raise
+    finally:
+        os.close(fd)
 
 
 def _unlink(paths: list[str]) -> None:
@@ -93,7 +105,7 @@ class ShmRing:
                 _unlink([cur[0]])  # engines keep their mapping of the old file until they drop it
             size = max(nbytes, 1)
             path = self._reserve(f"{self.prefix}-{i}-{len(self._paths)}", size)
-            mm, view = _map(path, size, writable=True)
+            mm, view = map_file(path, size, writable=True)
             cur = self.slots[i] = (path, size, view, mm)
         return cur[0], cur[2]
 
@@ -102,18 +114,14 @@ class ShmRing:
         full = []
         for root in self.roots:
             path = os.path.join(root, name)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             self._paths.append(path)
             try:
-                os.posix_fallocate(fd, 0, size)
+                reserve_file(path, size)
             except OSError as err:
                 if err.errno not in _FULL:
                     raise
-                _unlink([path])
                 full.append(f"{root} ({_free_mb(root)} MB free)")
                 continue
-            finally:
-                os.close(fd)
             if full and not self._warned:
                 self._warned = True
                 log.warning("weight sync: no room for a %d MB bucket slot in %s; using %s instead "

@@ -11,7 +11,7 @@ from rlsys.metrics import read_metrics
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
-STEPS = 2
+STEPS = 3  # the 2nd sync is the first the sender writes into the engine itself (rollout.cpu_gemm=plain)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def run(rlsys_cmd, tmp_path_factory):
                     "rollout.n=2", "rollout.max_new_tokens=32", "trainer.eval_n=0", "trainer.save_checkpoint=false",
                     "algorithm.entropy_coef=0.01",  # a gradient even when all 8 samples score 0 (a weak base)
                     "algorithm.kl.coef=0.01", "cluster.reference_with_learners=true",  # reference sharded in the learners
-                    "rollout.cpu_gemm=plain",  # step 2 samples from linears the sync wrote in place (the tiny runs: packed)
+                    "rollout.cpu_gemm=plain",  # steps 2, 3 sample from plain linears written in place (tiny runs: packed)
                     "cluster.num_cpus=4", f"trainer.output_dir={out}"], out, timeout=1500)
 
 
@@ -35,6 +35,8 @@ def test_real_model_trains_with_engine_and_learner_in_agreement(run):
         assert r["actor/grad_norm"] > 0 and r["perf/max_memory_gb"] > 0.5  # 135M fp32 + Adam state
         assert r["timing_s/ref"] > 0 and np.isfinite(r["actor/kl_loss"])  # the learner ranks computed it
     assert rows[0]["actor/kl_loss"] < 1e-5  # step 1 trains version 0: the sharded reference is the same policy
+    # rollout.cpu_gemm=plain: the first sync keeps the linears plain, the later ones the sender writes itself
+    assert [r["perf/update_weights_by_sender"] for r in rows] == [0.0] + [1.0] * (STEPS - 1)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "ok"
 
 

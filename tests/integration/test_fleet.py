@@ -243,6 +243,7 @@ def roles(ray_session, tmp_path_factory):
     cfg = OmegaConf.structured(RLSysConfig)
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
     cfg.rollout.num_engines = 2
+    cfg.rollout.cpu_gemm = "plain"  # the first sync keeps the linears plain; later ones rank 0 writes itself
     cfg.algorithm.optim.lr = 3e-3  # one step visibly moves the weights
     cfg = validate(to_dataclass(cfg))
     train, _, model_path, tok = prepare_data_and_model(cfg)
@@ -283,6 +284,29 @@ def test_engine_killed_mid_generation_step_completes(roles):
     time.sleep(2)
     assert not [c for c in children if psutil.pid_exists(c) and psutil.Process(c).status() != "zombie"], \
         "the killed engine's vLLM processes outlived it"
+
+
+def test_plain_fleet_weights_written_by_learner_rank_0(roles):
+    """rollout.cpu_gemm=plain, 2 engines (engine 1 restarted above, made plain by its catch-up sync):
+    learner rank 0 writes both engines' shared weights files itself, and both then answer like the
+    learner, with the new weights."""
+    from rlsys.learner.advantages import compute_advantages
+
+    cfg, roles, train = roles
+    fleet = roles.fleet
+    seqs = [list(train.prompt_token_ids[i]) + [5, 6] for i in range(4)]
+    before = ray.get(fleet.engines[0].prompt_logprobs.remote(seqs))
+    batch = roles.verifiers.score(fleet.generate(train, np.arange(16), seed=3))
+    batch.ref_logprobs = batch.behaviour_logprobs
+    batch.advantages, batch.loss_mask = compute_advantages(batch, cfg.algorithm)
+    roles.learners.train(batch)
+    stats = sync_weights(roles, 2)
+    assert stats["failed"] == [] and stats["engine_paths"]["written_by_sender"] > 0
+    assert ray.get([e.get_version.remote() for e in fleet.engines]) == [2, 2]
+    want = ray.get([a.full_logprobs.remote(seqs) for a in roles.learners.actors])[0]  # a collective
+    for got in ray.get([e.prompt_logprobs.remote(seqs) for e in fleet.engines]):
+        assert max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(got, want)) < 5e-5
+    assert max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(before, want)) > 1e-3  # the step moved them
 
 
 def test_every_group_once_when_no_reference_runs(ray_session):

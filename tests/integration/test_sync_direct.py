@@ -140,3 +140,58 @@ def test_plain_cpu_linears_make_later_syncs_in_place_copies(engine):
         assert paths["packed_from_wire"] == paths["packed_from_staging"] == paths["layerwise"] == 0
         assert paths["in_place"] == len(list(model.parameters()))  # every tensor a copy into its parameter
         assert max_logprob_diff(actor, model) < 1e-4  # the tied lm_head reads the new embedding
+
+
+def test_plain_engine_weights_written_by_the_sender(engine):
+    """With rollout.cpu_gemm=plain the sender writes the engine's shared weights file itself; a sender
+    holding a file the engine has since replaced (a second sender mapped a new one) falls back to the
+    buckets once, then maps the new file."""
+    cfg, actor, model = engine
+    cfg.rollout.cpu_gemm = "plain"
+    try:
+        a, b = ObjectStoreSync(cfg), ObjectStoreSync(cfg)
+        for version, sender, path in ((10, a, "written_by_sender"), (11, a, "written_by_sender"),
+                                      (12, b, "written_by_sender"), (13, a, "in_place"), (14, a, "written_by_sender")):
+            perturb(model, seed=version)
+            out = sender.push(model, [actor], version, is_sender=True)
+            assert out["engine_paths"][path] == len(list(model.parameters())) and out["failed"] == []
+            assert max_logprob_diff(actor, model) < 1e-4
+            assert ray.get(actor.get_version.remote()) == version
+    finally:
+        cfg.rollout = RLSysConfig().rollout
+
+
+def test_engine_held_for_a_sender_that_dies_lets_go_and_keeps_its_version(engine):
+    """A sender that dies while an engine waits for its writes: the engine lets go at once (it checks
+    the sender's pid), keeps the version it served, and the next sync reaches it."""
+    import subprocess
+    import time
+
+    from rlsys.rollout.shared_weights import HELD
+    from rlsys.sync.shm import map_file
+
+    cfg, actor, model = engine
+    shared = ray.get(actor.shared_weights.remote())
+    assert shared is not None  # plain mode since the tests above
+    _, buf = map_file(shared["path"], shared["nbytes"], writable=True)
+    flag = buf[:8].view(torch.int64)
+    sender = subprocess.Popen(["sleep", "600"])
+    before = ray.get(actor.get_version.remote())
+    call = actor.hold_for_writes.remote(shared["path"], before + 1, sender.pid, 600.0)
+    deadline = time.monotonic() + 60
+    while int(flag[0]) != HELD:
+        assert time.monotonic() < deadline, "the engine never said it was held"
+        time.sleep(0.01)
+    sender.kill()
+    sender.wait()
+    t0 = time.monotonic()
+    assert ray.get(call)["written"] is False and time.monotonic() - t0 < 5
+    assert ray.get(actor.get_version.remote()) == before
+    cfg.rollout.cpu_gemm = "plain"
+    try:
+        perturb(model, seed=20)
+        out = ObjectStoreSync(cfg).push(model, [actor], before + 1, is_sender=True)
+        assert out["engine_paths"]["written_by_sender"] == len(list(model.parameters()))
+        assert max_logprob_diff(actor, model) < 1e-4 and ray.get(actor.get_version.remote()) == before + 1
+    finally:
+        cfg.rollout = RLSysConfig().rollout
