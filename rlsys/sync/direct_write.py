@@ -39,8 +39,9 @@ class DirectWriter:
 
         self.pushes += 1
         self.seen.update(dict.fromkeys(engines, self.pushes))
-        for e in [e for e in self.targets if self.pushes - self.seen[e] > FORGET_AFTER]:
-            del self.targets[e], self.seen[e]  # an engine that died outside a push: unmap its file
+        for e in [e for e in self.seen if self.pushes - self.seen[e] > FORGET_AFTER]:
+            del self.seen[e]  # an engine that died outside a push: unmap its file
+            self.targets.pop(e, None)
         new = [e for e in engines if e not in self.targets]
         for e, d in zip(new, ray.get([e.shared_weights.remote() for e in new])):
             if d is not None:
@@ -60,18 +61,23 @@ class DirectWriter:
             f[0] = 0
         calls = {i: e.hold_for_writes.remote(self.targets[e].path, version, os.getpid(), TIMEOUT_S)
                  for i, e in enumerate(engines)}
-        held, stale = stages.timed("hold_s", self._wait_held, flags, calls)
-        if stale:
+        try:
+            held, stale = stages.timed("hold_s", self._wait_held, flags, calls)
+            if stale:
+                raise _Stale
+            nbytes, tensors = 0, 0
+            for bucket in _timed_iter(stages, "gather_s", buckets):
+                nbytes += stages.timed("write_s", self._write, bucket, [self.targets[engines[i]] for i in sorted(held)])
+                tensors += len(bucket)
+        except BaseException as err:  # let the engines go at once (their version stays), and forget them
             for f in flags:
                 f[0] = ABORTED
             ray.wait(list(calls.values()), num_returns=len(calls))
             for e in engines:
                 self.targets.pop(e, None)
-            return None
-        nbytes, tensors = 0, 0
-        for bucket in _timed_iter(stages, "gather_s", buckets):
-            nbytes += stages.timed("write_s", self._write, bucket, [self.targets[engines[i]] for i in sorted(held)])
-            tensors += len(bucket)
+            if isinstance(err, _Stale):
+                return None
+            raise
         for i in held:
             flags[i][0] = WRITTEN
         failed = stages.timed("release_s", _collect, calls, held)  # the engines take the version
@@ -119,6 +125,10 @@ class DirectWriter:
                     dst.copy_(t.as_strided(sshape, sstride, t.storage_offset() + soff))
                     nbytes += dst.element_size() * _numel(shape)
         return nbytes
+
+
+class _Stale(Exception):
+    """An engine's weights file is not the one mapped here: this sync takes the bucket path."""
 
 
 @dataclass
