@@ -15,7 +15,7 @@ embeddings), never re-derived here; it is kept for the engine's lifetime. Then p
 A kernel packing a written weight it shares (the tied lm_head) is packed again after the bucket.
 
 Mode "plain" (rollout.cpu_gemm=plain) trades generation speed for sync speed: the first sync that
-brings a CPU linear's whole weight keeps it in the checkpoint layout, read by torch's linear, so
+brings a CPU linear's whole weight keeps it in the checkpoint layout, read by oneDNN's matmul, so
 the linear becomes a plain parameter and each later sync is an in-place copy with no re-pack
 (the tied lm_head reads the embedding the same way). It is one-way for the engine's lifetime.
 """
@@ -206,7 +206,7 @@ class DirectLoader:
 
     def _keep_plain(self, module, weight) -> None:
         """Serve this linear from `weight` (a staging tensor: vLLM's parameter class, its loader bound
-        to the layer) with torch's linear; its routes become in-place writes. The packed copy is freed."""
+        to the layer) with _plain_linear; its routes become in-place writes. The packed copy is freed."""
         module.weight = weight
         module.cpu_linear = _plain_linear
         for routes in self.routes.values():

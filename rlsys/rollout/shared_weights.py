@@ -65,10 +65,12 @@ class SharedWeights:
         self.writes = {}  # recorded first: nothing moves unless every write can be replayed
         for name, r in routes:
             self.writes.setdefault(name, []).extend(self._record(name, r, offsets[id(r.param)]))
+        from rlsys.sync.shm import _unlink  # lazily: rlsys.sync imports this module
+
         self.path = os.path.join(root, f"rlsys-weights-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.buf = _create(self.path, total)
         self.flag = self.buf[:8].view(torch.int64)
-        self._finalizer = weakref.finalize(self, _unlink, self.path)
+        self._finalizer = weakref.finalize(self, _unlink, [self.path])
         for p in params:  # the engine's one extra copy, once
             view = self.buf[offsets[id(p)]:offsets[id(p)] + p.nbytes].view(p.dtype).view(p.shape)
             view.copy_(p.data)
@@ -102,9 +104,6 @@ class SharedWeights:
 
     def describe(self) -> dict:
         return {"path": self.path, "nbytes": self.buf.numel(), "writes": self.writes}
-
-    def close(self) -> None:
-        self._finalizer()
 
 
 class _Unsupported(Exception):
@@ -162,10 +161,3 @@ def _create(path: str, size: int) -> torch.Tensor:
 
     reserve_file(path, size)
     return map_file(path, size, writable=True)[1]
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

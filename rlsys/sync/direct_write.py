@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from rlsys.rollout.shared_weights import ABORTED, HELD, WRITTEN
+from rlsys.sync.bucket import _DTYPES
 
 FORGET_AFTER = 4  # pushes an engine may miss (a restarted one's catch-up goes to it alone) before its file is unmapped
 TIMEOUT_S = 600.0  # an engine held this long gives up: the push reports it failed, the fleet restarts it
@@ -123,7 +124,7 @@ class DirectWriter:
                         continue
                     soff, sshape, sstride = src
                     dst.copy_(t.as_strided(sshape, sstride, t.storage_offset() + soff))
-                    nbytes += dst.element_size() * _numel(shape)
+                    nbytes += dst.element_size() * dst.numel()
         return nbytes
 
 
@@ -167,11 +168,3 @@ def _timed_iter(stages, stage: str, it):
             return
 
 
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-_DTYPES = {str(d): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int64, torch.int32)}
