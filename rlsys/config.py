@@ -32,13 +32,14 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "arithmetic"  # built-in task when no paths are given: arithmetic | word_problems (chat, \boxed{})
+    name: str = "arithmetic"  # built-in task when no paths are given: arithmetic | word_problems (chat, \boxed{}) | reverse_words (chat, dense reward)
     train_path: str | None = None  # prompt parquet (prompt, ground_truth, data_source); null = built-in
     eval_path: str | None = None  # held-out parquet; null = built-in
     num_train: int = 4000  # built-in task: training prompts to generate
     num_eval: int = 128  # built-in task: held-out prompts to generate
     max_digits: int = 2  # built-in task: numbers have 1..max_digits digits
     steps: int = 2  # word_problems: 1..steps operations per problem
+    max_words: int = 5  # reverse_words: 3..max_words words per list
     seed: int = 1234  # built-in task: data seed (held-out uses seed + 1)
 
 
@@ -270,6 +271,7 @@ class VerifierConfig:
     max_processes: int = 32  # code sandbox: processes/threads the program may run at once
     remote_url: str | None = None  # data_source "remote": POST {response, ground_truth, data_source}, read {"reward": x}
     modules: list[str] = field(default_factory=list)  # Python modules every verifier process imports (they register more)
+    format_score: float = 0.0  # math: reward for a well-formed but wrong \\boxed{} answer (verl's format_score; correct = 1)
 
 
 @dataclass
@@ -295,6 +297,9 @@ class RLSysConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     run_dir: str = MISSING  # set from Hydra's output dir; where everything of one run goes
+
+
+BUILTIN_TASKS = ("arithmetic", "word_problems", "reverse_words")
 
 
 def register_configs() -> None:
@@ -359,9 +364,10 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.max_restarts >= 0, "trainer.max_restarts", f"must be >= 0, got {t.max_restarts}")
     _validate_updates(cfg)
     _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
-    _check(cfg.task.name in ("arithmetic", "word_problems"), "task.name",
-           f"no built-in task {cfg.task.name!r}; known: arithmetic, word_problems")
+    _check(cfg.task.name in BUILTIN_TASKS, "task.name",
+           f"no built-in task {cfg.task.name!r}; known: {', '.join(BUILTIN_TASKS)}")
     _check(cfg.task.steps >= 1 and cfg.task.max_digits >= 1, "task.steps", "task.steps and task.max_digits must be >= 1")
+    _check(cfg.task.max_words >= 3, "task.max_words", f"must be >= 3, got {cfg.task.max_words}")
     e = cfg.eval
     _check(1 <= e.n <= 1024, "eval.n", f"must be in [1, 1024], got {e.n}")
     _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")
@@ -371,6 +377,7 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     v = cfg.verifier
     for key in ("timeout_s", "concurrency", "memory_mb", "max_output_kb", "max_processes"):
         _check(getattr(v, key) > 0, f"verifier.{key}", f"must be > 0, got {getattr(v, key)}")
+    _check(0 <= v.format_score < 1, "verifier.format_score", f"must be in [0, 1) (a correct answer gets 1), got {v.format_score}")
     return cfg
 
 

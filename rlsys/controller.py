@@ -30,12 +30,31 @@ from rlsys.verify.pool import require_scored
 
 
 def evaluate(cfg: RLSysConfig, roles: Roles, data: PromptDataset, n: int, seed: int) -> dict:
-    """Mean reward of n samples per held-out prompt (same seeds every call, so runs compare)."""
+    """Held-out pass@1 (the solved fraction) and mean reward of n samples per prompt, sampled as `rlsys
+    eval` samples (eval.temperature, eval.top_p; same seeds every call, so before and after compare),
+    with each problem's solved count for a paired interval on the gain, and the fraction of samples
+    with a final answer the verifier could read (a format-only gain shows there)."""
+    from rlsys.eval.run import problem_counts
+
+    e, t0 = cfg.eval, time.perf_counter()
     batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n,
+                                                       temperature=e.temperature, top_p=e.top_p,
                                                        catch_up=catch_up(cfg, roles)))
     require_scored(batch, "held-out reward")
-    return {"reward_mean": float(batch.reward.mean()), "accuracy": float((batch.reward > 0).mean()),
-            "samples": len(batch)}
+    answered = [d.get("parsed") is not None for d in batch.verifier_details]
+    return {"accuracy": float(batch.correct.mean()), "reward_mean": float(batch.reward.mean()),
+            "answered": float(np.mean(answered)), "samples": len(batch), "n": n, "temperature": e.temperature,
+            "solved": problem_counts(batch)["c"].tolist(), "seconds": time.perf_counter() - t0}
+
+
+def pass1_gain(before: dict, after: dict) -> tuple[float, float, float]:
+    """Held-out pass@1 gain and its 95% paired-bootstrap interval over the problems."""
+    from rlsys.eval.passk import paired_bootstrap
+
+    b = np.asarray(before["solved"], np.float64)[:, None] / before["n"]
+    a = np.asarray(after["solved"], np.float64)[:, None] / after["n"]
+    lo, hi = paired_bootstrap(a, b)[:, 0]
+    return float((a - b).mean()), float(lo), float(hi)
 
 
 def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) -> dict:
@@ -111,7 +130,9 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
         before = state.held_out_before
     else:
         before = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
-        log(f"held-out reward before RL: {before}")
+        if before:
+            log(f"held-out before RL: pass@1 {before['accuracy']:.3f}, reward {before['reward_mean']:.3f} "
+                f"({before['samples']} samples)")
     if anchors is None and "anchors" in needs(cfg.algorithm):
         anchors = AnchorPool(cfg, roles, train_data)
     prompts = PromptCursor(train_data.batches(t.prompts_per_step, t.seed), skip=state.prompts_drawn if state else 0)
@@ -156,6 +177,9 @@ def train(cfg: RLSysConfig, log=print) -> dict:
     try:
         roles = start_roles(cfg, model_path, tokenizer.pad_token_id or 0)
         summary.update(run(cfg, roles, train_data, held_out, log, model_path, resume_from), base_model=model_path)
+        if (summary["held_out_before"] or {}).get("solved") and (summary["held_out_after"] or {}).get("solved"):
+            summary["pass1_gain"] = dict(zip(("gain", "ci95_low", "ci95_high"),
+                                             pass1_gain(summary["held_out_before"], summary["held_out_after"])))
         ckpt = roles.learners.save(str(run_dir / "checkpoint")) if cfg.trainer.save_checkpoint else None
         summary.update(status="ok", checkpoint=ckpt)
     except BaseException as e:
@@ -177,8 +201,14 @@ def _write_rollouts(batch: RolloutBatch, path: Path) -> None:
 def _print_summary(s: dict, log) -> None:
     b, a = s.get("held_out_before") or {}, s.get("held_out_after") or {}
     log("=" * 72)
-    if b and a:
-        log(f"held-out reward: {b['reward_mean']:.3f} before RL -> {a['reward_mean']:.3f} after "
-            f"{s['steps']} steps ({a['samples']} samples each)")
+    if b.get("solved") and a.get("solved"):
+        gain, lo, hi = pass1_gain(b, a)
+        log(f"held-out pass@1: {b['accuracy']:.3f} before RL -> {a['accuracy']:.3f} after {s['steps']} steps, "
+            f"gain {gain:+.3f} (95% CI {lo:+.3f}..{hi:+.3f}; {len(a['solved'])} problems x {a['n']} samples, "
+            f"T={a['temperature']})")
+        log(f"held-out reward: {b['reward_mean']:.3f} -> {a['reward_mean']:.3f}; samples with a readable answer: "
+            f"{b['answered']:.3f} -> {a['answered']:.3f}")
+    elif b and a:  # a run resumed from a checkpoint written before per-problem counts were kept
+        log(f"held-out reward: {b['reward_mean']:.3f} before RL -> {a['reward_mean']:.3f} after {s['steps']} steps")
     log(f"checkpoint (HF format): {s.get('checkpoint')}")
     log(f"run directory: {s['run_dir']}  (metrics.jsonl, summary.json, rollouts/, rlsys.log)")

@@ -62,7 +62,7 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "step": step,
         "policy_version": version,
         "reward_mean": float(batch.reward.mean()),
-        "accuracy": float((batch.reward > 0).mean()),
+        "accuracy": float(batch.correct.mean()),
         "response_length": float(lengths.mean()),
         "truncated_frac": float(np.mean([f == "length" for f in batch.finish_reason])),
         "loss": train["loss"],

@@ -51,7 +51,7 @@ def catch_up(cfg, roles):
 def informative(batch: RolloutBatch) -> np.ndarray:
     """Per sample: its group has 0 < #correct < G (a group where all agree has zero advantage)."""
     ok = np.zeros(len(batch), bool)
-    correct = batch.reward > 0
+    correct = batch.correct
     for g in np.unique(batch.group_id):
         idx = batch.group_id == g
         ok[idx] = 0 < correct[idx].sum() < idx.sum()

@@ -49,13 +49,15 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
 
 def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
     """The user's parquet files, or the built-in task's splits written into the run directory."""
-    from rlsys.data import arithmetic, word_problems
+    from rlsys.data import arithmetic, reverse_words, word_problems
 
     t, out = cfg.task, Path(cfg.run_dir) / "data"
     if t.train_path and t.eval_path:
         return t.train_path, t.eval_path
     if t.name == "word_problems":
         built = word_problems.write_splits(out, t.num_train, t.num_eval, t.steps, t.max_digits, t.seed)
+    elif t.name == "reverse_words":
+        built = reverse_words.write_splits(out, t.num_train, t.num_eval, t.max_words, t.seed)
     elif t.name == "arithmetic":
         built = arithmetic.write_builtin_splits(out, t.num_train, t.num_eval, t.max_digits, t.seed)
     else:

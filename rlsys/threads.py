@@ -18,12 +18,17 @@ import time
 import torch
 
 
+def node_core_ids() -> list[int]:
+    """Ids of the cores this process may run on (its CPU affinity), i.e. the node's unless pinned."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
 def node_cores() -> int:
     """Cores this process may run on (its CPU affinity), i.e. the node's unless pinned."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return len(node_core_ids())
 
 
 def placement_threads(cpus: float) -> int:

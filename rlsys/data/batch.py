@@ -13,6 +13,9 @@ import numpy as np
 import pyarrow as pa
 
 
+SUCCESS = 1.0 - 1e-6  # a reward at least this counts as solved (accuracy, pass@k, PSR/NSR's split)
+
+
 @dataclass
 class RolloutBatch:
     prompt_id: np.ndarray  # int64: row of the prompt dataset
@@ -40,6 +43,11 @@ class RolloutBatch:
 
     def __len__(self) -> int:
         return len(self.prompt_id)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """bool per sample: full marks. A reward in (0, 1) (format credit, partial similarity) is not a success."""
+        return self.reward >= SUCCESS
 
     @property
     def response_lengths(self) -> np.ndarray:

@@ -20,10 +20,10 @@ def problem_counts(batch) -> dict[str, np.ndarray]:
     pos = {int(p): i for i, p in enumerate(ids)}
     n, c = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
     source = [""] * len(ids)
-    for pid, r, s in zip(batch.prompt_id, batch.reward, batch.data_source):
+    for pid, ok, s in zip(batch.prompt_id, batch.correct, batch.data_source):
         i = pos[int(pid)]
         n[i] += 1
-        c[i] += int(r > 0)
+        c[i] += int(ok)
         source[i] = s
     return {"prompt_id": ids, "data_source": np.array(source), "n": n, "c": c}
 

@@ -38,7 +38,7 @@ def _groups(batch: RolloutBatch):
 
 
 def correct(batch: RolloutBatch) -> np.ndarray:
-    return batch.reward > 0
+    return batch.correct
 
 
 @register_advantage("grpo", knobs=("norm_std",))

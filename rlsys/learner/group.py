@@ -10,7 +10,7 @@ from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.microbatch import micro_batch_count, sample_tokens
 from rlsys.learner.objectives import Denominators
 from rlsys.learner.role_config import LearnerRoleConfig
-from rlsys.learner.objective import combine, reductions
+from rlsys.learner.objective import advantage_only, combine, reductions
 
 
 GRACE_S = 30.0  # after one rank's call fails, how long the others may take to fail too (a death shows there)
@@ -141,13 +141,14 @@ class LearnerGroup:
     def _update(self, batch: RolloutBatch, progress: float) -> dict:
         """One optimizer step on `batch`: split across ranks by tokens, every rank's stats combined by
         their declared reduction (learner/spec.py)."""
-        shards, num_micro = self._shards(batch)
         anchor = np.zeros(len(batch), bool) if batch.anchor is None else batch.anchor
         keep = ~anchor if batch.loss_mask is None else batch.loss_mask & ~anchor
         lengths = batch.response_lengths
         denom = Denominators(tokens=max(1.0, float(lengths[keep].sum())), sequences=max(1.0, float(keep.sum())),
                              max_len=float(self.cfg.rollout.max_new_tokens),
                              anchor_tokens=max(1.0, float(lengths[anchor].sum())))
+        batch = self._with_gradient(batch, keep)  # after the denominators: they count the whole batch
+        shards, num_micro = self._shards(batch)
         results = self._get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
                            for a, s in zip(self.actors, shards)])
         reduce = reductions(self.cfg.algorithm)
@@ -155,6 +156,19 @@ class LearnerGroup:
                  if any(k in r for r in results)}
         stats["learner_peak_memory_gb"] = stats.pop("peak_memory_gb")  # the fullest rank
         return stats
+
+    def _with_gradient(self, batch: RolloutBatch, keep: np.ndarray) -> RolloutBatch:
+        """The samples that move the weights. When the objective is an advantage-weighted policy loss
+        alone, a sample out of the loss or with zero advantage everywhere (a group whose rewards all
+        agree) contributes exactly 0: it is not computed, and the update is the same (the loss's
+        denominators count the whole batch). Early in training on a hard task most groups agree, so
+        this skips most of the learner's work. One sample per rank stays: every rank joins the step."""
+        if not advantage_only(self.cfg.algorithm):
+            return batch
+        moves = keep & np.array([bool(np.any(adv != 0)) for adv in batch.advantages])
+        idle = np.nonzero(~moves)[0][:max(0, len(self.actors) - int(moves.sum()))]
+        moves[idle] = True
+        return batch if moves.all() else batch.select(np.nonzero(moves)[0])
 
     def push_weights(self, engines: list, version: int) -> dict:
         return self._get([a.push_weights.remote(engines, version) for a in self.actors])[0]

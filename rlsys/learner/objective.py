@@ -31,6 +31,13 @@ def needs(a) -> set[str]:
     return out | {"reference"} if a.kl.metric else out
 
 
+def advantage_only(a) -> bool:
+    """The objective is an advantage-weighted policy loss and nothing else (no regulariser, divergence
+    or critic): a sample whose advantage is 0 at every token then adds exactly nothing to the update."""
+    terms = active_terms(a)
+    return len(terms) == 2 and terms[1].advantage_weighted and not a.critic.enabled
+
+
 def objective_stats(a) -> tuple[Stat, ...]:
     return tuple(s for t in active_terms(a) for s in t.stats)
 

@@ -34,10 +34,13 @@ def _register(table: dict, name: str):
     return wrap
 
 
-def register_policy_loss(name: str, *, needs=(), knobs=(), stats=(), head=None):
+def register_policy_loss(name: str, *, needs=(), knobs=(), stats=(), head=None, advantage_weighted=False):
     """Decorator for fn(x: LossInputs, **knobs) -> (per-token loss [B, T], stats dict): called with
-    the algorithm keys named in `knobs`; every key of the stats dict must be declared in `stats`."""
-    return declare("loss", name, POLICY_LOSSES, needs=needs, knobs=knobs, stats=stats, head=head)
+    the algorithm keys named in `knobs`; every key of the stats dict must be declared in `stats`.
+    advantage_weighted: the loss is exactly 0 wherever the advantage is 0, so the learners may skip
+    samples without advantage (learner/group.py)."""
+    return declare("loss", name, POLICY_LOSSES, needs=needs, knobs=knobs, stats=stats, head=head,
+                   advantage_weighted=advantage_weighted)
 
 
 def register_regulariser(name: str, *, active, needs=(), knobs=(), stats=()):
@@ -105,13 +108,13 @@ def _clipped_surrogate(ratio, x: LossInputs, clip_low: float, clip_high: float, 
     return loss, {"clipped_tokens": clipfrac.item()}
 
 
-@register_policy_loss("ppo_clip", knobs=CLIP_KNOBS, stats=(CLIPPED,))
+@register_policy_loss("ppo_clip", knobs=CLIP_KNOBS, stats=(CLIPPED,), advantage_weighted=True)
 def ppo_clip(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0):
     """L_t = -min(rho_t*A, clip(rho_t, 1-eps_low, 1+eps_high)*A), optionally dual-clipped."""
     return _clipped_surrogate(torch.exp(x.logp - x.logp_old), x, clip_low, clip_high, dual_clip)
 
 
-@register_policy_loss("gspo", needs=("sequence_ratio",), knobs=CLIP_KNOBS, stats=(CLIPPED,))
+@register_policy_loss("gspo", needs=("sequence_ratio",), knobs=CLIP_KNOBS, stats=(CLIPPED,), advantage_weighted=True)
 def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0):
     """Sequence ratio s_i = exp(mean_t(logp - logp_old)), clipped per sequence; every token of
     a sequence carries its sequence's loss, so seq_mean_token_mean gives mean_i L_i."""

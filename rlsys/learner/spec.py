@@ -52,6 +52,7 @@ class Spec:
     head: Callable | None = None  # full_distribution: head(a) -> extra token_logprobs arguments
     per_token_advantage: bool = False  # advantage: differs per token (not one value per sequence)
     kl_in_returns: bool = False  # advantage: folds kl.placement=reward's KL into its returns itself
+    advantage_weighted: bool = False  # loss: exactly 0 (no gradient) on tokens whose advantage is 0
 
 
 SPECS: dict[tuple[str, str], Spec] = {}

@@ -147,7 +147,7 @@ class LearnerWorker:
         old = out.logp.detach() if mb.old_logprobs is None else per_token(mb.old_logprobs)
         x = LossInputs(logp=out.logp, logp_old=old, advantages=per_token(mb.advantages), mask=loss_mask,
                        logp_ref=per_token(mb.ref_logprobs), entropy=out.entropy,
-                       logp_teacher=per_token(mb.teacher_logprobs), correct=per_sample(mb.reward > 0),
+                       logp_teacher=per_token(mb.teacher_logprobs), correct=per_sample(mb.correct),
                        logp_proxy=out.logp_proxy, anchor_mask=mask & ~rl, logp_0=beh, logp_behaviour=beh)
         loss_tok, stats = loss_spec.fn(x, **knob_values(loss_spec, a))
         undeclared = set(stats) - {s.name for s in loss_spec.stats}

@@ -9,7 +9,8 @@ the per-sample timeout and turn exceptions into reward 0 with an error.
 
 Built in: arithmetic (exact match), math (\\boxed{} / "the answer is" + math-verify),
 code (a Python program against tests, sandboxed), remote (POST to verifier.remote_url), gsm8k
-("#### n" answers), and verl's data_source names as aliases (rlsys/verify/verl_sources.py).
+("#### n" answers), similarity (word-sequence similarity in [0, 1], a dense reward), and verl's
+data_source names as aliases (rlsys/verify/verl_sources.py).
 """
 
 from __future__ import annotations
@@ -38,5 +39,5 @@ def arithmetic_exact_match(response: str, ground_truth: str) -> tuple[float, dic
 
 
 # Importing them registers the other built-in verifiers.
-from rlsys.verify import code_tests, math_answer, remote  # noqa: E402,F401
+from rlsys.verify import code_tests, math_answer, remote, similarity  # noqa: E402,F401
 from rlsys.verify import verl_sources  # noqa: E402,F401  (after math: gsm8k and verl's data_source names)

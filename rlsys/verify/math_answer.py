@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rlsys.verify.registry import register_verifier
+from rlsys.verify.registry import register_verifier, settings
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*")
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.+)", re.IGNORECASE)
@@ -95,8 +95,10 @@ def math_equivalence(response: str, ground_truth: str) -> tuple[float, dict]:
     pred = _parse(answer)
     if not pred:
         return 0.0, {"parsed": answer, "reason": f"answer not parseable as math ({where})"}
-    ok = verify(gold, pred, timeout_seconds=None)
-    return float(ok), {"parsed": answer, "reason": f"{'match' if ok else 'mismatch'} ({where})"}
+    if verify(gold, pred, timeout_seconds=None):
+        return 1.0, {"parsed": answer, "reason": f"match ({where})"}
+    # verl's format_score: a wrong answer still earns this when it is well-formed (one parseable \boxed{})
+    return (settings().format_score if where == "boxed" else 0.0), {"parsed": answer, "reason": f"mismatch ({where})"}
 
 
 def _normal(s: str) -> str:

@@ -81,8 +81,10 @@ def rollouts(n: int = 11, seed: int = 0) -> RolloutBatch:
         advantages=per_token(1.0))
 
 
-def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> tuple[dict, dict]:
-    """train_step from the base weights; the gradients just before the optimizer step."""
+def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int,
+             denom: Denominators | None = None) -> tuple[dict, dict]:
+    """train_step from the base weights; the gradients just before the optimizer step (denominators:
+    the batch's own unless given)."""
     worker.reset(learner_role_config(cfg))
     grads, step = {}, worker._step
 
@@ -95,7 +97,7 @@ def one_step(worker, cfg: RLSysConfig, batch: RolloutBatch, num_micro: int) -> t
     worker._step = capture
     try:
         lengths = batch.response_lengths
-        denom = Denominators(tokens=float(lengths.sum()), sequences=float(len(batch)), max_len=16.0)
+        denom = denom or Denominators(tokens=float(lengths.sum()), sequences=float(len(batch)), max_len=16.0)
         stats = worker.train_step(batch, denom, num_micro)
     finally:
         del worker._step
@@ -197,3 +199,32 @@ def test_critic_on_packed_rows_equals_padded(worker):
     assert [len(v) for v in values] == list(batch.response_lengths)
     one_by_one = [worker.values(batch.select([i]), 1)[0] for i in range(len(batch))]
     assert all(np.allclose(v, w, atol=1e-5) for v, w in zip(values, one_by_one))
+
+
+def test_samples_without_advantage_are_skipped_with_the_same_update(worker):
+    """GRPO without regularisers: groups whose rewards all agree have zero advantage, so the group leaves
+    them out of the learners' work; with the whole batch's denominators the gradient is unchanged."""
+    from types import SimpleNamespace
+
+    from rlsys.learner.group import LearnerGroup
+
+    cfg = fresh_config()
+    batch = rollouts()
+    for i in (1, 2, 5, 6, 9):  # five samples whose advantage is 0 at every token
+        batch.advantages[i] = np.zeros_like(batch.advantages[i])
+    keep = np.ones(len(batch), bool)
+    moving = LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=[0]), batch, keep)
+    assert moving.prompt_id.tolist() == [0, 3, 4, 7, 8, 10]
+    lengths = batch.response_lengths
+    denom = Denominators(tokens=float(lengths.sum()), sequences=float(len(batch)), max_len=16.0)
+    (_, full), (_, skipped) = one_step(worker, cfg, batch, 1, denom), one_step(worker, cfg, moving, 1, denom)
+    assert max(g.abs().max().item() for g in full.values()) > 1e-4  # real gradients
+    for name, g in full.items():
+        assert torch.allclose(skipped[name], g, atol=1e-7, rtol=1e-5), name
+    # an entropy bonus reads every sample: nothing is skipped then; nor below one sample per rank
+    cfg.algorithm.entropy_coef = 0.01
+    assert len(LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=[0]), batch, keep)) == len(batch)
+    cfg.algorithm.entropy_coef = 0.0
+    for adv in batch.advantages:
+        adv[:] = 0
+    assert len(LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=[0, 1]), batch, keep)) == 2

@@ -142,3 +142,48 @@ def test_remote_endpoint_posts_json_and_rejects_bad_replies():
     finally:
         server.shutdown()
         configure(VerifierConfig())
+
+
+@pytest.mark.parametrize("response, score", [
+    ("\\boxed{41}", 0.1),  # well-formed, wrong: the format credit
+    ("\\boxed{42}", 1.0),  # right: full marks, never the credit on top
+    ("the answer is 41", 0.0),  # no \boxed{}: not the requested format
+    ("\\boxed{41} or \\boxed{40}", 0.0),  # hedging earns nothing
+    ("\\boxed{}", 0.0),  # nothing readable in the box
+])
+def test_math_format_score_credits_only_a_single_wrong_boxed_answer(response, score):
+    from rlsys.verify.registry import configure
+
+    configure(VerifierConfig(format_score=0.1))
+    try:
+        assert math_equivalence(response, "42")[0] == pytest.approx(score)
+    finally:
+        configure(VerifierConfig())
+    assert math_equivalence("\\boxed{41}", "42")[0] == 0.0  # default format_score 0: wrong is wrong
+
+
+@pytest.mark.parametrize("response, truth, score", [
+    ("stone river apple", "stone river apple", 1.0),
+    ("Stone, river; APPLE.", "stone river apple", 1.0),  # case and punctuation do not count
+    ("stone apple river", "stone river apple", 2 * 2 / 6),  # matching blocks: "stone" + "river" (or "apple")
+    ("Here: stone river apple", "stone river apple", 2 * 3 / 7),  # a preamble costs its length
+    ("apple river stone", "stone river apple", 2 * 1 / 6),  # the unreversed list keeps one word in place
+    ("", "stone river apple", 0.0),
+])
+def test_word_similarity_is_difflib_ratio_over_words(response, truth, score):
+    assert VERIFIERS["similarity"](response, truth)[0] == pytest.approx(score)
+
+
+def test_reverse_words_rows_score_one_for_their_own_answer(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rlsys.data import reverse_words
+
+    train, held_out = reverse_words.write_splits(tmp_path, 200, 20, max_words=5, seed=3)
+    rows = pq.read_table(train).to_pylist()
+    assert not {r["prompt"][0]["content"] for r in pq.read_table(held_out).to_pylist()} & \
+        {r["prompt"][0]["content"] for r in rows}
+    for r in rows:
+        listed = r["prompt"][0]["content"].split(": ", 1)[1].split(".")[0].split()
+        assert 3 <= len(listed) <= 5 and r["ground_truth"].split() == listed[::-1]
+        assert VERIFIERS["similarity"](r["ground_truth"], r["ground_truth"])[0] == 1.0
