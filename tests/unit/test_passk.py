@@ -58,3 +58,15 @@ def test_paired_bootstrap_interval():
     assert half == pytest.approx(1.96 * (a - b).std(0) / np.sqrt(200), rel=0.15)
     with pytest.raises(ValueError, match="same problems"):
         paired_bootstrap(a, a[:10])
+
+
+def test_pass1_gain_is_paired_over_problems():
+    from rlsys.controller import pass1_gain
+
+    # 40 problems x 4 samples: each problem gains exactly one solved sample -> +0.25, no spread at all
+    before = {"solved": [1] * 20 + [2] * 20, "n": 4}
+    after = {"solved": [2] * 20 + [3] * 20, "n": 4}
+    assert pass1_gain(before, after) == pytest.approx((0.25, 0.25, 0.25))
+    # half the problems +1.0, half unchanged: mean +0.5; the interval holds it and excludes 0
+    gain, lo, hi = pass1_gain({"solved": [0] * 40, "n": 4}, {"solved": [4] * 20 + [0] * 20, "n": 4})
+    assert gain == pytest.approx(0.5) and 0.25 < lo < 0.5 < hi < 0.75
