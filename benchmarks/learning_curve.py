@@ -17,7 +17,9 @@ with the same format_score as reward. --skip-rlsys / --skip-trl reuse that side 
 - time-to-accuracy: target = TRL's last pass@1; per system, the training time where pass@1 first reaches it,
   interpolated linearly between the eval point before and the first at/above it (0 if step 0 already is;
   "not reached" if none is). ratio = rlsys / TRL.
-Writes OUT/learning_curve.png, table.md, results.json; logs OUT/rlsys.log, trl.log.
+Writes OUT/learning_curve.png, table.md, results.json; logs OUT/rlsys.log, trl.log. results.json gets the
+rlsys side as soon as it is done; a TRL worker that fails or is stopped (kill it: TRL on 2 cores is slow)
+leaves a partial curve: its eval points and TRL's logged step_time per step, marked "partial".
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -95,12 +98,25 @@ def run_trl(rl: dict, out: Path) -> dict:
     launch = time.time()
     with open(out / "trl.log", "w") as log:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
-        sys.exit(f"TRL worker failed (exit {rc}); see {out / 'trl.log'}")
+    if rc != 0:  # stopped or failed: keep the curve it printed so far (one JSON line per eval point)
+        print(f"TRL worker exited {rc}; its curve so far is taken from {out / 'trl.log'}", flush=True)
+        return trl_partial(out / "trl.log", launch)
     r = json.loads(result.read_text())
     return {"points": r["points"], "step_seconds": r["step_seconds"],
             "median_step_s": statistics.median(r["step_seconds"]), "startup_s": r["ready_wall"] - launch,
             "total_wall_s": time.time() - launch, "trl": r["trl"]}
+
+
+def trl_partial(log: Path, launch: float) -> dict:
+    """The TRL side of a worker that did not finish: its eval points and TRL's own per-step
+    `step_time` log entries (start-up unknown)."""
+    text = log.read_text()
+    points = [json.loads(line) for line in text.splitlines() if line.startswith('{"step"')]
+    steps = [float(x) for x in re.findall(r"'step_time': '([0-9.]+)'", text)]
+    if not points or not steps:
+        sys.exit(f"TRL worker left no eval point or step in {log}")
+    return {"points": points, "step_seconds": steps, "median_step_s": statistics.median(steps), "startup_s": None,
+            "total_wall_s": time.time() - launch, "partial": True, "steps_done": len(steps)}
 
 
 def trl_worker(conf_path: str) -> None:
@@ -264,8 +280,10 @@ def report(rl: dict, tr: dict | None) -> tuple[dict, str]:
         lines += [f"- target: TRL's pass@1 at its last step ({tr['points'][-1]['step']}): {target:.3f}",
                   f"- time to target (training s, interpolated between eval points): rlsys {fmt(rs)}, TRL {fmt(ts)};"
                   f" rlsys / TRL = {fmt(summary['ratio_rlsys_over_trl'], '.2f', 'n/a')}"]
-    lines += [f"- {name}: start-up {side['startup_s']:.1f} s, median step {side['median_step_s']:.2f} s, "
-              f"process wall {side['total_wall_s']:.1f} s" for name, side in sides.items()]
+    lines += [f"- {name}: start-up {fmt(side['startup_s'], '.1f', 'unknown')} s, median step "
+              f"{side['median_step_s']:.2f} s, process wall {side['total_wall_s']:.1f} s"
+              + (f" (stopped after step {side['steps_done']})" if side.get("partial") else "")
+              for name, side in sides.items()]
     lines.append(f"- start-up excludes the step-0 eval (rlsys: {rl['step0_eval_s']:.1f} s); rlsys logs no reward at "
                  f"intermediate eval points ('-')")
     return summary, "\n".join(lines)
@@ -292,6 +310,7 @@ def main() -> None:
     if args.skip_rlsys and not prev.get("rlsys"):
         sys.exit(f"--skip-rlsys: no rlsys results in {out / 'results.json'}")
     rl = prev["rlsys"] if args.skip_rlsys else run_rlsys(args, out)
+    (out / "results.json").write_text(json.dumps({**prev, "rlsys": rl}, indent=2))  # kept if TRL fails
     tr = prev.get("trl") if args.skip_trl else run_trl(rl, out)
     summary, table = report(rl, tr)
     (out / "table.md").write_text(table + "\n")

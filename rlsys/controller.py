@@ -201,8 +201,8 @@ def _write_rollouts(batch: RolloutBatch, path: Path) -> None:
 def _print_summary(s: dict, log) -> None:
     b, a = s.get("held_out_before") or {}, s.get("held_out_after") or {}
     log("=" * 72)
-    if b.get("solved") and a.get("solved"):
-        gain, lo, hi = pass1_gain(b, a)
+    if s.get("pass1_gain"):
+        gain, lo, hi = s["pass1_gain"].values()
         log(f"held-out pass@1: {b['accuracy']:.3f} before RL -> {a['accuracy']:.3f} after {s['steps']} steps, "
             f"gain {gain:+.3f} (95% CI {lo:+.3f}..{hi:+.3f}; {len(a['solved'])} problems x {a['n']} samples, "
             f"T={a['temperature']})")
