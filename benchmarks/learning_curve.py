@@ -111,7 +111,7 @@ def trl_partial(log: Path, launch: float) -> dict:
     """The TRL side of a worker that did not finish: its eval points and TRL's own per-step
     `step_time` log entries (start-up unknown)."""
     text = log.read_text()
-    points = [json.loads(line) for line in text.splitlines() if line.startswith('{"step"')]
+    points = [json.loads(m) for m in re.findall(r'\{"step": [^}]*\}', text)]  # tqdm's \r lines share the line
     steps = [float(x) for x in re.findall(r"'step_time': '([0-9.]+)'", text)]
     if not points or not steps:
         sys.exit(f"TRL worker left no eval point or step in {log}")
