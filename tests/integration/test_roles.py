@@ -141,6 +141,9 @@ def test_reference_sharded_in_the_learner_group_answers_like_the_server(setup):
     diff = lambda xs, ys: max(float(np.abs(x - y).max()) for x, y in zip(xs, ys))  # noqa: E731
     assert diff(before, batch.ref_logprobs) < 1e-5
     policy = pair._per_sample("old_logprobs", batch)
+    # advantages of both signs: the earlier tests' lr 3e-3 steps may leave a policy whose groups all
+    # score alike (zero advantage, zero gradient), and this test needs the policy to move
+    batch.advantages = [np.full_like(adv, 1.0 if i % 3 else -2.0) for i, adv in enumerate(batch.advantages)]
     pair.train(batch)
     assert diff(pair.reference_logprobs(batch), before) == 0.0  # frozen
     assert diff(pair._per_sample("old_logprobs", batch), policy) > 1e-3  # while the policy moved
