@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLVED = 1.0 - 1e-6  # rlsys.data.batch.SUCCESS
 LOSS_TYPES = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}  # loss_agg
 EVAL_BATCH = 16  # held-out prompts per HF generate call (x E samples each)
 
@@ -131,6 +130,7 @@ def trl_worker(conf_path: str) -> None:
     from trl import GRPOConfig, GRPOTrainer, __version__ as trl_version
 
     from rlsys.config import VerifierConfig
+    from rlsys.data.batch import SUCCESS
     from rlsys.data.dataset import PromptDataset
     from rlsys.verify import VERIFIERS, configure
 
@@ -176,7 +176,7 @@ def trl_worker(conf_path: str) -> None:
                             for j, t in enumerate(done)]  # a prompt's n samples are adjacent
         torch.set_rng_state(rng)
         model.train(was_training)
-        return {"pass1": sum(r >= SOLVED for r in rewards) / len(rewards), "reward_mean": statistics.fmean(rewards)}
+        return {"pass1": sum(r >= SUCCESS for r in rewards) / len(rewards), "reward_mean": statistics.fmean(rewards)}
 
     class Curve(TrainerCallback):
         """Held-out eval at step 0, every eval.every steps and at the last; eval time leaves the training clock."""

@@ -37,10 +37,6 @@ def _groups(batch: RolloutBatch):
         yield np.nonzero(batch.group_id == g)[0]
 
 
-def correct(batch: RolloutBatch) -> np.ndarray:
-    return batch.correct
-
-
 @register_advantage("grpo", knobs=("norm_std",))
 def grpo(batch: RolloutBatch, cfg) -> tuple[list[np.ndarray], None]:
     """A_i = (r_i - mean(r)) / (std(r) + eps); norm_std=False is Dr. GRPO's r_i - mean(r)."""
@@ -98,21 +94,21 @@ def reinforce_pp_baseline(batch: RolloutBatch, cfg):
 @register_advantage("psr")
 def psr(batch: RolloutBatch, cfg):
     """Positive sample reinforcement: +1 on correct samples; wrong samples leave the loss."""
-    ok = correct(batch)
+    ok = batch.correct
     return _broadcast(np.where(ok, 1.0, 0.0), batch), ok
 
 
 @register_advantage("nsr")
 def nsr(batch: RolloutBatch, cfg):
     """Negative sample reinforcement: -1 on wrong samples; correct samples leave the loss."""
-    ok = correct(batch)
+    ok = batch.correct
     return _broadcast(np.where(ok, 0.0, -1.0), batch), ~ok
 
 
 @register_advantage("w_reinforce", knobs=("w_lambda",))
 def w_reinforce(batch: RolloutBatch, cfg):
     """lambda on correct samples, -1 on wrong (lambda = 1 is plain REINFORCE with +-1 rewards)."""
-    return _broadcast(np.where(correct(batch), cfg.w_lambda, -1.0), batch), None
+    return _broadcast(np.where(batch.correct, cfg.w_lambda, -1.0), batch), None
 
 
 @register_advantage("gae", needs=("critic",), knobs=("critic.gamma", "critic.gae_lambda", "critic.lr"), per_token=True,
