@@ -25,3 +25,6 @@ class WandbBackend:
 
     def close(self) -> None:
         self.run.finish()
+        # finish() only asks W&B's service process to close the run; its transaction log (the
+        # .wandb file `wandb sync` uploads) is complete once that process has shut down.
+        self.wandb.teardown()
