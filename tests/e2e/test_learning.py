@@ -12,7 +12,6 @@ from rlsys.checkpoint import complete_checkpoints
 from rlsys.metrics import read_metrics
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.e2e
 STEPS, SAVE_EVERY = 8, 4
 ARGS = ["model=smollm2_135m", "task=reverse_words", f"trainer.steps={STEPS}", f"trainer.save_every={SAVE_EVERY}",
         "trainer.keep_last=2", "trainer.eval_n=0", "trainer.save_checkpoint=false", "logger.log_rollouts=false"]

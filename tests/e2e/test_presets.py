@@ -15,7 +15,6 @@ from rlsys.roles import reset_roles, start_roles
 from rlsys.pipeline import SamplingError
 from rlsys.train import CONF_DIR
 
-pytestmark = pytest.mark.e2e
 STEPS = 3
 DISTILL = ("opd", "g_opd", "kdrl")
 PRESETS = ["grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo", "reinforce",

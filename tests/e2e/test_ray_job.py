@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ import pytest
 from rlsys.metrics import read_metrics
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.e2e
 STEPS = 3  # the 2nd sync is the first the sender writes into the engine itself (rollout.cpu_gemm=plain)
 
 

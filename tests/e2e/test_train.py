@@ -13,7 +13,6 @@ from rlsys.loggers.names import verl_name
 from rlsys.metrics import STAGES, read_metrics
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.e2e
 STEPS = 30
 MARGIN = 0.08  # measured: pass@1 0.726 -> 0.879 (+0.15) on 1,024 held-out samples at T=0.6 (README)
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import ROOT
 
@@ -59,7 +58,6 @@ def test_driver_warnings_go_to_the_log_and_errors_to_the_console(tmp_path):
         assert quiet not in console and quiet in log
 
 
-@pytest.mark.integration
 def test_actor_output_goes_to_the_log_and_its_exception_to_the_console(tmp_path):
     proc = run(ACTORS, tmp_path)
     console, log = proc.stdout + proc.stderr, (tmp_path / "rlsys.log").read_text()

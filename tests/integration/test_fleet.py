@@ -23,7 +23,6 @@ from rlsys.metrics import StepTimer
 from rlsys.verify.pool import VerifierPool
 from rlsys.verify.worker import VerifierWorker
 
-pytestmark = pytest.mark.integration
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 
 

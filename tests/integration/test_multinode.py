@@ -26,7 +26,6 @@ from rlsys.metrics import read_metrics
 from rlsys.train import CONF_DIR
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
 MB = 1024 ** 2
 register_configs()
 

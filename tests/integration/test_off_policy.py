@@ -16,7 +16,6 @@ from rlsys.learner.objective import report, report_correction
 from rlsys.learner.role_config import learner_role_config
 from rlsys.prepare import prepare_data_and_model
 
-pytestmark = pytest.mark.integration
 PROMPTS, N, LENGTH = 16, 4, 6
 
 

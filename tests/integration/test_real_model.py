@@ -18,7 +18,6 @@ from rlsys.config import RLSysConfig
 from rlsys.data.word_problems import generate_rows
 from rlsys.models.gguf import cached_conversion
 
-pytestmark = pytest.mark.integration
 PRESET = OmegaConf.load("conf/model/smollm2_135m.yaml").model
 PROMPTS, G, NEW_TOKENS = 12, 4, 16
 

@@ -15,7 +15,6 @@ from rlsys.controller import prepare_data_and_model
 from rlsys.roles import start_roles
 from rlsys.learner.advantages import compute_advantages
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

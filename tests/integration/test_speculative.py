@@ -21,7 +21,6 @@ from rlsys.controller import prepare_data_and_model
 from rlsys.rollout.speculative import checkpoint_shapes, prepare_speculative, spec_metrics
 from rlsys.sync.bucket import pack_bucket
 
-pytestmark = pytest.mark.integration
 
 NUM_PROMPTS, GREEDY_TOKENS = 32, 8
 SAMPLES, DEPTH, TEMPERATURE = 3000, 3, 1.0  # distribution test: one prompt, first DEPTH tokens

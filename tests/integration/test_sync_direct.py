@@ -17,7 +17,6 @@ from rlsys.config import RLSysConfig
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 from rlsys.sync.object_store import ObjectStoreSync
 
-pytestmark = pytest.mark.integration
 
 PROMPTS = [[5, 6, 7, 8], [9, 10, 11], [20, 21, 22, 23, 24]]
 

@@ -12,7 +12,6 @@ import torch
 from rlsys.config import RLSysConfig
 from tests.integration.test_sync_direct import perturb, sync
 
-pytestmark = pytest.mark.integration
 
 DEFAULT = "/root/.cache/rlsys/gguf-SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
 MODEL = os.environ.get("RLSYS_REAL_MODEL", DEFAULT)

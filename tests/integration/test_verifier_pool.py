@@ -16,7 +16,6 @@ from rlsys.data.examples import ATTACKS, SUM_TESTS, demo_rows
 from rlsys.verify.worker import VerifierWorker
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
 TIMEOUT = 2.0
 TESTS = json.dumps(SUM_TESTS)
 GOOD = "```python\nprint(sum(map(int, input().split())))\n```"
