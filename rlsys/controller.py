@@ -26,6 +26,7 @@ from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.roles import Roles, shutdown_roles, start_roles
 from rlsys.rollouts import Rollouts
+from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
 
 
@@ -139,7 +140,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
     drawn, t0 = {}, time.perf_counter()  # step -> prompt batches drawn once its round was sampled
 
     def produce(step: int, timer: StepTimer):
-        out = sample_step(cfg, roles, train_data, prompts, seed=t.seed * 100_003 + step, timer=timer)
+        out = sample_step(cfg, roles, train_data, prompts, seed=step_seed(t.seed, step), timer=timer)
         drawn[step] = prompts.drawn
         return out
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
+from rlsys.seeds import engine_seed
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     r = cfg.rollout
     vocab = AutoConfig.from_pretrained(model_path).vocab_size
     kwargs = dict(
-        model=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed + engine_index,
+        model=model_path, dtype=cfg.model.dtype, seed=engine_seed(cfg.trainer.seed, engine_index),
         enforce_eager=r.enforce_eager, max_model_len=r.max_model_len,
         tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
         enable_prefix_caching=True,  # the G samples of a prompt share its KV blocks
