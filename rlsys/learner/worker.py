@@ -186,7 +186,7 @@ class LearnerWorker:
         """The policy loss weighted by the (detached) IS weight between logp_old and the behaviour policy."""
         a = self.cfg.algorithm
         mode = correction_mode(a, self.cfg.max_staleness)
-        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction_level,
+        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction.level,
                                           knob_values(spec("correction", mode), a))
         stats.update(corr)
         return loss_tok if mode == "none" else loss_tok * weight

@@ -56,7 +56,7 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     # generation (SmolLM2-135M, 2 cores, 128 / 32 sequences of 64 tokens: 101 vs 168 / 89 vs 139 tok/s).
     # A lone engine of a synchronous run has the node to itself while it generates (the learners wait),
     # so with cluster.threads=auto it takes every core.
-    alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout_gpus == 0
+    alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout.gpus == 0
              and r.num_engines == 1 and r.tensor_parallel_size == 1)
     return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb, node_cores=alone)
 
