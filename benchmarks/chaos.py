@@ -38,7 +38,7 @@ KINDS = {"engine": b"ray::RolloutWorker", "verifier": b"ray::VerifierWorker", "r
 
 
 def args_for(steps: int, every: int) -> list[str]:
-    return [f"trainer.steps={steps}", f"trainer.save_every={every}", "trainer.keep_last=2", "trainer.eval_n=0",
+    return [f"trainer.steps={steps}", f"trainer.save_every={every}", "trainer.keep_last=2", "eval.before_after_samples=0",
             "trainer.save_checkpoint=false", "trainer.max_restarts=100", "algorithm.kl.coef=0.01",
             "learner.world_size=2", "cluster.address=local"]
 

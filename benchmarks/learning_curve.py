@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/learning_curve.py [--steps N] [--eval-every 5] [--eval-n 4]
         [--out benchmarks/results/learning_curve] [--skip-rlsys] [--skip-trl] [-- HYDRA_OVERRIDES ...]
 
-rlsys runs `rlsys train model=smollm2_135m eval.every=K eval.n=E trainer.eval_n=E ...` (+ overrides; no
+rlsys runs `rlsys train model=smollm2_135m eval.every=K eval.n=E eval.before_after_samples=E ...` (+ overrides; no
 --steps: the preset's trainer.steps). TRL (this file under .venv-trl, --trl-worker) gets the workload from
 that run's config.json (composed config, overrides included), base model and data/*.parquet: same prompts
 in rlsys's order, P prompts x G samples per step, lengths, lr, temperature, clip, seed, and rlsys's verifier
@@ -46,7 +46,7 @@ def point(step, train_seconds, pass1, reward_mean, eval_seconds=None) -> dict:
 
 def run_rlsys(args, out: Path) -> dict:
     cmd = [str(ROOT / ".venv/bin/rlsys"), "train", "model=smollm2_135m", f"eval.every={args.eval_every}",
-           f"eval.n={args.eval_n}", f"trainer.eval_n={args.eval_n}", f"trainer.output_dir={out / 'rlsys'}",
+           f"eval.n={args.eval_n}", f"eval.before_after_samples={args.eval_n}", f"trainer.output_dir={out / 'rlsys'}",
            "trainer.save_checkpoint=false", *([f"trainer.steps={args.steps}"] if args.steps else []), *args.overrides]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line arrives when printed: arrival times are stamps

@@ -25,8 +25,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlsys.config import RENAMED, RLSysConfig, as_dict
+from rlsys.config import RLSysConfig, as_dict
 from rlsys.errors import ConfigError
+from rlsys.renamed_keys import current_layout
 
 MARKER = "COMPLETE"  # written last: a directory without it is not a checkpoint
 HASHED_BYTES = 1 << 20  # files up to this size are hashed in the marker too (large shards: size only)
@@ -167,7 +168,7 @@ def latest_intact(found: list[Path], log=print) -> Path | None:
 def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
     """The checkpoint's state, if it was made for this model and world size; else ConfigError
     naming every key that differs."""
-    saved = grouped(json.loads((path / "config.json").read_text()))
+    saved = current_layout(json.loads((path / "config.json").read_text()))  # an older version's keys renamed
     now = as_dict(cfg)
     diffs = [f"{k}: checkpoint {_get(saved, k)!r}, this run {_get(now, k)!r}" for k in MUST_MATCH
              if _get(saved, k) != _get(now, k)]
@@ -178,17 +179,6 @@ def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
         raise ConfigError(f"trainer.resume: checkpoint {path} was made for another run; keys that differ: "
                           + "; ".join(diffs) + ". Resume it with the same settings, or set trainer.resume=none.")
     return state
-
-
-def grouped(saved: dict) -> dict:
-    """A config.json written before the algorithm settings were grouped, in today's layout (its flat
-    algorithm.critic=true is today's algorithm.critic.enabled), so older checkpoints still resume."""
-    algo = saved.get("algorithm") or {}
-    flat = {old: algo.pop(old) for old in RENAMED if old in algo and not isinstance(algo[old], dict)}
-    for old, value in flat.items():
-        group, key = RENAMED[old].split(".")
-        algo.setdefault(group, {})[key] = value
-    return saved
 
 
 def truncate_metrics(run_dir: Path, step: int) -> int:

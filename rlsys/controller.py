@@ -26,6 +26,7 @@ from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with
 from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.roles import Roles, shutdown_roles, start_roles
 from rlsys.rollouts import Rollouts
+from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
 
 
@@ -123,23 +124,25 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
              log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
     """The RL phase on running roles: held-out reward, trainer.steps steps (from a checkpoint's step
     when resuming, checkpointing every trainer.save_every), held-out reward."""
-    t, run_dir = cfg.trainer, Path(cfg.run_dir)
+    t, run_dir, samples = cfg.trainer, Path(cfg.run_dir), cfg.eval.before_after_samples
     state, anchors = restore(resume_from, cfg, roles, base_model, log) if resume_from else (None, None)
     start, version = (state.step, state.version) if state else (0, 0)
     if state:
         before = state.held_out_before
     else:
-        before = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+        before = evaluate(cfg, roles, held_out, samples, seed=t.seed) if samples and held_out else None
         if before:
             log(f"held-out before RL: pass@1 {before['accuracy']:.3f}, reward {before['reward_mean']:.3f} "
                 f"({before['samples']} samples)")
+        elif not samples:
+            log("held-out evaluation before and after RL: skipped (eval.before_after_samples=0)")
     if anchors is None and "anchors" in needs(cfg.algorithm):
         anchors = AnchorPool(cfg, roles, train_data)
     prompts = PromptCursor(train_data.batches(t.prompts_per_step, t.seed), skip=state.prompts_drawn if state else 0)
     drawn, t0 = {}, time.perf_counter()  # step -> prompt batches drawn once its round was sampled
 
     def produce(step: int, timer: StepTimer):
-        out = sample_step(cfg, roles, train_data, prompts, seed=t.seed * 100_003 + step, timer=timer)
+        out = sample_step(cfg, roles, train_data, prompts, seed=step_seed(t.seed, step), timer=timer)
         drawn[step] = prompts.drawn
         return out
 
@@ -157,7 +160,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
             if t.save_every and (step % t.save_every == 0 or step == t.steps):
                 save(cfg, roles, RunState(step, version, drawn.pop(step), base_model, before,
                                           anchors.cursor if anchors else 0), anchors)
-    after = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+    after = evaluate(cfg, roles, held_out, samples, seed=t.seed) if samples and held_out else None
     return {"steps": t.steps, "held_out_before": before, "held_out_after": after,
             "train_seconds": time.perf_counter() - t0}
 

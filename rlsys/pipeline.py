@@ -22,6 +22,7 @@ from rlsys.faults import ActorLost, call_with_retries
 from rlsys.learner.objective import needs
 from rlsys.learner.role_config import reference_on_server
 from rlsys.rollout.fleet import sort_groups
+from rlsys.seeds import anchor_seed, round_seed
 from rlsys.verify.pool import require_scored
 
 
@@ -70,7 +71,7 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
     keep = (lambda g: bool(informative(g).any())) if a.sampling.dynamic else None
     for rnd in range(rounds):
         idx = next(prompts)
-        batch = stream_round(cfg, roles, data, idx, seed + 7919 * rnd, timer, keep)
+        batch = stream_round(cfg, roles, data, idx, round_seed(seed, rnd), timer, keep)
         if batch is not None:
             batch.group_id = batch.group_id + tried  # unique across rounds
         tried += len(idx)
@@ -188,8 +189,8 @@ class AnchorPool:
     def __init__(self, cfg, roles, data: PromptDataset):
         a, n = cfg.algorithm, cfg.rollout.n
         num_prompts = min(len(data), -(-a.divergence.anchor_pool // n))
-        idx = np.random.default_rng(cfg.trainer.seed + 17).permutation(len(data))[:num_prompts]
-        batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17,
+        idx = np.random.default_rng(anchor_seed(cfg.trainer.seed)).permutation(len(data))[:num_prompts]
+        batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=anchor_seed(cfg.trainer.seed),
                                                            catch_up=catch_up(cfg, roles)))
         batch = require_scored(batch, "DPH-RL anchor pool")
         self.pool = batch.select(np.arange(min(a.divergence.anchor_pool, len(batch))))

@@ -79,7 +79,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
         None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i),
                                                                       max_restarts=-1).remote(
             path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size, cfg.learner,
-            cfg.cluster.reference_cpus, cfg.cluster.threads)
+            cfg.cluster.reference.cpus, cfg.cluster.threads)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
 

@@ -125,7 +125,7 @@ class LearnerGroup:
         log-probs in bypass mode. Stats are per update, averaged over the updates (maxima: the max)."""
         lr_, a = self.cfg.learner, self.cfg.algorithm
         chunks = num_mini_batches(len(batch), lr_.ppo_mini_batch_size)
-        if a.rollout_correction_bypass:
+        if a.rollout_correction.bypass:
             batch = _with(batch, old_logprobs=batch.behaviour_logprobs)
         elif chunks * lr_.ppo_epochs > 1:
             batch = _with(batch, old_logprobs=self._per_sample("old_logprobs", batch))

@@ -56,7 +56,7 @@ def register_divergence(name: str):
 
 def register_rollout_correction(name: str, *, knobs=()):
     """Decorator for fn(ratio, **knobs) -> (IS weight, {"truncated" or "masked": bool}): the weight on each
-    token's policy loss, from ratio = pi_old / pi_behaviour at algorithm.rollout_correction_level
+    token's policy loss, from ratio = pi_old / pi_behaviour at algorithm.rollout_correction.level
     (broadcast over the tokens), and where the mode cut it."""
     return declare("correction", name, ROLLOUT_CORRECTIONS, knobs=knobs, stats=CORRECTION_STATS)
 
@@ -143,11 +143,12 @@ def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 
 
 # ---- rollout correction: behaviour policy (the engines, maybe k versions old) vs logp_old ---------
 def correction_mode(a, max_staleness: int) -> str:
-    """algorithm.rollout_correction with `auto` resolved: decoupled PPO (token TIS against the
+    """algorithm.rollout_correction.mode with `auto` resolved: decoupled PPO (token TIS against the
     recomputed logp_old) when training off-policy (trainer.max_staleness >= 1), else none."""
-    if a.rollout_correction != "auto":
-        return a.rollout_correction
-    return "tis" if max_staleness >= 1 and not a.rollout_correction_bypass else "none"
+    rc = a.rollout_correction
+    if rc.mode != "auto":
+        return rc.mode
+    return "tis" if max_staleness >= 1 and not rc.bypass else "none"
 
 
 @register_rollout_correction("none")
@@ -155,20 +156,20 @@ def no_correction(ratio: torch.Tensor):
     return torch.ones_like(ratio), {}
 
 
-@register_rollout_correction("tis", knobs=("rollout_correction_cap",))
+@register_rollout_correction("tis", knobs=("rollout_correction.cap",))
 def truncated_is(ratio: torch.Tensor, rollout_correction_cap: float = 2.0):
     """TIS: w = min(rho, C)."""
     return torch.clamp(ratio, max=rollout_correction_cap), {"truncated": ratio > rollout_correction_cap}
 
 
-@register_rollout_correction("mis", knobs=("rollout_correction_low", "rollout_correction_high"))
+@register_rollout_correction("mis", knobs=("rollout_correction.low", "rollout_correction.high"))
 def masked_is(ratio: torch.Tensor, rollout_correction_low: float = 0.5, rollout_correction_high: float = 5.0):
     """MIS (rejection): w = 1 where lo <= rho <= hi, 0 elsewhere (the sample or token leaves the loss)."""
     keep = (ratio >= rollout_correction_low) & (ratio <= rollout_correction_high)
     return keep.to(ratio.dtype), {"masked": ~keep}
 
 
-@register_rollout_correction("icepop", knobs=("rollout_correction_low", "rollout_correction_high"))
+@register_rollout_correction("icepop", knobs=("rollout_correction.low", "rollout_correction.high"))
 def icepop(ratio: torch.Tensor, rollout_correction_low: float = 0.5, rollout_correction_high: float = 5.0):
     """IcePop: w = rho where lo <= rho <= hi, 0 elsewhere (the IS weight kept inside the band)."""
     keep = (ratio >= rollout_correction_low) & (ratio <= rollout_correction_high)

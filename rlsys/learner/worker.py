@@ -32,6 +32,7 @@ from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS,
 from rlsys.learner.spec import knob_values, spec
 from rlsys.memory import peak_gb, reset_peak
 from rlsys.net import free_address
+from rlsys.seeds import rank_seed
 from rlsys.threads import set_threads, stage_threads
 
 class LearnerWorker:
@@ -40,7 +41,7 @@ class LearnerWorker:
 
         pin_to_cpus("RLSYS_LEARNER_CPUS")
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
-        torch.manual_seed(cfg.seed + rank)
+        torch.manual_seed(rank_seed(cfg.seed, rank))
 
     def address(self) -> tuple[str, int]:
         return free_address()
@@ -185,7 +186,7 @@ class LearnerWorker:
         """The policy loss weighted by the (detached) IS weight between logp_old and the behaviour policy."""
         a = self.cfg.algorithm
         mode = correction_mode(a, self.cfg.max_staleness)
-        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction_level,
+        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction.level,
                                           knob_values(spec("correction", mode), a))
         stats.update(corr)
         return loss_tok if mode == "none" else loss_tok * weight

@@ -22,6 +22,7 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
+from rlsys.seeds import group_seed
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
 # cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
@@ -116,7 +117,7 @@ class RolloutFleet:
         params = (n, r.temperature if temperature is None else temperature, r.top_p if top_p is None else top_p,
                   r.max_new_tokens)
         cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
-        group_seed = lambda g: seed * 1_000_003 + int(prompt_idx[g])  # noqa: E731  (also names the group)
+        seed_of = lambda g: group_seed(seed, int(prompt_idx[g]))  # noqa: E731  (also names the group)
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
         waiting: list[int] = []  # groups with no live engine to take them yet
 
@@ -132,7 +133,7 @@ class RolloutFleet:
                 per_engine.setdefault(e, []).append(g)
                 self.load[e] += cost[g]
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
-                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], group_seed(g)) for g in gs]
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g)) for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call] = (e, set(gs))
 
@@ -148,7 +149,7 @@ class RolloutFleet:
                         again, waiting[:] = waiting[:], []
                         submit(again)
                     elif w in calls:
-                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, group_seed)
+                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, seed_of)
         finally:  # the consumer stopped early (or failed): drop what is still running
             for call, (e, owed) in calls.items():
                 self.load[e] -= sum(cost[g] for g in owed)

@@ -20,6 +20,7 @@ import numpy as np
 
 from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
+from rlsys.seeds import engine_seed
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     r = cfg.rollout
     vocab = AutoConfig.from_pretrained(model_path).vocab_size
     kwargs = dict(
-        model=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed + engine_index,
+        model=model_path, dtype=cfg.model.dtype, seed=engine_seed(cfg.trainer.seed, engine_index),
         enforce_eager=r.enforce_eager, max_model_len=r.max_model_len,
         tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
         enable_prefix_caching=True,  # the G samples of a prompt share its KV blocks
@@ -55,7 +56,7 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     # generation (SmolLM2-135M, 2 cores, 128 / 32 sequences of 64 tokens: 101 vs 168 / 89 vs 139 tok/s).
     # A lone engine of a synchronous run has the node to itself while it generates (the learners wait),
     # so with cluster.threads=auto it takes every core.
-    alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout_gpus == 0
+    alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout.gpus == 0
              and r.num_engines == 1 and r.tensor_parallel_size == 1)
     return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb, node_cores=alone)
 

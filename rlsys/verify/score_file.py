@@ -79,8 +79,9 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], bool]:
 def compose_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from rlsys.config import to_dataclass, validate
+    from rlsys.config import to_dataclass
     from rlsys.train import CONF_DIR
+    from rlsys.validation import validate
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         dcfg = compose("config", overrides=[*overrides, "run_dir=."])

@@ -8,7 +8,8 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 
-from rlsys.config import register_configs, to_dataclass, validate
+from rlsys.config import register_configs, to_dataclass
+from rlsys.validation import validate
 from rlsys.controller import prepare_data_and_model, run
 from rlsys.metrics import read_metrics
 from rlsys.roles import reset_roles, start_roles
@@ -25,7 +26,7 @@ register_configs()
 def preset_cfg(name: str, run_dir, *extra: str):
     with initialize_config_dir(CONF_DIR, version_base=None):
         c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
-                                         "trainer.prompts_per_step=16", "trainer.eval_n=0", "cluster.num_cpus=4",
+                                         "trainer.prompts_per_step=16", "eval.before_after_samples=0", "cluster.num_cpus=4",
                                          "algorithm.divergence.anchor_samples=32", "algorithm.divergence.anchor_pool=64",
                                          "algorithm.kl.metric=true", *extra])  # kl_ref: did reset work?
     return validate(to_dataclass(c))

@@ -14,7 +14,7 @@ import pytest
 from rlsys.checkpoint import complete_checkpoints
 from tests.conftest import ROOT
 
-ARGS = ["trainer.steps=4", "trainer.save_every=2", "trainer.keep_last=1", "trainer.eval_n=0",
+ARGS = ["trainer.steps=4", "trainer.save_every=2", "trainer.keep_last=1", "eval.before_after_samples=0",
         "trainer.prompts_per_step=16", "rollout.n=4", "trainer.save_checkpoint=false", "learner.world_size=2",
         "algorithm.optim.warmup_steps=2", "algorithm.optim.schedule=cosine"]
 

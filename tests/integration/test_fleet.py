@@ -235,7 +235,8 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
 def roles(ray_session, tmp_path_factory):
     from omegaconf import OmegaConf
 
-    from rlsys.config import to_dataclass, validate
+    from rlsys.config import to_dataclass
+    from rlsys.validation import validate
     from rlsys.controller import prepare_data_and_model
     from rlsys.roles import start_roles
 

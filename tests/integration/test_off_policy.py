@@ -9,7 +9,8 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from rlsys.config import RLSysConfig, to_dataclass, validate
+from rlsys.config import RLSysConfig, get_key, to_dataclass
+from rlsys.validation import validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.objective import report, report_correction
@@ -59,8 +60,8 @@ def make_batch(cfg, train, rng) -> RolloutBatch:
 def train(group, cfg, batch, **knobs):
     cfg = copy.deepcopy(cfg)
     for key, value in knobs.items():
-        section, name = key.split("__")
-        setattr(getattr(cfg, section), name, value)
+        *groups, name = key.split("__")  # algorithm__rollout_correction__cap: cfg.algorithm.rollout_correction.cap
+        setattr(get_key(cfg, ".".join(groups)), name, value)
     group.reset(learner_role_config(validate(cfg)))
     stats = group.train(batch)
     return stats, {**report(stats, cfg.algorithm), **report_correction(stats)}
@@ -106,15 +107,15 @@ def test_off_policy_behaviour_is_corrected_with_truncated_weights(setup):
     cfg, group, batch = setup
     off = batch.select(np.arange(len(batch)))
     off.behaviour_logprobs = [b - 0.5 * (np.arange(LENGTH) < 3) for b in batch.behaviour_logprobs]
-    _, m = train(group, cfg, off, algorithm__rollout_correction="tis")
+    _, m = train(group, cfg, off, algorithm__rollout_correction__mode="tis")
     assert m["rollout_corr/kl_k1"] == pytest.approx(0.25, abs=1e-4)  # mean(logp_old - logp_behaviour)
     assert m["rollout_corr/is_weight_mean"] == pytest.approx((np.exp(0.5) + 1) / 2, abs=1e-4)
     assert m["rollout_corr/is_weight_max"] == pytest.approx(np.exp(0.5), abs=1e-4)
     assert m["rollout_corr/truncated_frac"] == 0
-    _, m = train(group, cfg, off, algorithm__rollout_correction="tis", algorithm__rollout_correction_cap=1.5)
+    _, m = train(group, cfg, off, algorithm__rollout_correction__mode="tis", algorithm__rollout_correction__cap=1.5)
     assert m["rollout_corr/truncated_frac"] == pytest.approx(0.5) and m["rollout_corr/is_weight_max"] == 1.5
-    _, m = train(group, cfg, off, algorithm__rollout_correction="icepop", algorithm__rollout_correction_level="sequence")
+    _, m = train(group, cfg, off, algorithm__rollout_correction__mode="icepop", algorithm__rollout_correction__level="sequence")
     # sequence ratio e^1.5 = 4.48, inside [0.5, 5]: every token weighs 4.48
     assert m["rollout_corr/is_weight_mean"] == pytest.approx(np.exp(1.5), rel=1e-4)
-    _, m = train(group, cfg, off, algorithm__rollout_correction_bypass=True, algorithm__rollout_correction="none")
+    _, m = train(group, cfg, off, algorithm__rollout_correction__bypass=True, algorithm__rollout_correction__mode="none")
     assert m["rollout_corr/kl_k1"] == 0  # logp_old = the behaviour log-probs: no mismatch left to correct

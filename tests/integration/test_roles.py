@@ -10,7 +10,8 @@ import ray
 from omegaconf import OmegaConf
 
 from rlsys.cluster import ClusterError, place_roles
-from rlsys.config import RLSysConfig, to_dataclass, validate
+from rlsys.config import RLSysConfig, to_dataclass
+from rlsys.validation import validate
 from rlsys.controller import prepare_data_and_model
 from rlsys.roles import start_roles
 from rlsys.learner.advantages import compute_advantages

@@ -16,7 +16,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlsys.config import RLSysConfig, to_dataclass, validate
+from rlsys.config import RLSysConfig, to_dataclass
+from rlsys.validation import validate
 from rlsys.controller import prepare_data_and_model
 from rlsys.rollout.speculative import checkpoint_shapes, prepare_speculative, spec_metrics
 from rlsys.sync.bucket import pack_bucket

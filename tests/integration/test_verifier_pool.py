@@ -29,7 +29,7 @@ def pool():
     from rlsys.roles import start_verifiers
 
     cfg = RLSysConfig()
-    cfg.cluster.num_verifiers, cfg.cluster.verifier_cpus = 2, 0.5
+    cfg.cluster.num_verifiers, cfg.cluster.verifier.cpus = 2, 0.5
     cfg.verifier = VerifierConfig(timeout_s=TIMEOUT, memory_mb=512, concurrency=2, modules=["tests.verifier_plugins"])
     ray.init(num_cpus=2, include_dashboard=False, address="local", runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:

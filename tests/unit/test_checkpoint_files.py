@@ -106,6 +106,50 @@ def test_a_checkpoint_from_before_the_grouped_algorithm_settings_still_resumes(t
         check_compatible(ckpt, ppo, base_model="/m")
 
 
+def _old_layout(saved: dict) -> dict:
+    """Today's config.json as the versions before the renames wrote it: every renamed key at its old name."""
+    from rlsys.renamed_keys import RENAMED
+
+    def node(dotted: str) -> tuple[dict, str]:
+        *groups, name = dotted.split(".")
+        d = saved
+        for g in groups:
+            d = d[g]
+        return d, name
+
+    values = {}
+    for old, new in RENAMED.items():  # take every new value out first: an old name may be a group of today
+        parent, name = node(new)
+        values[old] = parent.pop(name)
+    for group in ("optim", "kl", "critic", "sampling", "divergence", "distill", "lp_reg", "rollout_correction"):
+        assert saved["algorithm"].pop(group) == {}  # every key of these groups was renamed
+    for role in ("rollout", "learner", "reference"):
+        assert saved["cluster"].pop(role) == {}
+    del saved["cluster"]["verifier"]  # its gpus knob is new
+    for old, value in values.items():
+        parent, name = node(old)
+        parent[name] = value
+    return saved
+
+
+def test_a_checkpoint_from_before_the_renames_loads_into_todays_config(tmp_path):
+    from rlsys.config import as_dict
+    from rlsys.renamed_keys import current_layout
+
+    run = tmp_path / "run"
+    now = config(run)
+    now.algorithm.rollout_correction.cap, now.cluster.learner.gpus, now.task.max_ops = 3.0, 0.5, 4
+    now.model.pretrain_steps, now.eval.before_after_samples, now.algorithm.critic.enabled = 7, 0, True
+    old = _old_layout(as_dict(now))
+    assert old["algorithm"]["rollout_correction_cap"] == 3.0 and old["cluster"]["learner_gpus"] == 0.5
+    assert old["algorithm"]["critic"] is True and old["trainer"]["eval_n"] == 0 and old["task"]["steps"] == 4
+    loaded = to_dataclass(OmegaConf.create(current_layout(old)))  # the schema fills the new cluster.verifier.gpus
+    assert loaded == now
+    ckpt = save(run, 1, now)
+    (ckpt / "config.json").write_text(json.dumps(_old_layout(as_dict(now))))
+    assert check_compatible(ckpt, now, base_model="/m").step == 1
+
+
 def test_truncate_metrics_drops_steps_logged_after_the_checkpoint(tmp_path):
     path, samples = tmp_path / "metrics.jsonl", tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 8)))

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlsys.config import ConfigError, RLSysConfig, validate
+from rlsys.config import ConfigError, RLSysConfig
+from rlsys.validation import validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.loggers.console import ConsoleBackend
 from rlsys.loggers.names import VERL_NAMES, verl_names

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rlsys.cluster import colocated, role_demands
-from rlsys.config import ConfigError, RLSysConfig, validate
+from rlsys.config import ConfigError, RLSysConfig, get_key
+from rlsys.validation import validate
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 from rlsys.rollout.engine_options import engine_options
 from rlsys.rollout.speculative import prepare_speculative, read_counters, spec_metrics, speculative_config
@@ -18,12 +19,12 @@ def cfg_with(**kw) -> RLSysConfig:
     cfg = RLSysConfig()
     cfg.run_dir = kw.pop("run_dir", "/tmp/unused")
     for key, value in kw.items():
-        group, name = key.split("__")
-        setattr(getattr(cfg, group), name, value)
+        *groups, name = key.split("__")  # cluster__rollout__gpus: cfg.cluster.rollout.gpus
+        setattr(get_key(cfg, ".".join(groups)), name, value)
     return cfg
 
 
-GPU = {"cluster__rollout_gpus": 0.5, "cluster__learner_gpus": 0.5}
+GPU = {"cluster__rollout__gpus": 0.5, "cluster__learner__gpus": 0.5}
 
 
 @pytest.mark.parametrize("kw, key", [
@@ -39,7 +40,7 @@ GPU = {"cluster__rollout_gpus": 0.5, "cluster__learner_gpus": 0.5}
     ({"rollout__sync_backend": "ipc", **GPU}, "rollout.sync_backend"),
     ({"rollout__sync_backend": "nccl", "cluster__colocate": True, **GPU}, "rollout.sync_backend"),
     ({"cluster__colocate": True}, "cluster.colocate"),
-    ({"cluster__colocate": True, "cluster__rollout_gpus": 0.6, "cluster__learner_gpus": 0.6}, "cluster.colocate"),
+    ({"cluster__colocate": True, "cluster__rollout__gpus": 0.6, "cluster__learner__gpus": 0.6}, "cluster.colocate"),
     ({"cluster__colocate": True, "rollout__num_engines": 1, **GPU}, "cluster.colocate"),  # 2 learner ranks
 ])
 def test_nonsense_combinations_name_the_key(kw, key):

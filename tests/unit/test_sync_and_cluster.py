@@ -67,33 +67,34 @@ def test_too_many_learner_ranks_names_the_knob():
 
 def test_gpu_demand_checked():
     cfg = RLSysConfig()
-    cfg.cluster.learner_gpus = 1
+    cfg.cluster.learner.gpus = 1
     with pytest.raises(ClusterError, match="needs 2 GPU but the Ray cluster has 0"):
         check_capacity(role_demands(cfg), {"CPU": 16.0})
 
 
 def test_custom_resources_pin_roles_and_are_checked_naming_the_knob():
     cfg = RLSysConfig()
-    cfg.cluster.rollout_resources, cfg.cluster.learner_resources = {"rollout_node": 1.0}, {"learner_node": 0.5}
+    cfg.cluster.rollout.resources, cfg.cluster.learner.resources = {"rollout_node": 1.0}, {"learner_node": 0.5}
     demands = {d.role: d for d in role_demands(cfg)}
     assert demands["rollout"].bundles == [{"CPU": 0.5, "rollout_node": 1.0}]
     assert demands["learner"].bundles == [{"CPU": 0.5, "learner_node": 0.5}] * 2
     check_capacity(list(demands.values()), {"CPU": 2.0, "rollout_node": 1.0, "learner_node": 1.0})
-    with pytest.raises(ClusterError, match=r"(?s)needs 1 learner_node but the Ray cluster has 0.*cluster.learner_resources"):
+    with pytest.raises(ClusterError, match=r"(?s)needs 1 learner_node but the Ray cluster has 0.*cluster\.learner\.resources"):
         check_capacity(list(demands.values()), {"CPU": 2.0, "rollout_node": 1.0})
 
 
 def test_custom_resources_reach_actor_options_and_bad_names_fail():
     pytest.importorskip("ray")
     from rlsys.cluster import actor_options
-    from rlsys.config import ConfigError, validate
+    from rlsys.config import ConfigError
+    from rlsys.validation import validate
 
     opts = actor_options({"rollout": (None, [{"CPU": 0.5, "rollout_node": 1.0}])}, "rollout", 0)
     assert opts["num_cpus"] == 0.5 and opts["resources"] == {"rollout_node": 1.0}
     cfg = RLSysConfig(run_dir="/tmp/x")
     for bad in ({"GPU": 1.0}, {"learner_node": "x"}, {"learner_node": 0}, ["learner_node"]):
-        cfg.cluster.learner_resources = bad
-        with pytest.raises(ConfigError, match="cluster.learner_resources"):
+        cfg.cluster.learner.resources = bad
+        with pytest.raises(ConfigError, match=r"cluster\.learner\.resources"):
             validate(cfg)
 
 
