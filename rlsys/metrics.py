@@ -13,10 +13,10 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 
-STAGES = ("generate", "verify", "reference", "train", "sync")
 # stage -> the metric of its time (verl's timing_s/* names)
 STAGE_METRICS = {"generate": "timing_s/gen", "verify": "timing_s/reward", "reference": "timing_s/ref",
                  "train": "timing_s/update_actor", "sync": "timing_s/update_weights"}
+STAGES = tuple(STAGE_METRICS)
 
 
 class StepTimer:
@@ -80,7 +80,7 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "training/rollout_logprob_diff_mean": train["mismatch_sum"] / tokens,
         "training/rollout_logprob_diff_max": train["training/rollout_logprob_diff_max"],
         "actor/grad_norm": train["actor/grad_norm"],
-        "actor/lr": train.get("actor/lr", 0.0),  # the learning rate of this step (algorithm.optim.warmup_steps, .schedule)
+        "actor/lr": train.get("actor/lr", 0.0),  # this step's (algorithm.optim.warmup_steps, .schedule)
         "perf/update_weights_gb": sync["bytes"] / 1e9,
         "perf/update_weights_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
         # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)

@@ -50,8 +50,9 @@ def register_regulariser(name: str, *, active, needs=(), knobs=(), stats=()):
 
 def register_divergence(name: str):
     """Decorator for a DPH-RL generator f(log u) (algorithm.divergence.name=<name>)."""
-    return declare("divergence", name, DIVERGENCES, needs=("anchors",), knobs=("divergence.coef", "divergence.anchor_samples",
-                   "divergence.anchor_pool"), stats=(Stat("actor/divergence"),), active=lambda a: a.divergence.name == name)
+    return declare("divergence", name, DIVERGENCES, needs=("anchors",),
+                   knobs=("divergence.coef", "divergence.anchor_samples", "divergence.anchor_pool"),
+                   stats=(Stat("actor/divergence"),), active=lambda a: a.divergence.name == name)
 
 
 def register_rollout_correction(name: str, *, knobs=()):
