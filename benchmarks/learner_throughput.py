@@ -94,7 +94,7 @@ def learner_rank(a) -> dict:
     return {"rank": a.rank, "seconds": statistics.median(times[1:]), "cores": statistics.median(cores[1:]),
             "threads": w.threads, "num_micro": num_micro, "tokens": int(lengths.sum()),
             "model_tokens": model_tokens(batch, a.mode, lc.micro_batch_size, lc.max_tokens_per_micro_batch, a.world),
-            "peak_gb": stats["peak_memory_gb"]}
+            "peak_gb": stats["perf/max_memory_gb"]}
 
 
 def plain_logprobs(model, x, head_only_responses: bool):

@@ -67,7 +67,7 @@ def run_rlsys(args, out: Path) -> dict:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steps, (b, a) = cfg["trainer"]["steps"], (s["held_out_before"], s["held_out_after"])
     points, cum, step_s, evals = [point(0, 0.0, b["accuracy"], b["reward_mean"])], 0.0, [], []
-    for r in rows:  # verl's metric names (rlsys/loggers/names.py)
+    for r in rows:  # metric names: docs/metrics.md
         step_s.append(r["timing_s/step"])
         cum += r["timing_s/step"]
         if "val/pass@1" in r:  # eval.every logs pass@k only, no reward mean

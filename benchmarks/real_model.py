@@ -38,18 +38,17 @@ def run_rlsys(out: Path, steps: int, eval_n: int) -> Path:
 
 
 def rlsys_figures(run_dir: Path) -> dict:
-    from rlsys.loggers.names import VERL_NAMES
-    from rlsys.metrics import STAGES, read_metrics
+    from rlsys.metrics import STAGE_METRICS, read_metrics
 
-    internal = {v: k for k, v in VERL_NAMES.items()}  # metrics.jsonl holds verl's names; this reads the short ones
-    rows = [{internal.get(k, k): v for k, v in r.items()} for r in read_metrics(run_dir / "metrics.jsonl")]
+    rows = read_metrics(run_dir / "metrics.jsonl")
     later = rows[1:] or rows  # step 1 also pays start-up costs
     mean = lambda k: statistics.mean(r[k] for r in later)  # noqa: E731
     s = json.loads((run_dir / "summary.json").read_text())
-    return {"step_seconds": mean("step_seconds"), **{f"time_{k}": mean(f"time_{k}") for k in STAGES},
-            "step1_generate_tokens_per_s": rows[0]["generate_tokens_per_s"],
-            "learner_peak_memory_gb": max(r["learner_peak_memory_gb"] for r in rows),
-            "engine_peak_memory_gb": max(r["engine_peak_memory_gb"] for r in rows),
+    # results.json keeps its own keys (step_seconds is also the TRL side's)
+    return {"step_seconds": mean("timing_s/step"), **{f"time_{k}": mean(m) for k, m in STAGE_METRICS.items()},
+            "step1_generate_tokens_per_s": rows[0]["perf/gen_throughput"],
+            "learner_peak_memory_gb": max(r["perf/max_memory_gb"] for r in rows),
+            "engine_peak_memory_gb": max(r["perf/rollout_max_memory_gb"] for r in rows),
             "held_out_before": (s.get("held_out_before") or {}).get("accuracy"),
             "held_out_after": (s.get("held_out_after") or {}).get("accuracy"), "steps": len(rows)}
 

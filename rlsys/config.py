@@ -58,7 +58,7 @@ class KLConfig:
     coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
     estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
     placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
-    metric: bool = False  # run the reference forward for the kl_ref metric even when no term needs it
+    metric: bool = False  # run the reference forward for the actor/kl_loss metric even when no term needs it
 
 
 @dataclass

@@ -66,7 +66,7 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
     t0 = time.perf_counter()
     counts = sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed, catch_up(cfg, roles))
     overall = curves(counts, ks_up_to(cfg.eval.n))
-    return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
+    return {**{f"val/pass@{k}": v for k, v in overall["overall"].items()}, "timing_s/testing": time.perf_counter() - t0}
 
 
 def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, version: int,
@@ -91,11 +91,14 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
     with timer("sync"):
         sync = rollouts.sync(version + 1)  # the controller moves the weights, between the fleet's rounds
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
-    m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
+    m.update(extra)
+    m["rollout/engine_restarts"] = roles.fleet.restarts  # so far in the run
+    m["perf/rollout_max_memory_gb"] = roles.fleet.peak_memory_gb()  # the largest engine, its vLLM processes included
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(roles.fleet.spec_metrics())
     m.update(report(stats, a))  # every declared stat of the objective's active terms
-    m.update(report_correction(stats), **{"actor/ppo_updates": stats["ppo_updates"]})
+    m.update(report_correction(stats))
+    m["actor/ppo_updates"] = stats["actor/ppo_updates"]
     m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/faults.py)
     return batch, m
 
@@ -114,7 +117,7 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
             log(f"{err}: rebuilding the learners (restart {restart} of trainer.max_restarts="
                 f"{cfg.trainer.max_restarts}) and going on from {resume_from or 'step 0 (no checkpoint yet)'}")
             roles.learners.rebuild()
-            roles.faults.add("learner_restarts")  # reported by the next step that finishes
+            roles.faults.add("faults/learner_restarts")  # reported by the next step that finishes
             if resume_from is None:  # the engines serve weights the new learners never had
                 sync_weights(roles, 0)
                 truncate_metrics(Path(cfg.run_dir), 0)
@@ -147,10 +150,10 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
         return out
 
     with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps, start, version) as rollouts, \
-            RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends, under verl's metric names
+            RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends
         for step in range(start + 1, t.steps + 1):
             batch, m = rl_step(cfg, roles, rollouts, step, version, anchors)
-            version = m["policy_version"]
+            version = m["training/policy_version"]
             if cfg.eval.every and held_out and step % cfg.eval.every == 0:
                 with rollouts.paused():
                     m.update(held_out_pass_at_k(cfg, roles, held_out))

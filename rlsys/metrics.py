@@ -1,4 +1,5 @@
-"""Per-step metrics of the RL loop (internal names; rlsys/loggers renames them to verl's and writes them)."""
+"""Per-step metrics of the RL loop, under the names they are logged with (verl's where verl has the
+quantity; docs/metrics.md lists every one and tests/unit/test_metric_names.py keeps it in step)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 
-STAGES = ("generate", "verify", "reference", "train", "sync")
+# stage -> the metric of its time (verl's timing_s/* names)
+STAGE_METRICS = {"generate": "timing_s/gen", "verify": "timing_s/reward", "reference": "timing_s/ref",
+                 "train": "timing_s/update_actor", "sync": "timing_s/update_weights"}
+STAGES = tuple(STAGE_METRICS)
 
 
 class StepTimer:
@@ -55,35 +59,39 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
 
 
 def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: dict, timer: StepTimer) -> dict:
+    """The step's metrics from its batch, the learners' stats (learner/worker.py), the sync and the timer;
+    `step` is also kept unprefixed, as the row index of metrics.jsonl."""
     tokens = max(train["tokens"], 1.0)
     lengths = batch.response_lengths
     wall, seconds = timer.total(), timer.seconds
     m = {
         "step": step,
-        "policy_version": version,
-        "reward_mean": float(batch.reward.mean()),
-        "accuracy": float(batch.correct.mean()),
-        "response_length": float(lengths.mean()),
-        "truncated_frac": float(np.mean([f == "length" for f in batch.finish_reason])),
-        "loss": train["loss"],
+        "training/global_step": step,
+        "training/policy_version": version,
+        "critic/score/mean": float(batch.reward.mean()),
+        "critic/score/accuracy": float(batch.correct.mean()),
+        "response_length/mean": float(lengths.mean()),
+        # responses that hit rollout.max_new_tokens
+        "response_length/clip_ratio": float(np.mean([f == "length" for f in batch.finish_reason])),
+        "actor/pg_loss": train["actor/pg_loss"],
         # k3 to the reference when the step ran one, else to the behaviour policy (the engines)
-        ("kl_ref" if batch.ref_logprobs is not None else "kl_behaviour"): train["kl_sum"] / tokens,
-        "entropy": train["entropy_sum"] / tokens,
-        "logprob_mismatch": train["mismatch_sum"] / tokens,
-        "logprob_mismatch_max": train["mismatch_max"],
-        "grad_norm": train["grad_norm"],
-        "lr": train.get("lr", 0.0),  # the learning rate of this step (algorithm.optim.warmup_steps, .schedule)
-        "sync_gb": sync["bytes"] / 1e9,
-        "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
+        ("actor/kl_loss" if batch.ref_logprobs is not None else "actor/ppo_kl"): train["kl_sum"] / tokens,
+        "actor/entropy": train["entropy_sum"] / tokens,
+        "training/rollout_logprob_diff_mean": train["mismatch_sum"] / tokens,
+        "training/rollout_logprob_diff_max": train["training/rollout_logprob_diff_max"],
+        "actor/grad_norm": train["actor/grad_norm"],
+        "actor/lr": train.get("actor/lr", 0.0),  # this step's (algorithm.optim.warmup_steps, .schedule)
+        "perf/update_weights_gb": sync["bytes"] / 1e9,
+        "perf/update_weights_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
         # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)
-        "sync_by_sender": float("written_by_sender" in (sync.get("engine_paths") or {})),
-        "step_seconds": wall,
-        "stage_sum_seconds": sum(seconds.get(k, 0.0) for k in STAGES),  # > step_seconds: stages overlapped
-        "tokens_per_s": float(lengths.sum()) / max(wall, 1e-9),
-        "generate_tokens_per_s": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
+        "perf/update_weights_by_sender": float("written_by_sender" in (sync.get("engine_paths") or {})),
+        "timing_s/step": wall,
+        "timing_s/stage_sum": sum(seconds.get(k, 0.0) for k in STAGES),  # > timing_s/step: stages overlapped
+        "perf/throughput": float(lengths.sum()) / max(wall, 1e-9),
+        "perf/gen_throughput": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
     }
-    m.update({f"time_{k}": seconds.get(k, 0.0) for k in STAGES})
-    m["learner_peak_memory_gb"] = train.get("learner_peak_memory_gb", 0.0)
+    m.update({STAGE_METRICS[k]: seconds.get(k, 0.0) for k in STAGES})
+    m["perf/max_memory_gb"] = train.get("perf/max_memory_gb", 0.0)  # the fullest learner rank
     m.update(spread_stats(batch))
     # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)
     m["learner_cores"] = train.get("train_cpu_seconds", 0.0) / max(train.get("train_seconds", 0.0), 1e-9)
@@ -94,21 +102,22 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
 def spread_stats(batch: RolloutBatch) -> dict:
     """Max/min of rewards and response lengths, prompt length, advantage spread (verl's critic/*, *_length/*)."""
     lengths = batch.response_lengths
-    m = {"reward_max": float(batch.reward.max()), "reward_min": float(batch.reward.min()),
-         "response_length_max": float(lengths.max()), "response_length_min": float(lengths.min()),
-         "prompt_length": float(np.mean([len(p) for p in batch.prompt_token_ids]))}
-    if batch.advantages is not None:
+    m = {"critic/score/max": float(batch.reward.max()), "critic/score/min": float(batch.reward.min()),
+         "response_length/max": float(lengths.max()), "response_length/min": float(lengths.min()),
+         "prompt_length/mean": float(np.mean([len(p) for p in batch.prompt_token_ids]))}
+    if batch.advantages is not None:  # over response tokens
         adv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in batch.advantages] or [np.zeros(1)])
-        m.update(advantages_mean=float(adv.mean()), advantages_max=float(adv.max()), advantages_min=float(adv.min()))
+        m.update({"critic/advantages/mean": float(adv.mean()), "critic/advantages/max": float(adv.max()),
+                  "critic/advantages/min": float(adv.min())})
     return m
 
 
 def verifier_stats(details: list[dict]) -> dict:
     """Verifier errors and timeouts (counts) and mean seconds per sample, from the reward details."""
     secs = [d.get("seconds", 0.0) for d in details]
-    return {"verifier_errors": sum(1 for d in details if d.get("error")),
-            "verifier_timeouts": sum(1 for d in details if d.get("timeout")),
-            "verify_sample_seconds": float(np.mean(secs)) if secs else 0.0}
+    return {"reward/verifier_errors": sum(1 for d in details if d.get("error")),
+            "reward/verifier_timeouts": sum(1 for d in details if d.get("timeout")),
+            "reward/seconds_per_sample": float(np.mean(secs)) if secs else 0.0}
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -87,7 +87,9 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
             batch = RolloutBatch.concat(kept)
             first = np.unique(batch.group_id)[:need]
             batch = batch.select(np.nonzero(np.isin(batch.group_id, first))[0])
-            return batch, {"sampling_rounds": rnd + 1, "prompts_sampled": tried, "informative_frac": num_kept / tried}
+            # DAPO dynamic sampling: informative groups have some but not all samples correct
+            return batch, {"rollout/sampling_rounds": rnd + 1, "rollout/prompts_sampled": tried,
+                           "rollout/informative_frac": num_kept / tried}
     raise SamplingError(
         f"dynamic sampling kept {num_kept} of trainer.prompts_per_step={need} groups after "
         f"algorithm.sampling.max_rounds={rounds} rounds ({tried} prompts x rollout.n={cfg.rollout.n}): only groups "
@@ -108,7 +110,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
             scored = roles.verifiers.score(RolloutBatch.concat(groups))
         groups = [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
         real = [g for g in groups if np.isfinite(g.reward).all()]  # a group without a real reward leaves the batch
-        roles.faults.add("groups_lost_verifier", len(groups) - len(real))
+        roles.faults.add("faults/groups_lost_verifier", len(groups) - len(real))
         return real
 
     def reference(groups: list[RolloutBatch]) -> RolloutBatch | None:
@@ -123,7 +125,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 if use_teacher:
                     chunk.teacher_logprobs = server_logprobs(roles, "teacher", chunk, alone)
             except ActorLost:  # the server died on every attempt: these groups leave the batch
-                roles.faults.add("groups_lost_reference", len(groups))
+                roles.faults.add("faults/groups_lost_reference", len(groups))
                 return None
         return chunk
 

@@ -135,7 +135,7 @@ class LearnerGroup:
         reduce = reductions(a)
         stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
                  for k in updates[0]}
-        stats["ppo_updates"] = len(updates)
+        stats["actor/ppo_updates"] = len(updates)
         return stats
 
     def _update(self, batch: RolloutBatch, progress: float) -> dict:
@@ -152,10 +152,8 @@ class LearnerGroup:
         results = self._get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
                            for a, s in zip(self.actors, shards)])
         reduce = reductions(self.cfg.algorithm)
-        stats = {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
-                 if any(k in r for r in results)}
-        stats["learner_peak_memory_gb"] = stats.pop("peak_memory_gb")  # the fullest rank
-        return stats
+        return {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
+                if any(k in r for r in results)}
 
     def _with_gradient(self, batch: RolloutBatch, keep: np.ndarray) -> RolloutBatch:
         """The samples that move the weights. When the objective is an advantage-weighted policy loss

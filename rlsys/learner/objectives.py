@@ -50,8 +50,9 @@ def register_regulariser(name: str, *, active, needs=(), knobs=(), stats=()):
 
 def register_divergence(name: str):
     """Decorator for a DPH-RL generator f(log u) (algorithm.divergence.name=<name>)."""
-    return declare("divergence", name, DIVERGENCES, needs=("anchors",), knobs=("divergence.coef", "divergence.anchor_samples",
-                   "divergence.anchor_pool"), stats=(Stat("divergence"),), active=lambda a: a.divergence.name == name)
+    return declare("divergence", name, DIVERGENCES, needs=("anchors",),
+                   knobs=("divergence.coef", "divergence.anchor_samples", "divergence.anchor_pool"),
+                   stats=(Stat("actor/divergence"),), active=lambda a: a.divergence.name == name)
 
 
 def register_rollout_correction(name: str, *, knobs=()):
@@ -124,7 +125,7 @@ def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.
 
 
 @register_policy_loss("lp_reg", needs=("full_distribution",), knobs=CLIP_KNOBS + ("lp_reg.coef", "lp_reg.rho"),
-                      stats=(CLIPPED, Stat("lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg.kappa})
+                      stats=(CLIPPED, Stat("actor/lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg.kappa})
 def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, lp_reg_coef: float = 1.0,
            lp_reg_rho: float = 0.01):
     """Lp-Reg: the clipped surrogate, except on negative-advantage tokens in the lowest-probability
@@ -137,7 +138,7 @@ def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 
     chosen = x.mask & low & (x.advantages < 0) & (x.logp.detach() < x.logp_proxy)
     proxy = torch.where(chosen, x.logp_proxy, x.logp.detach())  # finite everywhere k3 is evaluated
     regular = -x.advantages * ratio + lp_reg_coef * kl_k3(x.logp, proxy)
-    stats["lp_reg_tokens"] = chosen.float().sum().item()
+    stats["actor/lp_reg_tokens"] = chosen.float().sum().item()
     return torch.where(chosen, regular, loss), stats
 
 

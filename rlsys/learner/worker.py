@@ -108,13 +108,13 @@ class LearnerWorker:
             (loss * scale * self.world_size).backward()  # FSDP averages grads over ranks
             for k, v in stats.items():  # scale 0: a padding micro-batch, counts nothing
                 totals[k] = v * scale if k not in totals else combine([totals[k], v * scale], reduce[k])
-        totals["lr"] = self.optimizer.param_groups[0]["lr"]
-        totals["grad_norm"] = self._step(self.model, self.optimizer)
+        totals["actor/lr"] = self.optimizer.param_groups[0]["lr"]
+        totals["actor/grad_norm"] = self._step(self.model, self.optimizer)  # before clipping
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
         totals["train_cpu_seconds"] = time.process_time() - cpu0  # / train_seconds = cores this rank kept busy
-        totals["peak_memory_gb"] = peak_gb()
+        totals["perf/max_memory_gb"] = peak_gb()  # this rank's; the group keeps the fullest rank's
         return totals
 
     def _micro_batches(self, shard: RolloutBatch, num_micro: int):
@@ -164,13 +164,14 @@ class LearnerWorker:
         divergence = divergence_penalty(x, a, denom)
         if divergence is not None:
             loss = loss + divergence
-            stats["divergence"] = divergence.item()
-        stats["loss"] = loss.item()  # the policy's objective; the critic's is reported apart
+            stats["actor/divergence"] = divergence.item()
+        # the policy's whole objective (any KL, entropy, regulariser or divergence term included); the critic's apart
+        stats["actor/pg_loss"] = loss.item()
         if self.critic is not None:  # 0.5 * (V - return)^2, token-mean over the step's batch
             values = inputs.to_responses(self.critic(inputs))
             value_loss = 0.5 * (((values - per_token(mb.returns)) ** 2) * loss_mask).sum() / denom.tokens
             loss = loss + value_loss
-            stats["value_loss"] = value_loss.item()
+            stats["critic/vf_loss"] = value_loss.item()
         m, logp = rl.float(), out.logp.detach()
         stats.update({
             "tokens": m.sum().item(),
@@ -178,7 +179,7 @@ class LearnerWorker:
             # metric: k3 to the reference, or to the behaviour policy when no reference ran
             "kl_sum": (KL_ESTIMATORS["k3"](logp, beh if x.logp_ref is None else x.logp_ref) * m).sum().item(),
             "mismatch_sum": ((beh - logp).abs() * m).sum().item(),
-            "mismatch_max": ((beh - logp).abs() * m).max().item(),
+            "training/rollout_logprob_diff_max": ((beh - logp).abs() * m).max().item(),
         })
         return loss, stats
 

@@ -73,7 +73,7 @@ class VerifierPool:
         try:
             return call_with_retries(submit, "verifier", self.faults)
         except ActorLost as e:
-            self.faults.add("verifier_samples_lost", k)
+            self.faults.add("faults/verifier_samples_lost", k)
             return np.full(k, np.nan, np.float32), [{"reason": "verifier actor lost", "error": str(e), "lost": True}
                                                     for _ in range(k)]
         finally:

@@ -28,7 +28,7 @@ def preset_cfg(name: str, run_dir, *extra: str):
         c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
                                          "trainer.prompts_per_step=16", "eval.before_after_samples=0", "cluster.num_cpus=4",
                                          "algorithm.divergence.anchor_samples=32", "algorithm.divergence.anchor_pool=64",
-                                         "algorithm.kl.metric=true", *extra])  # kl_ref: did reset work?
+                                         "algorithm.kl.metric=true", *extra])  # actor/kl_loss: did reset work?
     return validate(to_dataclass(c))
 
 

@@ -76,11 +76,11 @@ def test_token_budget_packed_equals_fixed_padded(worker, agg):
         packed.learner.packed, packed.learner.max_tokens_per_micro_batch = True, budget
         k = M.micro_batch_count(lengths, 4, budget) + extra  # extra: slots the group adds for other ranks
         stats, got = one_step(worker, packed, batch, num_micro=k)
-        assert stats["loss"] == pytest.approx(want_stats["loss"], abs=1e-6)
+        assert stats["actor/pg_loss"] == pytest.approx(want_stats["actor/pg_loss"], abs=1e-6)
         assert stats["tokens"] == want_stats["tokens"] == batch.response_lengths.sum()
         assert stats["kl_sum"] == pytest.approx(want_stats["kl_sum"], rel=1e-5)
-        assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=1e-5)
-        assert want_stats["grad_norm"] > 1e-3  # the comparison is about real gradients
+        assert stats["actor/grad_norm"] == pytest.approx(want_stats["actor/grad_norm"], rel=1e-5)
+        assert want_stats["actor/grad_norm"] > 1e-3  # the comparison is about real gradients
         for name, g in want.items():
             assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
 
@@ -98,7 +98,7 @@ def test_activation_checkpointing_and_bf16_compute(worker):
     ckpt.learner.activation_checkpointing = True
     stats, got = one_step(worker, ckpt, batch, k)
     assert worker.model.model.gradient_checkpointing  # the knob reached the model
-    assert stats["loss"] == pytest.approx(want_stats["loss"], abs=1e-6)
+    assert stats["actor/pg_loss"] == pytest.approx(want_stats["actor/pg_loss"], abs=1e-6)
     for name, g in want.items():
         assert torch.allclose(got[name], g, atol=1e-6, rtol=1e-4), name
     if not cpu_bf16_native():
@@ -108,7 +108,7 @@ def test_activation_checkpointing_and_bf16_compute(worker):
     stats, got = one_step(worker, bf16, batch, k)
     assert all(p.dtype == torch.float32 for p in worker.model.parameters())  # master weights
     assert all(g.dtype == torch.float32 for g in got.values())  # reduced in fp32
-    assert stats["grad_norm"] == pytest.approx(want_stats["grad_norm"], rel=0.1)
+    assert stats["actor/grad_norm"] == pytest.approx(want_stats["actor/grad_norm"], rel=0.1)
     assert stats["entropy_sum"] == pytest.approx(want_stats["entropy_sum"], rel=1e-2)
     assert stats["entropy_sum"] != want_stats["entropy_sum"]  # it did compute in bf16
 

@@ -70,7 +70,7 @@ def train(group, cfg, batch, **knobs):
 def test_one_update_keeps_the_ratio_at_one(setup):
     cfg, group, batch = setup
     stats, m = train(group, cfg, batch)
-    assert stats["ppo_updates"] == 1 and m["actor/pg_clipfrac"] == 0  # logp_old is this very forward's value
+    assert stats["actor/ppo_updates"] == 1 and m["actor/pg_clipfrac"] == 0  # logp_old is this very forward's value
     assert m["rollout_corr/is_weight_mean"] == 1 and m["rollout_corr/kl_k3"] < 1e-9  # behaviour = learner
 
 
@@ -80,7 +80,7 @@ def test_second_epoch_moves_the_ratio_and_the_clip_acts_as_computed_by_hand(setu
     train(group, cfg, batch)
     logp1 = group._per_sample("old_logprobs", batch)
     stats, m = train(group, cfg, batch, learner__ppo_epochs=2)
-    assert stats["ppo_updates"] == 2
+    assert stats["actor/ppo_updates"] == 2
     old = batch.behaviour_logprobs  # = the learner's base log-probs: logp_old of both epochs
     clipped = tokens = 0
     for lp1, lp0, adv in zip(logp1, old, batch.advantages):
@@ -98,7 +98,7 @@ def test_second_epoch_moves_the_ratio_and_the_clip_acts_as_computed_by_hand(setu
 def test_mini_batches_take_one_optimizer_step_each(setup):
     cfg, group, batch = setup
     stats, m = train(group, cfg, batch, learner__ppo_mini_batch_size=len(batch) // 4, learner__ppo_epochs=2)
-    assert stats["ppo_updates"] == 8 and m["actor/pg_clipfrac"] > 0
+    assert stats["actor/ppo_updates"] == 8 and m["actor/pg_clipfrac"] > 0
 
 
 def test_off_policy_behaviour_is_corrected_with_truncated_weights(setup):

@@ -78,7 +78,7 @@ def test_sync_makes_engine_match_learner(setup):
     seqs = [list(train.prompt_token_ids[i]) + [5, 6, 1] for i in range(4)]
     before_engine, _ = full_logprobs(roles, seqs)
     stats = roles.learners.train(scored_batch(roles, train, seed=3))
-    assert np.isfinite(stats["loss"]) and stats["grad_norm"] > 0
+    assert np.isfinite(stats["actor/pg_loss"]) and stats["actor/grad_norm"] > 0
     _, learner_now = full_logprobs(roles, seqs)
     moved = max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(before_engine, learner_now))
     assert moved > 1e-3, "the training step should change the policy, or this test proves nothing"
@@ -107,8 +107,8 @@ def test_two_ranks_equal_one_rank(setup):
                          for r in range(2)], lc)
     batch = scored_batch(roles, train, seed=6)
     s1, s2 = solo.train(batch), pair.train(batch)
-    assert s1["loss"] == pytest.approx(s2["loss"], abs=1e-6)  # ~0 at ratio 1: grpo advantages sum to 0
-    assert s1["grad_norm"] == pytest.approx(s2["grad_norm"], rel=1e-4)
+    assert s1["actor/pg_loss"] == pytest.approx(s2["actor/pg_loss"], abs=1e-6)  # ~0 at ratio 1: grpo advantages sum to 0
+    assert s1["actor/grad_norm"] == pytest.approx(s2["actor/grad_norm"], rel=1e-4)
     seqs = [list(train.prompt_token_ids[i]) + [5, 6] for i in range(3)]
     a = ray.get(solo.actors[0].full_logprobs.remote(seqs))
     b = ray.get([x.full_logprobs.remote(seqs) for x in pair.actors])[0]

@@ -110,7 +110,7 @@ def test_acceptance_counters(runs, method):
     c = runs[method]["counters"]
     assert c["drafts"] > 0 and 0 < c["accepted_tokens"] <= c["draft_tokens"], c
     m = spec_metrics([c])
-    assert 0 < m["spec_acceptance_rate"] <= 1 and 1 < m["spec_tokens_per_verify"] <= 1 + 3
+    assert 0 < m["rollout/spec_acceptance_rate"] <= 1 and 1 < m["rollout/spec_tokens_per_verify"] <= 1 + 3
     assert runs["none"]["counters"] == dict.fromkeys(c, 0)
 
 

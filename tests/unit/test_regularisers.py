@@ -72,7 +72,7 @@ def test_lp_reg_proxy_and_replaced_tokens():
     l = math.log(0.5) - math.log(0.3)
     assert loss[0, 0].item() == pytest.approx(1.0 + 2.0 * (math.exp(l) - 1 - l), rel=1e-6)
     assert loss[0, 1].item() == pytest.approx(ppo_clip(x, 0.2, 0.2)[0][0, 1].item())
-    assert stats["lp_reg_tokens"] == 1
+    assert stats["actor/lp_reg_tokens"] == 1
 
 
 def test_kdrl_teacher_kl_anneals_and_masks_correct():

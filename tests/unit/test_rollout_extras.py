@@ -114,8 +114,8 @@ def test_spec_metrics_from_vllm_counters():
     c = read_counters(snap)
     assert c == {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 12}
     m = spec_metrics([c, {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 0}])
-    assert m["spec_acceptance_rate"] == pytest.approx(12 / 60)
-    assert m["spec_tokens_per_verify"] == pytest.approx(1 + 12 / 20)
+    assert m["rollout/spec_acceptance_rate"] == pytest.approx(12 / 60)
+    assert m["rollout/spec_tokens_per_verify"] == pytest.approx(1 + 12 / 20)
 
 
 def test_buckets_are_bounded_and_never_copy_cpu_weights():

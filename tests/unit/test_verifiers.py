@@ -71,7 +71,7 @@ def test_scorer_guards_errors_and_non_finite_rewards(monkeypatch):
         reward, d = run_verifier(src, "x", "y")
         assert reward == 0.0 and d["reason"] == "verifier error" and d["error"] and d["seconds"] >= 0
     stats = verifier_stats([d, {"seconds": 1.0, "timeout": True}])
-    assert stats["verifier_errors"] == 1 and stats["verifier_timeouts"] == 1
+    assert stats["reward/verifier_errors"] == 1 and stats["reward/verifier_timeouts"] == 1
 
 
 def test_remote_is_known_only_with_an_url():
