@@ -7,10 +7,14 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
+
+if TYPE_CHECKING:  # the sync package imports torch, which logging metrics does not need
+    from rlsys.sync.result import SyncResult
 
 STAGES = ("generate", "verify", "reference", "train", "sync")
 
@@ -54,7 +58,7 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: dict, timer: StepTimer) -> dict:
+def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: SyncResult, timer: StepTimer) -> dict:
     tokens = max(train["tokens"], 1.0)
     lengths = batch.response_lengths
     wall, seconds = timer.total(), timer.seconds
@@ -73,10 +77,10 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "logprob_mismatch_max": train["mismatch_max"],
         "grad_norm": train["grad_norm"],
         "lr": train.get("lr", 0.0),  # the learning rate of this step (algorithm.optim.warmup_steps, .schedule)
-        "sync_gb": sync["bytes"] / 1e9,
-        "sync_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
+        "sync_gb": sync.bytes / 1e9,
+        "sync_gbps": sync.bytes / 1e9 / max(sync.seconds, 1e-9),
         # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)
-        "sync_by_sender": float("written_by_sender" in (sync.get("engine_paths") or {})),
+        "sync_by_sender": float(sync.by_sender),
         "step_seconds": wall,
         "stage_sum_seconds": sum(seconds.get(k, 0.0) for k in STAGES),  # > step_seconds: stages overlapped
         "tokens_per_s": float(lengths.sum()) / max(wall, 1e-9),

@@ -23,11 +23,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 
 import torch
 
 from rlsys.sync.bucket import bucket_plan, iter_buckets, layout, pack_into, sync_params
 from rlsys.sync.direct_write import DirectWriter
+from rlsys.sync.result import SyncResult
 
 SLOTS = 3  # ring slots: the sender runs up to SLOTS - 1 buckets ahead of the engines
 
@@ -51,12 +53,12 @@ class ObjectStoreSync:
     def _buckets(self, model, keep: bool):
         return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
 
-    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> SyncResult:
         t0 = time.perf_counter()
         if not is_sender:
             for _ in self._buckets(model, keep=False):  # the gathers are collectives
                 pass
-            return {"bytes": 0, "seconds": time.perf_counter() - t0}
+            return SyncResult(bytes=0, seconds=time.perf_counter() - t0)
         from rlsys.sync.shm import ShmRing
 
         shm, same_node = self._transports(engines)
@@ -65,8 +67,8 @@ class ObjectStoreSync:
                 self.direct.ready(engines, [n for n, _ in sync_params(model, self.skip_frozen)]):
             out = self.direct.push(self._buckets(model, keep=True), engines, version, st)
             if out is not None:
-                return {**out, "seconds": time.perf_counter() - t0, "buckets": 0, "stages": st.summary(),
-                        "shm_engines": len(engines), "ray_engines": 0}
+                return replace(out, seconds=time.perf_counter() - t0, buckets=0, stages=st.summary(),
+                               shm_engines=len(engines), ray_engines=0)
         self.ring = self.ring or ShmRing(SLOTS)
         total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
         sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
@@ -88,10 +90,9 @@ class ObjectStoreSync:
         if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
             now = time.perf_counter()
             st.collect([(engines[i].finish_weight_update.remote(version), i, now) for i in sorted(st.alive)])
-        out = {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
-               "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths,
-               "failed": sorted(set(range(len(engines))) - st.alive)}
-        return {**out, "snapshot": kept} if keep_snapshot else out
+        return SyncResult(bytes=nbytes, seconds=time.perf_counter() - t0, buckets=total, stages=st.summary(),
+                          shm_engines=sum(shm), ray_engines=len(shm) - sum(shm), engine_paths=st.paths,
+                          failed=sorted(set(range(len(engines))) - st.alive), snapshot=kept if keep_snapshot else None)
 
     def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
         """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
@@ -121,7 +122,7 @@ def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[boo
             for i, (e, s) in enumerate(zip(engines, shm)) if i in alive]
 
 
-def load_snapshot(buckets: list, engines: list, version: int) -> dict:
+def load_snapshot(buckets: list, engines: list, version: int) -> SyncResult:
     """Push a kept version (its bucket objects, in order: the last one finishes the sync) into
     `engines`, e.g. one restarted after that push."""
     import ray
@@ -139,7 +140,7 @@ def load_snapshot(buckets: list, engines: list, version: int) -> dict:
                 if not engine_died(err):
                     raise
                 alive.discard(i)
-    return {"bytes": 0, "seconds": 0.0, "failed": sorted(set(range(len(engines))) - alive)}
+    return SyncResult(bytes=0, seconds=0.0, failed=sorted(set(range(len(engines))) - alive))
 
 
 class _Stages:

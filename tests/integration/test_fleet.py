@@ -20,6 +20,7 @@ from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
 from rlsys.pipeline import catch_up, stream_round, sync_weights
 from rlsys.metrics import StepTimer
+from rlsys.sync.result import SyncResult
 from rlsys.verify.pool import VerifierPool
 from rlsys.verify.worker import VerifierWorker
 
@@ -122,7 +123,7 @@ def fake_fleet(num_engines, delay=0.02):
     def weight_source(engines, version):
         calls.append((engines, version))
         ray.get([e.set_version.remote(version) for e in engines])
-        return {"bytes": 0, "seconds": 0.0}
+        return SyncResult(bytes=0, seconds=0.0)
 
     fleet.catch_up = weight_source  # what the controller passes to the fleet's calls (test handle)
     return fleet, calls
@@ -301,7 +302,7 @@ def test_plain_fleet_weights_written_by_learner_rank_0(roles):
     batch.advantages, batch.loss_mask = compute_advantages(batch, cfg.algorithm)
     roles.learners.train(batch)
     stats = sync_weights(roles, 2)
-    assert stats["failed"] == [] and stats["engine_paths"]["written_by_sender"] > 0
+    assert stats.failed == [] and stats.engine_paths["written_by_sender"] > 0
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [2, 2]
     want = ray.get([a.full_logprobs.remote(seqs) for a in roles.learners.actors])[0]  # a collective
     for got in ray.get([e.prompt_logprobs.remote(seqs) for e in fleet.engines]):
@@ -378,7 +379,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True, keep_snapshot=True)))
     version1 = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
     stats = sync_weights(roles, 1)
-    assert stats["failed"] == [1] and fleet.restarts == 1 and fleet.version == 1
+    assert stats.failed == [1] and fleet.restarts == 1 and fleet.version == 1
     fleet.wait_ready()  # no catch_up passed: the snapshot of version 1 brings the new engine level
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [1, 1]
     assert ray.get(fleet.engines[1].weight_sums.remote()) == pytest.approx(version1)

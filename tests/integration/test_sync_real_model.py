@@ -57,9 +57,9 @@ def test_repeated_syncs_match_the_sender(engine, mode):
     for seed in (1, 2, 3, 4):
         perturb(model, scale=0.02, seed=seed)
         out = sync(cfg, actor, model, seed, cpu_gemm="plain" if mode == "plain" else "packed")
-        paths = out["engine_paths"]
+        paths = out.engine_paths
         if mode == "plain" and seed > 1:  # converted by the first sync: the sender writes the weights itself
             assert paths == {"written_by_sender": len(list(model.parameters()))}
         else:
-            assert out["buckets"] > 4 and paths[mode if mode == "layerwise" else "in_place"] > 0
+            assert out.buckets > 4 and paths[mode if mode == "layerwise" else "in_place"] > 0
         assert max_logprob_diff(actor, model, prompts) < 1e-4  # fp32: oneDNN vs torch kernels

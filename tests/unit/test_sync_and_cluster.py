@@ -134,3 +134,30 @@ def test_a_full_dev_shm_falls_back_to_the_temp_dir_instead_of_killing_the_sender
     assert all(p.startswith(str(fallback)) for p in paths[1:])
     assert "no room for a 12 MB bucket slot" in proc.stdout and "MB free" in proc.stdout
     assert "using" in proc.stderr and str(fallback) in proc.stderr  # the fall back is told
+
+
+def test_sync_weights_hands_the_snapshot_to_the_fleet_and_restarts_the_engines_lost_in_the_push():
+    from types import SimpleNamespace
+
+    from rlsys.pipeline import sync_weights
+    from rlsys.sync.result import SyncResult
+
+    served, lost = [], []
+    fleet = SimpleNamespace(sync_targets=lambda: ["e0", "e1", "e2"], serve=lambda v, snap: served.append((v, snap)),
+                            lost_in_push=lost.extend)
+    pushed = SyncResult(bytes=10, seconds=1.0, failed=[1], snapshot=["bucket0", "bucket1"])
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda engines, v: pushed))
+    stats = sync_weights(roles, 3)
+    [(version, snapshot)] = served
+    assert version == 3 and snapshot.args == (["bucket0", "bucket1"],)  # restarted engines get version 3's buckets
+    assert lost == ["e1"] and stats.snapshot is None and stats.bytes == 10
+    roles.learners.push_weights = lambda engines, v: SyncResult(bytes=0, seconds=0.0)  # sync mode: nothing kept
+    sync_weights(roles, 4)
+    assert served[-1] == (4, None) and lost == ["e1"]
+
+
+def test_sync_result_says_when_the_sender_wrote_the_weights_itself():
+    from rlsys.sync.result import SyncResult
+
+    assert SyncResult(1, 1.0, engine_paths={"written_by_sender": 4}).by_sender
+    assert not SyncResult(1, 1.0, engine_paths={"in_place": 4}).by_sender and not SyncResult(0, 0.0).by_sender
