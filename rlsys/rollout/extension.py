@@ -150,6 +150,7 @@ class WeightSyncExtension:
 
 
 def _stats(tensors: int, start: float, repack_s: float) -> dict:
+    """rlsys.sync.result.EngineLoad's fields as a plain dict: vLLM's RPC carries plain data (the actor converts)."""
     end = time.perf_counter()  # a system-wide clock: the sender on this node compares it to its own
     return {"tensors": tensors, "start": start, "end": end, "repack_s": repack_s, "load_s": end - start - repack_s}
 

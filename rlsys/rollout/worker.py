@@ -20,6 +20,7 @@ import numpy as np
 
 from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
+from rlsys.sync.result import EngineLoad
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class RolloutWorker:
     async def begin_weight_update(self, version: int) -> None:
         await (await self._ready()).collective_rpc("rlsys_begin_weight_update")
 
-    async def load_weights(self, bucket: dict, version: int) -> dict:
+    async def load_weights(self, bucket: dict, version: int) -> EngineLoad:
         """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
         if "data" in bucket:
             bucket = self._relay(bucket)
@@ -188,7 +189,7 @@ class RolloutWorker:
         np.copyto(buf[:data.size].numpy(), data)
         return {**{k: v for k, v in bucket.items() if k != "data"}, "path": path}
 
-    async def finish_weight_update(self, version: int) -> dict:
+    async def finish_weight_update(self, version: int) -> EngineLoad:
         stats = _merge(await (await self._ready()).collective_rpc("rlsys_finish_weight_update"))
         await self._new_version(version)
         return stats
@@ -202,13 +203,15 @@ class RolloutWorker:
         out = await (await self._ready()).collective_rpc("rlsys_shared_weights")
         return out[0] if len(out) == 1 else None
 
-    async def hold_for_writes(self, weights_path: str, version: int, sender_pid: int, timeout_s: float) -> dict:
+    async def hold_for_writes(self, weights_path: str, version: int, sender_pid: int,
+                              timeout_s: float) -> EngineLoad:
         """One sync written by the sender into the shared weights file (rlsys/sync/direct_write.py)."""
         args = (weights_path, sender_pid, timeout_s)
-        [out] = await (await self._ready()).collective_rpc("rlsys_hold_for_writes", args=args)
-        if out["written"]:
+        [out] = await (await self._ready()).collective_rpc("rlsys_hold_for_writes", args=args)  # one worker (TP 1)
+        load = _merge([out])
+        if load.written:
             await self._new_version(version)
-        return out
+        return load
 
     async def node_id(self) -> str | None:
         """This actor's Ray node: the sender hands buckets over in shared memory on its own node."""
@@ -279,13 +282,15 @@ class RolloutWorker:
         await self._engine().wake_up()
 
 
-def _merge(per_worker: list[dict]) -> dict:
-    """One engine's stats from its TP workers: they run in parallel, so the slowest counts."""
+def _merge(per_worker: list[dict]) -> EngineLoad:
+    """One engine's stats from its TP workers (plain dicts: they cross vLLM's msgpack RPC); they run
+    in parallel, so the slowest counts."""
     if not per_worker:
-        return {"tensors": 0, "load_s": 0.0, "repack_s": 0.0, "start": 0.0, "end": 0.0}
-    out = {k: max(w[k] for w in per_worker) for k in ("tensors", "load_s", "repack_s", "end")}
-    return {**out, "start": min(w["start"] for w in per_worker), **({"paths": per_worker[0]["paths"]}
-                                                                     if "paths" in per_worker[0] else {})}
+        return EngineLoad()
+    first = per_worker[0]
+    return EngineLoad(tensors=max(w["tensors"] for w in per_worker), load_s=max(w["load_s"] for w in per_worker),
+                      repack_s=max(w["repack_s"] for w in per_worker), start=min(w["start"] for w in per_worker),
+                      end=max(w["end"] for w in per_worker), paths=first.get("paths"), written=first.get("written"))
 
 
 def _log_engine_errors() -> str:

@@ -105,7 +105,7 @@ class DirectWriter:
             for i in [i for i in calls if calls[i] in done]:
                 out.add(i)
                 try:
-                    stale |= not ray.get(calls[i])["written"]
+                    stale |= not ray.get(calls[i]).written
                 except Exception as err:
                     if not engine_died(err):
                         raise
@@ -152,7 +152,7 @@ def _collect(calls: dict, held: set) -> set:
     failed = set()
     for i in sorted(held):
         try:
-            if not ray.get(calls[i])["written"]:
+            if not ray.get(calls[i]).written:
                 failed.add(i)
         except Exception as err:
             if not engine_died(err):

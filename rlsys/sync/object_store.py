@@ -178,14 +178,14 @@ class _Stages:
                 self.alive.discard(i)
         load, repack, latency = 0.0, 0.0, 0.0
         for i, sent, r in replies:
-            load, repack = max(load, r["load_s"]), max(repack, r["repack_s"])
+            load, repack = max(load, r.load_s), max(repack, r.repack_s)
             if self.same_node[i]:
-                latency = max(latency, r["start"] - max(sent, self.engine_free[i]))
-                self.engine_free[i] = r["end"]
+                latency = max(latency, r.start - max(sent, self.engine_free[i]))
+                self.engine_free[i] = r.end
         self.s["engine_load_s"] += load
         self.s["kernel_repack_s"] += repack
         self.s["transport_s"] += max(latency, 0.0)
-        self.paths = next((r["paths"] for _, _, r in replies if "paths" in r), self.paths)
+        self.paths = next((r.paths for _, _, r in replies if r.paths is not None), self.paths)
 
     def summary(self) -> dict:
         return {k: round(v, 6) for k, v in sorted(self.s.items())}

@@ -1,5 +1,6 @@
 """What one weight push reports: every sync backend's push returns a SyncResult (rank 0's is the
-sync's; ranks that do not send report 0 bytes). It crosses Ray from the learner ranks to the controller."""
+sync's; ranks that do not send report 0 bytes), which crosses Ray from the learner ranks to the
+controller; and what an engine answers to each sync call it gets from the sender (EngineLoad)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,17 @@ class SyncResult:
     def by_sender(self) -> bool:
         """The sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)."""
         return "written_by_sender" in (self.engine_paths or {})
+
+
+@dataclass
+class EngineLoad:
+    """One engine's answer to a sync call (a bucket, the finish, or the sender's writes); its TP
+    workers run in parallel, so the slowest one's times count."""
+
+    tensors: int = 0  # tensors loaded by this call
+    load_s: float = 0.0  # seconds loading, kernel repacking excluded
+    repack_s: float = 0.0  # seconds repacking CPU kernels' weight layouts
+    start: float = 0.0  # perf_counter when the call started (a system-wide clock: the sender on the node compares)
+    end: float = 0.0  # perf_counter when it ended
+    paths: dict[str, int] | None = None  # tensors per load path, from the call that finished the sync
+    written: bool | None = None  # hold_for_writes: the engine took the sender's writes (None for other calls)

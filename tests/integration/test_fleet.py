@@ -20,7 +20,7 @@ from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
 from rlsys.pipeline import catch_up, stream_round, sync_weights
 from rlsys.metrics import StepTimer
-from rlsys.sync.result import SyncResult
+from rlsys.sync.result import EngineLoad, SyncResult
 from rlsys.verify.pool import VerifierPool
 from rlsys.verify.worker import VerifierWorker
 
@@ -352,7 +352,7 @@ class WeightEngine(FakeEngine):
         if bucket.get("last"):
             self.version = version
         now = time.perf_counter()
-        return {"tensors": len(named), "load_s": 0.0, "repack_s": 0.0, "start": now, "end": now}
+        return EngineLoad(tensors=len(named), start=now, end=now)
 
     async def weight_sums(self):
         return self.sums

@@ -161,3 +161,14 @@ def test_sync_result_says_when_the_sender_wrote_the_weights_itself():
 
     assert SyncResult(1, 1.0, engine_paths={"written_by_sender": 4}).by_sender
     assert not SyncResult(1, 1.0, engine_paths={"in_place": 4}).by_sender and not SyncResult(0, 0.0).by_sender
+
+
+def test_an_engines_load_is_its_slowest_tp_workers_and_keeps_the_path_counts():
+    from rlsys.rollout.worker import _merge
+    from rlsys.sync.result import EngineLoad
+
+    tp = [{"tensors": 3, "load_s": 1.0, "repack_s": 0.5, "start": 3.0, "end": 5.0, "paths": {"in_place": 3}},
+          {"tensors": 3, "load_s": 2.0, "repack_s": 0.1, "start": 2.0, "end": 4.0, "paths": {"in_place": 3}}]
+    assert _merge(tp) == EngineLoad(tensors=3, load_s=2.0, repack_s=0.5, start=2.0, end=5.0, paths={"in_place": 3})
+    held = _merge([{"tensors": 0, "load_s": 0.0, "repack_s": 0.0, "start": 1.0, "end": 1.0, "written": False}])
+    assert held.written is False and held.paths is None and _merge([]) == EngineLoad()
