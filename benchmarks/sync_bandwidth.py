@@ -131,7 +131,7 @@ def generation_speed(engines: dict, path: str, rounds: int) -> dict:
             out = ray.get(e.generate.remote(prompts, seeds=list(range(16)), n=4, temperature=1.0, top_p=1.0,
                                             max_tokens=64))
             if r:
-                seen[k].append(out["tokens"] / out["seconds"])
+                seen[k].append(out.tokens / out.seconds)
     out = {k: round(statistics.median(v), 1) for k, v in seen.items()}
     if len(engines) == 2:
         out["plain_over_packed"] = round(statistics.median(b / a for a, b in zip(seen["packed"], seen["plain"])), 3)
@@ -178,7 +178,7 @@ def sampled_logprobs(engine, prompts: list[list[int]]):
 
     out = ray.get(engine.generate.remote(prompts, seeds=list(range(len(prompts))), n=2, temperature=1.0,
                                          top_p=1.0, max_tokens=8))
-    seqs = [p + r.tolist() for p, r in zip([p for p in prompts for _ in range(2)], out["response_token_ids"])]
+    seqs = [p + r.tolist() for p, r in zip([p for p in prompts for _ in range(2)], out.response_token_ids)]
     return out, seqs
 
 
@@ -213,8 +213,8 @@ def parity_check(model, engine, sync, path: str, engine_dtype: str, version: int
                 p.copy_(p.bfloat16().float())
     out, seqs = sampled_logprobs(engine, prompts)
     ref = sender_logprobs(model, seqs, lens)
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(out["behaviour_logprobs"], ref))
-    return {"max_logprob_diff": diff, "policy_version": int(out["policy_version"]), "tokens": int(sum(map(len, ref)))}
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(out.behaviour_logprobs, ref))
+    return {"max_logprob_diff": diff, "policy_version": int(out.policy_version), "tokens": int(sum(map(len, ref)))}
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,27 @@ class EngineSpec:
     setup_calls: tuple[str, ...]  # worker-extension methods run once after start-up
     kv_cache_gb: float  # VLLM_CPU_KVCACHE_SPACE (CPU backend)
     node_cores: bool = False  # CPU backend: bind vLLM's OpenMP threads to every core of the node (it generates alone)
+
+
+@dataclass
+class EngineOutput:
+    """An engine's samples: one prompt group's, or every group of a `generate` call in prompt order."""
+
+    response_token_ids: list[np.ndarray]  # int64 token ids per sample
+    behaviour_logprobs: list[np.ndarray]  # float32 log-prob of each sampled token, from the engine
+    finish_reason: list[str]  # per sample: "stop" (eos or stop string) | "length" | vLLM's other reasons
+    response_text: list[str]  # per sample, special tokens skipped
+    tokens: int  # tokens generated, all samples together
+    policy_version: int = 0  # weights version that sampled them
+    seconds: float = 0.0  # wall time of the call
+
+    @staticmethod
+    def join(parts: list[EngineOutput], policy_version: int, seconds: float) -> EngineOutput:
+        """Several groups' samples as one output, in order."""
+        return EngineOutput([x for p in parts for x in p.response_token_ids],
+                            [x for p in parts for x in p.behaviour_logprobs],
+                            [x for p in parts for x in p.finish_reason], [x for p in parts for x in p.response_text],
+                            int(sum(p.tokens for p in parts)), policy_version, seconds)
 
 
 def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> EngineSpec:
@@ -107,7 +128,7 @@ class RolloutWorker:
         return final
 
     async def generate_group(self, prompt_ids, seed: int, n: int, temperature: float, top_p: float,
-                             max_tokens: int) -> dict:
+                             max_tokens: int) -> EngineOutput:
         """The n samples of one prompt: token ids, sampled-token log-probs, finish reasons, texts."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
@@ -116,7 +137,7 @@ class RolloutWorker:
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
                                 seed=seed, skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
         out = _unpack([await self._request(prompt_ids, params)])
-        return {**out, "policy_version": self.version, "seconds": time.perf_counter() - t0}
+        return replace(out, policy_version=self.version, seconds=time.perf_counter() - t0)
 
     async def generate_groups(self, groups: list[tuple[int, list[int], int]], n: int, temperature: float,
                               top_p: float, max_tokens: int):
@@ -134,15 +155,12 @@ class RolloutWorker:
                 f.cancel()
 
     async def generate(self, prompt_token_ids: list[list[int]], seeds: list[int], n: int, temperature: float,
-                       top_p: float, max_tokens: int) -> dict:
+                       top_p: float, max_tokens: int) -> EngineOutput:
         """n samples per prompt, all prompts in one call (groups in prompt order)."""
         t0 = time.perf_counter()
         groups = await asyncio.gather(*[self.generate_group(p, s, n, temperature, top_p, max_tokens)
                                         for p, s in zip(prompt_token_ids, seeds)])
-        keys = ("response_token_ids", "behaviour_logprobs", "finish_reason", "response_text")
-        out = {k: [x for g in groups for x in g[k]] for k in keys}
-        return {**out, "policy_version": self.version, "seconds": time.perf_counter() - t0,
-                "tokens": int(sum(g["tokens"] for g in groups))}
+        return EngineOutput.join(groups, self.version, time.perf_counter() - t0)
 
     async def prompt_logprobs(self, token_ids: list[list[int]]) -> list[np.ndarray]:
         """Full next-token log-prob distributions at every prompt position >= 1 ([T-1, V] each)."""
@@ -330,7 +348,7 @@ def root_cause(log_text: str) -> str | None:
     return None
 
 
-def _unpack(outputs) -> dict:
+def _unpack(outputs) -> EngineOutput:
     ids, logps, reasons, texts = [], [], [], []
     for out in outputs:
         for c in sorted(out.outputs, key=lambda c: c.index):
@@ -339,5 +357,5 @@ def _unpack(outputs) -> dict:
             logps.append(np.asarray([lp[t].logprob for lp, t in zip(c.logprobs, tok)], dtype=np.float32))
             reasons.append("stop" if c.finish_reason == "stop" else str(c.finish_reason))
             texts.append(c.text)
-    return {"response_token_ids": ids, "behaviour_logprobs": logps, "finish_reason": reasons,
-            "response_text": texts, "tokens": int(sum(len(x) for x in ids))}
+    return EngineOutput(response_token_ids=ids, behaviour_logprobs=logps, finish_reason=reasons,
+                        response_text=texts, tokens=int(sum(len(x) for x in ids)))

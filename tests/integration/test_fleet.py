@@ -18,6 +18,7 @@ from rlsys.faults import FaultLog
 from rlsys.config import RLSysConfig
 from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
+from rlsys.rollout.worker import EngineOutput
 from rlsys.pipeline import catch_up, stream_round, sync_weights
 from rlsys.metrics import StepTimer
 from rlsys.sync.result import EngineLoad, SyncResult
@@ -45,10 +46,10 @@ class FakeEngine:
 
     async def _one(self, prompt_ids, seed, n):
         await asyncio.sleep(self.delay * (1 + seed % 4))
-        return {"response_token_ids": [np.array([seed % 7, i, len(prompt_ids)]) for i in range(n)],
-                "behaviour_logprobs": [np.zeros(3, np.float32)] * n, "finish_reason": ["stop"] * n,
-                "response_text": [f"engine{self.index} says {i % 2}" for i in range(n)],
-                "policy_version": self.version, "tokens": 3 * n}
+        return EngineOutput(response_token_ids=[np.array([seed % 7, i, len(prompt_ids)]) for i in range(n)],
+                            behaviour_logprobs=[np.zeros(3, np.float32)] * n, finish_reason=["stop"] * n,
+                            response_text=[f"engine{self.index} says {i % 2}" for i in range(n)],
+                            policy_version=self.version, tokens=3 * n)
 
     async def set_version(self, version):
         self.version = version

@@ -53,7 +53,7 @@ def max_logprob_diff(actor, model) -> float:
     """Engine vs sender log-probs of the tokens the engine samples (temperature 1)."""
     out = ray.get(actor.generate.remote(PROMPTS, seeds=[1, 2, 3], n=2, temperature=1.0, top_p=1.0, max_tokens=6))
     diffs = []
-    for i, (resp, beh) in enumerate(zip(out["response_token_ids"], out["behaviour_logprobs"])):
+    for i, (resp, beh) in enumerate(zip(out.response_token_ids, out.behaviour_logprobs)):
         prompt = PROMPTS[i // 2]
         seq = torch.tensor([prompt + resp.tolist()])
         lp = torch.log_softmax(model(input_ids=seq).logits[0, len(prompt) - 1:-1].double(), -1)

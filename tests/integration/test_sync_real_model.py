@@ -42,7 +42,7 @@ def engine(tmp_path_factory):
 def max_logprob_diff(actor, model, prompts) -> float:
     out = ray.get(actor.generate.remote(prompts, seeds=[1, 2], n=2, temperature=1.0, top_p=1.0, max_tokens=6))
     diffs = []
-    for i, (resp, beh) in enumerate(zip(out["response_token_ids"], out["behaviour_logprobs"])):
+    for i, (resp, beh) in enumerate(zip(out.response_token_ids, out.behaviour_logprobs)):
         prompt, resp = prompts[i // 2], torch.as_tensor(resp.copy())
         lp = torch.log_softmax(model(input_ids=torch.tensor([prompt + resp.tolist()])).logits[0].double(), -1)
         diffs.append(float((lp[len(prompt) - 1:-1][torch.arange(len(resp)), resp].numpy() - beh).__abs__().max()))
