@@ -20,6 +20,7 @@ import numpy as np
 
 from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
+from rlsys.sync.bucket import Bucket
 from rlsys.sync.result import EngineLoad
 
 
@@ -184,16 +185,16 @@ class RolloutWorker:
     async def begin_weight_update(self, version: int) -> None:
         await (await self._ready()).collective_rpc("rlsys_begin_weight_update")
 
-    async def load_weights(self, bucket: dict, version: int) -> EngineLoad:
+    async def load_weights(self, bucket: Bucket, version: int) -> EngineLoad:
         """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
-        if "data" in bucket:
+        if bucket.data is not None:
             bucket = self._relay(bucket)
-        stats = _merge(await (await self._ready()).collective_rpc("rlsys_load_weights", args=(bucket,)))
-        if bucket.get("last"):
+        stats = _merge(await (await self._ready()).collective_rpc("rlsys_load_weights", args=(bucket.wire(),)))
+        if bucket.last:
             await self._new_version(version)
         return stats
 
-    def _relay(self, bucket: dict) -> dict:
+    def _relay(self, bucket: Bucket) -> Bucket:
         """A bucket that came as bytes (a Ray object from another node): one copy into this node's
         shared memory, which the engine maps, instead of vLLM's msgpack RPC (several copies). The
         sender keeps at most SLOTS buckets in flight, so a slot is free again when it comes round."""
@@ -202,10 +203,10 @@ class RolloutWorker:
 
         self._ring = getattr(self, "_ring", None) or ShmRing(SLOTS)
         self._relayed = getattr(self, "_relayed", -1) + 1
-        data = np.frombuffer(bucket["data"], dtype=np.uint8)
+        data = np.frombuffer(bucket.data, dtype=np.uint8)
         path, buf = self._ring.slot(self._relayed % len(self._ring), data.size)
         np.copyto(buf[:data.size].numpy(), data)
-        return {**{k: v for k, v in bucket.items() if k != "data"}, "path": path}
+        return replace(bucket, data=None, path=path)
 
     async def finish_weight_update(self, version: int) -> EngineLoad:
         stats = _merge(await (await self._ready()).collective_rpc("rlsys_finish_weight_update"))

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import torch
 
-from rlsys.sync.bucket import bucket_plan, iter_buckets, layout, pack_into, sync_params
+from rlsys.sync.bucket import Bucket, bucket_plan, iter_buckets, layout, pack_into, sync_params
 from rlsys.sync.direct_write import DirectWriter
 from rlsys.sync.result import SyncResult
 
@@ -77,12 +77,13 @@ class ObjectStoreSync:
             bucket = st.timed("gather_s", next, it)
             slot = k % len(self.ring)
             st.timed("sender_wait_s", st.collect, in_flight[slot])  # the engines are done with this slot
-            meta = layout(bucket, self.dtype)
-            path, buf = self.ring.slot(slot, meta["nbytes"])
+            wire, order = layout(bucket, self.dtype)
+            path, buf = self.ring.slot(slot, wire.nbytes)
+            st.timed("pack_s", pack_into, bucket, buf, wire, order)
             # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
-            wire = {**st.timed("pack_s", pack_into, bucket, buf, meta), "sync": sync_id, "last": k == total - 1}
+            wire.sync, wire.last = sync_id, k == total - 1
             del bucket
-            nbytes += wire["nbytes"]
+            nbytes += wire.nbytes
             in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version, st.alive,
                                        kept if keep_snapshot else None)
         for refs in in_flight:
@@ -106,7 +107,7 @@ class ObjectStoreSync:
         return [self.transport == "shm" or (self.transport == "auto" and s) for s in same], same
 
 
-def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int, alive: set,
+def _send(wire: Bucket, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int, alive: set,
           kept: list | None) -> list:
     """Start every live engine's load of one packed bucket; (ref, engine index, send time) each.
     kept: a list to keep the bucket in, as a self-contained Ray object (async snapshots)."""
@@ -114,11 +115,11 @@ def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[boo
 
     ref = None
     if not all(shm) or kept is not None:  # one Ray object shared by every engine off this node
-        ref = ray.put({**wire, "data": buf[:wire["nbytes"]].numpy()})
+        ref = ray.put(replace(wire, data=buf[:wire.nbytes].numpy()))
     if kept is not None:
         kept.append(ref)
     now = time.perf_counter()
-    return [(e.load_weights.remote({**wire, "path": path} if s else ref, version), i, now)
+    return [(e.load_weights.remote(replace(wire, path=path) if s else ref, version), i, now)
             for i, (e, s) in enumerate(zip(engines, shm)) if i in alive]
 
 

@@ -341,8 +341,8 @@ class WeightEngine(FakeEngine):
 
         from rlsys.sync.bucket import unpack_bucket
 
-        if bucket["sync"] != getattr(self, "sync", None):
-            self.sync, self.loaded = bucket["sync"], 0
+        if bucket.sync != getattr(self, "sync", None):
+            self.sync, self.loaded = bucket.sync, 0
         self.loaded += 1
         if self.loaded == self.die_at:
             import os
@@ -350,7 +350,7 @@ class WeightEngine(FakeEngine):
             os._exit(1)  # the engine's process dies half-way through the push
         named = unpack_bucket(bucket)
         self.sums.update({n: float(t.double().sum()) for n, t in named})
-        if bucket.get("last"):
+        if bucket.last:
             self.version = version
         now = time.perf_counter()
         return EngineLoad(tensors=len(named), start=now, end=now)

@@ -3,7 +3,7 @@ import torch
 
 from rlsys.cluster import ClusterError, check_capacity, role_demands
 from rlsys.config import RLSysConfig
-from rlsys.sync.bucket import iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params, unpack_bucket
+from rlsys.sync.bucket import Bucket, iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params, unpack_bucket
 from rlsys.sync.object_store import sync_dtype
 from rlsys.sync.shm import ShmRing, open_shared
 
@@ -20,11 +20,12 @@ def test_shared_memory_slot_round_trip_casts_once_and_reads_in_place():
     named = [("l.q.bias", torch.randn(4)), ("l.q.weight", torch.randn(4, 8)), ("l.k.weight", torch.randn(2, 8)),
              ("steps", torch.arange(3))]
     ring = ShmRing(slots=2)
-    meta = layout(named, torch.bfloat16)
-    path, buf = ring.slot(1, meta["nbytes"])
-    wire = {**pack_into(named, buf, meta), "path": path}
-    assert wire["names"] == ["l.q.weight", "l.k.weight", "l.q.bias", "steps"]  # matrices back to back first
-    out = dict(unpack_bucket(wire))
+    wire, order = layout(named, torch.bfloat16)
+    path, buf = ring.slot(1, wire.nbytes)
+    pack_into(named, buf, wire, order)
+    wire.path = path
+    assert wire.names == ["l.q.weight", "l.k.weight", "l.q.bias", "steps"]  # matrices back to back first
+    out = dict(unpack_bucket(Bucket(**wire.wire())))  # what an engine worker rebuilds from vLLM's RPC
     for name, t in named:  # floats travel as bf16, integers as they are
         want = t.bfloat16() if t.is_floating_point() else t
         assert out[name].dtype == want.dtype and torch.equal(out[name], want)
