@@ -13,8 +13,9 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 
-if TYPE_CHECKING:  # the sync package imports torch, which logging metrics does not need
+if TYPE_CHECKING:  # annotations only: the sync and verify packages import torch and every verifier
     from rlsys.sync.result import SyncResult
+    from rlsys.verify.details import VerifierDetails
 
 STAGES = ("generate", "verify", "reference", "train", "sync")
 
@@ -107,11 +108,11 @@ def spread_stats(batch: RolloutBatch) -> dict:
     return m
 
 
-def verifier_stats(details: list[dict]) -> dict:
+def verifier_stats(details: list[VerifierDetails]) -> dict:
     """Verifier errors and timeouts (counts) and mean seconds per sample, from the reward details."""
-    secs = [d.get("seconds", 0.0) for d in details]
-    return {"verifier_errors": sum(1 for d in details if d.get("error")),
-            "verifier_timeouts": sum(1 for d in details if d.get("timeout")),
+    secs = [0.0 if d.seconds is None else d.seconds for d in details]
+    return {"verifier_errors": sum(1 for d in details if d.error),
+            "verifier_timeouts": sum(1 for d in details if d.timeout),
             "verify_sample_seconds": float(np.mean(secs)) if secs else 0.0}
 
 
