@@ -112,7 +112,8 @@ def timed_syncs(model, engines: dict, sync, repeats: int) -> tuple[dict, dict]:
     for version in range(3, repeats + 3):
         for k, e in engines.items():
             copy, copy1 = memcpy_seconds(src, dst), memcpy_seconds(src, dst, threads=1)
-            runs[k].append({**asdict(sync.push(model, [e], version, is_sender=True)), "memcpy_s": copy, "memcpy1_s": copy1})
+            result = asdict(sync.push(model, [e], version, is_sender=True))
+            runs[k].append({**result, "memcpy_s": copy, "memcpy1_s": copy1})
     return first, runs
 
 
