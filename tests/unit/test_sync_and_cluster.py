@@ -3,7 +3,8 @@ import torch
 
 from rlsys.cluster import ClusterError, check_capacity, role_demands
 from rlsys.config import RLSysConfig
-from rlsys.sync.bucket import Bucket, iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params, unpack_bucket
+from rlsys.sync.bucket import (Bucket, iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params,
+                               unpack_bucket)
 from rlsys.sync.object_store import sync_dtype
 from rlsys.sync.shm import ShmRing, open_shared
 
