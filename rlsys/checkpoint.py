@@ -267,6 +267,10 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     sync_weights(roles, state.version)  # the fleet serves the resumed policy, not the base model
     dropped = truncate_metrics(Path(cfg.run_dir), state.step)
     anchors = pickle.loads((path / "anchors.pkl").read_bytes()) if (path / "anchors.pkl").is_file() else None
+    if anchors is not None and anchors.pool.verifier_details and isinstance(anchors.pool.verifier_details[0], dict):
+        from rlsys.verify.details import VerifierDetails  # a checkpoint written when details were dicts
+
+        anchors.pool.verifier_details = [VerifierDetails.from_dict(d) for d in anchors.pool.verifier_details]
     log(f"resumed from {path}: step {state.step} done, policy version {state.version}"
         + (f"; {dropped} metric lines logged after it were dropped (those steps run again)" if dropped else ""))
     return state, anchors

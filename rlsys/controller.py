@@ -42,7 +42,7 @@ def evaluate(cfg: RLSysConfig, roles: Roles, data: PromptDataset, n: int, seed: 
                                                        temperature=e.temperature, top_p=e.top_p,
                                                        catch_up=catch_up(cfg, roles)))
     require_scored(batch, "held-out reward")
-    answered = [d.get("parsed") is not None for d in batch.verifier_details]
+    answered = [d.parsed is not None for d in batch.verifier_details]
     return {"accuracy": float(batch.correct.mean()), "reward_mean": float(batch.reward.mean()),
             "answered": float(np.mean(answered)), "samples": len(batch), "n": n, "temperature": e.temperature,
             "solved": problem_counts(batch)["c"].tolist(), "seconds": time.perf_counter() - t0}

@@ -8,10 +8,15 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
+
+if TYPE_CHECKING:  # annotations only: the sync and verify packages import torch and every verifier
+    from rlsys.sync.result import SyncResult
+    from rlsys.verify.details import VerifierDetails
 
 # stage -> the metric of its time (verl's timing_s/* names)
 STAGE_METRICS = {"generate": "timing_s/gen", "verify": "timing_s/reward", "reference": "timing_s/ref",
@@ -58,7 +63,7 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: dict, timer: StepTimer) -> dict:
+def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: SyncResult, timer: StepTimer) -> dict:
     """The step's metrics from its batch, the learners' stats (learner/worker.py), the sync and the timer;
     `step` is also kept unprefixed, as the row index of metrics.jsonl."""
     tokens = max(train["tokens"], 1.0)
@@ -81,10 +86,10 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
         "training/rollout_logprob_diff_max": train["training/rollout_logprob_diff_max"],
         "actor/grad_norm": train["actor/grad_norm"],
         "actor/lr": train.get("actor/lr", 0.0),  # this step's (algorithm.optim.warmup_steps, .schedule)
-        "perf/update_weights_gb": sync["bytes"] / 1e9,
-        "perf/update_weights_gbps": sync["bytes"] / 1e9 / max(sync["seconds"], 1e-9),
+        "perf/update_weights_gb": sync.bytes / 1e9,
+        "perf/update_weights_gbps": sync.bytes / 1e9 / max(sync.seconds, 1e-9),
         # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)
-        "perf/update_weights_by_sender": float("written_by_sender" in (sync.get("engine_paths") or {})),
+        "perf/update_weights_by_sender": float(sync.by_sender),
         "timing_s/step": wall,
         "timing_s/stage_sum": sum(seconds.get(k, 0.0) for k in STAGES),  # > timing_s/step: stages overlapped
         "perf/throughput": float(lengths.sum()) / max(wall, 1e-9),
@@ -112,11 +117,11 @@ def spread_stats(batch: RolloutBatch) -> dict:
     return m
 
 
-def verifier_stats(details: list[dict]) -> dict:
+def verifier_stats(details: list[VerifierDetails]) -> dict:
     """Verifier errors and timeouts (counts) and mean seconds per sample, from the reward details."""
-    secs = [d.get("seconds", 0.0) for d in details]
-    return {"reward/verifier_errors": sum(1 for d in details if d.get("error")),
-            "reward/verifier_timeouts": sum(1 for d in details if d.get("timeout")),
+    secs = [0.0 if d.seconds is None else d.seconds for d in details]
+    return {"reward/verifier_errors": sum(1 for d in details if d.error),
+            "reward/verifier_timeouts": sum(1 for d in details if d.timeout),
             "reward/seconds_per_sample": float(np.mean(secs)) if secs else 0.0}
 
 

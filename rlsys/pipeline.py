@@ -23,6 +23,7 @@ from rlsys.learner.objective import needs
 from rlsys.learner.role_config import reference_on_server
 from rlsys.rollout.fleet import sort_groups
 from rlsys.seeds import anchor_seed, round_seed
+from rlsys.sync.result import SyncResult
 from rlsys.verify.pool import require_scored
 
 
@@ -30,16 +31,16 @@ class SamplingError(RuntimeError):
     """Dynamic sampling could not fill the batch; the message says how far it got and what to change."""
 
 
-def sync_weights(roles, version: int) -> dict:
+def sync_weights(roles, version: int) -> SyncResult:
     """Learners push `version` into every engine the fleet names; the fleet then serves it. Engines that
     died during the push are restarted and get this version (from the kept snapshot, or the learners)."""
     from rlsys.sync.object_store import load_snapshot
 
     targets = roles.fleet.sync_targets()
     stats = roles.learners.push_weights(targets, version)
-    buckets = stats.pop("snapshot", None)
+    buckets, stats.snapshot = stats.snapshot, None  # the fleet keeps the snapshot, the step's stats do not
     roles.fleet.serve(version, None if buckets is None else partial(load_snapshot, buckets))
-    roles.fleet.lost_in_push([targets[i] for i in stats.get("failed", [])])
+    roles.fleet.lost_in_push([targets[i] for i in stats.failed])
     return stats
 
 

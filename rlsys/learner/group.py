@@ -10,6 +10,7 @@ from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.microbatch import micro_batch_count, sample_tokens
 from rlsys.learner.objectives import Denominators
 from rlsys.learner.role_config import LearnerRoleConfig
+from rlsys.sync.result import SyncResult
 from rlsys.learner.objective import advantage_only, combine, reductions
 
 
@@ -168,7 +169,7 @@ class LearnerGroup:
         moves[idle] = True
         return batch if moves.all() else batch.select(np.nonzero(moves)[0])
 
-    def push_weights(self, engines: list, version: int) -> dict:
+    def push_weights(self, engines: list, version: int) -> SyncResult:
         return self._get([a.push_weights.remote(engines, version) for a in self.actors])[0]
 
     def save_state(self, path: str) -> None:

@@ -33,6 +33,7 @@ from rlsys.learner.spec import knob_values, spec
 from rlsys.memory import peak_gb, reset_peak
 from rlsys.net import free_address
 from rlsys.seeds import rank_seed
+from rlsys.sync.result import SyncResult
 from rlsys.threads import set_threads, stage_threads
 
 class LearnerWorker:
@@ -248,7 +249,7 @@ class LearnerWorker:
         return out
 
     # ---- weights out ---------------------------------------------------------------------------
-    def push_weights(self, engines: list, version: int) -> dict:
+    def push_weights(self, engines: list, version: int) -> SyncResult:
         """Stream the full weights to the engines through the rollout.sync_backend backend."""
         if getattr(self, "_sync", None) is None:  # built once: nccl keeps its communicator
             from rlsys.sync import SYNC_BACKENDS

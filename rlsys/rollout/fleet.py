@@ -22,6 +22,7 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
+from rlsys.rollout.worker import EngineOutput
 from rlsys.seeds import group_seed
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
@@ -176,7 +177,7 @@ class RolloutFleet:
         for g, out in items:
             owed.discard(g)
             self.load[e] -= cost[g]
-            self.version = max(self.version, out["policy_version"])
+            self.version = max(self.version, out.policy_version)
             yield group_batch(data, int(prompt_idx[g]), g, out)
 
     # ---- failures ------------------------------------------------------------------------------
@@ -245,14 +246,14 @@ class RolloutFleet:
             catch_up([self.engines[e]], self.version)
 
 
-def group_batch(data: PromptDataset, pid: int, g: int, out: dict) -> RolloutBatch:
-    n = len(out["response_token_ids"])
+def group_batch(data: PromptDataset, pid: int, g: int, out: EngineOutput) -> RolloutBatch:
+    n = len(out.response_token_ids)
     return RolloutBatch(
         prompt_id=np.full(n, pid, np.int64), group_id=np.full(n, g, np.int64),
         sample_index=np.arange(n, dtype=np.int64), prompt_token_ids=[data.prompt_token_ids[pid]] * n,
-        response_token_ids=out["response_token_ids"], behaviour_logprobs=out["behaviour_logprobs"],
-        policy_version=np.full(n, out["policy_version"], dtype=np.int64), finish_reason=out["finish_reason"],
-        response_text=out["response_text"], ground_truth=[data.ground_truth[pid]] * n,
+        response_token_ids=out.response_token_ids, behaviour_logprobs=out.behaviour_logprobs,
+        policy_version=np.full(n, out.policy_version, dtype=np.int64), finish_reason=out.finish_reason,
+        response_text=out.response_text, ground_truth=[data.ground_truth[pid]] * n,
         data_source=[data.data_source[pid]] * n,
         extra_info=None if data.extra_info is None else [data.extra_info[pid]] * n)
 

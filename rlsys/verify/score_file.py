@@ -104,7 +104,7 @@ def score_file(input_path: str, output_path: str, cfg, log=print) -> list[dict]:
     out = []
     for r, reward, d in zip(rows, rewards, details):
         rec = {"line": r["line"], "id": r["id"], "data_source": r["data_source"], "reward": float(reward),
-               "parsed": None, "reason": "", "error": None, "timeout": False, **d}
+               "parsed": None, "reason": "", "error": None, "timeout": False, **d.to_dict()}
         out.append(rec)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     with open(output_path, "w") as f:

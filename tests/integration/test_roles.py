@@ -83,7 +83,7 @@ def test_sync_makes_engine_match_learner(setup):
     moved = max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(before_engine, learner_now))
     assert moved > 1e-3, "the training step should change the policy, or this test proves nothing"
     sync = roles.learners.push_weights(roles.fleet.engines, version=1)
-    assert sync["bytes"] > 0
+    assert sync.bytes > 0
     engine, learner = full_logprobs(roles, seqs)
     diff = max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(engine, learner))
     print(f"\nafter sync: max prob diff engine vs learner {diff:.2e} (moved {moved:.2e})")

@@ -39,7 +39,7 @@ def engine_run(cfg, model_path, prompts, dist_prompt, sync_check=False) -> dict:
                                 max_tokens=GREEDY_TOKENS))
         sampled = run(w.generate([dist_prompt] * SAMPLES, seeds=list(range(SAMPLES)), n=1,
                                  temperature=TEMPERATURE, top_p=1.0, max_tokens=DEPTH))
-        out = {"greedy": greedy, "sampled": sampled["response_token_ids"], "counters": run(w.spec_counters_delta())}
+        out = {"greedy": greedy, "sampled": sampled.response_token_ids, "counters": run(w.spec_counters_delta())}
         if sync_check:
             out["draft_sync"] = run(draft_sync_check(w, model_path))
         return out
@@ -99,9 +99,9 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("method", ["ngram", "draft"])
 def test_greedy_outputs_identical_with_and_without_drafts(runs, method):
     base, spec = runs["none"]["greedy"], runs[method]["greedy"]
-    for a, b in zip(base["response_token_ids"], spec["response_token_ids"]):
+    for a, b in zip(base.response_token_ids, spec.response_token_ids):
         assert a.tolist() == b.tolist()
-    diff = max(np.abs(a - b).max() for a, b in zip(base["behaviour_logprobs"], spec["behaviour_logprobs"]))
+    diff = max(np.abs(a - b).max() for a, b in zip(base.behaviour_logprobs, spec.behaviour_logprobs))
     assert diff < 1e-4, f"behaviour log-probs differ by {diff}"
 
 

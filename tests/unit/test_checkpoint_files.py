@@ -200,3 +200,28 @@ def test_a_checkpoint_changed_by_hand_is_damaged_auto_takes_the_one_before_and_p
         assert find_resume(cfg).name == "step_000004"  # intact again
     (newest / MARKER).write_text("{not json")
     assert find_resume(cfg, log=said.append).name == "step_000002" and "unreadable" in said[-1]
+
+
+def test_anchors_saved_when_verifier_details_were_dicts_resume_as_verifier_details(tmp_path):
+    import pickle
+    from types import SimpleNamespace
+
+    from rlsys.checkpoint import restore
+    from rlsys.pipeline import AnchorPool
+    from rlsys.sync.result import SyncResult
+    from rlsys.verify.details import VerifierDetails
+    from tests.unit.test_data import make_batch
+
+    run = tmp_path / "run"
+    ckpt = save(run, 1, config(run))
+    anchors = AnchorPool.__new__(AnchorPool)  # as an older version pickled it: details were flat dicts
+    anchors.pool, anchors.cursor = make_batch([1, 2]), 1
+    anchors.pool.verifier_details = [{"parsed": "1", "reason": "match", "seconds": 0.1}, {"reason": "x", "error": "E"}]
+    (ckpt / "anchors.pkl").write_bytes(pickle.dumps(anchors))
+    fleet = SimpleNamespace(sync_targets=lambda: [], serve=lambda v, snap: None, lost_in_push=lambda engines: None)
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(load_state=lambda path: None,
+                                                                  push_weights=lambda e, v: SyncResult(0, 0.0)))
+    state, back = restore(ckpt, config(run), roles, base_model="/m", log=lambda msg: None)
+    assert state.step == 1 and back.cursor == 1
+    assert back.pool.verifier_details == [VerifierDetails(reason="match", seconds=0.1, extra={"parsed": "1"}),
+                                          VerifierDetails(reason="x", error="E")]

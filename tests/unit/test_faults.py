@@ -14,6 +14,7 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.faults import FaultLog
 from rlsys.metrics import StepTimer
 from rlsys.pipeline import SamplingError, sample_step, stream_round
+from rlsys.verify.details import VerifierDetails
 
 
 def group(g: int, n: int = 2) -> RolloutBatch:
@@ -32,7 +33,7 @@ class FakeVerifiers:
 
     def score(self, batch: RolloutBatch) -> RolloutBatch:
         batch.reward = np.where(np.isin(batch.group_id, list(self.lost)), np.nan, 1.0).astype(np.float32)
-        batch.verifier_details = [{} for _ in range(len(batch))]
+        batch.verifier_details = [VerifierDetails() for _ in range(len(batch))]
         return batch
 
 

@@ -177,3 +177,27 @@ def test_engine_setup_calls():
     cfg = cfg_with(rollout__speculative="draft", rollout__draft_model="layers:1", rollout__draft_sync=True)
     assert engine_setup_calls(cfg) == ["rlsys_fix_cpu_seeded_discard", "rlsys_fix_cpu_spec_expand",
                                        "rlsys_enable_draft_sync"]
+
+
+def test_engine_groups_join_in_order_and_become_batch_rows():
+    import numpy as np
+
+    from rlsys.data.dataset import PromptDataset
+    from rlsys.rollout.fleet import group_batch
+    from rlsys.rollout.worker import EngineOutput
+
+    def group(tokens: list[list[int]], reason: str) -> EngineOutput:
+        ids = [np.array(t, np.int64) for t in tokens]
+        return EngineOutput(ids, [np.zeros(len(t), np.float32) for t in tokens], [reason] * len(tokens),
+                            [str(t) for t in tokens], sum(map(len, tokens)), policy_version=1, seconds=0.5)
+
+    out = EngineOutput.join([group([[1, 2], [3]], "stop"), group([[4, 5, 6]], "length")], policy_version=2, seconds=1.5)
+    assert [t.tolist() for t in out.response_token_ids] == [[1, 2], [3], [4, 5, 6]]
+    assert out.finish_reason == ["stop", "stop", "length"] and out.response_text == ["[1, 2]", "[3]", "[4, 5, 6]"]
+    assert (out.tokens, out.policy_version, out.seconds) == (6, 2, 1.5) and len(out.behaviour_logprobs) == 3
+    data = PromptDataset(path="memory", prompts=["p0", "p1"], prompt_token_ids=[np.arange(2), np.arange(3)],
+                         ground_truth=["a", "b"], data_source=["arithmetic"] * 2)
+    batch = group_batch(data, 1, 7, out)
+    assert batch.group_id.tolist() == [7] * 3 and batch.sample_index.tolist() == [0, 1, 2]
+    assert batch.policy_version.tolist() == [2] * 3 and batch.ground_truth == ["b"] * 3
+    assert [len(p) for p in batch.prompt_token_ids] == [3] * 3 and batch.finish_reason == out.finish_reason

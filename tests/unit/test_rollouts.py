@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rlsys.metrics import StepTimer
+from rlsys.sync.result import SyncResult
 from rlsys.rollouts import Rollouts
 from tests.unit.test_data import make_batch
 
@@ -33,7 +34,7 @@ class FakeFleet:
         assert not self.busy, "weights pushed while the fleet generates"
         self.log.append(("push", version))
         self.version = version
-        return {"bytes": 0, "seconds": 0.0}
+        return SyncResult(bytes=0, seconds=0.0)
 
 
 def loop(k, steps=5, train_seconds=0.0, gen_seconds=0.0):
