@@ -10,6 +10,8 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.learner.objective import LEARNER_STATS
 from rlsys.learner.spec import SPECS
 from rlsys.metrics import StepTimer, step_metrics
+from rlsys.sync.result import SyncResult
+from rlsys.verify.details import VerifierDetails
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^\| `([^`]+)` \| .+ \| `([^`]+)` \|$", re.M)
@@ -59,14 +61,15 @@ def fake_batch() -> RolloutBatch:
                          response_text=["1", "2", "3", "4"], ground_truth=["1"] * n, data_source=["arithmetic"] * n,
                          reward=np.array([1.0, 0.0, 0.0, 1.0]))
     batch.advantages = [np.full(2, 0.5), np.full(2, -0.5)] * 2
-    batch.verifier_details = [{"seconds": 0.1}, {"seconds": 0.2, "error": "boom"}, {"seconds": 0.1}, {"timeout": True}]
+    batch.verifier_details = [VerifierDetails(seconds=0.1), VerifierDetails(seconds=0.2, error="boom"),
+                              VerifierDetails(seconds=0.1), VerifierDetails(timeout=True)]
     return batch
 
 
 def test_step_metrics_and_declared_stats_use_documented_names():
     docs = set(documented())
     train = {s.name: 1.0 for s in LEARNER_STATS}  # the learner ranks' stats, as learner/worker.py names them
-    m = step_metrics(3, 4, fake_batch(), train, {"bytes": 2e9, "seconds": 1.0}, StepTimer())
+    m = step_metrics(3, 4, fake_batch(), train, SyncResult(bytes=2_000_000_000, seconds=1.0), StepTimer())
     assert set(m) - {"step"} <= docs and m["step"] == m["training/global_step"] == 3
     assert m["training/policy_version"] == 4 and m["critic/score/accuracy"] == 0.5
     assert m["reward/verifier_errors"] == m["reward/verifier_timeouts"] == 1 and m["perf/update_weights_gbps"] == 2.0
