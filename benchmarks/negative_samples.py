@@ -65,8 +65,8 @@ def run_experiment(out: Path, seeds: list[int], overrides: list[str], log=print)
     """Base + every method x seed; returns per-problem counts {"Base": [c], method: [c per seed]}."""
     import ray
 
-    from rlsys.controller import prepare_data_and_model, run
-    from rlsys.roles import reset_roles, start_roles
+    from rlsys.loop.controller import prepare_data_and_model, run
+    from rlsys.loop.roles import reset_roles, start_roles
 
     def cfg_for(algorithm: str, seed: int, run_dir: Path, extra=()):
         return compose_cfg([f"algorithm={algorithm}", f"trainer.seed={seed}", f"run_dir={run_dir}",

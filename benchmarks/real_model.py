@@ -38,7 +38,7 @@ def run_rlsys(out: Path, steps: int, eval_n: int) -> Path:
 
 
 def rlsys_figures(run_dir: Path) -> dict:
-    from rlsys.metrics import STAGE_METRICS, read_metrics
+    from rlsys.loop.metrics import STAGE_METRICS, read_metrics
 
     rows = read_metrics(run_dir / "metrics.jsonl")
     later = rows[1:] or rows  # step 1 also pays start-up costs

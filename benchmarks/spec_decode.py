@@ -69,7 +69,7 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     from rlsys.config import RLSysConfig, to_dataclass, validate
-    from rlsys.controller import prepare_data_and_model
+    from rlsys.loop.controller import prepare_data_and_model
     from rlsys.rollout.speculative import prepare_speculative
 
     base = OmegaConf.structured(RLSysConfig)

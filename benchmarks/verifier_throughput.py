@@ -39,9 +39,9 @@ def main() -> None:
     import ray
     from ray.util.placement_group import remove_placement_group
 
-    from rlsys.cluster import place_roles
+    from rlsys.runtime.cluster import place_roles
     from rlsys.config import RLSysConfig
-    from rlsys.roles import start_verifiers
+    from rlsys.loop.roles import start_verifiers
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=256)

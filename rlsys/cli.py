@@ -39,7 +39,7 @@ def main() -> None:
     else:
         import importlib
 
-        module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.evaluate")
+        module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.eval.__main__")
         sys.argv = [f"rlsys {command}", *rest]
         module.main()
 

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass
-from rlsys.validation import validate
+from rlsys.config.validation import validate
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
@@ -18,9 +18,9 @@ register_configs()
 
 def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> None:
     """Validate the composed config and run `action`; bad input ends in one clear line and exit 2."""
-    from rlsys.cluster import ClusterError
+    from rlsys.runtime.cluster import ClusterError
     from rlsys.data.dataset import DatasetError
-    from rlsys.pipeline import SamplingError
+    from rlsys.loop.pipeline import SamplingError
 
     try:
         action(validate(to_dataclass(dcfg)))
@@ -32,7 +32,7 @@ def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> No
 def reject_renamed_keys(overrides: list[str]) -> None:
     """A renamed key on the command line ends in one line naming its new key, and exit 2 (Hydra
     itself would only say that the old key is not in the schema)."""
-    from rlsys.renamed_keys import check_overrides
+    from rlsys.config.renamed_keys import check_overrides
 
     try:
         check_overrides(overrides)
@@ -43,7 +43,7 @@ def reject_renamed_keys(overrides: list[str]) -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
 def main(dcfg: DictConfig) -> None:
-    from rlsys.controller import train
+    from rlsys.loop.controller import train
 
     run_command(dcfg, train)
 

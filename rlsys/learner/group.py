@@ -8,7 +8,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.microbatch import micro_batch_count, sample_tokens
-from rlsys.learner.objectives import Denominators
+from rlsys.learner.losses import Denominators
 from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.sync.result import SyncResult
 from rlsys.learner.objective import advantage_only, combine, reductions
@@ -19,7 +19,7 @@ GRACE_S = 30.0  # after one rank's call fails, how long the others may take to f
 
 class LearnerLost(RuntimeError):
     """A learner rank died: the group's process group is broken, so the group is rebuilt and reloaded
-    from the run's last checkpoint (trainer.max_restarts; rlsys/controller.py)."""
+    from the run's last checkpoint (trainer.max_restarts; rlsys/loop/controller.py)."""
 
 
 def num_mini_batches(samples: int, mini_batch_size: int) -> int:

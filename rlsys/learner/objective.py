@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import importlib
 
-from rlsys.learner import advantages, objectives  # noqa: F401  (registers the built-in terms)
-from rlsys.learner.objectives import CORRECTION_STATS
+from rlsys.learner import advantages, losses  # noqa: F401  (registers the built-in terms)
+from rlsys.learner.losses import CORRECTION_STATS
 from rlsys.learner.spec import SPECS, Spec, Stat, spec
 
 

@@ -16,7 +16,7 @@ decorated function (and a preset yaml), never an edit elsewhere:
   stats   what it returns besides its value: each summed (or max-ed) over micro-batches and learner
           ranks by its declared reduction and logged as a metric; a returned stat that is not
           declared is an error, so nothing is silently dropped
-A leaf module: the registries (learner/objectives.py, learner/advantages.py) import it.
+A leaf module: the registries (learner/losses.py, learner/advantages.py) import it.
 """
 
 from __future__ import annotations

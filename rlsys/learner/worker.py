@@ -21,24 +21,24 @@ from transformers import AutoTokenizer
 from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.build import build_policy, mixed_precision_policy
-from rlsys.learner.checkpoint import load_rank, lr_scheduler, save_rank
+from rlsys.learner.sharded_state import load_rank, lr_scheduler, save_rank
 from rlsys.learner.critic import ValueModel
 from rlsys.learner.logprobs import DTYPES, pad_per_token, unpad_per_token
 from rlsys.learner.microbatch import micro_batches
 from rlsys.learner.packing import ModelInputs, model_inputs, resolve_attn_implementation, response_logprobs
 from rlsys.learner.objective import combine, load_plugins, reductions
-from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
+from rlsys.learner.losses import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
                                      correction_mode, correction_weights, divergence_penalty)
 from rlsys.learner.spec import knob_values, spec
-from rlsys.memory import peak_gb, reset_peak
-from rlsys.net import free_address
+from rlsys.runtime.memory import peak_gb, reset_peak
+from rlsys.runtime.net import free_address
 from rlsys.seeds import rank_seed
 from rlsys.sync.result import SyncResult
-from rlsys.threads import set_threads, stage_threads
+from rlsys.runtime.threads import set_threads, stage_threads
 
 class LearnerWorker:
     def __init__(self, cfg: LearnerRoleConfig, model_path: str, rank: int, world_size: int):
-        from rlsys.cluster import pin_to_cpus
+        from rlsys.runtime.cluster import pin_to_cpus
 
         pin_to_cpus("RLSYS_LEARNER_CPUS")
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size

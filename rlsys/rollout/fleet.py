@@ -5,7 +5,7 @@ prompt's prefix cache; a group goes to the engine with the least outstanding wor
 tokens of the groups it still owes). An engine that dies is replaced by a new actor in the same
 placement bundle, and the groups it owed go to the others.
 
-The fleet never fetches weights: the controller decides when weights move (rlsys/pipeline.py). A
+The fleet never fetches weights: the controller decides when weights move (rlsys/loop/pipeline.py). A
 restarted engine that comes up behind the fleet's version is brought level by the `catch_up`
 the caller passes to stream/generate/wait_ready (the controller passes a learner push of the
 fleet's version; without one, a behind engine is an error that says so).

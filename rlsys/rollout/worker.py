@@ -86,12 +86,12 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
 
 class RolloutWorker:
     def __init__(self, spec: EngineSpec):
-        from rlsys.cluster import pin_to_cpus
+        from rlsys.runtime.cluster import pin_to_cpus
 
         pin_to_cpus("RLSYS_ROLLOUT_CPUS")  # before the engine starts its processes: they inherit it
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.kv_cache_gb))
         if spec.node_cores and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            from rlsys.threads import node_core_ids
+            from rlsys.runtime.threads import node_core_ids
 
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, node_core_ids()))
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
@@ -245,7 +245,7 @@ class RolloutWorker:
 
     async def peak_memory_gb(self) -> float:
         """Peak memory of this engine (the actor and its engine processes) since the last call."""
-        from rlsys.memory import peak_gb, reset_peak
+        from rlsys.runtime.memory import peak_gb, reset_peak
 
         peak = peak_gb(with_children=True)
         reset_peak(with_children=True)

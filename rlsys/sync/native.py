@@ -135,7 +135,7 @@ class NcclSync(NativeSync):
 
         from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
 
-        from rlsys.net import free_address
+        from rlsys.runtime.net import free_address
 
         addr = [free_address() if rank == 0 else None]
         if dist.is_initialized():

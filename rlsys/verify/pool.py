@@ -3,7 +3,7 @@
 Thread-safe: several threads may call score() at once with small batches (streaming groups);
 the pool counts samples in flight per actor and sends each chunk to the one with the fewest. A
 chunk whose actor died mid-call is re-scored on the least-busy actor (the dead one restarts,
-rlsys/faults.py); if every attempt dies, its samples get reward NaN and `lost` in their details,
+rlsys/runtime/faults.py); if every attempt dies, its samples get reward NaN and `lost` in their details,
 never a made-up 0: training drops their groups, evaluation refuses them (require_scored).
 """
 
@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
-from rlsys.faults import ActorLost, FaultLog, call_with_retries
+from rlsys.runtime.faults import ActorLost, FaultLog, call_with_retries
 from rlsys.verify.details import VerifierDetails
 
 

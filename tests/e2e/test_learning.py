@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from rlsys.checkpoint import complete_checkpoints
-from rlsys.metrics import read_metrics
+from rlsys.loop.checkpoint import complete_checkpoints
+from rlsys.loop.metrics import read_metrics
 from tests.conftest import run_cli
 
 STEPS, SAVE_EVERY = 8, 4

@@ -9,11 +9,11 @@ import ray
 from hydra import compose, initialize_config_dir
 
 from rlsys.config import register_configs, to_dataclass
-from rlsys.validation import validate
-from rlsys.controller import prepare_data_and_model, run
-from rlsys.metrics import read_metrics
-from rlsys.roles import reset_roles, start_roles
-from rlsys.pipeline import SamplingError
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model, run
+from rlsys.loop.metrics import read_metrics
+from rlsys.loop.roles import reset_roles, start_roles
+from rlsys.loop.pipeline import SamplingError
 from rlsys.train import CONF_DIR
 
 STEPS = 3

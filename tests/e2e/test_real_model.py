@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rlsys.metrics import read_metrics
+from rlsys.loop.metrics import read_metrics
 from tests.conftest import run_cli
 
 STEPS = 3  # the 2nd sync is the first the sender writes into the engine itself (rollout.cpu_gemm=plain)

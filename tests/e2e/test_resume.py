@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from rlsys.checkpoint import complete_checkpoints
+from rlsys.loop.checkpoint import complete_checkpoints
 from tests.conftest import ROOT
 
 ARGS = ["trainer.steps=4", "trainer.save_every=2", "trainer.keep_last=1", "eval.before_after_samples=0",

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rlsys.metrics import STAGE_METRICS, read_metrics
+from rlsys.loop.metrics import STAGE_METRICS, read_metrics
 from tests.conftest import run_cli
 
 STEPS = 30

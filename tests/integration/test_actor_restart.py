@@ -1,10 +1,10 @@
 """call_with_retries against a real Ray actor whose process exits: the call is resent to the actor Ray
-restarted, and an actor that dies on every attempt is reported lost (rlsys/faults.py)."""
+restarted, and an actor that dies on every attempt is reported lost (rlsys/runtime/faults.py)."""
 
 import pytest
 import ray
 
-from rlsys.faults import ActorLost, FaultLog, call_with_retries
+from rlsys.runtime.faults import ActorLost, FaultLog, call_with_retries
 
 
 @ray.remote(max_restarts=-1)

@@ -1,4 +1,4 @@
-"""The quiet console (rlsys/console.py): library warnings and actor output go to <run>/rlsys.log;
+"""The quiet console (rlsys/runtime/quiet_console.py): library warnings and actor output go to <run>/rlsys.log;
 errors, the driver's own lines and a failing actor's exception still reach the console."""
 
 import subprocess
@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 DRIVER = r'''
 import logging, sys, warnings
 from rlsys.config import RLSysConfig
-from rlsys.console import setup_console
+from rlsys.runtime.quiet_console import setup_console
 cfg = RLSysConfig(run_dir=sys.argv[1])
 setup_console(cfg)
 import transformers
@@ -26,7 +26,7 @@ raise RuntimeError("DRIVER-FAILS")
 ACTORS = r'''
 import sys, ray
 from rlsys.config import RLSysConfig
-from rlsys.console import ray_init_options
+from rlsys.runtime.quiet_console import ray_init_options
 cfg = RLSysConfig(run_dir=sys.argv[1])
 env = {"env_vars": {}}
 ray.init(num_cpus=1, include_dashboard=False, runtime_env=env, **ray_init_options(cfg, env))

@@ -14,13 +14,13 @@ import psutil
 import pytest
 import ray
 
-from rlsys.faults import FaultLog
+from rlsys.runtime.faults import FaultLog
 from rlsys.config import RLSysConfig
 from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
 from rlsys.rollout.worker import EngineOutput
-from rlsys.pipeline import catch_up, stream_round, sync_weights
-from rlsys.metrics import StepTimer
+from rlsys.loop.pipeline import catch_up, stream_round, sync_weights
+from rlsys.loop.metrics import StepTimer
 from rlsys.sync.result import EngineLoad, SyncResult
 from rlsys.verify.pool import VerifierPool
 from rlsys.verify.worker import VerifierWorker
@@ -238,9 +238,9 @@ def roles(ray_session, tmp_path_factory):
     from omegaconf import OmegaConf
 
     from rlsys.config import to_dataclass
-    from rlsys.validation import validate
-    from rlsys.controller import prepare_data_and_model
-    from rlsys.roles import start_roles
+    from rlsys.config.validation import validate
+    from rlsys.loop.controller import prepare_data_and_model
+    from rlsys.loop.roles import start_roles
 
     cfg = OmegaConf.structured(RLSysConfig)
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))

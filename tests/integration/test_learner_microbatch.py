@@ -12,7 +12,7 @@ from torch.distributed.tensor import DTensor
 from rlsys.config import RLSysConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner import microbatch as M
-from rlsys.learner.objectives import AGGREGATIONS, Denominators
+from rlsys.learner.losses import AGGREGATIONS, Denominators
 from rlsys.learner.role_config import learner_role_config
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 from tests.unit.test_microbatch import rollouts
@@ -21,7 +21,7 @@ from tests.unit.test_microbatch import rollouts
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
     from rlsys.learner.worker import LearnerWorker
-    from rlsys.net import free_address
+    from rlsys.runtime.net import free_address
 
     path = save_checkpoint(build_tiny_model(32, 2, 4, vocab_size=len(build_char_tokenizer()), seed=1),
                            build_char_tokenizer(), tmp_path_factory.mktemp("tiny"))

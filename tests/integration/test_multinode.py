@@ -21,9 +21,9 @@ import ray
 from hydra import compose, initialize_config_dir
 
 from rlsys.config import register_configs, to_dataclass
-from rlsys.validation import validate
-from rlsys.controller import prepare_data_and_model
-from rlsys.metrics import read_metrics
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model
+from rlsys.loop.metrics import read_metrics
 from rlsys.train import CONF_DIR
 from tests.conftest import ROOT
 

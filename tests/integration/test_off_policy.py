@@ -10,12 +10,12 @@ import ray
 from omegaconf import OmegaConf
 
 from rlsys.config import RLSysConfig, get_key, to_dataclass
-from rlsys.validation import validate
+from rlsys.config.validation import validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.objective import report, report_correction
 from rlsys.learner.role_config import learner_role_config
-from rlsys.prepare import prepare_data_and_model
+from rlsys.loop.prepare import prepare_data_and_model
 
 PROMPTS, N, LENGTH = 16, 4, 6
 

@@ -9,11 +9,11 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from rlsys.cluster import ClusterError, place_roles
+from rlsys.runtime.cluster import ClusterError, place_roles
 from rlsys.config import RLSysConfig, to_dataclass
-from rlsys.validation import validate
-from rlsys.controller import prepare_data_and_model
-from rlsys.roles import start_roles
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model
+from rlsys.loop.roles import start_roles
 from rlsys.learner.advantages import compute_advantages
 
 
@@ -164,7 +164,7 @@ def test_reference_killed_comes_back_with_the_same_answer(setup):
     import os
     import signal
 
-    from rlsys.pipeline import server_logprobs
+    from rlsys.loop.pipeline import server_logprobs
 
     cfg, roles, train, _ = setup
     batch = roles.fleet.generate(train, np.arange(32), seed=5)
@@ -185,7 +185,7 @@ def test_a_swapped_server_model_survives_a_restart(setup, tmp_path):
     import os
     import signal
 
-    from rlsys.pipeline import server_logprobs
+    from rlsys.loop.pipeline import server_logprobs
 
     cfg, roles, train, model_path = setup
     roles.learners.train(scored_batch(roles, train, seed=8))  # lr 3e-3: other weights than the base model

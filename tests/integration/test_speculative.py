@@ -17,8 +17,8 @@ import torch
 from omegaconf import OmegaConf
 
 from rlsys.config import RLSysConfig, to_dataclass
-from rlsys.validation import validate
-from rlsys.controller import prepare_data_and_model
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model
 from rlsys.rollout.speculative import checkpoint_shapes, prepare_speculative, spec_metrics
 from rlsys.sync.bucket import pack_bucket
 

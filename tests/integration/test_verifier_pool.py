@@ -25,8 +25,8 @@ GOOD = "```python\nprint(sum(map(int, input().split())))\n```"
 def pool():
     import ray
 
-    from rlsys.cluster import place_roles
-    from rlsys.roles import start_verifiers
+    from rlsys.runtime.cluster import place_roles
+    from rlsys.loop.roles import start_verifiers
 
     cfg = RLSysConfig()
     cfg.cluster.num_verifiers, cfg.cluster.verifier.cpus = 2, 0.5

@@ -10,11 +10,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlsys.checkpoint import (MARKER, RunState, begin, check_compatible, commit, complete_checkpoints, find_resume,
+from rlsys.loop.checkpoint import (MARKER, RunState, begin, check_compatible, commit, complete_checkpoints, find_resume,
                               truncate_metrics)
 from rlsys.config import RLSysConfig, to_dataclass
 from rlsys.errors import ConfigError
-from rlsys.learner.checkpoint import lr_scheduler
+from rlsys.learner.sharded_state import lr_scheduler
 
 
 def config(run_dir, **trainer):
@@ -108,7 +108,7 @@ def test_a_checkpoint_from_before_the_grouped_algorithm_settings_still_resumes(t
 
 def _old_layout(saved: dict) -> dict:
     """Today's config.json as the versions before the renames wrote it: every renamed key at its old name."""
-    from rlsys.renamed_keys import RENAMED
+    from rlsys.config.renamed_keys import RENAMED
 
     def node(dotted: str) -> tuple[dict, str]:
         *groups, name = dotted.split(".")
@@ -134,7 +134,7 @@ def _old_layout(saved: dict) -> dict:
 
 def test_a_checkpoint_from_before_the_renames_loads_into_todays_config(tmp_path):
     from rlsys.config import as_dict
-    from rlsys.renamed_keys import current_layout
+    from rlsys.config.renamed_keys import current_layout
 
     run = tmp_path / "run"
     now = config(run)
@@ -206,8 +206,8 @@ def test_anchors_saved_when_verifier_details_were_dicts_resume_as_verifier_detai
     import pickle
     from types import SimpleNamespace
 
-    from rlsys.checkpoint import restore
-    from rlsys.pipeline import AnchorPool
+    from rlsys.loop.checkpoint import restore
+    from rlsys.loop.pipeline import AnchorPool
     from rlsys.sync.result import SyncResult
     from rlsys.verify.details import VerifierDetails
     from tests.unit.test_data import make_batch

@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass
-from rlsys.validation import validate
+from rlsys.config.validation import validate
 from rlsys.train import CONF_DIR
 
 register_configs()
@@ -102,7 +102,7 @@ def test_every_preset_composes():
     ("algorithm.critic=true", "algorithm.critic was renamed to algorithm.critic.enabled"),
 ])
 def test_a_renamed_key_fails_naming_the_new_key(override, message):
-    from rlsys.renamed_keys import check_overrides
+    from rlsys.config.renamed_keys import check_overrides
 
     with pytest.raises(ConfigError) as e:
         check_overrides(["rollout.n=4", override, "algorithm=ppo"])
@@ -111,7 +111,7 @@ def test_a_renamed_key_fails_naming_the_new_key(override, message):
 
 def test_todays_keys_pass_and_every_rename_points_at_a_real_key():
     from rlsys.config import get_key
-    from rlsys.renamed_keys import RENAMED, check_overrides
+    from rlsys.config.renamed_keys import RENAMED, check_overrides
 
     check_overrides(["algorithm=ppo", "algorithm.rollout_correction.cap=3", "cluster.learner.gpus=1", "task.max_ops=3",
                      "algorithm.critic={enabled: true}", "eval.before_after_samples=0", "trainer.steps=2", "rlsys.jsonl"])

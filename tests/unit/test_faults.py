@@ -1,5 +1,5 @@
 """A sample is trained only with a real reward and real reference log-probs: groups whose verifier
-or reference actor was lost leave the step's batch and are counted (rlsys/faults.py, pipeline.py).
+or reference actor was lost leave the step's batch and are counted (rlsys/runtime/faults.py, pipeline.py).
 Real Ray actors that die and restart: tests/integration/test_actor_restart.py, test_verifier_pool.py
 and test_roles.py."""
 
@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 
 from rlsys.config import RLSysConfig, to_dataclass
 from rlsys.data.batch import RolloutBatch
-from rlsys.faults import FaultLog
-from rlsys.metrics import StepTimer
-from rlsys.pipeline import SamplingError, sample_step, stream_round
+from rlsys.runtime.faults import FaultLog
+from rlsys.loop.metrics import StepTimer
+from rlsys.loop.pipeline import SamplingError, sample_step, stream_round
 from rlsys.verify.details import VerifierDetails
 
 

@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from rlsys.config import register_configs, to_dataclass
-from rlsys.renamed_keys import check_overrides
-from rlsys.validation import validate
+from rlsys.config.renamed_keys import check_overrides
+from rlsys.config.validation import validate
 from rlsys.train import CONF_DIR
 from tests.k8s_schemas import SCHEMAS
 from tests.kustomize_lite import build

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from rlsys.config import ConfigError, RLSysConfig
-from rlsys.validation import validate
+from rlsys.config.validation import validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.loggers.console import ConsoleBackend
 from rlsys.loggers.run import RunLogger
-from rlsys.metrics import read_metrics
+from rlsys.loop.metrics import read_metrics
 
 PROMPTS = ["1+1=", "2+3=", "7*6="]
 

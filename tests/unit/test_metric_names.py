@@ -9,7 +9,7 @@ import numpy as np
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.objective import LEARNER_STATS
 from rlsys.learner.spec import SPECS
-from rlsys.metrics import StepTimer, step_metrics
+from rlsys.loop.metrics import StepTimer, step_metrics
 from rlsys.sync.result import SyncResult
 from rlsys.verify.details import VerifierDetails
 

@@ -9,9 +9,9 @@ import torch
 from rlsys.config import algorithm_config
 from rlsys.learner.advantages import compute_advantages, overlong_penalty
 from rlsys.learner.logprobs import _proxy_logprob
-from rlsys.learner.objectives import (DIVERGENCES, REGULARISERS, Denominators, LossInputs, divergence_penalty,
+from rlsys.learner.losses import (DIVERGENCES, REGULARISERS, Denominators, LossInputs, divergence_penalty,
                                       lp_reg, ppo_clip)
-from rlsys.pipeline import informative, with_anchors
+from rlsys.loop.pipeline import informative, with_anchors
 from tests.unit.test_data import make_batch
 
 PI0 = torch.softmax(torch.tensor([0.4, -0.1, 1.2, 0.0], dtype=torch.float64), 0)

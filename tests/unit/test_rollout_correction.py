@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from rlsys.config import ConfigError, RLSysConfig, get_key
-from rlsys.validation import validate
+from rlsys.config.validation import validate
 from rlsys.learner.group import mini_batches, num_mini_batches
-from rlsys.learner.objectives import LossInputs, correction_mode, correction_weights, ppo_clip
+from rlsys.learner.losses import LossInputs, correction_mode, correction_weights, ppo_clip
 from rlsys.learner.role_config import learner_role_config
 from rlsys.learner.worker import LearnerWorker
 

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlsys.cluster import colocated, role_demands
+from rlsys.runtime.cluster import colocated, role_demands
 from rlsys.config import ConfigError, RLSysConfig, get_key
-from rlsys.validation import validate
+from rlsys.config.validation import validate
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 from rlsys.rollout.engine_options import engine_options
 from rlsys.rollout.speculative import prepare_speculative, read_counters, spec_metrics, speculative_config

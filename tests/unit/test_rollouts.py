@@ -1,4 +1,4 @@
-"""rlsys/rollouts.py, the batch source between the fleet and the learners, with a fake fleet and learners:
+"""rlsys/loop/batches.py, the batch source between the fleet and the learners, with a fake fleet and learners:
 the schedule of versions for k = 0, 1, 2, the overlap of generation with training, the staleness
 filter and its counts, and errors of the producer reaching the controller."""
 
@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from rlsys.metrics import StepTimer
+from rlsys.loop.metrics import StepTimer
 from rlsys.sync.result import SyncResult
-from rlsys.rollouts import Rollouts
+from rlsys.loop.batches import Rollouts
 from tests.unit.test_data import make_batch
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rlsys.cluster import ClusterError, check_capacity, role_demands
+from rlsys.runtime.cluster import ClusterError, check_capacity, role_demands
 from rlsys.config import RLSysConfig
 from rlsys.sync.bucket import (Bucket, iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params,
                                unpack_bucket)
@@ -87,9 +87,9 @@ def test_custom_resources_pin_roles_and_are_checked_naming_the_knob():
 
 def test_custom_resources_reach_actor_options_and_bad_names_fail():
     pytest.importorskip("ray")
-    from rlsys.cluster import actor_options
+    from rlsys.runtime.cluster import actor_options
     from rlsys.config import ConfigError
-    from rlsys.validation import validate
+    from rlsys.config.validation import validate
 
     opts = actor_options({"rollout": (None, [{"CPU": 0.5, "rollout_node": 1.0}])}, "rollout", 0)
     assert opts["num_cpus"] == 0.5 and opts["resources"] == {"rollout_node": 1.0}
@@ -142,7 +142,7 @@ def test_a_full_dev_shm_falls_back_to_the_temp_dir_instead_of_killing_the_sender
 def test_sync_weights_hands_the_snapshot_to_the_fleet_and_restarts_the_engines_lost_in_the_push():
     from types import SimpleNamespace
 
-    from rlsys.pipeline import sync_weights
+    from rlsys.loop.pipeline import sync_weights
     from rlsys.sync.result import SyncResult
 
     served, lost = [], []

@@ -10,7 +10,7 @@ import pytest
 from rlsys.config import VerifierConfig
 from rlsys.data.dataset import DatasetError, load_prompts
 from rlsys.data.examples import code_rows, demo_rows, math_rows
-from rlsys.metrics import verifier_stats
+from rlsys.loop.metrics import verifier_stats
 from rlsys.models.tiny import build_char_tokenizer
 from rlsys.verify import VERIFIERS, known_sources
 from rlsys.verify.code_tests import extract_program, parse_tests

@@ -2,7 +2,7 @@
 
 Hydra merges conf/ onto these schemas, so an unknown key or a value of the wrong type fails at
 start with the key's full name. `check_config` adds range and cross-field checks that name the key
-(rlsys.validation.validate runs them and each part's checks of its own section).
+(rlsys.config.validation.validate runs them and each part's checks of its own section).
 Batch sizes are global counts; micro-batch sizes are per learner rank.
 """
 
@@ -115,7 +115,7 @@ class AlgorithmConfig:
     name: str = "grpo"  # preset name, for logs
     advantage: str = "grpo"  # advantage estimator (registry in rlsys/learner/advantages.py)
     norm_std: bool = True  # grpo: divide by group std (false = Dr. GRPO)
-    loss: str = "ppo_clip"  # policy loss (registry in rlsys/learner/objectives.py)
+    loss: str = "ppo_clip"  # policy loss (registry in rlsys/learner/losses.py)
     loss_agg: str = "seq_mean_token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
     clip_low: float = 0.2  # PPO ratio clip below 1
     clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: 0.28)
@@ -299,7 +299,7 @@ def to_dataclass(cfg: DictConfig | RLSysConfig) -> RLSysConfig:
 
 def check_config(cfg: RLSysConfig) -> RLSysConfig:
     """Range and cross-field checks; registries are checked by name here too. The rollout's own
-    rules (speculative decoding, sync backend, colocation) live with the rollout: rlsys.validation
+    rules (speculative decoding, sync backend, colocation) live with the rollout: rlsys.config.validation
     runs both."""
     from rlsys.sync import SYNC_BACKENDS
 
@@ -401,7 +401,7 @@ def _validate_learner_speed(lr_: LearnerConfig, c: ClusterConfig) -> None:
 def _validate_algorithm(a: AlgorithmConfig) -> None:
     from rlsys.learner.advantages import ADVANTAGES
     from rlsys.learner.objective import load_plugins, needs
-    from rlsys.learner.objectives import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
+    from rlsys.learner.losses import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
     from rlsys.learner.spec import spec
 
     try:
@@ -461,7 +461,7 @@ def _validate_updates(cfg: RLSysConfig) -> None:
     _check(t.max_staleness == 0 or not cfg.cluster.colocate, "trainer.max_staleness",
            "async training (max_staleness >= 1) overlaps generation with training; it cannot run with "
            "cluster.colocate=true, where the engines sleep while the learners train")
-    from rlsys.learner.objectives import ROLLOUT_CORRECTIONS
+    from rlsys.learner.losses import ROLLOUT_CORRECTIONS
 
     rc, key = a.rollout_correction, "algorithm.rollout_correction"
     modes = ("auto", *ROLLOUT_CORRECTIONS)

@@ -78,7 +78,7 @@ def pin_to_cpus(variable: str) -> None:
 def init_ray(cfg: RLSysConfig) -> None:
     import ray
 
-    from rlsys.console import ray_init_options
+    from rlsys.runtime.quiet_console import ray_init_options
 
     if ray.is_initialized():
         return

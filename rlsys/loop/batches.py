@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
-from rlsys.metrics import StepTimer
+from rlsys.loop.metrics import StepTimer
 
 if TYPE_CHECKING:  # the sync package imports torch, which this module does not need
     from rlsys.sync.result import SyncResult

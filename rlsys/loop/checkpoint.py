@@ -1,5 +1,5 @@
 """Checkpoints of a run and exact resume (the controller's side; the ranks' side is
-rlsys/learner/checkpoint.py).
+rlsys/learner/sharded_state.py).
 
 A checkpoint is a directory <run>/checkpoints/step_<N>/ holding the learner group's sharded
 distributed checkpoint (model and optimizer, one shard file per rank: never gathered), each rank's
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rlsys.config import RLSysConfig, as_dict
 from rlsys.errors import ConfigError
-from rlsys.renamed_keys import current_layout
+from rlsys.config.renamed_keys import current_layout
 
 MARKER = "COMPLETE"  # written last: a directory without it is not a checkpoint
 HASHED_BYTES = 1 << 20  # files up to this size are hashed in the marker too (large shards: size only)
@@ -254,7 +254,7 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     import pickle
 
     from rlsys.learner.group import LearnerLost
-    from rlsys.pipeline import sync_weights
+    from rlsys.loop.pipeline import sync_weights
 
     state = check_compatible(path, cfg, base_model)
     try:

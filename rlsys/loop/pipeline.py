@@ -18,7 +18,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
-from rlsys.faults import ActorLost, call_with_retries
+from rlsys.runtime.faults import ActorLost, call_with_retries
 from rlsys.learner.objective import needs
 from rlsys.learner.role_config import reference_on_server
 from rlsys.rollout.fleet import sort_groups

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-log = logging.getLogger("rlsys.faults")
+log = logging.getLogger("rlsys.runtime.faults")
 
 RETRIES = 2  # calls re-sent after an actor died mid-call, before its samples are given up
 RESTART_TIMEOUT_S = 120.0  # how long to wait for Ray to bring a killed actor back before the next attempt

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rlsys.checkpoint import (PromptCursor, RunState, complete_checkpoints, find_resume, latest_intact, restore, save,
+from rlsys.loop.checkpoint import (PromptCursor, RunState, complete_checkpoints, find_resume, latest_intact, restore, save,
                               truncate_metrics)
 from rlsys.config import RLSysConfig, as_dict
-from rlsys.console import setup_console
+from rlsys.runtime.quiet_console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
@@ -21,11 +21,11 @@ from rlsys.learner.group import LearnerLost
 from rlsys.learner.objective import needs, report, report_correction
 from rlsys.learner.role_config import reference_in_learners
 from rlsys.loggers.run import RunLogger
-from rlsys.metrics import StepTimer, step_metrics
-from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
-from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
-from rlsys.roles import Roles, shutdown_roles, start_roles
-from rlsys.rollouts import Rollouts
+from rlsys.loop.metrics import StepTimer, step_metrics
+from rlsys.loop.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
+from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
+from rlsys.loop.roles import Roles, shutdown_roles, start_roles
+from rlsys.loop.batches import Rollouts
 from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
 
@@ -99,7 +99,7 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
     m.update(report(stats, a))  # every declared stat of the objective's active terms
     m.update(report_correction(stats))
     m["actor/ppo_updates"] = stats["actor/ppo_updates"]
-    m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/faults.py)
+    m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/runtime/faults.py)
     return batch, m
 
 

@@ -1,4 +1,4 @@
-"""`rlsys eval` / `python -m rlsys.evaluate`: Hydra entry point of pass@k evaluation."""
+"""`rlsys eval` / `python -m rlsys.eval`: Hydra entry point of pass@k evaluation."""
 
 from __future__ import annotations
 

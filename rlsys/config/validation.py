@@ -1,4 +1,4 @@
-"""All checks of a composed config, in one call: the config's own (rlsys/config.py) and each part's
+"""All checks of a composed config, in one call: the config's own (rlsys/config/__init__.py) and each part's
 rules for its section. It sits above both, so rlsys.config imports no part that reads it back."""
 
 from __future__ import annotations
