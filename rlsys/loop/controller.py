@@ -20,7 +20,7 @@ from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.group import LearnerLost
 from rlsys.learner.objective import needs, report, report_correction
 from rlsys.learner.role_config import reference_in_learners
-from rlsys.loggers.run import RunLogger
+from rlsys.loggers.run_logger import RunLogger
 from rlsys.loop.metrics import StepTimer, step_metrics
 from rlsys.loop.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
 from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)

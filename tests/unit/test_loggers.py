@@ -13,7 +13,7 @@ from rlsys.config import ConfigError, RLSysConfig
 from rlsys.config.validation import validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.loggers.console import ConsoleBackend
-from rlsys.loggers.run import RunLogger
+from rlsys.loggers.run_logger import RunLogger
 from rlsys.loop.metrics import read_metrics
 
 PROMPTS = ["1+1=", "2+3=", "7*6="]
