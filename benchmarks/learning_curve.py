@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LIFT = 0.10  # the held-out pass@1 gain over a side's own step 0 whose time is compared
 LOSS_TYPES = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}  # loss_agg
 EVAL_BATCH = 16  # held-out prompts per HF generate call (x E samples each)
 
@@ -280,6 +281,18 @@ def report(rl: dict, tr: dict | None) -> tuple[dict, str]:
         lines += [f"- target: TRL's pass@1 at its last step ({tr['points'][-1]['step']}): {target:.3f}",
                   f"- time to target (training s, interpolated between eval points): rlsys {fmt(rs)}, TRL {fmt(ts)};"
                   f" rlsys / TRL = {fmt(summary['ratio_rlsys_over_trl'], '.2f', 'n/a')}"]
+        if target <= min(side["points"][0]["pass1"] for side in sides.values()):
+            lines.append("- TRL ended at or below both starting points, so time-to-target is 0 for both; the lift "
+                         "below compares instead")
+        # a fixed lift over each side's own step-0 pass@1: meaningful also when one side does not improve
+        lift = {name: time_to(side["points"], side["points"][0]["pass1"] + LIFT) for name, side in sides.items()}
+        summary.update({f"{name.lower()}_time_to_lift_s": v for name, v in lift.items()}, lift=LIFT)
+        trl_total = tr["points"][-1]["train_seconds"]
+        bound = (f"rlsys / TRL < {lift['rlsys'] / trl_total:.2f} (TRL not there after {trl_total:.0f} s)"
+                 if lift["TRL"] is None and lift["rlsys"] is not None else
+                 f"rlsys / TRL = {fmt(lift['rlsys'] / lift['TRL'] if lift['rlsys'] is not None and lift['TRL'] else None, '.2f', 'n/a')}")
+        lines.append(f"- time to +{LIFT:.2f} pass@1 over its own step 0 (training s): rlsys {fmt(lift['rlsys'])}, "
+                     f"TRL {fmt(lift['TRL'])}; {bound}")
     lines += [f"- {name}: start-up {fmt(side['startup_s'], '.1f', 'unknown')} s, median step "
               f"{side['median_step_s']:.2f} s, process wall {side['total_wall_s']:.1f} s"
               + (f" (stopped after step {side['steps_done']})" if side.get("partial") else "")
