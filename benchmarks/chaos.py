@@ -13,7 +13,7 @@ restarts and lost samples the run counted (faults/* metrics), and whether its me
 rollouts equal the undisturbed run's bitwise (scripts/compare_runs.py; the fault counts aside).
 
 --checkpoint-io: one learner rank (no Ray) of each model after one optimizer step (so AdamW's
-moments exist): the seconds to save and load its resumable checkpoint (rlsys/learner/checkpoint.py)
+moments exist): the seconds to save and load its resumable checkpoint (rlsys/learner/sharded_state.py)
 and its size, next to a plain copy of the same files (shutil.copytree) timed in the same run.
 """
 
@@ -38,7 +38,7 @@ KINDS = {"engine": b"ray::RolloutWorker", "verifier": b"ray::VerifierWorker", "r
 
 
 def args_for(steps: int, every: int) -> list[str]:
-    return [f"trainer.steps={steps}", f"trainer.save_every={every}", "trainer.keep_last=2", "trainer.eval_n=0",
+    return [f"trainer.steps={steps}", f"trainer.save_every={every}", "trainer.keep_last=2", "eval.before_after_samples=0",
             "trainer.save_checkpoint=false", "trainer.max_restarts=100", "algorithm.kl.coef=0.01",
             "learner.world_size=2", "cluster.address=local"]
 
@@ -160,11 +160,11 @@ def checkpoint_io(model: str, port: int) -> dict:
 
     from learner_throughput import synthetic
     from rlsys.config import register_configs, to_dataclass
-    from rlsys.learner.checkpoint import load_rank, save_rank
-    from rlsys.learner.objectives import Denominators
+    from rlsys.learner.sharded_state import load_rank, save_rank
+    from rlsys.learner.losses import Denominators
     from rlsys.learner.role_config import learner_role_config
     from rlsys.learner.worker import LearnerWorker
-    from rlsys.prepare import prepare_data_and_model
+    from rlsys.loop.prepare import prepare_data_and_model
 
     register_configs()
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
@@ -206,7 +206,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="more Hydra overrides for both runs")
     a = p.parse_args()
     if a.checkpoint_io:
-        from rlsys.net import free_address
+        from rlsys.runtime.net import free_address
 
         (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
         rows = [checkpoint_io(m, free_address()[1]) for m in a.checkpoint_io]

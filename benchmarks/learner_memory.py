@@ -22,7 +22,7 @@ def one(path: str, mode: str, batch: int, prompt: int, response: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     from rlsys.learner.logprobs import install_logprob_head, token_logprobs
-    from rlsys.memory import peak_gb, reset_peak
+    from rlsys.runtime.memory import peak_gb, reset_peak
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

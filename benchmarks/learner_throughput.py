@@ -65,7 +65,7 @@ def learner_rank(a) -> dict:
     from rlsys.config import RLSysConfig
     from rlsys.data.batch import split_balanced
     from rlsys.learner.microbatch import micro_batch_count, sample_tokens
-    from rlsys.learner.objectives import Denominators
+    from rlsys.learner.losses import Denominators
     from rlsys.learner.role_config import learner_role_config
     from rlsys.learner.worker import LearnerWorker
 
@@ -94,7 +94,7 @@ def learner_rank(a) -> dict:
     return {"rank": a.rank, "seconds": statistics.median(times[1:]), "cores": statistics.median(cores[1:]),
             "threads": w.threads, "num_micro": num_micro, "tokens": int(lengths.sum()),
             "model_tokens": model_tokens(batch, a.mode, lc.micro_batch_size, lc.max_tokens_per_micro_batch, a.world),
-            "peak_gb": stats["peak_memory_gb"]}
+            "peak_gb": stats["perf/max_memory_gb"]}
 
 
 def plain_logprobs(model, x, head_only_responses: bool):
@@ -119,7 +119,7 @@ def ceiling(a) -> dict:
 
     from rlsys.learner.microbatch import sample_tokens
     from rlsys.learner.packing import padded_inputs
-    from rlsys.threads import CoreUse, node_cores
+    from rlsys.runtime.threads import CoreUse, node_cores
 
     torch.set_num_threads(node_cores())
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, attn_implementation="sdpa")
@@ -142,7 +142,7 @@ def ceiling(a) -> dict:
 
 
 def launch(args, mode: str, world: int) -> list[dict]:
-    from rlsys.net import free_address
+    from rlsys.runtime.net import free_address
 
     port = free_address()[1]
     common = ["--model", args.model, "--samples", str(args.samples), "--reps", str(args.reps), "--mbs", str(args.mbs),

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/learning_curve.py [--steps N] [--eval-every 5] [--eval-n 4]
         [--out benchmarks/results/learning_curve] [--skip-rlsys] [--skip-trl] [-- HYDRA_OVERRIDES ...]
 
-rlsys runs `rlsys train model=smollm2_135m eval.every=K eval.n=E trainer.eval_n=E ...` (+ overrides; no
+rlsys runs `rlsys train model=smollm2_135m eval.every=K eval.n=E eval.before_after_samples=E ...` (+ overrides; no
 --steps: the preset's trainer.steps). TRL (this file under .venv-trl, --trl-worker) gets the workload from
 that run's config.json (composed config, overrides included), base model and data/*.parquet: same prompts
 in rlsys's order, P prompts x G samples per step, lengths, lr, temperature, clip, seed, and rlsys's verifier
@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LIFT = 0.10  # the held-out pass@1 gain over a side's own step 0 whose time is compared
 LOSS_TYPES = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}  # loss_agg
 EVAL_BATCH = 16  # held-out prompts per HF generate call (x E samples each)
 
@@ -46,7 +47,7 @@ def point(step, train_seconds, pass1, reward_mean, eval_seconds=None) -> dict:
 
 def run_rlsys(args, out: Path) -> dict:
     cmd = [str(ROOT / ".venv/bin/rlsys"), "train", "model=smollm2_135m", f"eval.every={args.eval_every}",
-           f"eval.n={args.eval_n}", f"trainer.eval_n={args.eval_n}", f"trainer.output_dir={out / 'rlsys'}",
+           f"eval.n={args.eval_n}", f"eval.before_after_samples={args.eval_n}", f"trainer.output_dir={out / 'rlsys'}",
            "trainer.save_checkpoint=false", *([f"trainer.steps={args.steps}"] if args.steps else []), *args.overrides]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line arrives when printed: arrival times are stamps
@@ -67,7 +68,7 @@ def run_rlsys(args, out: Path) -> dict:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steps, (b, a) = cfg["trainer"]["steps"], (s["held_out_before"], s["held_out_after"])
     points, cum, step_s, evals = [point(0, 0.0, b["accuracy"], b["reward_mean"])], 0.0, [], []
-    for r in rows:  # verl's metric names (rlsys/loggers/names.py)
+    for r in rows:  # metric names: docs/metrics.md
         step_s.append(r["timing_s/step"])
         cum += r["timing_s/step"]
         if "val/pass@1" in r:  # eval.every logs pass@k only, no reward mean
@@ -280,6 +281,18 @@ def report(rl: dict, tr: dict | None) -> tuple[dict, str]:
         lines += [f"- target: TRL's pass@1 at its last step ({tr['points'][-1]['step']}): {target:.3f}",
                   f"- time to target (training s, interpolated between eval points): rlsys {fmt(rs)}, TRL {fmt(ts)};"
                   f" rlsys / TRL = {fmt(summary['ratio_rlsys_over_trl'], '.2f', 'n/a')}"]
+        if target <= min(side["points"][0]["pass1"] for side in sides.values()):
+            lines.append("- TRL ended at or below both starting points, so time-to-target is 0 for both; the lift "
+                         "below compares instead")
+        # a fixed lift over each side's own step-0 pass@1: meaningful also when one side does not improve
+        lift = {name: time_to(side["points"], side["points"][0]["pass1"] + LIFT) for name, side in sides.items()}
+        summary.update({f"{name.lower()}_time_to_lift_s": v for name, v in lift.items()}, lift=LIFT)
+        trl_total = tr["points"][-1]["train_seconds"]
+        bound = (f"rlsys / TRL < {lift['rlsys'] / trl_total:.2f} (TRL not there after {trl_total:.0f} s)"
+                 if lift["TRL"] is None and lift["rlsys"] is not None else
+                 f"rlsys / TRL = {fmt(lift['rlsys'] / lift['TRL'] if lift['rlsys'] is not None and lift['TRL'] else None, '.2f', 'n/a')}")
+        lines.append(f"- time to +{LIFT:.2f} pass@1 over its own step 0 (training s): rlsys {fmt(lift['rlsys'])}, "
+                     f"TRL {fmt(lift['TRL'])}; {bound}")
     lines += [f"- {name}: start-up {fmt(side['startup_s'], '.1f', 'unknown')} s, median step "
               f"{side['median_step_s']:.2f} s, process wall {side['total_wall_s']:.1f} s"
               + (f" (stopped after step {side['steps_done']})" if side.get("partial") else "")

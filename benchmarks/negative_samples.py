@@ -30,15 +30,15 @@ METHODS = {"PSR": "psr", "NSR": "nsr", "W-REINFORCE": "w_reinforce", "GRPO": "gr
 BASE_SEED = 0  # the base model (and its warm-up) is the same for every training seed
 EVAL_SEED = 12345  # sampling seed of every evaluation, so all policies see the same draws' seeds
 # Matched budgets. The task and warm-up are chosen so the base is weak at pass@1 but not at pass@256.
-COMMON = ["task.max_digits=3", "model.warmup_steps=500", "rollout.n=8", "rollout.max_new_tokens=8",
-          "algorithm.optim.lr=1e-4", "eval.n=256", "eval.temperature=0.6", "eval.top_p=0.95", "trainer.eval_n=0",
+COMMON = ["task.max_digits=3", "model.pretrain_steps=500", "rollout.n=8", "rollout.max_new_tokens=8",
+          "algorithm.optim.lr=1e-4", "eval.n=256", "eval.temperature=0.6", "eval.top_p=0.95", "eval.before_after_samples=0",
           "trainer.save_checkpoint=false", "logger.print_every=10"]
 SCALES = {
     # About 35 minutes on a 2-core CPU machine (measured: see benchmarks/README.md).
     "cpu": {"seeds": [0, 1], "overrides": ["trainer.steps=40", "trainer.prompts_per_step=64", "task.num_eval=128"]},
     # A GPU cluster with vLLM (CUDA): more steps, prompts, problems and seeds; engines/learners on GPUs.
     "gpu": {"seeds": [0, 1, 2], "overrides": ["trainer.steps=200", "trainer.prompts_per_step=256", "task.num_eval=512",
-                                              "cluster.rollout_gpus=1", "cluster.learner_gpus=1", "learner.world_size=2",
+                                              "cluster.rollout.gpus=1", "cluster.learner.gpus=1", "learner.world_size=2",
                                               "learner.micro_batch_size=256"]},
 }
 
@@ -65,8 +65,8 @@ def run_experiment(out: Path, seeds: list[int], overrides: list[str], log=print)
     """Base + every method x seed; returns per-problem counts {"Base": [c], method: [c per seed]}."""
     import ray
 
-    from rlsys.controller import prepare_data_and_model, run
-    from rlsys.roles import reset_roles, start_roles
+    from rlsys.loop.controller import prepare_data_and_model, run
+    from rlsys.loop.roles import reset_roles, start_roles
 
     def cfg_for(algorithm: str, seed: int, run_dir: Path, extra=()):
         return compose_cfg([f"algorithm={algorithm}", f"trainer.seed={seed}", f"run_dir={run_dir}",

@@ -5,7 +5,7 @@
 
 Workload (the smollm2_135m preset): SmolLM2-135M-Instruct, built-in word problems as chat prompts,
 P=8 prompts x G=4 samples, <= 96 new tokens, lr 2e-6, fp32 on CPU.
-1. rlsys: `rlsys train model=smollm2_135m trainer.steps=N trainer.eval_n=E`: step time by stage
+1. rlsys: `rlsys train model=smollm2_135m trainer.steps=N eval.before_after_samples=E`: step time by stage
    (mean over steps 2..N), held-out accuracy before and after (E samples per held-out prompt).
 2. bare vLLM: offline `vllm.LLM` on exactly step 1's requests (same prompts, same per-prompt
    seeds, so the same tokens come out): generated tok/s against the fleet's on that step.
@@ -30,7 +30,7 @@ P, G, NEW_TOKENS, LR = 8, 4, 96, 2e-6
 
 def run_rlsys(out: Path, steps: int, eval_n: int) -> Path:
     cmd = [str(ROOT / ".venv/bin/rlsys"), "train", "model=smollm2_135m", f"trainer.steps={steps}",
-           f"trainer.eval_n={eval_n}", f"trainer.output_dir={out}", "trainer.save_checkpoint=false"]
+           f"eval.before_after_samples={eval_n}", f"trainer.output_dir={out}", "trainer.save_checkpoint=false"]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
@@ -38,18 +38,17 @@ def run_rlsys(out: Path, steps: int, eval_n: int) -> Path:
 
 
 def rlsys_figures(run_dir: Path) -> dict:
-    from rlsys.loggers.names import VERL_NAMES
-    from rlsys.metrics import STAGES, read_metrics
+    from rlsys.loop.metrics import STAGE_METRICS, read_metrics
 
-    internal = {v: k for k, v in VERL_NAMES.items()}  # metrics.jsonl holds verl's names; this reads the short ones
-    rows = [{internal.get(k, k): v for k, v in r.items()} for r in read_metrics(run_dir / "metrics.jsonl")]
+    rows = read_metrics(run_dir / "metrics.jsonl")
     later = rows[1:] or rows  # step 1 also pays start-up costs
     mean = lambda k: statistics.mean(r[k] for r in later)  # noqa: E731
     s = json.loads((run_dir / "summary.json").read_text())
-    return {"step_seconds": mean("step_seconds"), **{f"time_{k}": mean(f"time_{k}") for k in STAGES},
-            "step1_generate_tokens_per_s": rows[0]["generate_tokens_per_s"],
-            "learner_peak_memory_gb": max(r["learner_peak_memory_gb"] for r in rows),
-            "engine_peak_memory_gb": max(r["engine_peak_memory_gb"] for r in rows),
+    # results.json keeps its own keys (step_seconds is also the TRL side's)
+    return {"step_seconds": mean("timing_s/step"), **{f"time_{k}": mean(m) for k, m in STAGE_METRICS.items()},
+            "step1_generate_tokens_per_s": rows[0]["perf/gen_throughput"],
+            "learner_peak_memory_gb": max(r["perf/max_memory_gb"] for r in rows),
+            "engine_peak_memory_gb": max(r["perf/rollout_max_memory_gb"] for r in rows),
             "held_out_before": (s.get("held_out_before") or {}).get("accuracy"),
             "held_out_after": (s.get("held_out_after") or {}).get("accuracy"), "steps": len(rows)}
 
@@ -63,12 +62,14 @@ def bare_vllm_tokens_per_s(run_dir: Path, model_path: str) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # as the fleet's engines (rollout.kv_cache_gb)
     from vllm import LLM, SamplingParams
 
+    from rlsys.seeds import group_seed, step_seed
+
     t = pq.read_table(run_dir / "rollouts" / "step_000001.parquet").to_pydict()
     prompts = {pid: ids for pid, ids in zip(t["prompt_id"], t["prompt_token_ids"])}
-    step_seed = 0 * 100_003 + 1  # trainer.seed * 100_003 + step, as rl_step seeds the step
+    request_seed = step_seed(0, 1)  # trainer.seed=0, step 1: as rl_step seeds the step
     llm = LLM(model=model_path, dtype="float32", enforce_eager=True, max_model_len=256, seed=0,
               enable_prefix_caching=True)
-    params = [SamplingParams(n=G, temperature=1.0, max_tokens=NEW_TOKENS, seed=step_seed * 1_000_003 + pid)
+    params = [SamplingParams(n=G, temperature=1.0, max_tokens=NEW_TOKENS, seed=group_seed(request_seed, pid))
               for pid in prompts]
     llm.generate([{"prompt_token_ids": [1, 2, 3]}], SamplingParams(max_tokens=8))  # warm-up, not timed
     t0 = time.perf_counter()
@@ -120,8 +121,11 @@ def main() -> None:
           f"{res['ratios']['step_time_rlsys_over_trl']:.2f}")
     print(f"generation, step 1's requests: fleet {r['step1_generate_tokens_per_s']:.0f} tok/s, bare vLLM "
           f"{v['bare_vllm_tokens_per_s']:.0f} tok/s  ->  {res['ratios']['generate_rlsys_over_bare_vllm']:.2f}")
-    print(f"held-out accuracy ({args.eval_n} samples per prompt): {r['held_out_before']} before -> "
-          f"{r['held_out_after']} after {r['steps']} steps")
+    if r["held_out_before"] is None:
+        print("held-out accuracy: skipped (--eval-n 0)")
+    else:
+        print(f"held-out accuracy ({args.eval_n} samples per prompt): {r['held_out_before']} before -> "
+              f"{r['held_out_after']} after {r['steps']} steps")
     print(f"peak memory: learner rank {r['learner_peak_memory_gb']:.2f} GB, engine {r['engine_peak_memory_gb']:.2f} GB")
     print(json.dumps(res))
 

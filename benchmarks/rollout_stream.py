@@ -4,7 +4,7 @@ streamed vs serial, on the same actors, alternating so machine load hits both al
     .venv/bin/python benchmarks/rollout_stream.py [--engines 2] [--reps 10]
 
 serial:   fleet.generate (all groups), then verify the batch, then reference log-probs.
-streamed: rlsys.pipeline.stream_round: groups verified and sent to the reference as they
+streamed: rlsys.loop.pipeline.stream_round: groups verified and sent to the reference as they
           finish. Prints medians over reps 2..N (rep 1 warms up) and checks both draw the same samples.
 """
 
@@ -22,12 +22,12 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     from rlsys.config import RLSysConfig, to_dataclass, validate
-    from rlsys.controller import prepare_data_and_model
-    from rlsys.faults import FaultLog
-    from rlsys.metrics import StepTimer
+    from rlsys.loop.controller import prepare_data_and_model
+    from rlsys.runtime.faults import FaultLog
+    from rlsys.loop.metrics import StepTimer
     from rlsys.reference.server import ReferenceServer
     from rlsys.rollout.fleet import RolloutFleet
-    from rlsys.pipeline import stream_round
+    from rlsys.loop.pipeline import stream_round
     from rlsys.rollout.worker import RolloutWorker, engine_spec
     from rlsys.verify.pool import VerifierPool
     from rlsys.verify.worker import VerifierWorker

@@ -69,7 +69,7 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     from rlsys.config import RLSysConfig, to_dataclass, validate
-    from rlsys.controller import prepare_data_and_model
+    from rlsys.loop.controller import prepare_data_and_model
     from rlsys.rollout.speculative import prepare_speculative
 
     base = OmegaConf.structured(RLSysConfig)
@@ -94,8 +94,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for r in rows:
         speedup = f"{r['tokens_per_s'] / none:.2f}x" if none else "-"
-        acc = f"{r['spec_acceptance_rate']:.3f}" if "spec_acceptance_rate" in r else "-"
-        tpv = f"{r['spec_tokens_per_verify']:.2f}" if "spec_tokens_per_verify" in r else "-"
+        acc = f"{r['rollout/spec_acceptance_rate']:.3f}" if "rollout/spec_acceptance_rate" in r else "-"
+        tpv = f"{r['rollout/spec_tokens_per_verify']:.2f}" if "rollout/spec_tokens_per_verify" in r else "-"
         print(f"| {r['method']} | {r['k'] or '-'} | {r['tokens_per_s']:,.0f} | {speedup} | {acc} | {tpv} |")
 
 

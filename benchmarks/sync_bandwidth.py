@@ -36,9 +36,12 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
+
+from rlsys.sync.result import SyncResult
 
 STAGES = ("gather_s", "pack_s", "transport_s", "engine_load_s", "kernel_repack_s", "write_s", "hold_s", "release_s")
 
@@ -102,14 +105,15 @@ def timed_syncs(model, engines: dict, sync, repeats: int) -> tuple[dict, dict]:
     """Two warm-up syncs per engine, then `repeats` rounds in which each engine gets a sync, each
     sync next to a copy of the same bytes."""
     first = {k: [sync.push(model, [e], v, is_sender=True) for v in (1, 2)] for k, e in engines.items()}
-    nbytes = first["packed" if "packed" in first else "plain"][0]["bytes"]
+    nbytes = first["packed" if "packed" in first else "plain"][0].bytes
     src, dst = torch.ones(nbytes, dtype=torch.uint8), torch.empty(nbytes, dtype=torch.uint8)
     dst.copy_(src)  # fault the pages in first
     runs = {k: [] for k in engines}
     for version in range(3, repeats + 3):
         for k, e in engines.items():
             copy, copy1 = memcpy_seconds(src, dst), memcpy_seconds(src, dst, threads=1)
-            runs[k].append({**sync.push(model, [e], version, is_sender=True), "memcpy_s": copy, "memcpy1_s": copy1})
+            result = asdict(sync.push(model, [e], version, is_sender=True))
+            runs[k].append({**result, "memcpy_s": copy, "memcpy1_s": copy1})
     return first, runs
 
 
@@ -128,14 +132,14 @@ def generation_speed(engines: dict, path: str, rounds: int) -> dict:
             out = ray.get(e.generate.remote(prompts, seeds=list(range(16)), n=4, temperature=1.0, top_p=1.0,
                                             max_tokens=64))
             if r:
-                seen[k].append(out["tokens"] / out["seconds"])
+                seen[k].append(out.tokens / out.seconds)
     out = {k: round(statistics.median(v), 1) for k, v in seen.items()}
     if len(engines) == 2:
         out["plain_over_packed"] = round(statistics.median(b / a for a, b in zip(seen["packed"], seen["plain"])), 3)
     return out
 
 
-def summary(params: int, first: list[dict], runs: list[dict], args, gemm: str) -> dict:
+def summary(params: int, first: list[SyncResult], runs: list[dict], args, gemm: str) -> dict:
     med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run, stages included
     gb = med["bytes"] / 1e9
     copy = statistics.median(r["memcpy_s"] for r in runs)
@@ -143,13 +147,13 @@ def summary(params: int, first: list[dict], runs: list[dict], args, gemm: str) -
     ratio1 = statistics.median(r["memcpy1_s"] / r["seconds"] for r in runs)
     return {"params_M": round(params / 1e6, 1), "GB": round(gb, 3), "bucket_mb": args.bucket_mb,
             "engine_dtype": args.engine_dtype, "mode": args.mode, "cpu_gemm": gemm, "transport": args.transport,
-            "buckets": med["buckets"], "warmup_syncs_s": [round(f["seconds"], 3) for f in first],
+            "buckets": med["buckets"], "warmup_syncs_s": [round(f.seconds, 3) for f in first],
             "sync_s": round(med["seconds"], 4), "sync_GBps": round(gb / med["seconds"], 3),
             "memcpy_s": round(copy, 4), "memcpy_GBps": round(gb / copy, 2),
             "ratio_sync_to_memcpy": round(ratio, 3),
             "memcpy_1thread_s": round(statistics.median(r["memcpy1_s"] for r in runs), 4),
             "ratio_sync_to_memcpy_1thread": round(ratio1, 3), "stages": med["stages"],
-            "engine_paths": med.get("engine_paths"),
+            "engine_paths": med["engine_paths"],
             "all_sync_s": [round(r["seconds"], 4) for r in runs]}
 
 
@@ -175,7 +179,7 @@ def sampled_logprobs(engine, prompts: list[list[int]]):
 
     out = ray.get(engine.generate.remote(prompts, seeds=list(range(len(prompts))), n=2, temperature=1.0,
                                          top_p=1.0, max_tokens=8))
-    seqs = [p + r.tolist() for p, r in zip([p for p in prompts for _ in range(2)], out["response_token_ids"])]
+    seqs = [p + r.tolist() for p, r in zip([p for p in prompts for _ in range(2)], out.response_token_ids)]
     return out, seqs
 
 
@@ -210,8 +214,8 @@ def parity_check(model, engine, sync, path: str, engine_dtype: str, version: int
                 p.copy_(p.bfloat16().float())
     out, seqs = sampled_logprobs(engine, prompts)
     ref = sender_logprobs(model, seqs, lens)
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(out["behaviour_logprobs"], ref))
-    return {"max_logprob_diff": diff, "policy_version": int(out["policy_version"]), "tokens": int(sum(map(len, ref)))}
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(out.behaviour_logprobs, ref))
+    return {"max_logprob_diff": diff, "policy_version": int(out.policy_version), "tokens": int(sum(map(len, ref)))}
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ def main() -> None:
     import ray
     from ray.util.placement_group import remove_placement_group
 
-    from rlsys.cluster import place_roles
+    from rlsys.runtime.cluster import place_roles
     from rlsys.config import RLSysConfig
-    from rlsys.roles import start_verifiers
+    from rlsys.loop.roles import start_verifiers
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=256)
@@ -52,7 +52,7 @@ def main() -> None:
     for name, make in (("math", math_samples), ("code", code_samples)):
         for m in (1, 2):
             cfg = RLSysConfig()
-            cfg.cluster.num_verifiers, cfg.cluster.verifier_cpus = m, 0.5
+            cfg.cluster.num_verifiers, cfg.cluster.verifier.cpus = m, 0.5
             cfg.verifier.concurrency = args.concurrency
             groups = place_roles(cfg, roles=("verifier",))
             pool = start_verifiers(cfg, groups)

@@ -26,21 +26,22 @@ def main() -> None:
         print(USAGE)
         sys.exit(0 if len(sys.argv) >= 2 else 2)
     command, rest = sys.argv[1], sys.argv[2:]
-    if command in ("train", "eval"):
-        import importlib
+    if command not in ("train", "eval", "verify"):
+        print(f"rlsys: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    from rlsys.train import reject_renamed_keys
 
-        from rlsys.config import renamed_overrides
-
-        module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.evaluate")
-        sys.argv = [f"rlsys {command}", *renamed_overrides(rest, warn=lambda m: print(m, file=sys.stderr))]
-        module.main()
-    elif command == "verify":
+    reject_renamed_keys(rest)  # every command composes the config from key=value overrides
+    if command == "verify":
         from rlsys.verify.score_file import main as verify_main
 
         verify_main(rest)
     else:
-        print(f"rlsys: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        sys.exit(2)
+        import importlib
+
+        module = importlib.import_module("rlsys.train" if command == "train" else "rlsys.eval.__main__")
+        sys.argv = [f"rlsys {command}", *rest]
+        module.main()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from typing import Callable
 import hydra
 from omegaconf import DictConfig
 
-from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass, validate
+from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass
+from rlsys.config.validation import validate
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
@@ -17,9 +18,9 @@ register_configs()
 
 def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> None:
     """Validate the composed config and run `action`; bad input ends in one clear line and exit 2."""
-    from rlsys.cluster import ClusterError
+    from rlsys.runtime.cluster import ClusterError
     from rlsys.data.dataset import DatasetError
-    from rlsys.pipeline import SamplingError
+    from rlsys.loop.pipeline import SamplingError
 
     try:
         action(validate(to_dataclass(dcfg)))
@@ -28,15 +29,25 @@ def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> No
         sys.exit(2)
 
 
+def reject_renamed_keys(overrides: list[str]) -> None:
+    """A renamed key on the command line ends in one line naming its new key, and exit 2 (Hydra
+    itself would only say that the old key is not in the schema)."""
+    from rlsys.config.renamed_keys import check_overrides
+
+    try:
+        check_overrides(overrides)
+    except ConfigError as e:
+        print(f"rlsys: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
 def main(dcfg: DictConfig) -> None:
-    from rlsys.controller import train
+    from rlsys.loop.controller import train
 
     run_command(dcfg, train)
 
 
 if __name__ == "__main__":
-    from rlsys.config import renamed_overrides
-
-    sys.argv = [sys.argv[0], *renamed_overrides(sys.argv[1:], warn=lambda m: print(m, file=sys.stderr))]
+    reject_renamed_keys(sys.argv[1:])
     main()

@@ -23,3 +23,15 @@ def run_cli(cmd: list[str], out: Path, timeout: int) -> tuple[Path, str]:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return run_dir, proc.stdout
+
+
+LANES = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items):
+    """A test carries its lane's marker from its directory, so `-m unit` / `-m integration` / `-m e2e`
+    select a lane wherever the tests are named from."""
+    for item in items:
+        lane = item.path.relative_to(ROOT / "tests").parts[0]
+        if lane in LANES:
+            item.add_marker(lane)

@@ -7,7 +7,7 @@ multiplies A * logp, so a clipped token still learns (the PPO clip would zero it
 
 import torch
 
-from rlsys.learner.objectives import LossInputs, register_policy_loss
+from rlsys.learner.losses import LossInputs, register_policy_loss
 from rlsys.learner.spec import Stat
 
 

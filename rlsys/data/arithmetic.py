@@ -12,6 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rlsys.seeds import held_out_seed
+
 DATA_SOURCE = "arithmetic"
 
 
@@ -49,7 +51,7 @@ def write_parquet(rows: list[dict], path: str | Path) -> Path:
 def write_builtin_splits(out_dir: str | Path, num_train: int, num_eval: int, max_digits: int,
                         seed: int) -> tuple[Path, Path]:
     """Held-out prompts never appear in the training split."""
-    eval_rows = generate_rows(num_eval, max_digits, seed + 1)
+    eval_rows = generate_rows(num_eval, max_digits, held_out_seed(seed))
     train_rows = generate_rows(num_train, max_digits, seed, exclude={r["prompt"] for r in eval_rows})
     out_dir = Path(out_dir)
     return (write_parquet(train_rows, out_dir / "train.parquet"),

@@ -7,11 +7,13 @@ with response_token_ids. A batch converts to a pyarrow Table for the rollout log
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+if TYPE_CHECKING:
+    from rlsys.verify.details import VerifierDetails
 
 SUCCESS = 1.0 - 1e-6  # a reward at least this counts as solved (accuracy, pass@k, PSR/NSR's split)
 
@@ -30,7 +32,7 @@ class RolloutBatch:
     ground_truth: list[str]
     data_source: list[str]
     reward: np.ndarray | None = None  # float32 per sample, from the verifier pool
-    verifier_details: list[dict] | None = None
+    verifier_details: list[VerifierDetails] | None = None  # per sample, from the verifier pool
     ref_logprobs: list[np.ndarray] | None = None  # float32 per response token, reference policy
     advantages: list[np.ndarray] | None = None  # float32 per response token
     loss_mask: np.ndarray | None = None  # bool per sample: enters the policy loss (None = all do)
@@ -78,7 +80,9 @@ class RolloutBatch:
             col = getattr(self, f.name)
             if col is None:
                 continue
-            if f.name in ("verifier_details", "extra_info"):
+            if f.name == "verifier_details":
+                cols[f.name] = [_json(d.to_dict()) for d in col]
+            elif f.name == "extra_info":
                 cols[f.name] = [_json(d) for d in col]
             elif isinstance(col, np.ndarray):
                 cols[f.name] = col

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 from rlsys.data.arithmetic import write_parquet
+from rlsys.seeds import held_out_seed
 
 DATA_SOURCE = "similarity"
 WORDS = ["apple", "river", "stone", "cloud", "green", "table", "music", "bread", "light", "horse", "paper",
@@ -43,7 +44,7 @@ def generate_rows(num: int, max_words: int, seed: int, exclude: set[str] | None 
 
 def write_splits(out_dir: str | Path, num_train: int, num_eval: int, max_words: int, seed: int) -> tuple[Path, Path]:
     """Held-out lists never appear in the training split."""
-    eval_rows = generate_rows(num_eval, max_words, seed + 1)
+    eval_rows = generate_rows(num_eval, max_words, held_out_seed(seed))
     train_rows = generate_rows(num_train, max_words, seed, exclude={r["prompt"][0]["content"] for r in eval_rows})
     out_dir = Path(out_dir)
     return write_parquet(train_rows, out_dir / "train.parquet"), write_parquet(eval_rows, out_dir / "eval.parquet")

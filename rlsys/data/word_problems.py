@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 from rlsys.data.arithmetic import write_parquet
+from rlsys.seeds import held_out_seed
 
 DATA_SOURCE = "math"
 INSTRUCTION = "Put the final answer in \\boxed{}."
@@ -70,7 +71,7 @@ def generate_rows(num: int, steps: int, max_digits: int, seed: int, exclude: set
 def write_splits(out_dir: str | Path, num_train: int, num_eval: int, steps: int, max_digits: int,
                  seed: int) -> tuple[Path, Path]:
     """Held-out problems never appear in the training split."""
-    eval_rows = generate_rows(num_eval, steps, max_digits, seed + 1)
+    eval_rows = generate_rows(num_eval, steps, max_digits, held_out_seed(seed))
     train_rows = generate_rows(num_train, steps, max_digits, seed,
                                exclude={r["prompt"][0]["content"].removesuffix(f" {INSTRUCTION}") for r in eval_rows})
     out_dir = Path(out_dir)

@@ -51,11 +51,11 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     import ray
     from transformers import AutoTokenizer
 
-    from rlsys.cluster import init_ray, place_roles
-    from rlsys.prepare import prepare_data_and_model
+    from rlsys.runtime.cluster import init_ray, place_roles
+    from rlsys.loop.prepare import prepare_data_and_model
     from rlsys.data.dataset import load_prompts
-    from rlsys.models.prepare import check_model_path
-    from rlsys.roles import start_fleet, start_verifiers
+    from rlsys.models.resolve import check_model_path
+    from rlsys.loop.roles import start_fleet, start_verifiers
     from rlsys.verify import configure, known_sources
 
     e, run_dir = cfg.eval, Path(cfg.run_dir)

@@ -112,7 +112,7 @@ def w_reinforce(batch: RolloutBatch, cfg):
 
 
 @register_advantage("gae", needs=("critic",), knobs=("critic.gamma", "critic.gae_lambda", "critic.lr"), per_token=True,
-                    kl_in_returns=True, stats=(Stat("value_loss"),))
+                    kl_in_returns=True, stats=(Stat("critic/vf_loss"),))
 def gae(batch: RolloutBatch, cfg):
     """PPO: per-token reward (outcome at the last token, -kl.coef*k1 when kl.placement=reward),
     delta_t = r_t + gamma*V_{t+1} - V_t, A_t = sum_l (gamma*lambda)^l delta_{t+l}; the critic's

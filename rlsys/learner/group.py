@@ -8,8 +8,9 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.learner.microbatch import micro_batch_count, sample_tokens
-from rlsys.learner.objectives import Denominators
+from rlsys.learner.losses import Denominators
 from rlsys.learner.role_config import LearnerRoleConfig
+from rlsys.sync.result import SyncResult
 from rlsys.learner.objective import advantage_only, combine, reductions
 
 
@@ -18,7 +19,7 @@ GRACE_S = 30.0  # after one rank's call fails, how long the others may take to f
 
 class LearnerLost(RuntimeError):
     """A learner rank died: the group's process group is broken, so the group is rebuilt and reloaded
-    from the run's last checkpoint (trainer.max_restarts; rlsys/controller.py)."""
+    from the run's last checkpoint (trainer.max_restarts; rlsys/loop/controller.py)."""
 
 
 def num_mini_batches(samples: int, mini_batch_size: int) -> int:
@@ -125,7 +126,7 @@ class LearnerGroup:
         log-probs in bypass mode. Stats are per update, averaged over the updates (maxima: the max)."""
         lr_, a = self.cfg.learner, self.cfg.algorithm
         chunks = num_mini_batches(len(batch), lr_.ppo_mini_batch_size)
-        if a.rollout_correction_bypass:
+        if a.rollout_correction.bypass:
             batch = _with(batch, old_logprobs=batch.behaviour_logprobs)
         elif chunks * lr_.ppo_epochs > 1:
             batch = _with(batch, old_logprobs=self._per_sample("old_logprobs", batch))
@@ -135,7 +136,7 @@ class LearnerGroup:
         reduce = reductions(a)
         stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
                  for k in updates[0]}
-        stats["ppo_updates"] = len(updates)
+        stats["actor/ppo_updates"] = len(updates)
         return stats
 
     def _update(self, batch: RolloutBatch, progress: float) -> dict:
@@ -152,10 +153,8 @@ class LearnerGroup:
         results = self._get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
                            for a, s in zip(self.actors, shards)])
         reduce = reductions(self.cfg.algorithm)
-        stats = {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
-                 if any(k in r for r in results)}
-        stats["learner_peak_memory_gb"] = stats.pop("peak_memory_gb")  # the fullest rank
-        return stats
+        return {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
+                if any(k in r for r in results)}
 
     def _with_gradient(self, batch: RolloutBatch, keep: np.ndarray) -> RolloutBatch:
         """The samples that move the weights. When the objective is an advantage-weighted policy loss
@@ -170,7 +169,7 @@ class LearnerGroup:
         moves[idle] = True
         return batch if moves.all() else batch.select(np.nonzero(moves)[0])
 
-    def push_weights(self, engines: list, version: int) -> dict:
+    def push_weights(self, engines: list, version: int) -> SyncResult:
         return self._get([a.push_weights.remote(engines, version) for a in self.actors])[0]
 
     def save_state(self, path: str) -> None:

@@ -6,7 +6,7 @@ Every rank must run the same number of forward/backward passes (FSDP's collectiv
 the group takes the largest count any rank needs, and each rank spreads its samples over that
 many micro-batches, balanced by tokens. A sample longer than the budget gets a micro-batch of
 its own (a sample is never split). Which micro-batch a sample lands in never changes the loss:
-the aggregations sum per-sample terms over global denominators (learner/objectives.py).
+the aggregations sum per-sample terms over global denominators (learner/losses.py).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import importlib
 
-from rlsys.learner import advantages, objectives  # noqa: F401  (registers the built-in terms)
-from rlsys.learner.objectives import CORRECTION_STATS
+from rlsys.learner import advantages, losses  # noqa: F401  (registers the built-in terms)
+from rlsys.learner.losses import CORRECTION_STATS
 from rlsys.learner.spec import SPECS, Spec, Stat, spec
 
 
@@ -43,9 +43,11 @@ def objective_stats(a) -> tuple[Stat, ...]:
 
 
 # The learner's own stats (every objective); each term's are declared in its spec (learner/spec.py).
-LEARNER_STATS = (Stat("loss"), Stat("tokens"), Stat("entropy_sum"), Stat("kl_sum"), Stat("mismatch_sum"),
-         Stat("mismatch_max", "max"), Stat("grad_norm", "first"), Stat("value_grad_norm", "first"), Stat("lr", "first"),
-         Stat("train_seconds", "max"), Stat("train_cpu_seconds", "sum"), Stat("peak_memory_gb", "max"))
+# A stat logged as it is carries its metric name; the sums are divided by `tokens` into metrics (metrics.py).
+LEARNER_STATS = (Stat("actor/pg_loss"), Stat("tokens"), Stat("entropy_sum"), Stat("kl_sum"), Stat("mismatch_sum"),
+                 Stat("training/rollout_logprob_diff_max", "max"), Stat("actor/grad_norm", "first"),
+                 Stat("value_grad_norm", "first"), Stat("actor/lr", "first"), Stat("train_seconds", "max"),
+                 Stat("train_cpu_seconds", "sum"), Stat("perf/max_memory_gb", "max"))
 
 
 def reductions(a) -> dict[str, str]:

@@ -18,14 +18,14 @@ class LearnerRoleConfig:
     total_steps: int  # trainer.steps: the lr schedule's horizon
     max_staleness: int  # trainer.max_staleness: async mode keeps a weight snapshot and corrects off-policy samples
     threads: str  # cluster.threads: auto | placement
-    cpus: float  # cluster.learner_cpus: CPUs of one rank's placement
+    cpus: float  # cluster.learner.cpus: CPUs of one rank's placement
     reference: bool = False  # hold the frozen initial policy, sharded like the policy (reference_in_learners)
 
 
 def learner_role_config(cfg: RLSysConfig) -> LearnerRoleConfig:
     t = cfg.trainer
     return LearnerRoleConfig(cfg.model, cfg.learner, cfg.algorithm, cfg.rollout, t.seed, t.steps, t.max_staleness,
-                             cfg.cluster.threads, cfg.cluster.learner_cpus, reference_in_learners(cfg))
+                             cfg.cluster.threads, cfg.cluster.learner.cpus, reference_in_learners(cfg))
 
 
 def reference_in_learners(cfg: RLSysConfig) -> bool:

@@ -16,7 +16,7 @@ decorated function (and a preset yaml), never an edit elsewhere:
   stats   what it returns besides its value: each summed (or max-ed) over micro-batches and learner
           ranks by its declared reduction and logged as a metric; a returned stat that is not
           declared is an error, so nothing is silently dropped
-A leaf module: the registries (learner/objectives.py, learner/advantages.py) import it.
+A leaf module: the registries (learner/losses.py, learner/advantages.py) import it.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ REDUCTIONS = ("sum", "max", "first")  # first: rank 0's value (identical on ever
 
 @dataclass(frozen=True)
 class Stat:
-    name: str  # key in the term's stats dict
+    name: str  # key in the term's stats dict: the metric's own name (docs/metrics.md) unless `metric` is set
     reduce: str = "sum"  # over micro-batches and ranks: sum | max | first
     per_token: bool = False  # logged divided by the step's RL tokens (a fraction), else as reduced
-    metric: str | None = None  # name in metrics.jsonl (default: name)
+    metric: str | None = None  # the metric's name when it is not `name` (a per-token stat: name is its sum)
 
     @property
     def key(self) -> str:

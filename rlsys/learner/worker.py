@@ -21,26 +21,28 @@ from transformers import AutoTokenizer
 from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.build import build_policy, mixed_precision_policy
-from rlsys.learner.checkpoint import load_rank, lr_scheduler, save_rank
+from rlsys.learner.sharded_state import load_rank, lr_scheduler, save_rank
 from rlsys.learner.critic import ValueModel
 from rlsys.learner.logprobs import DTYPES, pad_per_token, unpad_per_token
 from rlsys.learner.microbatch import micro_batches
 from rlsys.learner.packing import ModelInputs, model_inputs, resolve_attn_implementation, response_logprobs
 from rlsys.learner.objective import combine, load_plugins, reductions
-from rlsys.learner.objectives import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
+from rlsys.learner.losses import (AGGREGATIONS, KL_ESTIMATORS, REGULARISERS, Denominators, LossInputs,
                                      correction_mode, correction_weights, divergence_penalty)
 from rlsys.learner.spec import knob_values, spec
-from rlsys.memory import peak_gb, reset_peak
-from rlsys.net import free_address
-from rlsys.threads import set_threads, stage_threads
+from rlsys.runtime.memory import peak_gb, reset_peak
+from rlsys.runtime.net import free_address
+from rlsys.seeds import rank_seed
+from rlsys.sync.result import SyncResult
+from rlsys.runtime.threads import set_threads, stage_threads
 
 class LearnerWorker:
     def __init__(self, cfg: LearnerRoleConfig, model_path: str, rank: int, world_size: int):
-        from rlsys.cluster import pin_to_cpus
+        from rlsys.runtime.cluster import pin_to_cpus
 
         pin_to_cpus("RLSYS_LEARNER_CPUS")
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
-        torch.manual_seed(cfg.seed + rank)
+        torch.manual_seed(rank_seed(cfg.seed, rank))
 
     def address(self) -> tuple[str, int]:
         return free_address()
@@ -107,13 +109,13 @@ class LearnerWorker:
             (loss * scale * self.world_size).backward()  # FSDP averages grads over ranks
             for k, v in stats.items():  # scale 0: a padding micro-batch, counts nothing
                 totals[k] = v * scale if k not in totals else combine([totals[k], v * scale], reduce[k])
-        totals["lr"] = self.optimizer.param_groups[0]["lr"]
-        totals["grad_norm"] = self._step(self.model, self.optimizer)
+        totals["actor/lr"] = self.optimizer.param_groups[0]["lr"]
+        totals["actor/grad_norm"] = self._step(self.model, self.optimizer)  # before clipping
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
         totals["train_cpu_seconds"] = time.process_time() - cpu0  # / train_seconds = cores this rank kept busy
-        totals["peak_memory_gb"] = peak_gb()
+        totals["perf/max_memory_gb"] = peak_gb()  # this rank's; the group keeps the fullest rank's
         return totals
 
     def _micro_batches(self, shard: RolloutBatch, num_micro: int):
@@ -163,13 +165,14 @@ class LearnerWorker:
         divergence = divergence_penalty(x, a, denom)
         if divergence is not None:
             loss = loss + divergence
-            stats["divergence"] = divergence.item()
-        stats["loss"] = loss.item()  # the policy's objective; the critic's is reported apart
+            stats["actor/divergence"] = divergence.item()
+        # the policy's whole objective (any KL, entropy, regulariser or divergence term included); the critic's apart
+        stats["actor/pg_loss"] = loss.item()
         if self.critic is not None:  # 0.5 * (V - return)^2, token-mean over the step's batch
             values = inputs.to_responses(self.critic(inputs))
             value_loss = 0.5 * (((values - per_token(mb.returns)) ** 2) * loss_mask).sum() / denom.tokens
             loss = loss + value_loss
-            stats["value_loss"] = value_loss.item()
+            stats["critic/vf_loss"] = value_loss.item()
         m, logp = rl.float(), out.logp.detach()
         stats.update({
             "tokens": m.sum().item(),
@@ -177,7 +180,7 @@ class LearnerWorker:
             # metric: k3 to the reference, or to the behaviour policy when no reference ran
             "kl_sum": (KL_ESTIMATORS["k3"](logp, beh if x.logp_ref is None else x.logp_ref) * m).sum().item(),
             "mismatch_sum": ((beh - logp).abs() * m).sum().item(),
-            "mismatch_max": ((beh - logp).abs() * m).max().item(),
+            "training/rollout_logprob_diff_max": ((beh - logp).abs() * m).max().item(),
         })
         return loss, stats
 
@@ -185,7 +188,7 @@ class LearnerWorker:
         """The policy loss weighted by the (detached) IS weight between logp_old and the behaviour policy."""
         a = self.cfg.algorithm
         mode = correction_mode(a, self.cfg.max_staleness)
-        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction_level,
+        weight, corr = correction_weights(x.logp_old, x.logp_behaviour, rl, mode, a.rollout_correction.level,
                                           knob_values(spec("correction", mode), a))
         stats.update(corr)
         return loss_tok if mode == "none" else loss_tok * weight
@@ -246,7 +249,7 @@ class LearnerWorker:
         return out
 
     # ---- weights out ---------------------------------------------------------------------------
-    def push_weights(self, engines: list, version: int) -> dict:
+    def push_weights(self, engines: list, version: int) -> SyncResult:
         """Stream the full weights to the engines through the rollout.sync_backend backend."""
         if getattr(self, "_sync", None) is None:  # built once: nccl keeps its communicator
             from rlsys.sync import SYNC_BACKENDS

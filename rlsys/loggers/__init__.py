@@ -13,8 +13,6 @@ import importlib.util
 from pathlib import Path
 from typing import Callable
 
-from rlsys.loggers.names import verl_name, verl_names  # noqa: F401  (re-exported)
-
 # name -> "module:Class" of the built-in backends, or the class itself once registered
 BACKENDS: dict[str, str | Callable] = {
     "console": "rlsys.loggers.console:ConsoleBackend",

@@ -4,7 +4,7 @@ Serves the initial policy (the reference of the KL penalties) or, as a second in
 distillation teacher; `load` swaps the checkpoint without restarting the actor. It computes like
 the learner: packed rows (learner.packed), the learner's attention implementation, micro-batches
 of learner.max_tokens_per_micro_batch tokens (or learner.micro_batch_size samples), and torch
-threads from its placement, or the node's cores for a call that runs alone (rlsys/threads.py).
+threads from its placement, or the node's cores for a call that runs alone (rlsys/runtime/threads.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rlsys.learner.build import load_causal_lm
 from rlsys.learner.microbatch import first_fit
 from rlsys.learner.packing import model_inputs, response_logprobs
 from rlsys.learner.logprobs import unpad_per_token
-from rlsys.threads import CoreUse, set_threads, stage_threads
+from rlsys.runtime.threads import CoreUse, set_threads, stage_threads
 
 
 class ReferenceServer:

@@ -51,10 +51,10 @@ def validate_rollout_extras(cfg: RLSysConfig) -> None:
 
     r, c = cfg.rollout, cfg.cluster
     validate_speculative(r)
-    gpus = c.rollout_gpus > 0 and c.learner_gpus > 0
+    gpus = c.rollout.gpus > 0 and c.learner.gpus > 0
     if r.sync_backend in GPU_BACKENDS and not gpus:
-        _fail("rollout.sync_backend", f"{r.sync_backend} moves CUDA tensors: it needs cluster.rollout_gpus > 0 and "
-              f"cluster.learner_gpus > 0 (got {c.rollout_gpus}, {c.learner_gpus}); use object_store on CPU")
+        _fail("rollout.sync_backend", f"{r.sync_backend} moves CUDA tensors: it needs cluster.rollout.gpus > 0 and "
+              f"cluster.learner.gpus > 0 (got {c.rollout.gpus}, {c.learner.gpus}); use object_store on CPU")
     if r.sync_backend == "ipc" and not c.colocate:
         _fail("rollout.sync_backend", "ipc shares GPU memory, so engines and learners must share GPUs: "
               "set cluster.colocate=true (or use nccl for separate GPUs)")
@@ -65,11 +65,11 @@ def validate_rollout_extras(cfg: RLSysConfig) -> None:
         return
     if not gpus:
         _fail("cluster.colocate", "colocation shares GPUs (engines sleep while learners train) and vLLM's CPU "
-              f"backend has no sleep mode: set cluster.rollout_gpus and cluster.learner_gpus > 0 "
-              f"(got {c.rollout_gpus}, {c.learner_gpus}) or cluster.colocate=false")
-    if c.rollout_gpus + c.learner_gpus > 1 + 1e-9:
-        _fail("cluster.colocate", f"engine and learner share one GPU: cluster.rollout_gpus + cluster.learner_gpus "
-              f"must be <= 1, got {c.rollout_gpus} + {c.learner_gpus}")
+              f"backend has no sleep mode: set cluster.rollout.gpus and cluster.learner.gpus > 0 "
+              f"(got {c.rollout.gpus}, {c.learner.gpus}) or cluster.colocate=false")
+    if c.rollout.gpus + c.learner.gpus > 1 + 1e-9:
+        _fail("cluster.colocate", f"engine and learner share one GPU: cluster.rollout.gpus + cluster.learner.gpus "
+              f"must be <= 1, got {c.rollout.gpus} + {c.learner.gpus}")
     if r.tensor_parallel_size != 1 or r.num_engines != cfg.learner.world_size:
         _fail("cluster.colocate", f"one engine per learner GPU: needs rollout.tensor_parallel_size=1 and "
               f"rollout.num_engines == learner.world_size (got {r.tensor_parallel_size}, {r.num_engines}, "

@@ -18,22 +18,23 @@ class WeightSyncExtension:
         for loader, _ in self._rlsys_loaders():
             loader.begin()
 
-    def rlsys_load_weights(self, bucket: dict) -> dict:
-        """One bucket. A bucket naming a new sync begins it, one marked last finishes it: a
-        pipelined sync costs one engine call per bucket and no others."""
+    def rlsys_load_weights(self, wire: dict) -> dict:
+        """One bucket (Bucket.wire(): vLLM's RPC carries plain data). A bucket naming a new sync begins
+        it, one marked last finishes it: a pipelined sync costs one engine call per bucket and no others."""
         from vllm.config import set_current_vllm_config
 
-        from rlsys.sync.bucket import unpack_bucket
+        from rlsys.sync.bucket import Bucket, unpack_bucket
 
         start, repack = time.perf_counter(), 0.0
-        if bucket.get("sync") != getattr(self, "_rlsys_sync", None):
-            self.rlsys_begin_weight_update(bucket["sync"])
+        bucket = Bucket(**wire)
+        if bucket.sync != getattr(self, "_rlsys_sync", None):
+            self.rlsys_begin_weight_update(bucket.sync)
         named = unpack_bucket(bucket)
         with set_current_vllm_config(self.vllm_config):
             for loader, names in self._rlsys_loaders():
                 repack += loader.load(named if names is None else [(n, t) for n, t in named if n in names])
         stats = _stats(len(named), start, repack)
-        if not bucket.get("last"):
+        if not bucket.last:
             return stats
         done = self.rlsys_finish_weight_update()
         return {**done, "tensors": stats["tensors"], "start": start, "repack_s": repack + done["repack_s"],
@@ -150,6 +151,7 @@ class WeightSyncExtension:
 
 
 def _stats(tensors: int, start: float, repack_s: float) -> dict:
+    """rlsys.sync.result.EngineLoad's fields as a plain dict: vLLM's RPC carries plain data (the actor converts)."""
     end = time.perf_counter()  # a system-wide clock: the sender on this node compares it to its own
     return {"tensors": tensors, "start": start, "end": end, "repack_s": repack_s, "load_s": end - start - repack_s}
 

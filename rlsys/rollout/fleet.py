@@ -5,7 +5,7 @@ prompt's prefix cache; a group goes to the engine with the least outstanding wor
 tokens of the groups it still owes). An engine that dies is replaced by a new actor in the same
 placement bundle, and the groups it owed go to the others.
 
-The fleet never fetches weights: the controller decides when weights move (rlsys/pipeline.py). A
+The fleet never fetches weights: the controller decides when weights move (rlsys/loop/pipeline.py). A
 restarted engine that comes up behind the fleet's version is brought level by the `catch_up`
 the caller passes to stream/generate/wait_ready (the controller passes a learner push of the
 fleet's version; without one, a behind engine is an error that says so).
@@ -22,6 +22,8 @@ from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
+from rlsys.rollout.worker import EngineOutput
+from rlsys.seeds import group_seed
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
 # cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
@@ -116,7 +118,7 @@ class RolloutFleet:
         params = (n, r.temperature if temperature is None else temperature, r.top_p if top_p is None else top_p,
                   r.max_new_tokens)
         cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
-        group_seed = lambda g: seed * 1_000_003 + int(prompt_idx[g])  # noqa: E731  (also names the group)
+        seed_of = lambda g: group_seed(seed, int(prompt_idx[g]))  # noqa: E731  (also names the group)
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
         waiting: list[int] = []  # groups with no live engine to take them yet
 
@@ -132,7 +134,7 @@ class RolloutFleet:
                 per_engine.setdefault(e, []).append(g)
                 self.load[e] += cost[g]
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
-                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], group_seed(g)) for g in gs]
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g)) for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call] = (e, set(gs))
 
@@ -148,7 +150,7 @@ class RolloutFleet:
                         again, waiting[:] = waiting[:], []
                         submit(again)
                     elif w in calls:
-                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, group_seed)
+                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, seed_of)
         finally:  # the consumer stopped early (or failed): drop what is still running
             for call, (e, owed) in calls.items():
                 self.load[e] -= sum(cost[g] for g in owed)
@@ -175,7 +177,7 @@ class RolloutFleet:
         for g, out in items:
             owed.discard(g)
             self.load[e] -= cost[g]
-            self.version = max(self.version, out["policy_version"])
+            self.version = max(self.version, out.policy_version)
             yield group_batch(data, int(prompt_idx[g]), g, out)
 
     # ---- failures ------------------------------------------------------------------------------
@@ -244,14 +246,14 @@ class RolloutFleet:
             catch_up([self.engines[e]], self.version)
 
 
-def group_batch(data: PromptDataset, pid: int, g: int, out: dict) -> RolloutBatch:
-    n = len(out["response_token_ids"])
+def group_batch(data: PromptDataset, pid: int, g: int, out: EngineOutput) -> RolloutBatch:
+    n = len(out.response_token_ids)
     return RolloutBatch(
         prompt_id=np.full(n, pid, np.int64), group_id=np.full(n, g, np.int64),
         sample_index=np.arange(n, dtype=np.int64), prompt_token_ids=[data.prompt_token_ids[pid]] * n,
-        response_token_ids=out["response_token_ids"], behaviour_logprobs=out["behaviour_logprobs"],
-        policy_version=np.full(n, out["policy_version"], dtype=np.int64), finish_reason=out["finish_reason"],
-        response_text=out["response_text"], ground_truth=[data.ground_truth[pid]] * n,
+        response_token_ids=out.response_token_ids, behaviour_logprobs=out.behaviour_logprobs,
+        policy_version=np.full(n, out.policy_version, dtype=np.int64), finish_reason=out.finish_reason,
+        response_text=out.response_text, ground_truth=[data.ground_truth[pid]] * n,
         data_source=[data.data_source[pid]] * n,
         extra_info=None if data.extra_info is None else [data.extra_info[pid]] * n)
 

@@ -178,6 +178,6 @@ def spec_metrics(deltas: list[dict[str, int]]) -> dict[str, float]:
     drafts, the tokens one policy forward pass yields (the speedup bound if drafting were free).
     """
     tot = {k: sum(d[k] for d in deltas) for k in COUNTERS.values()}
-    return {"spec_acceptance_rate": tot["accepted_tokens"] / max(tot["draft_tokens"], 1),
-            "spec_tokens_per_verify": 1.0 + tot["accepted_tokens"] / max(tot["drafts"], 1),
-            "spec_draft_tokens": float(tot["draft_tokens"])}
+    return {"rollout/spec_acceptance_rate": tot["accepted_tokens"] / max(tot["draft_tokens"], 1),
+            "rollout/spec_tokens_per_verify": 1.0 + tot["accepted_tokens"] / max(tot["drafts"], 1),
+            "rollout/spec_draft_tokens": float(tot["draft_tokens"])}

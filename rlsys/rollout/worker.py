@@ -14,12 +14,15 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rlsys.config import RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
+from rlsys.seeds import engine_seed
+from rlsys.sync.bucket import Bucket
+from rlsys.sync.result import EngineLoad
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,27 @@ class EngineSpec:
     node_cores: bool = False  # CPU backend: bind vLLM's OpenMP threads to every core of the node (it generates alone)
 
 
+@dataclass
+class EngineOutput:
+    """An engine's samples: one prompt group's, or every group of a `generate` call in prompt order."""
+
+    response_token_ids: list[np.ndarray]  # int64 token ids per sample
+    behaviour_logprobs: list[np.ndarray]  # float32 log-prob of each sampled token, from the engine
+    finish_reason: list[str]  # per sample: "stop" (eos or stop string) | "length" | vLLM's other reasons
+    response_text: list[str]  # per sample, special tokens skipped
+    tokens: int  # tokens generated, all samples together
+    policy_version: int = 0  # weights version that sampled them
+    seconds: float = 0.0  # wall time of the call
+
+    @staticmethod
+    def join(parts: list[EngineOutput], policy_version: int, seconds: float) -> EngineOutput:
+        """Several groups' samples as one output, in order."""
+        return EngineOutput([x for p in parts for x in p.response_token_ids],
+                            [x for p in parts for x in p.behaviour_logprobs],
+                            [x for p in parts for x in p.finish_reason], [x for p in parts for x in p.response_text],
+                            int(sum(p.tokens for p in parts)), policy_version, seconds)
+
+
 def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> EngineSpec:
     """The one place an engine's vLLM arguments are chosen."""
     from transformers import AutoConfig
@@ -40,7 +64,7 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     r = cfg.rollout
     vocab = AutoConfig.from_pretrained(model_path).vocab_size
     kwargs = dict(
-        model=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed + engine_index,
+        model=model_path, dtype=cfg.model.dtype, seed=engine_seed(cfg.trainer.seed, engine_index),
         enforce_eager=r.enforce_eager, max_model_len=r.max_model_len,
         tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
         enable_prefix_caching=True,  # the G samples of a prompt share its KV blocks
@@ -55,19 +79,19 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     # generation (SmolLM2-135M, 2 cores, 128 / 32 sequences of 64 tokens: 101 vs 168 / 89 vs 139 tok/s).
     # A lone engine of a synchronous run has the node to itself while it generates (the learners wait),
     # so with cluster.threads=auto it takes every core.
-    alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout_gpus == 0
+    alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout.gpus == 0
              and r.num_engines == 1 and r.tensor_parallel_size == 1)
     return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb, node_cores=alone)
 
 
 class RolloutWorker:
     def __init__(self, spec: EngineSpec):
-        from rlsys.cluster import pin_to_cpus
+        from rlsys.runtime.cluster import pin_to_cpus
 
         pin_to_cpus("RLSYS_ROLLOUT_CPUS")  # before the engine starts its processes: they inherit it
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.kv_cache_gb))
         if spec.node_cores and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            from rlsys.threads import node_core_ids
+            from rlsys.runtime.threads import node_core_ids
 
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, node_core_ids()))
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
@@ -106,7 +130,7 @@ class RolloutWorker:
         return final
 
     async def generate_group(self, prompt_ids, seed: int, n: int, temperature: float, top_p: float,
-                             max_tokens: int) -> dict:
+                             max_tokens: int) -> EngineOutput:
         """The n samples of one prompt: token ids, sampled-token log-probs, finish reasons, texts."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
@@ -115,7 +139,7 @@ class RolloutWorker:
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
                                 seed=seed, skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
         out = _unpack([await self._request(prompt_ids, params)])
-        return {**out, "policy_version": self.version, "seconds": time.perf_counter() - t0}
+        return replace(out, policy_version=self.version, seconds=time.perf_counter() - t0)
 
     async def generate_groups(self, groups: list[tuple[int, list[int], int]], n: int, temperature: float,
                               top_p: float, max_tokens: int):
@@ -133,15 +157,12 @@ class RolloutWorker:
                 f.cancel()
 
     async def generate(self, prompt_token_ids: list[list[int]], seeds: list[int], n: int, temperature: float,
-                       top_p: float, max_tokens: int) -> dict:
+                       top_p: float, max_tokens: int) -> EngineOutput:
         """n samples per prompt, all prompts in one call (groups in prompt order)."""
         t0 = time.perf_counter()
         groups = await asyncio.gather(*[self.generate_group(p, s, n, temperature, top_p, max_tokens)
                                         for p, s in zip(prompt_token_ids, seeds)])
-        keys = ("response_token_ids", "behaviour_logprobs", "finish_reason", "response_text")
-        out = {k: [x for g in groups for x in g[k]] for k in keys}
-        return {**out, "policy_version": self.version, "seconds": time.perf_counter() - t0,
-                "tokens": int(sum(g["tokens"] for g in groups))}
+        return EngineOutput.join(groups, self.version, time.perf_counter() - t0)
 
     async def prompt_logprobs(self, token_ids: list[list[int]]) -> list[np.ndarray]:
         """Full next-token log-prob distributions at every prompt position >= 1 ([T-1, V] each)."""
@@ -165,16 +186,16 @@ class RolloutWorker:
     async def begin_weight_update(self, version: int) -> None:
         await (await self._ready()).collective_rpc("rlsys_begin_weight_update")
 
-    async def load_weights(self, bucket: dict, version: int) -> dict:
+    async def load_weights(self, bucket: Bucket, version: int) -> EngineLoad:
         """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
-        if "data" in bucket:
+        if bucket.data is not None:
             bucket = self._relay(bucket)
-        stats = _merge(await (await self._ready()).collective_rpc("rlsys_load_weights", args=(bucket,)))
-        if bucket.get("last"):
+        stats = _merge(await (await self._ready()).collective_rpc("rlsys_load_weights", args=(bucket.wire(),)))
+        if bucket.last:
             await self._new_version(version)
         return stats
 
-    def _relay(self, bucket: dict) -> dict:
+    def _relay(self, bucket: Bucket) -> Bucket:
         """A bucket that came as bytes (a Ray object from another node): one copy into this node's
         shared memory, which the engine maps, instead of vLLM's msgpack RPC (several copies). The
         sender keeps at most SLOTS buckets in flight, so a slot is free again when it comes round."""
@@ -183,12 +204,12 @@ class RolloutWorker:
 
         self._ring = getattr(self, "_ring", None) or ShmRing(SLOTS)
         self._relayed = getattr(self, "_relayed", -1) + 1
-        data = np.frombuffer(bucket["data"], dtype=np.uint8)
+        data = np.frombuffer(bucket.data, dtype=np.uint8)
         path, buf = self._ring.slot(self._relayed % len(self._ring), data.size)
         np.copyto(buf[:data.size].numpy(), data)
-        return {**{k: v for k, v in bucket.items() if k != "data"}, "path": path}
+        return replace(bucket, data=None, path=path)
 
-    async def finish_weight_update(self, version: int) -> dict:
+    async def finish_weight_update(self, version: int) -> EngineLoad:
         stats = _merge(await (await self._ready()).collective_rpc("rlsys_finish_weight_update"))
         await self._new_version(version)
         return stats
@@ -202,13 +223,15 @@ class RolloutWorker:
         out = await (await self._ready()).collective_rpc("rlsys_shared_weights")
         return out[0] if len(out) == 1 else None
 
-    async def hold_for_writes(self, weights_path: str, version: int, sender_pid: int, timeout_s: float) -> dict:
+    async def hold_for_writes(self, weights_path: str, version: int, sender_pid: int,
+                              timeout_s: float) -> EngineLoad:
         """One sync written by the sender into the shared weights file (rlsys/sync/direct_write.py)."""
         args = (weights_path, sender_pid, timeout_s)
-        [out] = await (await self._ready()).collective_rpc("rlsys_hold_for_writes", args=args)
-        if out["written"]:
+        [out] = await (await self._ready()).collective_rpc("rlsys_hold_for_writes", args=args)  # one worker (TP 1)
+        load = _merge([out])
+        if load.written:
             await self._new_version(version)
-        return out
+        return load
 
     async def node_id(self) -> str | None:
         """This actor's Ray node: the sender hands buckets over in shared memory on its own node."""
@@ -222,7 +245,7 @@ class RolloutWorker:
 
     async def peak_memory_gb(self) -> float:
         """Peak memory of this engine (the actor and its engine processes) since the last call."""
-        from rlsys.memory import peak_gb, reset_peak
+        from rlsys.runtime.memory import peak_gb, reset_peak
 
         peak = peak_gb(with_children=True)
         reset_peak(with_children=True)
@@ -279,13 +302,15 @@ class RolloutWorker:
         await self._engine().wake_up()
 
 
-def _merge(per_worker: list[dict]) -> dict:
-    """One engine's stats from its TP workers: they run in parallel, so the slowest counts."""
+def _merge(per_worker: list[dict]) -> EngineLoad:
+    """One engine's stats from its TP workers (plain dicts: they cross vLLM's msgpack RPC); they run
+    in parallel, so the slowest counts."""
     if not per_worker:
-        return {"tensors": 0, "load_s": 0.0, "repack_s": 0.0, "start": 0.0, "end": 0.0}
-    out = {k: max(w[k] for w in per_worker) for k in ("tensors", "load_s", "repack_s", "end")}
-    return {**out, "start": min(w["start"] for w in per_worker), **({"paths": per_worker[0]["paths"]}
-                                                                     if "paths" in per_worker[0] else {})}
+        return EngineLoad()
+    first = per_worker[0]
+    return EngineLoad(tensors=max(w["tensors"] for w in per_worker), load_s=max(w["load_s"] for w in per_worker),
+                      repack_s=max(w["repack_s"] for w in per_worker), start=min(w["start"] for w in per_worker),
+                      end=max(w["end"] for w in per_worker), paths=first.get("paths"), written=first.get("written"))
 
 
 def _log_engine_errors() -> str:
@@ -325,7 +350,7 @@ def root_cause(log_text: str) -> str | None:
     return None
 
 
-def _unpack(outputs) -> dict:
+def _unpack(outputs) -> EngineOutput:
     ids, logps, reasons, texts = [], [], [], []
     for out in outputs:
         for c in sorted(out.outputs, key=lambda c: c.index):
@@ -334,5 +359,5 @@ def _unpack(outputs) -> dict:
             logps.append(np.asarray([lp[t].logprob for lp, t in zip(c.logprobs, tok)], dtype=np.float32))
             reasons.append("stop" if c.finish_reason == "stop" else str(c.finish_reason))
             texts.append(c.text)
-    return {"response_token_ids": ids, "behaviour_logprobs": logps, "finish_reason": reasons,
-            "response_text": texts, "tokens": int(sum(len(x) for x in ids))}
+    return EngineOutput(response_token_ids=ids, behaviour_logprobs=logps, finish_reason=reasons,
+                        response_text=texts, tokens=int(sum(len(x) for x in ids)))

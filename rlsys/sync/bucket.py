@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -78,9 +79,29 @@ def iter_buckets(model: torch.nn.Module, bucket_mb: int, keep: bool = True, skip
             yield bucket
 
 
-def layout(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> dict:
-    """Names, wire dtypes, shapes and aligned offsets; matrices first, vectors (biases, norms) after,
-    so the shards of a fused layer (q, k, v weights) lie back to back."""
+@dataclass
+class Bucket:
+    """One bucket on the wire: where each tensor lies in a flat byte buffer, and where the buffer is."""
+
+    names: list[str]  # HF parameter names, in buffer order
+    dtypes: list[str]  # each tensor's wire dtype, e.g. "torch.bfloat16"
+    shapes: list[list[int]]  # each tensor's shape
+    offsets: list[int]  # each tensor's byte offset in the buffer (aligned to _ALIGN)
+    nbytes: int  # bytes the tensors span in the buffer
+    sync: str | None = None  # the sync it belongs to: a new id begins a sync on the engine
+    last: bool = False  # the sync's last bucket: the engine finishes the sync after loading it
+    path: str | None = None  # a shared-memory file holding the bytes (engines on the sender's node)
+    data: np.ndarray | bytes | None = None  # the bytes themselves (a Ray object, for engines elsewhere)
+
+    def wire(self) -> dict:
+        """As a plain dict, for vLLM's msgpack RPC into the engine's workers (without the bytes)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
+
+
+def layout(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> tuple[Bucket, list[int]]:
+    """The bucket's metadata (names, wire dtypes, shapes, aligned offsets) and each of its tensors'
+    index in `named`: matrices first, vectors (biases, norms) after, so the shards of a fused layer
+    (q, k, v weights) lie back to back."""
     order = sorted(range(len(named)), key=lambda i: named[i][1].dim() < 2)
     names, dtypes, shapes, offsets, total = [], [], [], [], 0
     for i in order:
@@ -92,43 +113,42 @@ def layout(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = No
         shapes.append(list(t.shape))
         offsets.append(total)
         total += t.numel() * torch.empty((), dtype=dt).element_size()
-    return {"names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets, "nbytes": total,
-            "order": order}
+    return Bucket(names, dtypes, shapes, offsets, total), order
 
 
-def pack_into(named: list[tuple[str, torch.Tensor]], buf: torch.Tensor, meta: dict) -> dict:
-    """Write each tensor into its slice of buf (uint8, at least meta["nbytes"]): one copy, cast to
-    the wire dtype on the way. Returns the wire metadata (no data)."""
-    for i, views in zip(meta["order"], _views(buf, meta)):
+def pack_into(named: list[tuple[str, torch.Tensor]], buf: torch.Tensor, bucket: Bucket, order: list[int]) -> None:
+    """Write each tensor into its slice of buf (uint8, at least bucket.nbytes): one copy, cast to
+    the wire dtype on the way. order: layout's."""
+    for i, views in zip(order, _views(buf, bucket)):
         views.copy_(named[i][1].detach())
-    return {k: v for k, v in meta.items() if k != "order"}
 
 
-def _views(buf: torch.Tensor, meta: dict) -> list[torch.Tensor]:
+def _views(buf: torch.Tensor, bucket: Bucket) -> list[torch.Tensor]:
     out = []
-    for dt, shape, off in zip(meta["dtypes"], meta["shapes"], meta["offsets"]):
+    for dt, shape, off in zip(bucket.dtypes, bucket.shapes, bucket.offsets):
         dtype = _DTYPES[dt]
         n = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
         out.append(buf[off:off + n].view(dtype).reshape(shape))
     return out
 
 
-def pack_bucket(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> dict:
-    """A self-contained bucket: wire metadata plus its bytes under "data" (a numpy uint8 array,
-    which Ray stores out of band and hands back as a zero-copy view)."""
-    meta = layout(named, dtype)
-    data = np.empty(meta["nbytes"], dtype=np.uint8)
-    return {**pack_into(named, torch.from_numpy(data), meta), "data": data}
+def pack_bucket(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> Bucket:
+    """A self-contained bucket: its bytes in `data` (a numpy uint8 array, which Ray stores out of
+    band and hands back as a zero-copy view)."""
+    bucket, order = layout(named, dtype)
+    bucket.data = np.empty(bucket.nbytes, dtype=np.uint8)
+    pack_into(named, torch.from_numpy(bucket.data), bucket, order)
+    return bucket
 
 
-def bucket_buffer(bucket: dict) -> torch.Tensor:
+def bucket_buffer(bucket: Bucket) -> torch.Tensor:
     """The bucket's bytes as a uint8 tensor, without copying: a mapped shared-memory file or the
     received buffer (read-only buffers are only ever read)."""
-    if "path" in bucket:
+    if bucket.path is not None:
         from rlsys.sync.shm import open_shared
 
-        return open_shared(bucket["path"])
-    data = bucket["data"]
+        return open_shared(bucket.path)
+    data = bucket.data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # non-writable buffer: we never write to it
         if isinstance(data, np.ndarray):
@@ -136,10 +156,6 @@ def bucket_buffer(bucket: dict) -> torch.Tensor:
         return torch.frombuffer(data, dtype=torch.uint8) if len(data) else torch.empty(0, dtype=torch.uint8)
 
 
-def unpack_bucket(bucket: dict) -> list[tuple[str, torch.Tensor]]:
+def unpack_bucket(bucket: Bucket) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) views into the bucket's buffer, in wire order."""
-    return list(zip(bucket["names"], _views(bucket_buffer(bucket), bucket)))
-
-
-def bucket_nbytes(bucket: dict) -> int:
-    return int(bucket["nbytes"]) if "nbytes" in bucket else len(bucket["data"])
+    return list(zip(bucket.names, _views(bucket_buffer(bucket), bucket)))

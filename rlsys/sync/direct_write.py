@@ -21,6 +21,7 @@ import torch
 
 from rlsys.rollout.shared_weights import ABORTED, HELD, WRITTEN
 from rlsys.sync.bucket import _DTYPES
+from rlsys.sync.result import SyncResult
 
 FORGET_AFTER = 4  # pushes an engine may miss (a restarted one's catch-up goes to it alone) before its file is unmapped
 TIMEOUT_S = 600.0  # an engine held this long gives up: the push reports it failed, the fleet restarts it
@@ -52,9 +53,10 @@ class DirectWriter:
                 self.targets[e] = _Target(d["path"], mm, buf[:8].view(torch.int64), views, d["writes"])
         return all(e in self.targets and set(names) <= self.targets[e].writes.keys() for e in engines)
 
-    def push(self, buckets, engines: list, version: int, stages) -> dict | None:
-        """Hold every engine, write the buckets into their files, release them. None (nothing
-        iterated, no engine changed) when an engine's file is not the one mapped here."""
+    def push(self, buckets, engines: list, version: int, stages) -> SyncResult | None:
+        """Hold every engine, write the buckets into their files, release them (the caller fills in
+        the timings). None (nothing iterated, no engine changed) when an engine's file is not the one
+        mapped here."""
         import ray
 
         flags = [self.targets[e].flag for e in engines]
@@ -84,8 +86,8 @@ class DirectWriter:
         failed = stages.timed("release_s", _collect, calls, held)  # the engines take the version
         for i in set(range(len(engines))) - held | failed:
             self.targets.pop(engines[i], None)
-        return {"bytes": nbytes, "failed": sorted(set(range(len(engines))) - held | failed),
-                "engine_paths": {"written_by_sender": tensors}}
+        return SyncResult(bytes=nbytes, seconds=0.0, failed=sorted(set(range(len(engines))) - held | failed),
+                          engine_paths={"written_by_sender": tensors})
 
     @staticmethod
     def _wait_held(flags: list, calls: dict) -> tuple[set, bool]:
@@ -103,7 +105,7 @@ class DirectWriter:
             for i in [i for i in calls if calls[i] in done]:
                 out.add(i)
                 try:
-                    stale |= not ray.get(calls[i])["written"]
+                    stale |= not ray.get(calls[i]).written
                 except Exception as err:
                     if not engine_died(err):
                         raise
@@ -150,7 +152,7 @@ def _collect(calls: dict, held: set) -> set:
     failed = set()
     for i in sorted(held):
         try:
-            if not ray.get(calls[i])["written"]:
+            if not ray.get(calls[i]).written:
                 failed.add(i)
         except Exception as err:
             if not engine_died(err):

@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from rlsys.sync.result import SyncResult
+
 NUM_BUFFERS = 2  # packed buffers in flight per transfer (double buffering)
 
 
@@ -98,7 +100,7 @@ class NativeSync:
     def _init_info(self, rank: int, engines: list):
         raise NotImplementedError
 
-    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> SyncResult:
         """Same interface and knobs as object_store; vLLM's engine gathers, packs, sends and loads
         (one stage here: "transfer_s"). keep_snapshot is not supported here (the fleet then has no
         snapshot: async engine restarts fail clearly)."""
@@ -122,7 +124,7 @@ class NativeSync:
             self.engine.send_weights()
             nbytes *= 2
         seconds = time.perf_counter() - t0
-        return {"bytes": nbytes, "seconds": seconds, "stages": {"transfer_s": seconds}}
+        return SyncResult(bytes=nbytes, seconds=seconds, stages={"transfer_s": seconds})
 
 
 class NcclSync(NativeSync):
@@ -133,7 +135,7 @@ class NcclSync(NativeSync):
 
         from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
 
-        from rlsys.net import free_address
+        from rlsys.runtime.net import free_address
 
         addr = [free_address() if rank == 0 else None]
         if dist.is_initialized():

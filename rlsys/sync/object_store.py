@@ -23,11 +23,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 
 import torch
 
-from rlsys.sync.bucket import bucket_plan, iter_buckets, layout, pack_into, sync_params
+from rlsys.sync.bucket import Bucket, bucket_plan, iter_buckets, layout, pack_into, sync_params
 from rlsys.sync.direct_write import DirectWriter
+from rlsys.sync.result import SyncResult
 
 SLOTS = 3  # ring slots: the sender runs up to SLOTS - 1 buckets ahead of the engines
 
@@ -51,12 +53,12 @@ class ObjectStoreSync:
     def _buckets(self, model, keep: bool):
         return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
 
-    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> dict:
+    def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> SyncResult:
         t0 = time.perf_counter()
         if not is_sender:
             for _ in self._buckets(model, keep=False):  # the gathers are collectives
                 pass
-            return {"bytes": 0, "seconds": time.perf_counter() - t0}
+            return SyncResult(bytes=0, seconds=time.perf_counter() - t0)
         from rlsys.sync.shm import ShmRing
 
         shm, same_node = self._transports(engines)
@@ -65,8 +67,8 @@ class ObjectStoreSync:
                 self.direct.ready(engines, [n for n, _ in sync_params(model, self.skip_frozen)]):
             out = self.direct.push(self._buckets(model, keep=True), engines, version, st)
             if out is not None:
-                return {**out, "seconds": time.perf_counter() - t0, "buckets": 0, "stages": st.summary(),
-                        "shm_engines": len(engines), "ray_engines": 0}
+                return replace(out, seconds=time.perf_counter() - t0, buckets=0, stages=st.summary(),
+                               shm_engines=len(engines), ray_engines=0)
         self.ring = self.ring or ShmRing(SLOTS)
         total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
         sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
@@ -75,12 +77,13 @@ class ObjectStoreSync:
             bucket = st.timed("gather_s", next, it)
             slot = k % len(self.ring)
             st.timed("sender_wait_s", st.collect, in_flight[slot])  # the engines are done with this slot
-            meta = layout(bucket, self.dtype)
-            path, buf = self.ring.slot(slot, meta["nbytes"])
+            wire, order = layout(bucket, self.dtype)
+            path, buf = self.ring.slot(slot, wire.nbytes)
+            st.timed("pack_s", pack_into, bucket, buf, wire, order)
             # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
-            wire = {**st.timed("pack_s", pack_into, bucket, buf, meta), "sync": sync_id, "last": k == total - 1}
+            wire.sync, wire.last = sync_id, k == total - 1
             del bucket
-            nbytes += wire["nbytes"]
+            nbytes += wire.nbytes
             in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version, st.alive,
                                        kept if keep_snapshot else None)
         for refs in in_flight:
@@ -88,10 +91,9 @@ class ObjectStoreSync:
         if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
             now = time.perf_counter()
             st.collect([(engines[i].finish_weight_update.remote(version), i, now) for i in sorted(st.alive)])
-        out = {"bytes": nbytes, "seconds": time.perf_counter() - t0, "buckets": total, "stages": st.summary(),
-               "shm_engines": sum(shm), "ray_engines": len(shm) - sum(shm), "engine_paths": st.paths,
-               "failed": sorted(set(range(len(engines))) - st.alive)}
-        return {**out, "snapshot": kept} if keep_snapshot else out
+        return SyncResult(bytes=nbytes, seconds=time.perf_counter() - t0, buckets=total, stages=st.summary(),
+                          shm_engines=sum(shm), ray_engines=len(shm) - sum(shm), engine_paths=st.paths,
+                          failed=sorted(set(range(len(engines))) - st.alive), snapshot=kept if keep_snapshot else None)
 
     def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
         """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
@@ -105,7 +107,7 @@ class ObjectStoreSync:
         return [self.transport == "shm" or (self.transport == "auto" and s) for s in same], same
 
 
-def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int, alive: set,
+def _send(wire: Bucket, path: str, buf: torch.Tensor, engines: list, shm: list[bool], version: int, alive: set,
           kept: list | None) -> list:
     """Start every live engine's load of one packed bucket; (ref, engine index, send time) each.
     kept: a list to keep the bucket in, as a self-contained Ray object (async snapshots)."""
@@ -113,15 +115,15 @@ def _send(wire: dict, path: str, buf: torch.Tensor, engines: list, shm: list[boo
 
     ref = None
     if not all(shm) or kept is not None:  # one Ray object shared by every engine off this node
-        ref = ray.put({**wire, "data": buf[:wire["nbytes"]].numpy()})
+        ref = ray.put(replace(wire, data=buf[:wire.nbytes].numpy()))
     if kept is not None:
         kept.append(ref)
     now = time.perf_counter()
-    return [(e.load_weights.remote({**wire, "path": path} if s else ref, version), i, now)
+    return [(e.load_weights.remote(replace(wire, path=path) if s else ref, version), i, now)
             for i, (e, s) in enumerate(zip(engines, shm)) if i in alive]
 
 
-def load_snapshot(buckets: list, engines: list, version: int) -> dict:
+def load_snapshot(buckets: list, engines: list, version: int) -> SyncResult:
     """Push a kept version (its bucket objects, in order: the last one finishes the sync) into
     `engines`, e.g. one restarted after that push."""
     import ray
@@ -139,7 +141,7 @@ def load_snapshot(buckets: list, engines: list, version: int) -> dict:
                 if not engine_died(err):
                     raise
                 alive.discard(i)
-    return {"bytes": 0, "seconds": 0.0, "failed": sorted(set(range(len(engines))) - alive)}
+    return SyncResult(bytes=0, seconds=0.0, failed=sorted(set(range(len(engines))) - alive))
 
 
 class _Stages:
@@ -177,14 +179,14 @@ class _Stages:
                 self.alive.discard(i)
         load, repack, latency = 0.0, 0.0, 0.0
         for i, sent, r in replies:
-            load, repack = max(load, r["load_s"]), max(repack, r["repack_s"])
+            load, repack = max(load, r.load_s), max(repack, r.repack_s)
             if self.same_node[i]:
-                latency = max(latency, r["start"] - max(sent, self.engine_free[i]))
-                self.engine_free[i] = r["end"]
+                latency = max(latency, r.start - max(sent, self.engine_free[i]))
+                self.engine_free[i] = r.end
         self.s["engine_load_s"] += load
         self.s["kernel_repack_s"] += repack
         self.s["transport_s"] += max(latency, 0.0)
-        self.paths = next((r["paths"] for _, _, r in replies if "paths" in r), self.paths)
+        self.paths = next((r.paths for _, _, r in replies if r.paths is not None), self.paths)
 
     def summary(self) -> dict:
         return {k: round(v, 6) for k, v in sorted(self.s.items())}

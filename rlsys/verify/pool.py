@@ -3,7 +3,7 @@
 Thread-safe: several threads may call score() at once with small batches (streaming groups);
 the pool counts samples in flight per actor and sends each chunk to the one with the fewest. A
 chunk whose actor died mid-call is re-scored on the least-busy actor (the dead one restarts,
-rlsys/faults.py); if every attempt dies, its samples get reward NaN and `lost` in their details,
+rlsys/runtime/faults.py); if every attempt dies, its samples get reward NaN and `lost` in their details,
 never a made-up 0: training drops their groups, evaluation refuses them (require_scored).
 """
 
@@ -15,7 +15,8 @@ import threading
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
-from rlsys.faults import ActorLost, FaultLog, call_with_retries
+from rlsys.runtime.faults import ActorLost, FaultLog, call_with_retries
+from rlsys.verify.details import VerifierDetails
 
 
 class VerifierLost(RuntimeError):
@@ -44,12 +45,12 @@ class VerifierPool:
 
     def score_texts(self, responses: list[str], truths: list[str], sources: list[str],
                     extras: list[dict | None] | None = None):
-        """(rewards float32 [n], details list of dicts) for parallel lists of samples; NaN = lost.
+        """(rewards float32 [n], VerifierDetails per sample) for parallel lists of samples; NaN = lost.
         extras: each sample's extra_info (verl rows), for verifiers that take it."""
         from concurrent.futures import ThreadPoolExecutor
 
         n = len(responses)
-        rewards, details = np.zeros(n, dtype=np.float32), [{} for _ in range(n)]
+        rewards, details = np.zeros(n, dtype=np.float32), [VerifierDetails() for _ in range(n)]
         size = max(1, math.ceil(n / len(self.workers)))
         chunks = [slice(start, min(n, start + size)) for start in range(0, n, size)]
         with ThreadPoolExecutor(max(1, len(chunks))) as pool:  # chunks wait (and retry) independently
@@ -73,9 +74,9 @@ class VerifierPool:
         try:
             return call_with_retries(submit, "verifier", self.faults)
         except ActorLost as e:
-            self.faults.add("verifier_samples_lost", k)
-            return np.full(k, np.nan, np.float32), [{"reason": "verifier actor lost", "error": str(e), "lost": True}
-                                                    for _ in range(k)]
+            self.faults.add("faults/verifier_samples_lost", k)
+            lost = [VerifierDetails(reason="verifier actor lost", error=str(e), lost=True) for _ in range(k)]
+            return np.full(k, np.nan, np.float32), lost
         finally:
             with self._lock:
                 for j in held:

@@ -79,8 +79,9 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], bool]:
 def compose_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from rlsys.config import to_dataclass, validate
+    from rlsys.config import to_dataclass
     from rlsys.train import CONF_DIR
+    from rlsys.config.validation import validate
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         dcfg = compose("config", overrides=[*overrides, "run_dir=."])
@@ -88,8 +89,8 @@ def compose_config(overrides: list[str]):
 
 
 def score_file(input_path: str, output_path: str, cfg, log=print) -> list[dict]:
-    from rlsys.cluster import init_ray, place_roles
-    from rlsys.roles import start_verifiers
+    from rlsys.runtime.cluster import init_ray, place_roles
+    from rlsys.loop.roles import start_verifiers
     from rlsys.verify import configure, known_sources
 
     configure(cfg.verifier)
@@ -103,7 +104,7 @@ def score_file(input_path: str, output_path: str, cfg, log=print) -> list[dict]:
     out = []
     for r, reward, d in zip(rows, rewards, details):
         rec = {"line": r["line"], "id": r["id"], "data_source": r["data_source"], "reward": float(reward),
-               "parsed": None, "reason": "", "error": None, "timeout": False, **d}
+               "parsed": None, "reason": "", "error": None, "timeout": False, **d.to_dict()}
         out.append(rec)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     with open(output_path, "w") as f:
@@ -141,7 +142,7 @@ def _summary(out: list[dict], wall: float, path: str, log) -> None:
 
 
 def main(argv: list[str]) -> None:
-    from rlsys.cluster import ClusterError
+    from rlsys.runtime.cluster import ClusterError
     from rlsys.config import ConfigError
 
     input_path, output_path, overrides, want_explain = parse_args(argv)

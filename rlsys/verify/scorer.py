@@ -20,12 +20,14 @@ import time
 from multiprocessing.connection import Connection
 
 from rlsys.config import VerifierConfig
+from rlsys.verify.details import VerifierDetails
 
 GRACE_S = 2.0  # beyond verifier.timeout_s: the code verifier kills and reads back its sandbox in this
 START_TIMEOUT_S = 120.0  # a scorer process must import the verifiers within this
 
 
-def run_verifier(source: str, response: str, ground_truth: str, extra_info: dict | None = None) -> tuple[float, dict]:
+def run_verifier(source: str, response: str, ground_truth: str,
+                 extra_info: dict | None = None) -> tuple[float, VerifierDetails]:
     """One sample in this process: exceptions and malformed rewards become reward 0 with an error.
     extra_info (a verl row's) goes to verifiers that take it."""
     from rlsys.verify import VERIFIERS
@@ -39,11 +41,10 @@ def run_verifier(source: str, response: str, ground_truth: str, extra_info: dict
         reward = float(reward)
         if not math.isfinite(reward):
             raise ValueError(f"verifier returned a non-finite reward {reward!r}")
-        details = dict(details)
+        details = VerifierDetails.from_dict(details)
     except Exception as e:  # a verifier bug must not take the run down, nor pass for a wrong answer
-        reward, details = 0.0, {"reason": "verifier error", "error": f"{type(e).__name__}: {e}"[:1000]}
-    details.setdefault("reason", "")
-    details["seconds"] = round(time.perf_counter() - t0, 6)
+        reward, details = 0.0, VerifierDetails(reason="verifier error", error=f"{type(e).__name__}: {e}"[:1000])
+    details.seconds = round(time.perf_counter() - t0, 6)
     return reward, details
 
 
@@ -72,7 +73,7 @@ class ScorerProcess:
         self.wait_ready()
         self.conn.send(items)
 
-    def next_result(self) -> tuple[float, dict] | str:
+    def next_result(self) -> tuple[float, VerifierDetails] | str:
         """The next sample's (reward, details), or "timeout" / "died" (then the process must be replaced)."""
         try:
             if not self.conn.poll(self.cfg.timeout_s + GRACE_S):

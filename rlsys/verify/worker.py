@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from rlsys.config import VerifierConfig
+from rlsys.verify.details import VerifierDetails
 from rlsys.verify.scorer import GRACE_S, ScorerProcess
 
 CHUNK = 16  # samples sent to a scorer process at once (answers still come, and are timed, one by one)
@@ -49,7 +50,7 @@ class VerifierWorker:
         results = [r for chunk in self.executor.map(self._chunk, chunks) for r in chunk]
         return np.array([r for r, _ in results], dtype=np.float32), [d for _, d in results]
 
-    def _chunk(self, items: list[tuple]) -> list[tuple[float, dict]]:
+    def _chunk(self, items: list[tuple]) -> list[tuple[float, VerifierDetails]]:
         """Score samples in order on one scorer process; a sample that times out (or kills the
         process) gets reward 0, the process is replaced and the rest go to the new one."""
         scorer, out = self.idle.get(), []
@@ -69,13 +70,13 @@ class VerifierWorker:
         finally:
             self.idle.put(scorer)
 
-    def _failed(self, source: str, what: str, exit_code: int | None) -> tuple[float, dict]:
+    def _failed(self, source: str, what: str, exit_code: int | None) -> tuple[float, VerifierDetails]:
         limit = self.cfg.timeout_s + GRACE_S
         if what == "timeout":
-            return 0.0, {"reason": f"timeout: verifier '{source}' did not answer within {limit:g}s (killed)",
-                         "error": "verifier timeout", "timeout": True, "seconds": limit}
-        return 0.0, {"reason": f"verifier '{source}' crashed", "seconds": 0.0,
-                     "error": f"scorer process exited with code {exit_code} while scoring"}
+            why = f"timeout: verifier '{source}' did not answer within {limit:g}s (killed)"
+            return 0.0, VerifierDetails(reason=why, error="verifier timeout", timeout=True, seconds=limit)
+        return 0.0, VerifierDetails(reason=f"verifier '{source}' crashed", seconds=0.0,
+                                    error=f"scorer process exited with code {exit_code} while scoring")
 
     def shutdown(self) -> None:
         while not self.idle.empty():

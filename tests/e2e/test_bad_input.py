@@ -54,3 +54,5 @@ def test_unknown_key_and_bad_value(rlsys_cmd, tmp_path):
     assert rc != 0 and "Key 'stepz' not in 'TrainerConfig'" in out
     rc, out = train(rlsys_cmd, tmp_path, "rollout.n=-1")
     assert rc == 2 and "config key 'rollout.n': must be >= 1" in out
+    rc, out = train(rlsys_cmd, tmp_path, "trainer.eval_n=0")  # a renamed key: stops before composing
+    assert rc == 2 and "rlsys: error: trainer.eval_n was renamed to eval.before_after_samples" in out

@@ -8,7 +8,6 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-pytestmark = pytest.mark.e2e
 N = 16
 
 

@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from rlsys.checkpoint import complete_checkpoints
-from rlsys.metrics import read_metrics
+from rlsys.loop.checkpoint import complete_checkpoints
+from rlsys.loop.metrics import read_metrics
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.e2e
 STEPS, SAVE_EVERY = 8, 4
 ARGS = ["model=smollm2_135m", "task=reverse_words", f"trainer.steps={STEPS}", f"trainer.save_every={SAVE_EVERY}",
-        "trainer.keep_last=2", "trainer.eval_n=0", "trainer.save_checkpoint=false", "logger.log_rollouts=false"]
+        "trainer.keep_last=2", "eval.before_after_samples=0", "trainer.save_checkpoint=false", "logger.log_rollouts=false"]
 # Measured 2026-12-06 with these arguments (README "Real model"): training reward 0.095, 0.150 at steps
 # 1-2, 0.449, 0.530 at steps 7-8. The thresholds keep a margin on both sides.
 BASE_REWARD_MAX = 0.25

@@ -8,14 +8,14 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 
-from rlsys.config import register_configs, to_dataclass, validate
-from rlsys.controller import prepare_data_and_model, run
-from rlsys.metrics import read_metrics
-from rlsys.roles import reset_roles, start_roles
-from rlsys.pipeline import SamplingError
+from rlsys.config import register_configs, to_dataclass
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model, run
+from rlsys.loop.metrics import read_metrics
+from rlsys.loop.roles import reset_roles, start_roles
+from rlsys.loop.pipeline import SamplingError
 from rlsys.train import CONF_DIR
 
-pytestmark = pytest.mark.e2e
 STEPS = 3
 DISTILL = ("opd", "g_opd", "kdrl")
 PRESETS = ["grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo", "reinforce",
@@ -26,9 +26,9 @@ register_configs()
 def preset_cfg(name: str, run_dir, *extra: str):
     with initialize_config_dir(CONF_DIR, version_base=None):
         c = compose("config", overrides=[f"algorithm={name}", f"run_dir={run_dir}", f"trainer.steps={STEPS}",
-                                         "trainer.prompts_per_step=16", "trainer.eval_n=0", "cluster.num_cpus=4",
+                                         "trainer.prompts_per_step=16", "eval.before_after_samples=0", "cluster.num_cpus=4",
                                          "algorithm.divergence.anchor_samples=32", "algorithm.divergence.anchor_pool=64",
-                                         "algorithm.kl.metric=true", *extra])  # kl_ref: did reset work?
+                                         "algorithm.kl.metric=true", *extra])  # actor/kl_loss: did reset work?
     return validate(to_dataclass(c))
 
 

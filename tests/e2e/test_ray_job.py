@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:
@@ -74,7 +73,7 @@ def wait_for_http(url: str, timeout: float) -> None:
 
 def test_submitted_job_trains_and_writes_checkpoint(head, tmp_path):
     out = tmp_path / "runs"
-    proc = subprocess.run(["bash", "deploy/ray/submit.sh", "trainer.steps=2", "trainer.eval_n=0",
+    proc = subprocess.run(["bash", "deploy/ray/submit.sh", "trainer.steps=2", "eval.before_after_samples=0",
                            "rollout.n=4", f"trainer.output_dir={out}"],
                           cwd=ROOT, env=head, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr

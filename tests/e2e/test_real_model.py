@@ -7,10 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rlsys.metrics import read_metrics
+from rlsys.loop.metrics import read_metrics
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.e2e
 STEPS = 3  # the 2nd sync is the first the sender writes into the engine itself (rollout.cpu_gemm=plain)
 
 
@@ -18,7 +17,7 @@ STEPS = 3  # the 2nd sync is the first the sender writes into the engine itself 
 def run(rlsys_cmd, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
     return run_cli([*rlsys_cmd, "train", "model=smollm2_135m", f"trainer.steps={STEPS}", "trainer.prompts_per_step=4",
-                    "rollout.n=2", "rollout.max_new_tokens=32", "trainer.eval_n=0", "trainer.save_checkpoint=false",
+                    "rollout.n=2", "rollout.max_new_tokens=32", "eval.before_after_samples=0", "trainer.save_checkpoint=false",
                     "algorithm.entropy_coef=0.01",  # a gradient even when all 8 samples score 0 (a weak base)
                     "algorithm.kl.coef=0.01", "cluster.reference_with_learners=true",  # reference sharded in the learners
                     "rollout.cpu_gemm=plain",  # steps 2, 3 sample from plain linears written in place (tiny runs: packed)

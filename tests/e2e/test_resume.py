@@ -11,11 +11,10 @@ import time
 
 import pytest
 
-from rlsys.checkpoint import complete_checkpoints
+from rlsys.loop.checkpoint import complete_checkpoints
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.e2e
-ARGS = ["trainer.steps=4", "trainer.save_every=2", "trainer.keep_last=1", "trainer.eval_n=0",
+ARGS = ["trainer.steps=4", "trainer.save_every=2", "trainer.keep_last=1", "eval.before_after_samples=0",
         "trainer.prompts_per_step=16", "rollout.n=4", "trainer.save_checkpoint=false", "learner.world_size=2",
         "algorithm.optim.warmup_steps=2", "algorithm.optim.schedule=cosine"]
 

@@ -1,18 +1,17 @@
-"""The quiet console (rlsys/console.py): library warnings and actor output go to <run>/rlsys.log;
+"""The quiet console (rlsys/runtime/quiet_console.py): library warnings and actor output go to <run>/rlsys.log;
 errors, the driver's own lines and a failing actor's exception still reach the console."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import ROOT
 
 DRIVER = r'''
 import logging, sys, warnings
 from rlsys.config import RLSysConfig
-from rlsys.console import setup_console
+from rlsys.runtime.quiet_console import setup_console
 cfg = RLSysConfig(run_dir=sys.argv[1])
 setup_console(cfg)
 import transformers
@@ -27,7 +26,7 @@ raise RuntimeError("DRIVER-FAILS")
 ACTORS = r'''
 import sys, ray
 from rlsys.config import RLSysConfig
-from rlsys.console import ray_init_options
+from rlsys.runtime.quiet_console import ray_init_options
 cfg = RLSysConfig(run_dir=sys.argv[1])
 env = {"env_vars": {}}
 ray.init(num_cpus=1, include_dashboard=False, runtime_env=env, **ray_init_options(cfg, env))
@@ -59,7 +58,6 @@ def test_driver_warnings_go_to_the_log_and_errors_to_the_console(tmp_path):
         assert quiet not in console and quiet in log
 
 
-@pytest.mark.integration
 def test_actor_output_goes_to_the_log_and_its_exception_to_the_console(tmp_path):
     proc = run(ACTORS, tmp_path)
     console, log = proc.stdout + proc.stderr, (tmp_path / "rlsys.log").read_text()

@@ -14,16 +14,17 @@ import psutil
 import pytest
 import ray
 
-from rlsys.faults import FaultLog
+from rlsys.runtime.faults import FaultLog
 from rlsys.config import RLSysConfig
 from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
-from rlsys.pipeline import catch_up, stream_round, sync_weights
-from rlsys.metrics import StepTimer
+from rlsys.rollout.worker import EngineOutput
+from rlsys.loop.pipeline import catch_up, stream_round, sync_weights
+from rlsys.loop.metrics import StepTimer
+from rlsys.sync.result import EngineLoad, SyncResult
 from rlsys.verify.pool import VerifierPool
 from rlsys.verify.worker import VerifierWorker
 
-pytestmark = pytest.mark.integration
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 
 
@@ -44,10 +45,10 @@ class FakeEngine:
 
     async def _one(self, prompt_ids, seed, n):
         await asyncio.sleep(self.delay * (1 + seed % 4))
-        return {"response_token_ids": [np.array([seed % 7, i, len(prompt_ids)]) for i in range(n)],
-                "behaviour_logprobs": [np.zeros(3, np.float32)] * n, "finish_reason": ["stop"] * n,
-                "response_text": [f"engine{self.index} says {i % 2}" for i in range(n)],
-                "policy_version": self.version, "tokens": 3 * n}
+        return EngineOutput(response_token_ids=[np.array([seed % 7, i, len(prompt_ids)]) for i in range(n)],
+                            behaviour_logprobs=[np.zeros(3, np.float32)] * n, finish_reason=["stop"] * n,
+                            response_text=[f"engine{self.index} says {i % 2}" for i in range(n)],
+                            policy_version=self.version, tokens=3 * n)
 
     async def set_version(self, version):
         self.version = version
@@ -122,7 +123,7 @@ def fake_fleet(num_engines, delay=0.02):
     def weight_source(engines, version):
         calls.append((engines, version))
         ray.get([e.set_version.remote(version) for e in engines])
-        return {"bytes": 0, "seconds": 0.0}
+        return SyncResult(bytes=0, seconds=0.0)
 
     fleet.catch_up = weight_source  # what the controller passes to the fleet's calls (test handle)
     return fleet, calls
@@ -236,9 +237,10 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
 def roles(ray_session, tmp_path_factory):
     from omegaconf import OmegaConf
 
-    from rlsys.config import to_dataclass, validate
-    from rlsys.controller import prepare_data_and_model
-    from rlsys.roles import start_roles
+    from rlsys.config import to_dataclass
+    from rlsys.config.validation import validate
+    from rlsys.loop.controller import prepare_data_and_model
+    from rlsys.loop.roles import start_roles
 
     cfg = OmegaConf.structured(RLSysConfig)
     cfg.run_dir = str(tmp_path_factory.mktemp("run"))
@@ -301,7 +303,7 @@ def test_plain_fleet_weights_written_by_learner_rank_0(roles):
     batch.advantages, batch.loss_mask = compute_advantages(batch, cfg.algorithm)
     roles.learners.train(batch)
     stats = sync_weights(roles, 2)
-    assert stats["failed"] == [] and stats["engine_paths"]["written_by_sender"] > 0
+    assert stats.failed == [] and stats.engine_paths["written_by_sender"] > 0
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [2, 2]
     want = ray.get([a.full_logprobs.remote(seqs) for a in roles.learners.actors])[0]  # a collective
     for got in ray.get([e.prompt_logprobs.remote(seqs) for e in fleet.engines]):
@@ -339,8 +341,8 @@ class WeightEngine(FakeEngine):
 
         from rlsys.sync.bucket import unpack_bucket
 
-        if bucket["sync"] != getattr(self, "sync", None):
-            self.sync, self.loaded = bucket["sync"], 0
+        if bucket.sync != getattr(self, "sync", None):
+            self.sync, self.loaded = bucket.sync, 0
         self.loaded += 1
         if self.loaded == self.die_at:
             import os
@@ -348,10 +350,10 @@ class WeightEngine(FakeEngine):
             os._exit(1)  # the engine's process dies half-way through the push
         named = unpack_bucket(bucket)
         self.sums.update({n: float(t.double().sum()) for n, t in named})
-        if bucket.get("last"):
+        if bucket.last:
             self.version = version
         now = time.perf_counter()
-        return {"tensors": len(named), "load_s": 0.0, "repack_s": 0.0, "start": now, "end": now}
+        return EngineLoad(tensors=len(named), start=now, end=now)
 
     async def weight_sums(self):
         return self.sums
@@ -378,7 +380,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True, keep_snapshot=True)))
     version1 = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
     stats = sync_weights(roles, 1)
-    assert stats["failed"] == [1] and fleet.restarts == 1 and fleet.version == 1
+    assert stats.failed == [1] and fleet.restarts == 1 and fleet.version == 1
     fleet.wait_ready()  # no catch_up passed: the snapshot of version 1 brings the new engine level
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [1, 1]
     assert ray.get(fleet.engines[1].weight_sums.remote()) == pytest.approx(version1)

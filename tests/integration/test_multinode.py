@@ -1,7 +1,7 @@
 """Multi-node on one machine: a Ray head and two worker nodes (ray.cluster_utils.Cluster) with
 different custom resources, and training submitted to it as users do (`ray job submit`, through
-deploy/ray/submit.sh): cluster.rollout_resources puts the engine on one node and
-cluster.learner_resources the learner ranks on the other, and 2 steps train to completion with
+deploy/ray/submit.sh): cluster.rollout.resources puts the engine on one node and
+cluster.learner.resources the learner ranks on the other, and 2 steps train to completion with
 every weight sync crossing nodes (learner rank 0's buckets -> the engine, through the object store).
 The run trains on a verl-format parquet written here (chat prompts, reward_model.ground_truth,
 verl data_source names), so the verl path is exercised end to end in the same start-up."""
@@ -20,13 +20,13 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 
-from rlsys.config import register_configs, to_dataclass, validate
-from rlsys.controller import prepare_data_and_model
-from rlsys.metrics import read_metrics
+from rlsys.config import register_configs, to_dataclass
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model
+from rlsys.loop.metrics import read_metrics
 from rlsys.train import CONF_DIR
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
 MB = 1024 ** 2
 register_configs()
 
@@ -95,11 +95,11 @@ def test_job_submitted_to_the_cluster_places_roles_on_their_nodes_and_syncs_acro
     base = compose_cfg(f"run_dir={tmp_path / 'base'}")
     *_, tiny_path, _ = prepare_data_and_model(base)  # the cached embedded tiny model
     train_path, eval_path = verl_files(tmp_path, base)
-    overrides = [f"hydra.run.dir={tmp_path / 'run'}", "trainer.steps=2", "trainer.eval_n=0",
+    overrides = [f"hydra.run.dir={tmp_path / 'run'}", "trainer.steps=2", "eval.before_after_samples=0",
                  "trainer.prompts_per_step=16", "rollout.n=4", "trainer.save_checkpoint=false",
                  f"model.path={chat_copy(tiny_path, tmp_path / 'tiny_chat')}", f"task.train_path={train_path}",
-                 f"task.eval_path={eval_path}", "cluster.rollout_resources={rollout_node: 1}",
-                 "cluster.learner_resources={learner_node: 1}"]
+                 f"task.eval_path={eval_path}", "cluster.rollout.resources={rollout_node: 1}",
+                 "cluster.learner.resources={learner_node: 1}"]
     # No working-dir upload (the nodes share this venv): three raylets on one machine share a session
     # dir, and each unpacking the same upload there raced the driver's imports of it.
     env = {**os.environ, "RAY_ADDRESS": dashboard, "RLSYS_RUNTIME_ENV": ""}

@@ -9,14 +9,14 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from rlsys.config import RLSysConfig, to_dataclass, validate
+from rlsys.config import RLSysConfig, get_key, to_dataclass
+from rlsys.config.validation import validate
 from rlsys.data.batch import RolloutBatch
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.objective import report, report_correction
 from rlsys.learner.role_config import learner_role_config
-from rlsys.prepare import prepare_data_and_model
+from rlsys.loop.prepare import prepare_data_and_model
 
-pytestmark = pytest.mark.integration
 PROMPTS, N, LENGTH = 16, 4, 6
 
 
@@ -60,8 +60,8 @@ def make_batch(cfg, train, rng) -> RolloutBatch:
 def train(group, cfg, batch, **knobs):
     cfg = copy.deepcopy(cfg)
     for key, value in knobs.items():
-        section, name = key.split("__")
-        setattr(getattr(cfg, section), name, value)
+        *groups, name = key.split("__")  # algorithm__rollout_correction__cap: cfg.algorithm.rollout_correction.cap
+        setattr(get_key(cfg, ".".join(groups)), name, value)
     group.reset(learner_role_config(validate(cfg)))
     stats = group.train(batch)
     return stats, {**report(stats, cfg.algorithm), **report_correction(stats)}
@@ -70,7 +70,7 @@ def train(group, cfg, batch, **knobs):
 def test_one_update_keeps_the_ratio_at_one(setup):
     cfg, group, batch = setup
     stats, m = train(group, cfg, batch)
-    assert stats["ppo_updates"] == 1 and m["actor/pg_clipfrac"] == 0  # logp_old is this very forward's value
+    assert stats["actor/ppo_updates"] == 1 and m["actor/pg_clipfrac"] == 0  # logp_old is this very forward's value
     assert m["rollout_corr/is_weight_mean"] == 1 and m["rollout_corr/kl_k3"] < 1e-9  # behaviour = learner
 
 
@@ -80,7 +80,7 @@ def test_second_epoch_moves_the_ratio_and_the_clip_acts_as_computed_by_hand(setu
     train(group, cfg, batch)
     logp1 = group._per_sample("old_logprobs", batch)
     stats, m = train(group, cfg, batch, learner__ppo_epochs=2)
-    assert stats["ppo_updates"] == 2
+    assert stats["actor/ppo_updates"] == 2
     old = batch.behaviour_logprobs  # = the learner's base log-probs: logp_old of both epochs
     clipped = tokens = 0
     for lp1, lp0, adv in zip(logp1, old, batch.advantages):
@@ -98,7 +98,7 @@ def test_second_epoch_moves_the_ratio_and_the_clip_acts_as_computed_by_hand(setu
 def test_mini_batches_take_one_optimizer_step_each(setup):
     cfg, group, batch = setup
     stats, m = train(group, cfg, batch, learner__ppo_mini_batch_size=len(batch) // 4, learner__ppo_epochs=2)
-    assert stats["ppo_updates"] == 8 and m["actor/pg_clipfrac"] > 0
+    assert stats["actor/ppo_updates"] == 8 and m["actor/pg_clipfrac"] > 0
 
 
 def test_off_policy_behaviour_is_corrected_with_truncated_weights(setup):
@@ -107,15 +107,15 @@ def test_off_policy_behaviour_is_corrected_with_truncated_weights(setup):
     cfg, group, batch = setup
     off = batch.select(np.arange(len(batch)))
     off.behaviour_logprobs = [b - 0.5 * (np.arange(LENGTH) < 3) for b in batch.behaviour_logprobs]
-    _, m = train(group, cfg, off, algorithm__rollout_correction="tis")
+    _, m = train(group, cfg, off, algorithm__rollout_correction__mode="tis")
     assert m["rollout_corr/kl_k1"] == pytest.approx(0.25, abs=1e-4)  # mean(logp_old - logp_behaviour)
     assert m["rollout_corr/is_weight_mean"] == pytest.approx((np.exp(0.5) + 1) / 2, abs=1e-4)
     assert m["rollout_corr/is_weight_max"] == pytest.approx(np.exp(0.5), abs=1e-4)
     assert m["rollout_corr/truncated_frac"] == 0
-    _, m = train(group, cfg, off, algorithm__rollout_correction="tis", algorithm__rollout_correction_cap=1.5)
+    _, m = train(group, cfg, off, algorithm__rollout_correction__mode="tis", algorithm__rollout_correction__cap=1.5)
     assert m["rollout_corr/truncated_frac"] == pytest.approx(0.5) and m["rollout_corr/is_weight_max"] == 1.5
-    _, m = train(group, cfg, off, algorithm__rollout_correction="icepop", algorithm__rollout_correction_level="sequence")
+    _, m = train(group, cfg, off, algorithm__rollout_correction__mode="icepop", algorithm__rollout_correction__level="sequence")
     # sequence ratio e^1.5 = 4.48, inside [0.5, 5]: every token weighs 4.48
     assert m["rollout_corr/is_weight_mean"] == pytest.approx(np.exp(1.5), rel=1e-4)
-    _, m = train(group, cfg, off, algorithm__rollout_correction_bypass=True, algorithm__rollout_correction="none")
+    _, m = train(group, cfg, off, algorithm__rollout_correction__bypass=True, algorithm__rollout_correction__mode="none")
     assert m["rollout_corr/kl_k1"] == 0  # logp_old = the behaviour log-probs: no mismatch left to correct

@@ -18,7 +18,6 @@ from rlsys.config import RLSysConfig
 from rlsys.data.word_problems import generate_rows
 from rlsys.models.gguf import cached_conversion
 
-pytestmark = pytest.mark.integration
 PRESET = OmegaConf.load("conf/model/smollm2_135m.yaml").model
 PROMPTS, G, NEW_TOKENS = 12, 4, 16
 
@@ -57,10 +56,10 @@ def test_seeded_samples_survive_chunked_prefill_and_reproduce(real_model):
     seeds = [1000 + i for i in range(PROMPTS)]
     chunked = sample(real_model, prompts, seeds, max_num_batched_tokens=budget)
     whole = sample(real_model, prompts, seeds, max_num_batched_tokens=4096)
-    assert len(chunked["response_token_ids"]) == PROMPTS * G
-    same = [np.array_equal(a, b) for a, b in zip(chunked["response_token_ids"], whole["response_token_ids"])]
+    assert len(chunked.response_token_ids) == PROMPTS * G
+    same = [np.array_equal(a, b) for a, b in zip(chunked.response_token_ids, whole.response_token_ids)]
     assert all(same), f"{same.count(False)} of {len(same)} samples differ with the prompt prefilled in chunks"
-    distinct = {tuple(r) for r in chunked["response_token_ids"]}
+    distinct = {tuple(r) for r in chunked.response_token_ids}
     assert len(distinct) > PROMPTS  # sampled (per-sample seeds), not G copies of one answer
-    lp = np.concatenate(chunked["behaviour_logprobs"])
+    lp = np.concatenate(chunked.behaviour_logprobs)
     assert np.isfinite(lp).all() and (lp <= 0).all()

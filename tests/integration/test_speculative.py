@@ -16,12 +16,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlsys.config import RLSysConfig, to_dataclass, validate
-from rlsys.controller import prepare_data_and_model
+from rlsys.config import RLSysConfig, to_dataclass
+from rlsys.config.validation import validate
+from rlsys.loop.controller import prepare_data_and_model
 from rlsys.rollout.speculative import checkpoint_shapes, prepare_speculative, spec_metrics
 from rlsys.sync.bucket import pack_bucket
 
-pytestmark = pytest.mark.integration
 
 NUM_PROMPTS, GREEDY_TOKENS = 32, 8
 SAMPLES, DEPTH, TEMPERATURE = 3000, 3, 1.0  # distribution test: one prompt, first DEPTH tokens
@@ -39,7 +39,7 @@ def engine_run(cfg, model_path, prompts, dist_prompt, sync_check=False) -> dict:
                                 max_tokens=GREEDY_TOKENS))
         sampled = run(w.generate([dist_prompt] * SAMPLES, seeds=list(range(SAMPLES)), n=1,
                                  temperature=TEMPERATURE, top_p=1.0, max_tokens=DEPTH))
-        out = {"greedy": greedy, "sampled": sampled["response_token_ids"], "counters": run(w.spec_counters_delta())}
+        out = {"greedy": greedy, "sampled": sampled.response_token_ids, "counters": run(w.spec_counters_delta())}
         if sync_check:
             out["draft_sync"] = run(draft_sync_check(w, model_path))
         return out
@@ -99,9 +99,9 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("method", ["ngram", "draft"])
 def test_greedy_outputs_identical_with_and_without_drafts(runs, method):
     base, spec = runs["none"]["greedy"], runs[method]["greedy"]
-    for a, b in zip(base["response_token_ids"], spec["response_token_ids"]):
+    for a, b in zip(base.response_token_ids, spec.response_token_ids):
         assert a.tolist() == b.tolist()
-    diff = max(np.abs(a - b).max() for a, b in zip(base["behaviour_logprobs"], spec["behaviour_logprobs"]))
+    diff = max(np.abs(a - b).max() for a, b in zip(base.behaviour_logprobs, spec.behaviour_logprobs))
     assert diff < 1e-4, f"behaviour log-probs differ by {diff}"
 
 
@@ -110,7 +110,7 @@ def test_acceptance_counters(runs, method):
     c = runs[method]["counters"]
     assert c["drafts"] > 0 and 0 < c["accepted_tokens"] <= c["draft_tokens"], c
     m = spec_metrics([c])
-    assert 0 < m["spec_acceptance_rate"] <= 1 and 1 < m["spec_tokens_per_verify"] <= 1 + 3
+    assert 0 < m["rollout/spec_acceptance_rate"] <= 1 and 1 < m["rollout/spec_tokens_per_verify"] <= 1 + 3
     assert runs["none"]["counters"] == dict.fromkeys(c, 0)
 
 

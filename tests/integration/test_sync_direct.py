@@ -16,8 +16,8 @@ import torch
 from rlsys.config import RLSysConfig
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 from rlsys.sync.object_store import ObjectStoreSync
+from rlsys.sync.result import SyncResult
 
-pytestmark = pytest.mark.integration
 
 PROMPTS = [[5, 6, 7, 8], [9, 10, 11], [20, 21, 22, 23, 24]]
 
@@ -52,7 +52,7 @@ def max_logprob_diff(actor, model) -> float:
     """Engine vs sender log-probs of the tokens the engine samples (temperature 1)."""
     out = ray.get(actor.generate.remote(PROMPTS, seeds=[1, 2, 3], n=2, temperature=1.0, top_p=1.0, max_tokens=6))
     diffs = []
-    for i, (resp, beh) in enumerate(zip(out["response_token_ids"], out["behaviour_logprobs"])):
+    for i, (resp, beh) in enumerate(zip(out.response_token_ids, out.behaviour_logprobs)):
         prompt = PROMPTS[i // 2]
         seq = torch.tensor([prompt + resp.tolist()])
         lp = torch.log_softmax(model(input_ids=seq).logits[0, len(prompt) - 1:-1].double(), -1)
@@ -60,7 +60,7 @@ def max_logprob_diff(actor, model) -> float:
     return float(max(diffs))
 
 
-def sync(cfg, actor, model, version, **rollout) -> dict:
+def sync(cfg, actor, model, version, **rollout) -> SyncResult:
     for k, v in rollout.items():
         setattr(cfg.rollout, k, v)
     try:
@@ -74,12 +74,12 @@ def test_direct_sync_matches_the_sender_and_reads_the_wire_in_place(engine):
     assert max_logprob_diff(actor, model) < 1e-4  # start: same checkpoint
     perturb(model, seed=1)
     first = sync(cfg, actor, model, 1)
-    assert first["shm_engines"] == 1 and first["engine_paths"]["layerwise"] == 0
-    assert first["engine_paths"]["packed_from_staging"] > 0  # first sync: shards checked against vLLM's loaders
+    assert first.shm_engines == 1 and first.engine_paths["layerwise"] == 0
+    assert first.engine_paths["packed_from_staging"] > 0  # first sync: shards checked against vLLM's loaders
     assert max_logprob_diff(actor, model) < 1e-4
     perturb(model, seed=2)
     second = sync(cfg, actor, model, 2)
-    paths = second["engine_paths"]
+    paths = second.engine_paths
     assert paths["packed_from_wire"] > 0 and paths["packed_from_staging"] == 0 and paths["in_place"] > 0
     assert max_logprob_diff(actor, model) < 1e-4
     assert ray.get(actor.get_version.remote()) == 2
@@ -89,7 +89,7 @@ def test_ray_object_transport_relayed_through_the_engines_node(engine):
     cfg, actor, model = engine
     perturb(model, seed=3)
     out = sync(cfg, actor, model, 3, sync_transport="ray", sync_bucket_mb=1)
-    assert out["ray_engines"] == 1 and out["buckets"] > 1
+    assert out.ray_engines == 1 and out.buckets > 1
     assert max_logprob_diff(actor, model) < 1e-4
 
 
@@ -99,7 +99,7 @@ def test_layerwise_fallback_then_direct_again(engine):
     for seed in (40, 41):  # several syncs of several buckets: each layer reloaded once per sync
         perturb(model, seed=seed)
         out = sync(cfg, actor, model, seed, sync_bucket_mb=1)
-        assert out["engine_paths"]["layerwise"] == len(list(model.parameters())) and out["buckets"] > 1
+        assert out.engine_paths["layerwise"] == len(list(model.parameters())) and out.buckets > 1
         assert max_logprob_diff(actor, model) < 1e-4  # the tied lm_head follows the reloaded embedding
     ray.get(actor.set_sync_mode.remote("direct"))
     perturb(model, seed=5)
@@ -115,7 +115,7 @@ def test_bf16_on_the_wire_and_frozen_parameters_stay_home(engine):
         perturb(model, seed=6, skip={"model.embed_tokens.weight"})
         full = sum(p.numel() for p in model.parameters()) * 2
         out = sync(cfg, actor, model, 6, sync_dtype="bfloat16")
-        assert out["bytes"] < full - emb.numel() * 2 + 4096  # half the bytes, and no embedding
+        assert out.bytes < full - emb.numel() * 2 + 4096  # half the bytes, and no embedding
         with torch.no_grad():
             for p in model.parameters():  # what the engine now holds
                 if p.requires_grad:
@@ -131,12 +131,12 @@ def test_plain_cpu_linears_make_later_syncs_in_place_copies(engine):
     ray.get(actor.set_sync_mode.remote("plain"))
     perturb(model, seed=7)
     first = sync(cfg, actor, model, 7)  # brings every linear's whole weight: kept in its checkpoint layout
-    assert first["engine_paths"]["packed_from_staging"] > 0 and first["engine_paths"]["packed_from_wire"] == 0
+    assert first.engine_paths["packed_from_staging"] > 0 and first.engine_paths["packed_from_wire"] == 0
     assert max_logprob_diff(actor, model) < 1e-4
     for seed in (8, 9):
         perturb(model, seed=seed)
         out = sync(cfg, actor, model, seed, sync_bucket_mb=1)
-        paths = out["engine_paths"]
+        paths = out.engine_paths
         assert paths["packed_from_wire"] == paths["packed_from_staging"] == paths["layerwise"] == 0
         assert paths["in_place"] == len(list(model.parameters()))  # every tensor a copy into its parameter
         assert max_logprob_diff(actor, model) < 1e-4  # the tied lm_head reads the new embedding
@@ -154,7 +154,7 @@ def test_plain_engine_weights_written_by_the_sender(engine):
                                       (12, b, "written_by_sender"), (13, a, "in_place"), (14, a, "written_by_sender")):
             perturb(model, seed=version)
             out = sender.push(model, [actor], version, is_sender=True)
-            assert out["engine_paths"][path] == len(list(model.parameters())) and out["failed"] == []
+            assert out.engine_paths[path] == len(list(model.parameters())) and out.failed == []
             assert max_logprob_diff(actor, model) < 1e-4
             assert ray.get(actor.get_version.remote()) == version
     finally:
@@ -185,13 +185,13 @@ def test_engine_held_for_a_sender_that_dies_lets_go_and_keeps_its_version(engine
     sender.kill()
     sender.wait()
     t0 = time.monotonic()
-    assert ray.get(call)["written"] is False and time.monotonic() - t0 < 5
+    assert ray.get(call).written is False and time.monotonic() - t0 < 5
     assert ray.get(actor.get_version.remote()) == before
     cfg.rollout.cpu_gemm = "plain"
     try:
         perturb(model, seed=20)
         out = ObjectStoreSync(cfg).push(model, [actor], before + 1, is_sender=True)
-        assert out["engine_paths"]["written_by_sender"] == len(list(model.parameters()))
+        assert out.engine_paths["written_by_sender"] == len(list(model.parameters()))
         assert max_logprob_diff(actor, model) < 1e-4 and ray.get(actor.get_version.remote()) == before + 1
     finally:
         cfg.rollout = RLSysConfig().rollout

@@ -12,7 +12,6 @@ import torch
 from rlsys.config import RLSysConfig
 from tests.integration.test_sync_direct import perturb, sync
 
-pytestmark = pytest.mark.integration
 
 DEFAULT = "/root/.cache/rlsys/gguf-SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
 MODEL = os.environ.get("RLSYS_REAL_MODEL", DEFAULT)
@@ -42,7 +41,7 @@ def engine(tmp_path_factory):
 def max_logprob_diff(actor, model, prompts) -> float:
     out = ray.get(actor.generate.remote(prompts, seeds=[1, 2], n=2, temperature=1.0, top_p=1.0, max_tokens=6))
     diffs = []
-    for i, (resp, beh) in enumerate(zip(out["response_token_ids"], out["behaviour_logprobs"])):
+    for i, (resp, beh) in enumerate(zip(out.response_token_ids, out.behaviour_logprobs)):
         prompt, resp = prompts[i // 2], torch.as_tensor(resp.copy())
         lp = torch.log_softmax(model(input_ids=torch.tensor([prompt + resp.tolist()])).logits[0].double(), -1)
         diffs.append(float((lp[len(prompt) - 1:-1][torch.arange(len(resp)), resp].numpy() - beh).__abs__().max()))
@@ -57,9 +56,9 @@ def test_repeated_syncs_match_the_sender(engine, mode):
     for seed in (1, 2, 3, 4):
         perturb(model, scale=0.02, seed=seed)
         out = sync(cfg, actor, model, seed, cpu_gemm="plain" if mode == "plain" else "packed")
-        paths = out["engine_paths"]
+        paths = out.engine_paths
         if mode == "plain" and seed > 1:  # converted by the first sync: the sender writes the weights itself
             assert paths == {"written_by_sender": len(list(model.parameters()))}
         else:
-            assert out["buckets"] > 4 and paths[mode if mode == "layerwise" else "in_place"] > 0
+            assert out.buckets > 4 and paths[mode if mode == "layerwise" else "in_place"] > 0
         assert max_logprob_diff(actor, model, prompts) < 1e-4  # fp32: oneDNN vs torch kernels

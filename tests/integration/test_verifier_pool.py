@@ -16,7 +16,6 @@ from rlsys.data.examples import ATTACKS, SUM_TESTS, demo_rows
 from rlsys.verify.worker import VerifierWorker
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
 TIMEOUT = 2.0
 TESTS = json.dumps(SUM_TESTS)
 GOOD = "```python\nprint(sum(map(int, input().split())))\n```"
@@ -26,11 +25,11 @@ GOOD = "```python\nprint(sum(map(int, input().split())))\n```"
 def pool():
     import ray
 
-    from rlsys.cluster import place_roles
-    from rlsys.roles import start_verifiers
+    from rlsys.runtime.cluster import place_roles
+    from rlsys.loop.roles import start_verifiers
 
     cfg = RLSysConfig()
-    cfg.cluster.num_verifiers, cfg.cluster.verifier_cpus = 2, 0.5
+    cfg.cluster.num_verifiers, cfg.cluster.verifier.cpus = 2, 0.5
     cfg.verifier = VerifierConfig(timeout_s=TIMEOUT, memory_mb=512, concurrency=2, modules=["tests.verifier_plugins"])
     ray.init(num_cpus=2, include_dashboard=False, address="local", runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
@@ -48,11 +47,11 @@ def test_attacks_and_bad_verifiers_end_in_time_and_the_pool_keeps_serving(pool):
     rewards, details = pool.score_texts(responses, truths, sources)
     took = time.perf_counter() - t0
     assert rewards.tolist() == [0.0] * (len(sources) - 1) + [1.0], details
-    assert all(d["reason"] for d in details[:-1])
+    assert all(d.reason for d in details[:-1])
     hang, crash, nan = details[len(hostile):len(hostile) + 3]
-    assert hang["timeout"] and "did not answer" in hang["reason"]
-    assert "crashed" in crash["reason"] and "exited with code 3" in crash["error"]
-    assert nan["error"].startswith("ValueError: verifier returned a non-finite")
+    assert hang.timeout and "did not answer" in hang.reason
+    assert "crashed" in crash.reason and "exited with code 3" in crash.error
+    assert nan.error.startswith("ValueError: verifier returned a non-finite")
     # 4 scorer processes for 11 samples: at most a few timeouts back to back per process.
     assert took < 4 * (TIMEOUT + 2.5), took
     again, _ = pool.score_texts([GOOD, "\\boxed{2}"], [TESTS, "2"], ["code", "math"])
@@ -116,7 +115,7 @@ def test_samples_no_actor_could_score_are_lost_not_zero(pool):
     ray.kill(gone, no_restart=True)
     lost_pool = VerifierPool([gone])
     rewards, details = lost_pool.score_texts(["\\boxed{2}", "3"], ["2", "3"], ["math", "arithmetic"])
-    assert np.isnan(rewards).all() and all(d["lost"] for d in details), details
+    assert np.isnan(rewards).all() and all(d.lost for d in details), details
     assert lost_pool.faults.take()["faults/verifier_samples_lost"] == 2
     batch = SimpleNamespace(reward=rewards)
     with pytest.raises(VerifierLost, match="2 of 2 samples could not be scored"):
@@ -142,6 +141,7 @@ def test_verl_extra_info_reaches_verifiers_that_take_it(pool, tmp_path):
     from rlsys.data.batch import RolloutBatch
     from rlsys.data.dataset import load_prompts
     from rlsys.rollout.fleet import group_batch
+    from rlsys.rollout.worker import EngineOutput
 
     rows = [{"data_source": "test_extra_info", "prompt": [{"role": "user", "content": f"question {i}"}],
              "ability": "x", "reward_model": {"ground_truth": "-", "style": "rule"},
@@ -149,11 +149,11 @@ def test_verl_extra_info_reaches_verifiers_that_take_it(pool, tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "verl.parquet")
     data = load_prompts(tmp_path / "verl.parquet", ChatTokenizer(), {"test_extra_info"}, 64)
     assert [e["index"] for e in data.extra_info] == [0, 1, 2, 3]
-    out = {"response_token_ids": [np.array([1])] * 2, "behaviour_logprobs": [np.zeros(1)] * 2, "policy_version": 0,
-           "finish_reason": ["stop"] * 2, "response_text": ["yes", "no"]}
+    out = EngineOutput(response_token_ids=[np.array([1])] * 2, behaviour_logprobs=[np.zeros(1)] * 2,
+                       finish_reason=["stop"] * 2, response_text=["yes", "no"], tokens=2, policy_version=0)
     batch = pool.score(RolloutBatch.concat([group_batch(data, pid, pid, out) for pid in range(4)]))
     assert batch.reward.tolist() == [0, 1, 1, 0, 0, 1, 1, 0]  # "yes" scores on odd rows, "no" on even ones
-    assert batch.verifier_details[2]["saw"] == {"index": 1, "want": "yes"}
+    assert batch.verifier_details[2].extra["saw"] == {"index": 1, "want": "yes"}
     plain = pool.score_texts(["yes"], ["-"], ["test_extra_info"])[0]  # a row without extra_info: None
     assert plain.tolist() == [0.0]
 

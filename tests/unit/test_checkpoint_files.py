@@ -10,11 +10,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlsys.checkpoint import (MARKER, RunState, begin, check_compatible, commit, complete_checkpoints, find_resume,
+from rlsys.loop.checkpoint import (MARKER, RunState, begin, check_compatible, commit, complete_checkpoints, find_resume,
                               truncate_metrics)
 from rlsys.config import RLSysConfig, to_dataclass
 from rlsys.errors import ConfigError
-from rlsys.learner.checkpoint import lr_scheduler
+from rlsys.learner.sharded_state import lr_scheduler
 
 
 def config(run_dir, **trainer):
@@ -106,6 +106,50 @@ def test_a_checkpoint_from_before_the_grouped_algorithm_settings_still_resumes(t
         check_compatible(ckpt, ppo, base_model="/m")
 
 
+def _old_layout(saved: dict) -> dict:
+    """Today's config.json as the versions before the renames wrote it: every renamed key at its old name."""
+    from rlsys.config.renamed_keys import RENAMED
+
+    def node(dotted: str) -> tuple[dict, str]:
+        *groups, name = dotted.split(".")
+        d = saved
+        for g in groups:
+            d = d[g]
+        return d, name
+
+    values = {}
+    for old, new in RENAMED.items():  # take every new value out first: an old name may be a group of today
+        parent, name = node(new)
+        values[old] = parent.pop(name)
+    for group in ("optim", "kl", "critic", "sampling", "divergence", "distill", "lp_reg", "rollout_correction"):
+        assert saved["algorithm"].pop(group) == {}  # every key of these groups was renamed
+    for role in ("rollout", "learner", "reference"):
+        assert saved["cluster"].pop(role) == {}
+    del saved["cluster"]["verifier"]  # its gpus knob is new
+    for old, value in values.items():
+        parent, name = node(old)
+        parent[name] = value
+    return saved
+
+
+def test_a_checkpoint_from_before_the_renames_loads_into_todays_config(tmp_path):
+    from rlsys.config import as_dict
+    from rlsys.config.renamed_keys import current_layout
+
+    run = tmp_path / "run"
+    now = config(run)
+    now.algorithm.rollout_correction.cap, now.cluster.learner.gpus, now.task.max_ops = 3.0, 0.5, 4
+    now.model.pretrain_steps, now.eval.before_after_samples, now.algorithm.critic.enabled = 7, 0, True
+    old = _old_layout(as_dict(now))
+    assert old["algorithm"]["rollout_correction_cap"] == 3.0 and old["cluster"]["learner_gpus"] == 0.5
+    assert old["algorithm"]["critic"] is True and old["trainer"]["eval_n"] == 0 and old["task"]["steps"] == 4
+    loaded = to_dataclass(OmegaConf.create(current_layout(old)))  # the schema fills the new cluster.verifier.gpus
+    assert loaded == now
+    ckpt = save(run, 1, now)
+    (ckpt / "config.json").write_text(json.dumps(_old_layout(as_dict(now))))
+    assert check_compatible(ckpt, now, base_model="/m").step == 1
+
+
 def test_truncate_metrics_drops_steps_logged_after_the_checkpoint(tmp_path):
     path, samples = tmp_path / "metrics.jsonl", tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 8)))
@@ -156,3 +200,28 @@ def test_a_checkpoint_changed_by_hand_is_damaged_auto_takes_the_one_before_and_p
         assert find_resume(cfg).name == "step_000004"  # intact again
     (newest / MARKER).write_text("{not json")
     assert find_resume(cfg, log=said.append).name == "step_000002" and "unreadable" in said[-1]
+
+
+def test_anchors_saved_when_verifier_details_were_dicts_resume_as_verifier_details(tmp_path):
+    import pickle
+    from types import SimpleNamespace
+
+    from rlsys.loop.checkpoint import restore
+    from rlsys.loop.pipeline import AnchorPool
+    from rlsys.sync.result import SyncResult
+    from rlsys.verify.details import VerifierDetails
+    from tests.unit.test_data import make_batch
+
+    run = tmp_path / "run"
+    ckpt = save(run, 1, config(run))
+    anchors = AnchorPool.__new__(AnchorPool)  # as an older version pickled it: details were flat dicts
+    anchors.pool, anchors.cursor = make_batch([1, 2]), 1
+    anchors.pool.verifier_details = [{"parsed": "1", "reason": "match", "seconds": 0.1}, {"reason": "x", "error": "E"}]
+    (ckpt / "anchors.pkl").write_bytes(pickle.dumps(anchors))
+    fleet = SimpleNamespace(sync_targets=lambda: [], serve=lambda v, snap: None, lost_in_push=lambda engines: None)
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(load_state=lambda path: None,
+                                                                  push_weights=lambda e, v: SyncResult(0, 0.0)))
+    state, back = restore(ckpt, config(run), roles, base_model="/m", log=lambda msg: None)
+    assert state.step == 1 and back.cursor == 1
+    assert back.pool.verifier_details == [VerifierDetails(reason="match", seconds=0.1, extra={"parsed": "1"}),
+                                          VerifierDetails(reason="x", error="E")]

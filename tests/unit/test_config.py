@@ -4,7 +4,8 @@ from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass, validate
+from rlsys.config import ConfigError, RLSysConfig, register_configs, to_dataclass
+from rlsys.config.validation import validate
 from rlsys.train import CONF_DIR
 
 register_configs()
@@ -89,24 +90,86 @@ def test_every_preset_composes():
         assert compose_cfg([f"algorithm={name}", *extra]).algorithm.name == name
 
 
-def test_pre_grouping_algorithm_keys_on_the_command_line_still_work_and_say_the_new_key():
-    from rlsys.config import RENAMED, get_key, renamed_overrides
+@pytest.mark.parametrize("override,message", [
+    ("algorithm.rollout_correction_cap=3", "algorithm.rollout_correction_cap was renamed to algorithm.rollout_correction.cap"),
+    ("algorithm.rollout_correction=tis", "algorithm.rollout_correction was renamed to algorithm.rollout_correction.mode"),
+    ("cluster.learner_gpus=1", "cluster.learner_gpus was renamed to cluster.learner.gpus"),
+    ("+cluster.rollout_resources={a: 1}", "cluster.rollout_resources was renamed to cluster.rollout.resources"),
+    ("model.warmup_steps=10", "model.warmup_steps was renamed to model.pretrain_steps"),
+    ("task.steps=3", "task.steps was renamed to task.max_ops"),
+    ("trainer.eval_n=0", "trainer.eval_n was renamed to eval.before_after_samples"),
+    ("algorithm.kl_coef=0.1", "algorithm.kl_coef was renamed to algorithm.kl.coef"),  # renamed before: same error
+    ("algorithm.critic=true", "algorithm.critic was renamed to algorithm.critic.enabled"),
+])
+def test_a_renamed_key_fails_naming_the_new_key(override, message):
+    from rlsys.config.renamed_keys import check_overrides
 
-    said = []
-    argv = ["algorithm=ppo", "algorithm.kl_coef=0.05", "algorithm.critic=true", "algorithm.lr=2e-5",
-            "algorithm.critic_lr=5e-4", "rollout.n=4", "algorithm.kl.estimator=k2", "+algorithm.gamma=0.9"]
-    out = renamed_overrides(argv, warn=said.append)
-    assert out == ["algorithm=ppo", "algorithm.kl.coef=0.05", "algorithm.critic.enabled=true", "algorithm.optim.lr=2e-5",
-                   "algorithm.critic.lr=5e-4", "rollout.n=4", "algorithm.kl.estimator=k2", "+algorithm.critic.gamma=0.9"]
-    assert said[0] == "rlsys: algorithm.kl_coef is now algorithm.kl.coef (taken as algorithm.kl.coef=0.05)"
-    assert len(said) == 5
-    cfg = compose_cfg(out[:-1])
-    a = cfg.algorithm
-    assert (a.kl.coef, a.critic.enabled, a.optim.lr, a.critic.lr, a.kl.estimator) == (0.05, True, 2e-5, 5e-4, "k2")
-    for new in RENAMED.values():  # every new name is a real key
-        get_key(a, new)
+    with pytest.raises(ConfigError) as e:
+        check_overrides(["rollout.n=4", override, "algorithm=ppo"])
+    assert str(e.value) == message
+
+
+def test_todays_keys_pass_and_every_rename_points_at_a_real_key():
+    from rlsys.config import get_key
+    from rlsys.config.renamed_keys import RENAMED, check_overrides
+
+    check_overrides(["algorithm=ppo", "algorithm.rollout_correction.cap=3", "cluster.learner.gpus=1", "task.max_ops=3",
+                     "algorithm.critic={enabled: true}", "eval.before_after_samples=0", "trainer.steps=2", "rlsys.jsonl"])
+    cfg = RLSysConfig()
+    for old, new in RENAMED.items():
+        get_key(cfg, new)  # raises if the new key does not exist
+        parent, _, name = old.rpartition(".")
+        assert not hasattr(get_key(cfg, parent), name) or old + "." in new + ".", old  # the old key is gone (or a group)
+
+
+def test_the_command_line_refuses_a_renamed_key_before_composing(monkeypatch, capsys):
+    from rlsys import cli
+
+    monkeypatch.setattr("sys.argv", ["rlsys", "train", "trainer.steps=1", "algorithm.rollout_correction_cap=3"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "rlsys: error: algorithm.rollout_correction_cap was renamed to algorithm.rollout_correction.cap")
+
+
+def test_renamed_keys_compose_to_what_the_old_keys_set():
+    cfg = compose_cfg(["algorithm.rollout_correction.mode=tis", "algorithm.rollout_correction.cap=3",
+                       "cluster.learner.gpus=0.5", "model.pretrain_steps=10", "task.max_ops=3",
+                       "eval.before_after_samples=0"])
+    assert (cfg.algorithm.rollout_correction.mode, cfg.algorithm.rollout_correction.cap) == ("tis", 3.0)
+    assert (cfg.cluster.learner.gpus, cfg.cluster.learner.cpus, cfg.cluster.verifier.cpus) == (0.5, 0.5, 0.25)
+    assert (cfg.model.pretrain_steps, cfg.task.max_ops, cfg.eval.before_after_samples) == (10, 3, 0)
 
 
 def test_an_old_key_in_the_composed_config_fails_naming_it():
-    with pytest.raises(ConfigCompositionException, match="kl_coef"):
-        compose_cfg(["algorithm.kl_coef=0.1"])  # compose() is not the command line: no rewrite
+    with pytest.raises(ConfigCompositionException, match="rollout_correction_cap"):
+        compose_cfg(["algorithm.rollout_correction_cap=3"])  # compose() is not the command line: Hydra's own error
+
+
+def test_preset_yaml_carries_only_what_differs_from_the_defaults():
+    """conf/ sets a key only to change it: a value equal to the dataclass default is noise that can go stale."""
+    from pathlib import Path
+
+    import yaml
+
+    defaults = OmegaConf.to_container(OmegaConf.structured(RLSysConfig))
+
+    def same_as_default(node: dict, where: dict, path: str) -> list[str]:
+        out = []
+        for key, value in node.items():
+            if key in ("defaults", "name") or key not in where:
+                continue
+            if isinstance(value, dict):
+                out += same_as_default(value, where[key], f"{path}{key}.")
+            elif value == where[key]:
+                out.append(f"{path}{key}")
+        return out
+
+    found = []
+    for f in sorted(Path(CONF_DIR).glob("*/*.yaml")):
+        text = f.read_text()
+        node = yaml.safe_load(text) or {}
+        root = defaults if "@package _global_" in text else defaults[f.parent.name]
+        found += [f"{f.relative_to(CONF_DIR)}: {k}" for k in same_as_default(node, root, "")]
+    assert found == []

@@ -8,6 +8,7 @@ from rlsys.data.batch import RolloutBatch, split_balanced
 from rlsys.data.dataset import DatasetError, load_prompts
 from rlsys.models.tiny import build_char_tokenizer
 from rlsys.verify import VERIFIERS, arithmetic_exact_match
+from rlsys.verify.details import VerifierDetails
 
 TOK = build_char_tokenizer()
 
@@ -121,7 +122,8 @@ def make_batch(lengths):
         prompt_token_ids=[np.array([5, 6])] * n, response_token_ids=[np.arange(k) for k in lengths],
         behaviour_logprobs=[np.zeros(k, np.float32) for k in lengths], policy_version=np.zeros(n, np.int64),
         finish_reason=["stop"] * n, response_text=["x"] * n, ground_truth=["1"] * n, data_source=["arithmetic"] * n,
-        reward=np.arange(n, dtype=np.float32), verifier_details=[{"i": i} for i in range(n)])
+        reward=np.arange(n, dtype=np.float32),
+        verifier_details=[VerifierDetails(reason="match", seconds=0.5, extra={"parsed": str(i)}) for i in range(n)])
 
 
 def test_batch_select_concat_and_arrow():
@@ -132,6 +134,7 @@ def test_batch_select_concat_and_arrow():
     assert c.prompt_id.tolist() == [3, 1, 0] and c.ref_logprobs is None
     table = c.to_arrow()
     assert table.num_rows == 3 and table.column("response_token_ids").to_pylist()[0] == [0, 1, 2, 3]
+    assert table.column("verifier_details").to_pylist()[0] == '{"parsed": "3", "reason": "match", "seconds": 0.5}'
 
 
 def test_split_balanced_covers_everything_with_even_tokens():

@@ -1,19 +1,20 @@
 """A sample is trained only with a real reward and real reference log-probs: groups whose verifier
-or reference actor was lost leave the step's batch and are counted (rlsys/faults.py, pipeline.py).
-Real Ray actors that are killed: tests/integration/test_verifier_pool.py and test_roles.py."""
+or reference actor was lost leave the step's batch and are counted (rlsys/runtime/faults.py, pipeline.py).
+Real Ray actors that die and restart: tests/integration/test_actor_restart.py, test_verifier_pool.py
+and test_roles.py."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import ray
 from omegaconf import OmegaConf
 
 from rlsys.config import RLSysConfig, to_dataclass
 from rlsys.data.batch import RolloutBatch
-from rlsys.faults import ActorLost, FaultLog, call_with_retries
-from rlsys.metrics import StepTimer
-from rlsys.pipeline import SamplingError, sample_step, stream_round
+from rlsys.runtime.faults import FaultLog
+from rlsys.loop.metrics import StepTimer
+from rlsys.loop.pipeline import SamplingError, sample_step, stream_round
+from rlsys.verify.details import VerifierDetails
 
 
 def group(g: int, n: int = 2) -> RolloutBatch:
@@ -32,7 +33,7 @@ class FakeVerifiers:
 
     def score(self, batch: RolloutBatch) -> RolloutBatch:
         batch.reward = np.where(np.isin(batch.group_id, list(self.lost)), np.nan, 1.0).astype(np.float32)
-        batch.verifier_details = [{} for _ in range(len(batch))]
+        batch.verifier_details = [VerifierDetails() for _ in range(len(batch))]
         return batch
 
 
@@ -61,43 +62,3 @@ def test_a_step_with_every_group_lost_fails_instead_of_training_on_nothing():
     roles = roles_with(lost={0, 1})
     with pytest.raises(SamplingError, match="lost to verifier or reference actor faults"):
         sample_step(config(), roles, None, iter([np.arange(2)]), seed=0, timer=StepTimer())
-
-
-@ray.remote(max_restarts=-1)
-class Flaky:
-    """Dies (the process exits) on its first `die` calls; Ray restarts it with the same arguments."""
-
-    def __init__(self, marker: str, die: int):
-        import os
-
-        self.marker, self.die = marker, die
-        self.deaths = len(open(marker).read()) if os.path.exists(marker) else 0
-
-    def answer(self, x: int) -> int:
-        if self.deaths < self.die:
-            with open(self.marker, "a") as f:
-                f.write("x")
-            import os
-
-            os._exit(1)
-        return x * 10
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=1, include_dashboard=False, address="local")
-    yield
-    ray.shutdown()
-
-
-def test_a_call_is_resent_to_the_restarted_actor(local_ray, tmp_path):
-    faults, actor = FaultLog(), Flaky.remote(str(tmp_path / "deaths"), die=2)
-    assert call_with_retries(lambda _: (actor, actor.answer.remote(4)), "reference", faults, retries=2) == 40
-    assert faults.take() == {"faults/reference_deaths": 2}
-
-
-def test_an_actor_that_dies_on_every_attempt_is_reported_lost(local_ray, tmp_path):
-    faults, actor = FaultLog(), Flaky.remote(str(tmp_path / "deaths"), die=5)
-    with pytest.raises(ActorLost, match="reference: the actor died on all 2 attempts"):
-        call_with_retries(lambda _: (actor, actor.answer.remote(4)), "reference", faults, retries=1)
-    assert faults.take() == {"faults/reference_deaths": 2}

@@ -16,7 +16,9 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rlsys.config import register_configs, to_dataclass, validate
+from rlsys.config import register_configs, to_dataclass
+from rlsys.config.renamed_keys import check_overrides
+from rlsys.config.validation import validate
 from rlsys.train import CONF_DIR
 from tests.k8s_schemas import SCHEMAS
 from tests.kustomize_lite import build
@@ -95,6 +97,7 @@ def test_entrypoint_is_a_command_the_cli_accepts(overlay):
     job = render(overlay)["RayJob"]["spec"]
     argv = shlex.split(job["entrypoint"])
     assert argv[:3] == ["python", "-m", "rlsys.train"]
+    check_overrides(argv[3:])  # no renamed key (rlsys.train refuses them before composing)
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         dcfg = compose(config_name="config", overrides=argv[3:])
     dcfg = OmegaConf.to_container(dcfg, resolve=False)

@@ -8,7 +8,7 @@ import torch
 
 from rlsys.config import algorithm_config
 from rlsys.learner.advantages import compute_advantages
-from rlsys.learner.objectives import AGGREGATIONS, KL_ESTIMATORS, Denominators, LossInputs, gspo, ppo_clip
+from rlsys.learner.losses import AGGREGATIONS, KL_ESTIMATORS, Denominators, LossInputs, gspo, ppo_clip
 from tests.unit.test_data import make_batch
 
 

@@ -61,7 +61,7 @@ def test_paired_bootstrap_interval():
 
 
 def test_pass1_gain_is_paired_over_problems():
-    from rlsys.controller import pass1_gain
+    from rlsys.loop.controller import pass1_gain
 
     # 40 problems x 4 samples: each problem gains exactly one solved sample -> +0.25, no spread at all
     before = {"solved": [1] * 20 + [2] * 20, "n": 4}

@@ -4,9 +4,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlsys.config import ConfigError, RLSysConfig, to_dataclass, validate
+from rlsys.config import ConfigError, RLSysConfig, to_dataclass
+from rlsys.config.validation import validate
 from rlsys.learner.objective import needs, objective_stats, report
-from rlsys.learner.objectives import POLICY_LOSSES, LossInputs
+from rlsys.learner.losses import POLICY_LOSSES, LossInputs
 from rlsys.learner.spec import spec
 
 

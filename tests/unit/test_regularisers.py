@@ -9,9 +9,9 @@ import torch
 from rlsys.config import algorithm_config
 from rlsys.learner.advantages import compute_advantages, overlong_penalty
 from rlsys.learner.logprobs import _proxy_logprob
-from rlsys.learner.objectives import (DIVERGENCES, REGULARISERS, Denominators, LossInputs, divergence_penalty,
+from rlsys.learner.losses import (DIVERGENCES, REGULARISERS, Denominators, LossInputs, divergence_penalty,
                                       lp_reg, ppo_clip)
-from rlsys.pipeline import informative, with_anchors
+from rlsys.loop.pipeline import informative, with_anchors
 from tests.unit.test_data import make_batch
 
 PI0 = torch.softmax(torch.tensor([0.4, -0.1, 1.2, 0.0], dtype=torch.float64), 0)
@@ -72,7 +72,7 @@ def test_lp_reg_proxy_and_replaced_tokens():
     l = math.log(0.5) - math.log(0.3)
     assert loss[0, 0].item() == pytest.approx(1.0 + 2.0 * (math.exp(l) - 1 - l), rel=1e-6)
     assert loss[0, 1].item() == pytest.approx(ppo_clip(x, 0.2, 0.2)[0][0, 1].item())
-    assert stats["lp_reg_tokens"] == 1
+    assert stats["actor/lp_reg_tokens"] == 1
 
 
 def test_kdrl_teacher_kl_anneals_and_masks_correct():

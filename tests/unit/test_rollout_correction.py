@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlsys.config import ConfigError, RLSysConfig, validate
+from rlsys.config import ConfigError, RLSysConfig, get_key
+from rlsys.config.validation import validate
 from rlsys.learner.group import mini_batches, num_mini_batches
-from rlsys.learner.objectives import LossInputs, correction_mode, correction_weights, ppo_clip
+from rlsys.learner.losses import LossInputs, correction_mode, correction_weights, ppo_clip
 from rlsys.learner.role_config import learner_role_config
 from rlsys.learner.worker import LearnerWorker
 
@@ -72,7 +73,7 @@ def test_on_policy_weights_are_one_and_change_nothing(mode, level):
     assert torch.equal(w, MASK.double())
     assert stats["rc_k1"] == 0 and stats["rc_k3"] == 0 and stats["rc_truncated"] == stats["rc_masked"] == 0
     cfg = RLSysConfig()
-    cfg.algorithm.rollout_correction, cfg.algorithm.rollout_correction_level = mode, level
+    cfg.algorithm.rollout_correction.mode, cfg.algorithm.rollout_correction.level = mode, level
     x = LossInputs(logp=LOGP_BEH.clone().requires_grad_(), logp_old=LOGP_BEH, advantages=torch.ones_like(RHO),
                    mask=MASK, logp_behaviour=LOGP_BEH)
     loss, _ = ppo_clip(x, 0.2, 0.2)
@@ -110,27 +111,27 @@ def test_mini_batches_split_the_batch_once_per_epoch():
     ("learner.ppo_mini_batch_size", 1, "learner.ppo_mini_batch_size"),  # fewer than learner.world_size=2
     ("learner.ppo_mini_batch_size", 100_000, "learner.ppo_mini_batch_size"),
     ("trainer.max_staleness", -1, "trainer.max_staleness"),
-    ("algorithm.rollout_correction", "is", "algorithm.rollout_correction"),
-    ("algorithm.rollout_correction_level", "word", "algorithm.rollout_correction_level"),
-    ("algorithm.rollout_correction_cap", 0.5, "algorithm.rollout_correction_cap"),
-    ("algorithm.rollout_correction_low", 1.5, "algorithm.rollout_correction_low"),
+    ("algorithm.rollout_correction.mode", "is", "algorithm.rollout_correction.mode"),
+    ("algorithm.rollout_correction.level", "word", "algorithm.rollout_correction.level"),
+    ("algorithm.rollout_correction.cap", 0.5, "algorithm.rollout_correction.cap"),
+    ("algorithm.rollout_correction.low", 1.5, "algorithm.rollout_correction.low"),
 ])
 def test_bad_knobs_fail_naming_the_key(key, value, match):
     cfg = RLSysConfig(run_dir="/tmp/x")
-    group, name = key.split(".")
-    setattr(getattr(cfg, group), name, value)
+    *groups, name = key.split(".")
+    setattr(get_key(cfg, ".".join(groups)), name, value)
     with pytest.raises(ConfigError, match=f"'{match}'"):
         validate(cfg)
 
 
 def test_conflicting_knobs_fail():
     cfg = RLSysConfig(run_dir="/tmp/x")
-    cfg.algorithm.rollout_correction, cfg.algorithm.rollout_correction_bypass = "tis", True
-    with pytest.raises(ConfigError, match="rollout_correction_bypass"):
+    cfg.algorithm.rollout_correction.mode, cfg.algorithm.rollout_correction.bypass = "tis", True
+    with pytest.raises(ConfigError, match=r"rollout_correction\.bypass"):
         validate(cfg)
     cfg = RLSysConfig(run_dir="/tmp/x")
     cfg.trainer.max_staleness, cfg.cluster.colocate = 1, True
-    cfg.cluster.rollout_gpus = cfg.cluster.learner_gpus = 0.5  # colocation is a GPU mode
+    cfg.cluster.rollout.gpus = cfg.cluster.learner.gpus = 0.5  # colocation is a GPU mode
     cfg.rollout.num_engines = cfg.learner.world_size
     with pytest.raises(ConfigError, match="'trainer.max_staleness'.*colocate"):
         validate(cfg)

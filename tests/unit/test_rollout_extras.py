@@ -5,8 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlsys.cluster import colocated, role_demands
-from rlsys.config import ConfigError, RLSysConfig, validate
+from rlsys.runtime.cluster import colocated, role_demands
+from rlsys.config import ConfigError, RLSysConfig, get_key
+from rlsys.config.validation import validate
 from rlsys.models.tiny import build_char_tokenizer, build_tiny_model, save_checkpoint
 from rlsys.rollout.engine_options import engine_options
 from rlsys.rollout.speculative import prepare_speculative, read_counters, spec_metrics, speculative_config
@@ -18,12 +19,12 @@ def cfg_with(**kw) -> RLSysConfig:
     cfg = RLSysConfig()
     cfg.run_dir = kw.pop("run_dir", "/tmp/unused")
     for key, value in kw.items():
-        group, name = key.split("__")
-        setattr(getattr(cfg, group), name, value)
+        *groups, name = key.split("__")  # cluster__rollout__gpus: cfg.cluster.rollout.gpus
+        setattr(get_key(cfg, ".".join(groups)), name, value)
     return cfg
 
 
-GPU = {"cluster__rollout_gpus": 0.5, "cluster__learner_gpus": 0.5}
+GPU = {"cluster__rollout__gpus": 0.5, "cluster__learner__gpus": 0.5}
 
 
 @pytest.mark.parametrize("kw, key", [
@@ -39,7 +40,7 @@ GPU = {"cluster__rollout_gpus": 0.5, "cluster__learner_gpus": 0.5}
     ({"rollout__sync_backend": "ipc", **GPU}, "rollout.sync_backend"),
     ({"rollout__sync_backend": "nccl", "cluster__colocate": True, **GPU}, "rollout.sync_backend"),
     ({"cluster__colocate": True}, "cluster.colocate"),
-    ({"cluster__colocate": True, "cluster__rollout_gpus": 0.6, "cluster__learner_gpus": 0.6}, "cluster.colocate"),
+    ({"cluster__colocate": True, "cluster__rollout__gpus": 0.6, "cluster__learner__gpus": 0.6}, "cluster.colocate"),
     ({"cluster__colocate": True, "rollout__num_engines": 1, **GPU}, "cluster.colocate"),  # 2 learner ranks
 ])
 def test_nonsense_combinations_name_the_key(kw, key):
@@ -113,8 +114,8 @@ def test_spec_metrics_from_vllm_counters():
     c = read_counters(snap)
     assert c == {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 12}
     m = spec_metrics([c, {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 0}])
-    assert m["spec_acceptance_rate"] == pytest.approx(12 / 60)
-    assert m["spec_tokens_per_verify"] == pytest.approx(1 + 12 / 20)
+    assert m["rollout/spec_acceptance_rate"] == pytest.approx(12 / 60)
+    assert m["rollout/spec_tokens_per_verify"] == pytest.approx(1 + 12 / 20)
 
 
 def test_buckets_are_bounded_and_never_copy_cpu_weights():
@@ -176,3 +177,27 @@ def test_engine_setup_calls():
     cfg = cfg_with(rollout__speculative="draft", rollout__draft_model="layers:1", rollout__draft_sync=True)
     assert engine_setup_calls(cfg) == ["rlsys_fix_cpu_seeded_discard", "rlsys_fix_cpu_spec_expand",
                                        "rlsys_enable_draft_sync"]
+
+
+def test_engine_groups_join_in_order_and_become_batch_rows():
+    import numpy as np
+
+    from rlsys.data.dataset import PromptDataset
+    from rlsys.rollout.fleet import group_batch
+    from rlsys.rollout.worker import EngineOutput
+
+    def group(tokens: list[list[int]], reason: str) -> EngineOutput:
+        ids = [np.array(t, np.int64) for t in tokens]
+        return EngineOutput(ids, [np.zeros(len(t), np.float32) for t in tokens], [reason] * len(tokens),
+                            [str(t) for t in tokens], sum(map(len, tokens)), policy_version=1, seconds=0.5)
+
+    out = EngineOutput.join([group([[1, 2], [3]], "stop"), group([[4, 5, 6]], "length")], policy_version=2, seconds=1.5)
+    assert [t.tolist() for t in out.response_token_ids] == [[1, 2], [3], [4, 5, 6]]
+    assert out.finish_reason == ["stop", "stop", "length"] and out.response_text == ["[1, 2]", "[3]", "[4, 5, 6]"]
+    assert (out.tokens, out.policy_version, out.seconds) == (6, 2, 1.5) and len(out.behaviour_logprobs) == 3
+    data = PromptDataset(path="memory", prompts=["p0", "p1"], prompt_token_ids=[np.arange(2), np.arange(3)],
+                         ground_truth=["a", "b"], data_source=["arithmetic"] * 2)
+    batch = group_batch(data, 1, 7, out)
+    assert batch.group_id.tolist() == [7] * 3 and batch.sample_index.tolist() == [0, 1, 2]
+    assert batch.policy_version.tolist() == [2] * 3 and batch.ground_truth == ["b"] * 3
+    assert [len(p) for p in batch.prompt_token_ids] == [3] * 3 and batch.finish_reason == out.finish_reason

@@ -1,4 +1,4 @@
-"""rlsys/rollouts.py, the batch source between the fleet and the learners, with a fake fleet and learners:
+"""rlsys/loop/batches.py, the batch source between the fleet and the learners, with a fake fleet and learners:
 the schedule of versions for k = 0, 1, 2, the overlap of generation with training, the staleness
 filter and its counts, and errors of the producer reaching the controller."""
 
@@ -7,8 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from rlsys.metrics import StepTimer
-from rlsys.rollouts import Rollouts
+from rlsys.loop.metrics import StepTimer
+from rlsys.sync.result import SyncResult
+from rlsys.loop.batches import Rollouts
 from tests.unit.test_data import make_batch
 
 
@@ -33,7 +34,7 @@ class FakeFleet:
         assert not self.busy, "weights pushed while the fleet generates"
         self.log.append(("push", version))
         self.version = version
-        return {"bytes": 0, "seconds": 0.0}
+        return SyncResult(bytes=0, seconds=0.0)
 
 
 def loop(k, steps=5, train_seconds=0.0, gen_seconds=0.0):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from rlsys.metrics import StepTimer, union_length
+from rlsys.loop.metrics import StepTimer, union_length
 
 
 def test_union_length_merges_overlaps_and_gaps():

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from rlsys.cluster import ClusterError, check_capacity, role_demands
+from rlsys.runtime.cluster import ClusterError, check_capacity, role_demands
 from rlsys.config import RLSysConfig
-from rlsys.sync.bucket import iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params, unpack_bucket
+from rlsys.sync.bucket import (Bucket, iter_buckets, layout, pack_bucket, pack_into, plan_buckets, sync_params,
+                               unpack_bucket)
 from rlsys.sync.object_store import sync_dtype
 from rlsys.sync.shm import ShmRing, open_shared
 
@@ -20,11 +21,12 @@ def test_shared_memory_slot_round_trip_casts_once_and_reads_in_place():
     named = [("l.q.bias", torch.randn(4)), ("l.q.weight", torch.randn(4, 8)), ("l.k.weight", torch.randn(2, 8)),
              ("steps", torch.arange(3))]
     ring = ShmRing(slots=2)
-    meta = layout(named, torch.bfloat16)
-    path, buf = ring.slot(1, meta["nbytes"])
-    wire = {**pack_into(named, buf, meta), "path": path}
-    assert wire["names"] == ["l.q.weight", "l.k.weight", "l.q.bias", "steps"]  # matrices back to back first
-    out = dict(unpack_bucket(wire))
+    wire, order = layout(named, torch.bfloat16)
+    path, buf = ring.slot(1, wire.nbytes)
+    pack_into(named, buf, wire, order)
+    wire.path = path
+    assert wire.names == ["l.q.weight", "l.k.weight", "l.q.bias", "steps"]  # matrices back to back first
+    out = dict(unpack_bucket(Bucket(**wire.wire())))  # what an engine worker rebuilds from vLLM's RPC
     for name, t in named:  # floats travel as bf16, integers as they are
         want = t.bfloat16() if t.is_floating_point() else t
         assert out[name].dtype == want.dtype and torch.equal(out[name], want)
@@ -67,33 +69,34 @@ def test_too_many_learner_ranks_names_the_knob():
 
 def test_gpu_demand_checked():
     cfg = RLSysConfig()
-    cfg.cluster.learner_gpus = 1
+    cfg.cluster.learner.gpus = 1
     with pytest.raises(ClusterError, match="needs 2 GPU but the Ray cluster has 0"):
         check_capacity(role_demands(cfg), {"CPU": 16.0})
 
 
 def test_custom_resources_pin_roles_and_are_checked_naming_the_knob():
     cfg = RLSysConfig()
-    cfg.cluster.rollout_resources, cfg.cluster.learner_resources = {"rollout_node": 1.0}, {"learner_node": 0.5}
+    cfg.cluster.rollout.resources, cfg.cluster.learner.resources = {"rollout_node": 1.0}, {"learner_node": 0.5}
     demands = {d.role: d for d in role_demands(cfg)}
     assert demands["rollout"].bundles == [{"CPU": 0.5, "rollout_node": 1.0}]
     assert demands["learner"].bundles == [{"CPU": 0.5, "learner_node": 0.5}] * 2
     check_capacity(list(demands.values()), {"CPU": 2.0, "rollout_node": 1.0, "learner_node": 1.0})
-    with pytest.raises(ClusterError, match=r"(?s)needs 1 learner_node but the Ray cluster has 0.*cluster.learner_resources"):
+    with pytest.raises(ClusterError, match=r"(?s)needs 1 learner_node but the Ray cluster has 0.*cluster\.learner\.resources"):
         check_capacity(list(demands.values()), {"CPU": 2.0, "rollout_node": 1.0})
 
 
 def test_custom_resources_reach_actor_options_and_bad_names_fail():
     pytest.importorskip("ray")
-    from rlsys.cluster import actor_options
-    from rlsys.config import ConfigError, validate
+    from rlsys.runtime.cluster import actor_options
+    from rlsys.config import ConfigError
+    from rlsys.config.validation import validate
 
     opts = actor_options({"rollout": (None, [{"CPU": 0.5, "rollout_node": 1.0}])}, "rollout", 0)
     assert opts["num_cpus"] == 0.5 and opts["resources"] == {"rollout_node": 1.0}
     cfg = RLSysConfig(run_dir="/tmp/x")
     for bad in ({"GPU": 1.0}, {"learner_node": "x"}, {"learner_node": 0}, ["learner_node"]):
-        cfg.cluster.learner_resources = bad
-        with pytest.raises(ConfigError, match="cluster.learner_resources"):
+        cfg.cluster.learner.resources = bad
+        with pytest.raises(ConfigError, match=r"cluster\.learner\.resources"):
             validate(cfg)
 
 
@@ -134,3 +137,41 @@ def test_a_full_dev_shm_falls_back_to_the_temp_dir_instead_of_killing_the_sender
     assert all(p.startswith(str(fallback)) for p in paths[1:])
     assert "no room for a 12 MB bucket slot" in proc.stdout and "MB free" in proc.stdout
     assert "using" in proc.stderr and str(fallback) in proc.stderr  # the fall back is told
+
+
+def test_sync_weights_hands_the_snapshot_to_the_fleet_and_restarts_the_engines_lost_in_the_push():
+    from types import SimpleNamespace
+
+    from rlsys.loop.pipeline import sync_weights
+    from rlsys.sync.result import SyncResult
+
+    served, lost = [], []
+    fleet = SimpleNamespace(sync_targets=lambda: ["e0", "e1", "e2"], serve=lambda v, snap: served.append((v, snap)),
+                            lost_in_push=lost.extend)
+    pushed = SyncResult(bytes=10, seconds=1.0, failed=[1], snapshot=["bucket0", "bucket1"])
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda engines, v: pushed))
+    stats = sync_weights(roles, 3)
+    [(version, snapshot)] = served
+    assert version == 3 and snapshot.args == (["bucket0", "bucket1"],)  # restarted engines get version 3's buckets
+    assert lost == ["e1"] and stats.snapshot is None and stats.bytes == 10
+    roles.learners.push_weights = lambda engines, v: SyncResult(bytes=0, seconds=0.0)  # sync mode: nothing kept
+    sync_weights(roles, 4)
+    assert served[-1] == (4, None) and lost == ["e1"]
+
+
+def test_sync_result_says_when_the_sender_wrote_the_weights_itself():
+    from rlsys.sync.result import SyncResult
+
+    assert SyncResult(1, 1.0, engine_paths={"written_by_sender": 4}).by_sender
+    assert not SyncResult(1, 1.0, engine_paths={"in_place": 4}).by_sender and not SyncResult(0, 0.0).by_sender
+
+
+def test_an_engines_load_is_its_slowest_tp_workers_and_keeps_the_path_counts():
+    from rlsys.rollout.worker import _merge
+    from rlsys.sync.result import EngineLoad
+
+    tp = [{"tensors": 3, "load_s": 1.0, "repack_s": 0.5, "start": 3.0, "end": 5.0, "paths": {"in_place": 3}},
+          {"tensors": 3, "load_s": 2.0, "repack_s": 0.1, "start": 2.0, "end": 4.0, "paths": {"in_place": 3}}]
+    assert _merge(tp) == EngineLoad(tensors=3, load_s=2.0, repack_s=0.5, start=2.0, end=5.0, paths={"in_place": 3})
+    held = _merge([{"tensors": 0, "load_s": 0.0, "repack_s": 0.0, "start": 1.0, "end": 1.0, "written": False}])
+    assert held.written is False and held.paths is None and _merge([]) == EngineLoad()

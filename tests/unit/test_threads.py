@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlsys import threads as T
+from rlsys.runtime import threads as T
 from rlsys.config import LearnerConfig
 from rlsys.learner import packing as P
 from rlsys.learner.logprobs import install_logprob_head

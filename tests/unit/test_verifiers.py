@@ -10,10 +10,11 @@ import pytest
 from rlsys.config import VerifierConfig
 from rlsys.data.dataset import DatasetError, load_prompts
 from rlsys.data.examples import code_rows, demo_rows, math_rows
-from rlsys.metrics import verifier_stats
+from rlsys.loop.metrics import verifier_stats
 from rlsys.models.tiny import build_char_tokenizer
 from rlsys.verify import VERIFIERS, known_sources
 from rlsys.verify.code_tests import extract_program, parse_tests
+from rlsys.verify.details import VerifierDetails
 from rlsys.verify.math_answer import extract_answer, math_equivalence
 from rlsys.verify.scorer import run_verifier
 from rlsys.verify.score_file import read_rows
@@ -69,9 +70,19 @@ def test_scorer_guards_errors_and_non_finite_rewards(monkeypatch):
     monkeypatch.setitem(VERIFIERS, "boom", lambda r, g: 1 / 0)
     for src in ("nan", "boom"):
         reward, d = run_verifier(src, "x", "y")
-        assert reward == 0.0 and d["reason"] == "verifier error" and d["error"] and d["seconds"] >= 0
-    stats = verifier_stats([d, {"seconds": 1.0, "timeout": True}])
-    assert stats["verifier_errors"] == 1 and stats["verifier_timeouts"] == 1
+        assert reward == 0.0 and d.reason == "verifier error" and d.error and d.seconds >= 0
+    stats = verifier_stats([d, VerifierDetails(seconds=1.0, timeout=True), VerifierDetails(error="lost", lost=True)])
+    assert stats["reward/verifier_errors"] == 2 and stats["reward/verifier_timeouts"] == 1
+    assert stats["reward/seconds_per_sample"] == pytest.approx((d.seconds + 1.0) / 3)  # a lost sample never ran: 0 s
+
+
+def test_verifier_details_keep_the_verifiers_own_keys_and_flatten_as_before():
+    reward, d = run_verifier("arithmetic", "it is 42", "42")
+    assert reward == 1.0 and d.parsed == "42" and d.reason == "match" and d.error is None and not d.timeout
+    assert d.to_dict() == {"parsed": "42", "reason": "match", "seconds": d.seconds}  # the rollout log's record
+    timed_out = {"parsed": "print(1)", "total": 2, "reason": "test 1/2: timeout", "timeout": True, "seconds": 2.0}
+    back = VerifierDetails.from_dict(timed_out)
+    assert back.timeout and back.extra == {"parsed": "print(1)", "total": 2} and back.to_dict() == timed_out
 
 
 def test_remote_is_known_only_with_an_url():
@@ -138,7 +149,7 @@ def test_remote_endpoint_posts_json_and_rejects_bad_replies():
         for path in ("/bad", "/missing"):
             configure(VerifierConfig(remote_url=url + path, timeout_s=5))
             reward, d = run_verifier("remote", "a", "a")
-            assert reward == 0.0 and d["error"], d
+            assert reward == 0.0 and d.error, d
     finally:
         server.shutdown()
         configure(VerifierConfig())

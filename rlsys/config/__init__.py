@@ -1,7 +1,8 @@
 """Typed configuration: one dataclass per Hydra group, registered in a ConfigStore.
 
 Hydra merges conf/ onto these schemas, so an unknown key or a value of the wrong type fails at
-start with the key's full name. `validate` adds range and cross-field checks that name the key.
+start with the key's full name. `check_config` adds range and cross-field checks that name the key
+(rlsys.config.validation.validate runs them and each part's checks of its own section).
 Batch sizes are global counts; micro-batch sizes are per learner rank.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by validate)
+from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by check_config)
 
 
 @dataclass
@@ -25,8 +26,8 @@ class ModelConfig:
     hidden_size: int = 128  # tiny model: width
     num_layers: int = 4  # tiny model: decoder layers
     num_heads: int = 4  # tiny model: attention heads (2 key/value heads)
-    warmup_steps: int = 800  # supervised warm-up steps on the task before RL (0 = none)
-    warmup_lr: float = 1e-3  # learning rate of the supervised warm-up
+    pretrain_steps: int = 800  # tiny model: supervised pretraining steps on the task before RL (0 = none)
+    pretrain_lr: float = 1e-3  # tiny model: learning rate of that pretraining
     dtype: str = "float32"  # float32 | bfloat16 (learner, reference and engine)
 
 
@@ -38,7 +39,7 @@ class TaskConfig:
     num_train: int = 4000  # built-in task: training prompts to generate
     num_eval: int = 128  # built-in task: held-out prompts to generate
     max_digits: int = 2  # built-in task: numbers have 1..max_digits digits
-    steps: int = 2  # word_problems: 1..steps operations per problem
+    max_ops: int = 2  # word_problems: 1..max_ops arithmetic operations per problem
     max_words: int = 5  # reverse_words: 3..max_words words per list
     seed: int = 1234  # built-in task: data seed (held-out uses seed + 1)
 
@@ -57,7 +58,7 @@ class KLConfig:
     coef: float = 0.0  # weight of the KL-to-reference penalty (0 = metric only)
     estimator: str = "k3"  # k1 | k2 | k3 per-token estimator used in the loss
     placement: str = "loss"  # loss (estimator as a loss term) | reward (k1, detached, in the returns)
-    metric: bool = False  # run the reference forward for the kl_ref metric even when no term needs it
+    metric: bool = False  # run the reference forward for the actor/kl_loss metric even when no term needs it
 
 
 @dataclass
@@ -100,11 +101,21 @@ class LpRegConfig:
 
 
 @dataclass
+class RolloutCorrectionConfig:
+    mode: str = "auto"  # behaviour-vs-learner IS correction: none | tis | mis | icepop (auto = tis when trainer.max_staleness >= 1, i.e. decoupled PPO; else none)
+    level: str = "token"  # ratio the correction reads: token | sequence (product) | geometric (per-token geometric mean)
+    cap: float = 2.0  # tis: IS weight truncated at this cap C
+    low: float = 0.5  # mis/icepop: ratios below this are masked (weight 0)
+    high: float = 5.0  # mis/icepop: ratios above this are masked (weight 0)
+    bypass: bool = False  # logp_old = the engines' behaviour log-probs (no learner recompute, no IS weight)
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"  # preset name, for logs
     advantage: str = "grpo"  # advantage estimator (registry in rlsys/learner/advantages.py)
     norm_std: bool = True  # grpo: divide by group std (false = Dr. GRPO)
-    loss: str = "ppo_clip"  # policy loss (registry in rlsys/learner/objectives.py)
+    loss: str = "ppo_clip"  # policy loss (registry in rlsys/learner/losses.py)
     loss_agg: str = "seq_mean_token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
     clip_low: float = 0.2  # PPO ratio clip below 1
     clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: 0.28)
@@ -118,45 +129,8 @@ class AlgorithmConfig:
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)  # DPH-RL
     distill: DistillConfig = field(default_factory=DistillConfig)  # OPD / G-OPD / KDRL teacher
     lp_reg: LpRegConfig = field(default_factory=LpRegConfig)  # loss=lp_reg
-    rollout_correction: str = "auto"  # behaviour-vs-learner IS correction: none | tis | mis | icepop (auto = tis when trainer.max_staleness >= 1, i.e. decoupled PPO; else none)
-    rollout_correction_level: str = "token"  # ratio the correction reads: token | sequence (product) | geometric (per-token geometric mean)
-    rollout_correction_cap: float = 2.0  # tis: IS weight truncated at this cap C
-    rollout_correction_low: float = 0.5  # mis/icepop: ratios below this are masked (weight 0)
-    rollout_correction_high: float = 5.0  # mis/icepop: ratios above this are masked (weight 0)
-    rollout_correction_bypass: bool = False  # logp_old = the engines' behaviour log-probs (no learner recompute, no IS weight)
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)  # off-policy IS correction
     modules: list[str] = field(default_factory=list)  # Python modules to import first: they register more objective terms
-
-
-# algorithm keys before the grouping: the command line still takes them (rewritten, with a note)
-RENAMED = {
-    "lr": "optim.lr", "lr_warmup_steps": "optim.warmup_steps", "lr_schedule": "optim.schedule",
-    "weight_decay": "optim.weight_decay", "grad_clip": "optim.grad_clip",
-    "kl_coef": "kl.coef", "kl_estimator": "kl.estimator", "kl_placement": "kl.placement", "kl_metric": "kl.metric",
-    "critic": "critic.enabled", "critic_lr": "critic.lr", "gamma": "critic.gamma", "gae_lambda": "critic.gae_lambda",
-    "dynamic_sampling": "sampling.dynamic", "max_sampling_rounds": "sampling.max_rounds",
-    "overlong_buffer": "sampling.overlong_buffer",
-    "divergence": "divergence.name", "divergence_coef": "divergence.coef",
-    "anchor_samples": "divergence.anchor_samples", "anchor_pool": "divergence.anchor_pool",
-    "teacher_path": "distill.teacher_path", "distill_lambda": "distill.scale", "teacher_kl_coef": "distill.kl_coef",
-    "teacher_kl_coef_end": "distill.kl_coef_end", "teacher_kl_mask_correct": "distill.kl_mask_correct",
-    "lp_reg_coef": "lp_reg.coef", "lp_reg_kappa": "lp_reg.kappa", "lp_reg_rho": "lp_reg.rho",
-}
-
-
-def renamed_overrides(argv: list[str], warn=None) -> list[str]:
-    """Command-line overrides with pre-grouping algorithm keys rewritten (algorithm.kl_coef=0.1 ->
-    algorithm.kl.coef=0.1); warn(message) is told each rewrite."""
-    out = []
-    for arg in argv:
-        prefix, _, rest = arg.rpartition("algorithm.")
-        key, eq, value = rest.partition("=")
-        if eq and prefix.strip("+~") == "" and "algorithm." in arg and key in RENAMED:
-            new = f"{prefix}algorithm.{RENAMED[key]}={value}"
-            if warn:
-                warn(f"rlsys: algorithm.{key} is now algorithm.{RENAMED[key]} (taken as {new})")
-            arg = new
-        out.append(arg)
-    return out
 
 
 def algorithm_config(**keys) -> AlgorithmConfig:
@@ -211,22 +185,27 @@ class LearnerConfig:
 
 
 @dataclass
+class RoleResources:
+    """What one actor of a role reserves in its placement group."""
+
+    cpus: float = 0.5  # CPUs per actor
+    gpus: float = 0.0  # GPUs per actor (a fraction shares one)
+    resources: Any = None  # dict[str, float] | None: custom Ray resources per actor, e.g. {rollout_node: 1}: the actors go to nodes started with them
+
+
+ROLES = ("rollout", "learner", "verifier", "reference")  # the roles of cluster.<role>.{cpus,gpus,resources}
+
+
+@dataclass
 class ClusterConfig:
     address: str | None = None  # Ray address; null = join a running cluster if any, else start one; "local" = always start one
     num_cpus: int | None = None  # CPUs for a locally started Ray (null = all); set = always start a local one
-    rollout_cpus: float = 0.5  # per engine
-    rollout_gpus: float = 0.0  # per engine (multiplied by tensor_parallel_size)
-    learner_cpus: float = 0.5  # per learner rank
-    learner_gpus: float = 0.0  # per learner rank
+    rollout: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.5))  # per engine (gpus x rollout.tensor_parallel_size)
+    learner: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.5))  # per learner rank
+    verifier: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.25))  # per verifier actor
+    reference: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.25))  # the reference server (and the teacher's)
     num_verifiers: int = 1  # verifier actors in the pool
-    verifier_cpus: float = 0.25  # per verifier actor
-    reference_cpus: float = 0.25  # reference server
-    reference_gpus: float = 0.0  # reference server
     reference_with_learners: bool = False  # the reference lives FSDP-sharded in the learner ranks (like verl's ref in the actor group), not in a server: models too big for one device
-    rollout_resources: Any = None  # dict[str, float] | None: custom Ray resources per engine, e.g. {rollout_node: 1}: engines go to nodes started with them
-    learner_resources: Any = None  # dict[str, float] | None: custom Ray resources per learner rank (pins learners to such nodes)
-    verifier_resources: Any = None  # dict[str, float] | None: custom Ray resources per verifier actor
-    reference_resources: Any = None  # dict[str, float] | None: custom Ray resources for the reference (and teacher)
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
     colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
     threads: str = "auto"  # torch threads per actor: auto (its CPUs; a stage running alone shares the node's cores) | placement (its CPUs only)
@@ -238,7 +217,6 @@ class TrainerConfig:
     prompts_per_step: int = 64  # global prompts per step; samples = prompts_per_step * rollout.n
     seed: int = 0  # seed for sampling, data order and learner init
     output_dir: str = "runs"  # run directories are created under this
-    eval_n: int = 8  # samples per held-out prompt for the before/after reward (0 = skip)
     max_staleness: int = 0  # async: the fleet generates up to k steps ahead; no trained sample is > k versions old (0 = sync)
     save_checkpoint: bool = True  # write the final HF checkpoint
     save_every: int = 0  # resumable checkpoint (sharded learner state + run state) every N steps (0 = off)
@@ -282,6 +260,7 @@ class EvalConfig:
     temperature: float = 0.6  # sampling temperature for pass@k
     top_p: float = 0.95  # nucleus sampling for pass@k
     every: int = 0  # during `rlsys train`: pass@k on the held-out set every N steps (0 = off)
+    before_after_samples: int = 8  # `rlsys train`: samples per held-out prompt for pass@1 and reward before and after RL (0 = skip)
 
 
 @dataclass
@@ -318,9 +297,10 @@ def to_dataclass(cfg: DictConfig | RLSysConfig) -> RLSysConfig:
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def validate(cfg: RLSysConfig) -> RLSysConfig:
-    """Range and cross-field checks; registries are checked by name here too."""
-    from rlsys.rollout.engine_options import validate_rollout_extras
+def check_config(cfg: RLSysConfig) -> RLSysConfig:
+    """Range and cross-field checks; registries are checked by name here too. The rollout's own
+    rules (speculative decoding, sync backend, colocation) live with the rollout: rlsys.config.validation
+    runs both."""
     from rlsys.sync import SYNC_BACKENDS
 
     a, r, t, lr_, c = cfg.algorithm, cfg.rollout, cfg.trainer, cfg.learner, cfg.cluster
@@ -340,25 +320,18 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(r.sync_dtype in ("auto", "float32", "bfloat16", "float16"), "rollout.sync_dtype",
            f"must be auto, float32, bfloat16 or float16, got {r.sync_dtype!r}")
     _check(r.cpu_gemm in ("packed", "plain"), "rollout.cpu_gemm", f"must be packed or plain, got {r.cpu_gemm!r}")
-    validate_rollout_extras(cfg)
     _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")
     _check(lr_.backend in ("auto", "gloo", "nccl"), "learner.backend", f"must be auto, gloo or nccl, got {lr_.backend!r}")
     _validate_learner_speed(lr_, c)
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
-    for role in ("rollout", "learner", "verifier", "reference"):
-        res = getattr(c, f"{role}_resources") or {}
-        _check(isinstance(res, dict) and all(
-            isinstance(k, str) and k not in ("CPU", "GPU", "memory") and isinstance(v, (int, float)) and v > 0
-            for k, v in res.items()), f"cluster.{role}_resources",
-            f"must map custom resource names (not CPU/GPU/memory: use cluster.{role}_cpus/_gpus) to positive "
-            f"amounts, e.g. {{{role}_node: 1}}; got {res!r}")
+    for role in ROLES:
+        _validate_role_resources(role, getattr(c, role))
     _check(t.steps >= 0, "trainer.steps", f"must be >= 0, got {t.steps}")
     _check(t.prompts_per_step >= 1, "trainer.prompts_per_step", f"must be >= 1, got {t.prompts_per_step}")
     _check(t.prompts_per_step * r.n >= lr_.world_size, "trainer.prompts_per_step",
            f"{t.prompts_per_step} prompts x rollout.n={r.n} samples cannot feed learner.world_size={lr_.world_size} ranks")
-    _check(t.eval_n >= 0, "trainer.eval_n", f"must be >= 0, got {t.eval_n}")
     _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
     _check(t.keep_last >= 1, "trainer.keep_last", f"must be >= 1, got {t.keep_last}")
     _check(t.max_restarts >= 0, "trainer.max_restarts", f"must be >= 0, got {t.max_restarts}")
@@ -366,19 +339,33 @@ def validate(cfg: RLSysConfig) -> RLSysConfig:
     _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
     _check(cfg.task.name in BUILTIN_TASKS, "task.name",
            f"no built-in task {cfg.task.name!r}; known: {', '.join(BUILTIN_TASKS)}")
-    _check(cfg.task.steps >= 1 and cfg.task.max_digits >= 1, "task.steps", "task.steps and task.max_digits must be >= 1")
+    _check(cfg.task.max_ops >= 1, "task.max_ops", f"must be >= 1, got {cfg.task.max_ops}")
+    _check(cfg.task.max_digits >= 1, "task.max_digits", f"must be >= 1, got {cfg.task.max_digits}")
     _check(cfg.task.max_words >= 3, "task.max_words", f"must be >= 3, got {cfg.task.max_words}")
     e = cfg.eval
     _check(1 <= e.n <= 1024, "eval.n", f"must be in [1, 1024], got {e.n}")
     _check(e.temperature > 0, "eval.temperature", f"must be > 0, got {e.temperature}")
     _check(0 < e.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {e.top_p}")
     _check(e.every >= 0, "eval.every", f"must be >= 0, got {e.every}")
+    _check(e.before_after_samples >= 0, "eval.before_after_samples", f"must be >= 0, got {e.before_after_samples}")
     _validate_logger(cfg.logger)
     v = cfg.verifier
     for key in ("timeout_s", "concurrency", "memory_mb", "max_output_kb", "max_processes"):
         _check(getattr(v, key) > 0, f"verifier.{key}", f"must be > 0, got {getattr(v, key)}")
     _check(0 <= v.format_score < 1, "verifier.format_score", f"must be in [0, 1) (a correct answer gets 1), got {v.format_score}")
     return cfg
+
+
+def _validate_role_resources(role: str, res: RoleResources) -> None:
+    key = f"cluster.{role}"
+    _check(res.cpus >= 0, f"{key}.cpus", f"must be >= 0, got {res.cpus}")
+    _check(res.gpus >= 0, f"{key}.gpus", f"must be >= 0, got {res.gpus}")
+    custom = res.resources or {}
+    _check(isinstance(custom, dict) and all(
+        isinstance(k, str) and k not in ("CPU", "GPU", "memory") and isinstance(v, (int, float)) and v > 0
+        for k, v in custom.items()), f"{key}.resources",
+        f"must map custom resource names (not CPU/GPU/memory: use {key}.cpus/.gpus) to positive "
+        f"amounts, e.g. {{{role}_node: 1}}; got {custom!r}")
 
 
 def _validate_logger(lg: LoggerConfig) -> None:
@@ -414,7 +401,7 @@ def _validate_learner_speed(lr_: LearnerConfig, c: ClusterConfig) -> None:
 def _validate_algorithm(a: AlgorithmConfig) -> None:
     from rlsys.learner.advantages import ADVANTAGES
     from rlsys.learner.objective import load_plugins, needs
-    from rlsys.learner.objectives import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
+    from rlsys.learner.losses import AGGREGATIONS, DIVERGENCES, KL_ESTIMATORS, POLICY_LOSSES
     from rlsys.learner.spec import spec
 
     try:
@@ -474,21 +461,18 @@ def _validate_updates(cfg: RLSysConfig) -> None:
     _check(t.max_staleness == 0 or not cfg.cluster.colocate, "trainer.max_staleness",
            "async training (max_staleness >= 1) overlaps generation with training; it cannot run with "
            "cluster.colocate=true, where the engines sleep while the learners train")
-    from rlsys.learner.objectives import ROLLOUT_CORRECTIONS
+    from rlsys.learner.losses import ROLLOUT_CORRECTIONS
 
+    rc, key = a.rollout_correction, "algorithm.rollout_correction"
     modes = ("auto", *ROLLOUT_CORRECTIONS)
-    _check(a.rollout_correction in modes, "algorithm.rollout_correction",
-           f"unknown mode {a.rollout_correction!r}; known: {', '.join(modes)}")
-    _check(a.rollout_correction_level in ("token", "sequence", "geometric"), "algorithm.rollout_correction_level",
-           f"must be token, sequence or geometric, got {a.rollout_correction_level!r}")
-    _check(a.rollout_correction_cap >= 1, "algorithm.rollout_correction_cap",
-           f"must be >= 1 (a truncation cap on the IS weight), got {a.rollout_correction_cap}")
-    _check(0 <= a.rollout_correction_low < 1 < a.rollout_correction_high, "algorithm.rollout_correction_low",
-           f"need algorithm.rollout_correction_low ({a.rollout_correction_low}) < 1 < "
-           f"algorithm.rollout_correction_high ({a.rollout_correction_high})")
-    _check(not a.rollout_correction_bypass or a.rollout_correction in ("auto", "none"), "algorithm.rollout_correction",
-           f"algorithm.rollout_correction_bypass=true makes logp_old the behaviour log-probs, so the IS weight is 1 "
-           f"and {a.rollout_correction} would do nothing: set algorithm.rollout_correction=none (or bypass=false)")
+    _check(rc.mode in modes, f"{key}.mode", f"unknown mode {rc.mode!r}; known: {', '.join(modes)}")
+    _check(rc.level in ("token", "sequence", "geometric"), f"{key}.level",
+           f"must be token, sequence or geometric, got {rc.level!r}")
+    _check(rc.cap >= 1, f"{key}.cap", f"must be >= 1 (a truncation cap on the IS weight), got {rc.cap}")
+    _check(0 <= rc.low < 1 < rc.high, f"{key}.low", f"need {key}.low ({rc.low}) < 1 < {key}.high ({rc.high})")
+    _check(not rc.bypass or rc.mode in ("auto", "none"), f"{key}.mode",
+           f"{key}.bypass=true makes logp_old the behaviour log-probs, so the IS weight is 1 "
+           f"and {rc.mode} would do nothing: set {key}.mode=none (or bypass=false)")
 
 
 def as_dict(cfg: RLSysConfig) -> dict[str, Any]:

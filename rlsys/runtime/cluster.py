@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from rlsys.config import RLSysConfig
+from rlsys.config import RLSysConfig, RoleResources
 
 # Environment every actor starts with, unless the driver's environment already sets the key.
 ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
@@ -28,31 +28,27 @@ class RoleDemand:
 
 def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
     c, r, lr = cfg.cluster, cfg.rollout, cfg.learner
-
-    def bundle(cpus: float, gpus: float, custom: dict) -> dict:  # custom: cluster.<role>_resources
-        return {k: v for k, v in (("CPU", cpus), ("GPU", gpus), *dict(custom or {}).items()) if v > 0}
-
+    teacher = cfg.algorithm.distill.teacher_path
     return [
-        RoleDemand("rollout", [bundle(c.rollout_cpus, c.rollout_gpus * r.tensor_parallel_size, c.rollout_resources)]
-                   * r.num_engines,
-                   f"rollout.num_engines={r.num_engines} x (cluster.rollout_cpus={c.rollout_cpus}, "
-                   f"cluster.rollout_gpus={c.rollout_gpus} x rollout.tensor_parallel_size={r.tensor_parallel_size}"
-                   f"{custom_knob('rollout', c.rollout_resources)})"),
-        RoleDemand("learner", [bundle(c.learner_cpus, c.learner_gpus, c.learner_resources)] * lr.world_size,
-                   f"learner.world_size={lr.world_size} x (cluster.learner_cpus={c.learner_cpus}, "
-                   f"cluster.learner_gpus={c.learner_gpus}{custom_knob('learner', c.learner_resources)})"),
-        RoleDemand("verifier", [bundle(c.verifier_cpus, 0, c.verifier_resources)] * c.num_verifiers,
-                   f"cluster.num_verifiers={c.num_verifiers} x cluster.verifier_cpus={c.verifier_cpus}"
-                   f"{custom_knob('verifier', c.verifier_resources)}"),
-        RoleDemand("reference", [bundle(c.reference_cpus, c.reference_gpus, c.reference_resources)]
-                   * (2 if cfg.algorithm.distill.teacher_path else 1),
-                   f"cluster.reference_cpus={c.reference_cpus}, cluster.reference_gpus={c.reference_gpus}"
-                   + (" (x2: reference and algorithm.distill.teacher_path)" if cfg.algorithm.distill.teacher_path else "")),
+        role_demand("rollout", c.rollout, r.num_engines, f"rollout.num_engines={r.num_engines}",
+                    gpu_scale=r.tensor_parallel_size, scale_knob="rollout.tensor_parallel_size"),
+        role_demand("learner", c.learner, lr.world_size, f"learner.world_size={lr.world_size}"),
+        role_demand("verifier", c.verifier, c.num_verifiers, f"cluster.num_verifiers={c.num_verifiers}"),
+        role_demand("reference", c.reference, 2 if teacher else 1,
+                    "2 servers (reference and algorithm.distill.teacher_path)" if teacher else "1 server"),
     ]
 
 
-def custom_knob(role: str, res: dict) -> str:
-    return f", cluster.{role}_resources={dict(res)}" if res else ""
+def role_demand(role: str, res: RoleResources, count: int, count_knob: str, gpu_scale: int = 1,
+                scale_knob: str = "") -> RoleDemand:
+    """`count` actors of a role, each reserving cluster.<role>.{cpus,gpus,resources} (gpus x gpu_scale)."""
+    custom = dict(res.resources or {})
+    bundle = {k: v for k, v in (("CPU", res.cpus), ("GPU", res.gpus * gpu_scale), *custom.items()) if v > 0}
+    key = f"cluster.{role}"
+    knobs = (f"{count_knob} x ({key}.cpus={res.cpus}, {key}.gpus={res.gpus}"
+             + (f" x {scale_knob}={gpu_scale}" if scale_knob else "")
+             + (f", {key}.resources={custom}" if custom else "") + ")")
+    return RoleDemand(role, [bundle] * count, knobs)
 
 
 def check_capacity(demands: list[RoleDemand], available: dict) -> None:
@@ -82,7 +78,7 @@ def pin_to_cpus(variable: str) -> None:
 def init_ray(cfg: RLSysConfig) -> None:
     import ray
 
-    from rlsys.console import ray_init_options
+    from rlsys.runtime.quiet_console import ray_init_options
 
     if ray.is_initialized():
         return
@@ -139,6 +135,6 @@ def actor_options(groups: dict, role: str, index: int) -> dict:
 
     pg, bundles = groups[role]
     b = bundles[index]
-    custom = {k: v for k, v in b.items() if k not in ("CPU", "GPU")}  # cluster.<role>_resources
+    custom = {k: v for k, v in b.items() if k not in ("CPU", "GPU")}  # cluster.<role>.resources
     return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0), **({"resources": custom} if custom else {}),
             "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)}

@@ -18,15 +18,18 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
-from rlsys.metrics import StepTimer
+from rlsys.loop.metrics import StepTimer
+
+if TYPE_CHECKING:  # the sync package imports torch, which this module does not need
+    from rlsys.sync.result import SyncResult
 
 Produce = Callable[[int, StepTimer], tuple]  # (step, timer) -> (batch, extra metrics) of that step
-Push = Callable[[int], dict]  # version -> sync stats: move that version's weights into the fleet
+Push = Callable[[int], "SyncResult"]  # version -> sync stats: move that version's weights into the fleet
 
 
 class Rollouts:
@@ -78,7 +81,7 @@ class Rollouts:
                        "training/off_policy/dropped_samples": dropped,
                        "training/off_policy/dropped_total": self.dropped_total}
 
-    def sync(self, version: int) -> dict:
+    def sync(self, version: int) -> SyncResult:
         """Push `version` into the fleet between two rounds, once the rounds due at version - 1 are done."""
         if self.k >= 1:
             with self.cond:

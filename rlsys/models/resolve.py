@@ -31,8 +31,9 @@ def file_digest(path: str | Path) -> str:
 
 def tiny_model_key(cfg: RLSysConfig, train_digest: str) -> str:
     m = cfg.model
+    # "warmup_*": model.pretrain_*'s names of before, kept so the key (and the cached model) stays the same
     spec = {"format": CACHE_FORMAT, "hidden": m.hidden_size, "layers": m.num_layers, "heads": m.num_heads,
-            "warmup_steps": m.warmup_steps, "warmup_lr": m.warmup_lr, "seed": cfg.trainer.seed,
+            "warmup_steps": m.pretrain_steps, "warmup_lr": m.pretrain_lr, "seed": cfg.trainer.seed,
             "data": train_digest}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -47,14 +48,14 @@ def tiny_model(cfg: RLSysConfig, train: "PromptDataset", train_digest: str, log=
     if (dest / "config.json").exists():
         log(f"base model: cached {dest}")
         return dest
-    log(f"base model: building the tiny model and warming it up for {m.warmup_steps} steps -> {dest}")
+    log(f"base model: building the tiny model and pretraining it for {m.pretrain_steps} steps -> {dest}")
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(m.hidden_size, m.num_layers, m.num_heads, len(tokenizer), seed=cfg.trainer.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
         rows = [{"prompt": p, "ground_truth": g} for p, g in zip(train.prompts, train.ground_truth)]
-        supervised_warmup(model, tokenizer, rows, m.warmup_steps, m.warmup_lr, cfg.trainer.seed, log=log)
+        supervised_warmup(model, tokenizer, rows, m.pretrain_steps, m.pretrain_lr, cfg.trainer.seed, log=log)
     finally:
         torch.set_num_threads(threads)
     dest.parent.mkdir(parents=True, exist_ok=True)

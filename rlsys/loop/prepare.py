@@ -16,7 +16,7 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
     """Everything that can fail on bad input is checked here, before any actor starts."""
     from transformers import AutoTokenizer
 
-    from rlsys.models.prepare import check_model_path, file_digest, tiny_model
+    from rlsys.models.resolve import check_model_path, file_digest, tiny_model
 
     train_path, eval_path = _dataset_paths(cfg)
     configure(cfg.verifier)

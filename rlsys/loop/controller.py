@@ -10,22 +10,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rlsys.checkpoint import (PromptCursor, RunState, complete_checkpoints, find_resume, latest_intact, restore, save,
+from rlsys.loop.checkpoint import (PromptCursor, RunState, complete_checkpoints, find_resume, latest_intact, restore, save,
                               truncate_metrics)
 from rlsys.config import RLSysConfig, as_dict
-from rlsys.console import setup_console
+from rlsys.runtime.quiet_console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
 from rlsys.learner.group import LearnerLost
 from rlsys.learner.objective import needs, report, report_correction
 from rlsys.learner.role_config import reference_in_learners
-from rlsys.loggers.run import RunLogger
-from rlsys.metrics import StepTimer, step_metrics
-from rlsys.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
-from rlsys.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
-from rlsys.roles import Roles, shutdown_roles, start_roles
-from rlsys.rollouts import Rollouts
+from rlsys.loggers.run_logger import RunLogger
+from rlsys.loop.metrics import StepTimer, step_metrics
+from rlsys.loop.pipeline import AnchorPool, catch_up, sample_step, sync_weights, with_anchors
+from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
+from rlsys.loop.roles import Roles, shutdown_roles, start_roles
+from rlsys.loop.batches import Rollouts
+from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
 
 
@@ -41,7 +42,7 @@ def evaluate(cfg: RLSysConfig, roles: Roles, data: PromptDataset, n: int, seed: 
                                                        temperature=e.temperature, top_p=e.top_p,
                                                        catch_up=catch_up(cfg, roles)))
     require_scored(batch, "held-out reward")
-    answered = [d.get("parsed") is not None for d in batch.verifier_details]
+    answered = [d.parsed is not None for d in batch.verifier_details]
     return {"accuracy": float(batch.correct.mean()), "reward_mean": float(batch.reward.mean()),
             "answered": float(np.mean(answered)), "samples": len(batch), "n": n, "temperature": e.temperature,
             "solved": problem_counts(batch)["c"].tolist(), "seconds": time.perf_counter() - t0}
@@ -65,7 +66,7 @@ def held_out_pass_at_k(cfg: RLSysConfig, roles: Roles, held_out: PromptDataset) 
     t0 = time.perf_counter()
     counts = sample_counts(cfg, roles.fleet, roles.verifiers, held_out, cfg.trainer.seed, catch_up(cfg, roles))
     overall = curves(counts, ks_up_to(cfg.eval.n))
-    return {**{f"eval_pass@{k}": v for k, v in overall["overall"].items()}, "eval_seconds": time.perf_counter() - t0}
+    return {**{f"val/pass@{k}": v for k, v in overall["overall"].items()}, "timing_s/testing": time.perf_counter() - t0}
 
 
 def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, version: int,
@@ -90,12 +91,15 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
     with timer("sync"):
         sync = rollouts.sync(version + 1)  # the controller moves the weights, between the fleet's rounds
     m = step_metrics(step, version + 1, batch, stats, sync, timer)
-    m.update(extra, engine_restarts=roles.fleet.restarts, engine_peak_memory_gb=roles.fleet.peak_memory_gb())
+    m.update(extra)
+    m["rollout/engine_restarts"] = roles.fleet.restarts  # so far in the run
+    m["perf/rollout_max_memory_gb"] = roles.fleet.peak_memory_gb()  # the largest engine, its vLLM processes included
     if cfg.rollout.speculative != "none":  # acceptance of this step's drafts
         m.update(roles.fleet.spec_metrics())
     m.update(report(stats, a))  # every declared stat of the objective's active terms
-    m.update(report_correction(stats), **{"actor/ppo_updates": stats["ppo_updates"]})
-    m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/faults.py)
+    m.update(report_correction(stats))
+    m["actor/ppo_updates"] = stats["actor/ppo_updates"]
+    m.update(roles.faults.take())  # actor deaths survived and groups lost this step (rlsys/runtime/faults.py)
     return batch, m
 
 
@@ -113,7 +117,7 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
             log(f"{err}: rebuilding the learners (restart {restart} of trainer.max_restarts="
                 f"{cfg.trainer.max_restarts}) and going on from {resume_from or 'step 0 (no checkpoint yet)'}")
             roles.learners.rebuild()
-            roles.faults.add("learner_restarts")  # reported by the next step that finishes
+            roles.faults.add("faults/learner_restarts")  # reported by the next step that finishes
             if resume_from is None:  # the engines serve weights the new learners never had
                 sync_weights(roles, 0)
                 truncate_metrics(Path(cfg.run_dir), 0)
@@ -123,31 +127,33 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
              log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
     """The RL phase on running roles: held-out reward, trainer.steps steps (from a checkpoint's step
     when resuming, checkpointing every trainer.save_every), held-out reward."""
-    t, run_dir = cfg.trainer, Path(cfg.run_dir)
+    t, run_dir, samples = cfg.trainer, Path(cfg.run_dir), cfg.eval.before_after_samples
     state, anchors = restore(resume_from, cfg, roles, base_model, log) if resume_from else (None, None)
     start, version = (state.step, state.version) if state else (0, 0)
     if state:
         before = state.held_out_before
     else:
-        before = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+        before = evaluate(cfg, roles, held_out, samples, seed=t.seed) if samples and held_out else None
         if before:
             log(f"held-out before RL: pass@1 {before['accuracy']:.3f}, reward {before['reward_mean']:.3f} "
                 f"({before['samples']} samples)")
+        elif not samples:
+            log("held-out evaluation before and after RL: skipped (eval.before_after_samples=0)")
     if anchors is None and "anchors" in needs(cfg.algorithm):
         anchors = AnchorPool(cfg, roles, train_data)
     prompts = PromptCursor(train_data.batches(t.prompts_per_step, t.seed), skip=state.prompts_drawn if state else 0)
     drawn, t0 = {}, time.perf_counter()  # step -> prompt batches drawn once its round was sampled
 
     def produce(step: int, timer: StepTimer):
-        out = sample_step(cfg, roles, train_data, prompts, seed=t.seed * 100_003 + step, timer=timer)
+        out = sample_step(cfg, roles, train_data, prompts, seed=step_seed(t.seed, step), timer=timer)
         drawn[step] = prompts.drawn
         return out
 
     with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps, start, version) as rollouts, \
-            RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends, under verl's metric names
+            RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends
         for step in range(start + 1, t.steps + 1):
             batch, m = rl_step(cfg, roles, rollouts, step, version, anchors)
-            version = m["policy_version"]
+            version = m["training/policy_version"]
             if cfg.eval.every and held_out and step % cfg.eval.every == 0:
                 with rollouts.paused():
                     m.update(held_out_pass_at_k(cfg, roles, held_out))
@@ -157,7 +163,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
             if t.save_every and (step % t.save_every == 0 or step == t.steps):
                 save(cfg, roles, RunState(step, version, drawn.pop(step), base_model, before,
                                           anchors.cursor if anchors else 0), anchors)
-    after = evaluate(cfg, roles, held_out, t.eval_n, seed=t.seed) if t.eval_n and held_out else None
+    after = evaluate(cfg, roles, held_out, samples, seed=t.seed) if samples and held_out else None
     return {"steps": t.steps, "held_out_before": before, "held_out_after": after,
             "train_seconds": time.perf_counter() - t0}
 

@@ -65,7 +65,7 @@ def ray_init_options(cfg, runtime_env: dict) -> dict:
     if cfg.logger.verbose:
         return {"log_to_driver": True}
     runtime_env.setdefault("env_vars", {})[ENV] = str(Path(cfg.run_dir).resolve() / LOG_NAME)
-    runtime_env["worker_process_setup_hook"] = "rlsys.console.actor_log_hook"
+    runtime_env["worker_process_setup_hook"] = "rlsys.runtime.quiet_console.actor_log_hook"
     return {"log_to_driver": False, "configure_logging": False}
 
 

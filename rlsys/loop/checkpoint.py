@@ -1,5 +1,5 @@
 """Checkpoints of a run and exact resume (the controller's side; the ranks' side is
-rlsys/learner/checkpoint.py).
+rlsys/learner/sharded_state.py).
 
 A checkpoint is a directory <run>/checkpoints/step_<N>/ holding the learner group's sharded
 distributed checkpoint (model and optimizer, one shard file per rank: never gathered), each rank's
@@ -25,8 +25,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlsys.config import RENAMED, RLSysConfig, as_dict
+from rlsys.config import RLSysConfig, as_dict
 from rlsys.errors import ConfigError
+from rlsys.config.renamed_keys import current_layout
 
 MARKER = "COMPLETE"  # written last: a directory without it is not a checkpoint
 HASHED_BYTES = 1 << 20  # files up to this size are hashed in the marker too (large shards: size only)
@@ -167,7 +168,7 @@ def latest_intact(found: list[Path], log=print) -> Path | None:
 def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
     """The checkpoint's state, if it was made for this model and world size; else ConfigError
     naming every key that differs."""
-    saved = grouped(json.loads((path / "config.json").read_text()))
+    saved = current_layout(json.loads((path / "config.json").read_text()))  # an older version's keys renamed
     now = as_dict(cfg)
     diffs = [f"{k}: checkpoint {_get(saved, k)!r}, this run {_get(now, k)!r}" for k in MUST_MATCH
              if _get(saved, k) != _get(now, k)]
@@ -178,17 +179,6 @@ def check_compatible(path: Path, cfg: RLSysConfig, base_model: str) -> RunState:
         raise ConfigError(f"trainer.resume: checkpoint {path} was made for another run; keys that differ: "
                           + "; ".join(diffs) + ". Resume it with the same settings, or set trainer.resume=none.")
     return state
-
-
-def grouped(saved: dict) -> dict:
-    """A config.json written before the algorithm settings were grouped, in today's layout (its flat
-    algorithm.critic=true is today's algorithm.critic.enabled), so older checkpoints still resume."""
-    algo = saved.get("algorithm") or {}
-    flat = {old: algo.pop(old) for old in RENAMED if old in algo and not isinstance(algo[old], dict)}
-    for old, value in flat.items():
-        group, key = RENAMED[old].split(".")
-        algo.setdefault(group, {})[key] = value
-    return saved
 
 
 def truncate_metrics(run_dir: Path, step: int) -> int:
@@ -264,7 +254,7 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     import pickle
 
     from rlsys.learner.group import LearnerLost
-    from rlsys.pipeline import sync_weights
+    from rlsys.loop.pipeline import sync_weights
 
     state = check_compatible(path, cfg, base_model)
     try:
@@ -277,6 +267,10 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     sync_weights(roles, state.version)  # the fleet serves the resumed policy, not the base model
     dropped = truncate_metrics(Path(cfg.run_dir), state.step)
     anchors = pickle.loads((path / "anchors.pkl").read_bytes()) if (path / "anchors.pkl").is_file() else None
+    if anchors is not None and anchors.pool.verifier_details and isinstance(anchors.pool.verifier_details[0], dict):
+        from rlsys.verify.details import VerifierDetails  # a checkpoint written when details were dicts
+
+        anchors.pool.verifier_details = [VerifierDetails.from_dict(d) for d in anchors.pool.verifier_details]
     log(f"resumed from {path}: step {state.step} done, policy version {state.version}"
         + (f"; {dropped} metric lines logged after it were dropped (those steps run again)" if dropped else ""))
     return state, anchors

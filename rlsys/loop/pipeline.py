@@ -18,10 +18,12 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
-from rlsys.faults import ActorLost, call_with_retries
+from rlsys.runtime.faults import ActorLost, call_with_retries
 from rlsys.learner.objective import needs
 from rlsys.learner.role_config import reference_on_server
 from rlsys.rollout.fleet import sort_groups
+from rlsys.seeds import anchor_seed, round_seed
+from rlsys.sync.result import SyncResult
 from rlsys.verify.pool import require_scored
 
 
@@ -29,16 +31,16 @@ class SamplingError(RuntimeError):
     """Dynamic sampling could not fill the batch; the message says how far it got and what to change."""
 
 
-def sync_weights(roles, version: int) -> dict:
+def sync_weights(roles, version: int) -> SyncResult:
     """Learners push `version` into every engine the fleet names; the fleet then serves it. Engines that
     died during the push are restarted and get this version (from the kept snapshot, or the learners)."""
     from rlsys.sync.object_store import load_snapshot
 
     targets = roles.fleet.sync_targets()
     stats = roles.learners.push_weights(targets, version)
-    buckets = stats.pop("snapshot", None)
+    buckets, stats.snapshot = stats.snapshot, None  # the fleet keeps the snapshot, the step's stats do not
     roles.fleet.serve(version, None if buckets is None else partial(load_snapshot, buckets))
-    roles.fleet.lost_in_push([targets[i] for i in stats.get("failed", [])])
+    roles.fleet.lost_in_push([targets[i] for i in stats.failed])
     return stats
 
 
@@ -70,7 +72,7 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
     keep = (lambda g: bool(informative(g).any())) if a.sampling.dynamic else None
     for rnd in range(rounds):
         idx = next(prompts)
-        batch = stream_round(cfg, roles, data, idx, seed + 7919 * rnd, timer, keep)
+        batch = stream_round(cfg, roles, data, idx, round_seed(seed, rnd), timer, keep)
         if batch is not None:
             batch.group_id = batch.group_id + tried  # unique across rounds
         tried += len(idx)
@@ -86,7 +88,9 @@ def sample_step(cfg, roles, data: PromptDataset, prompts: Iterator[np.ndarray], 
             batch = RolloutBatch.concat(kept)
             first = np.unique(batch.group_id)[:need]
             batch = batch.select(np.nonzero(np.isin(batch.group_id, first))[0])
-            return batch, {"sampling_rounds": rnd + 1, "prompts_sampled": tried, "informative_frac": num_kept / tried}
+            # DAPO dynamic sampling: informative groups have some but not all samples correct
+            return batch, {"rollout/sampling_rounds": rnd + 1, "rollout/prompts_sampled": tried,
+                           "rollout/informative_frac": num_kept / tried}
     raise SamplingError(
         f"dynamic sampling kept {num_kept} of trainer.prompts_per_step={need} groups after "
         f"algorithm.sampling.max_rounds={rounds} rounds ({tried} prompts x rollout.n={cfg.rollout.n}): only groups "
@@ -107,7 +111,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
             scored = roles.verifiers.score(RolloutBatch.concat(groups))
         groups = [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
         real = [g for g in groups if np.isfinite(g.reward).all()]  # a group without a real reward leaves the batch
-        roles.faults.add("groups_lost_verifier", len(groups) - len(real))
+        roles.faults.add("faults/groups_lost_verifier", len(groups) - len(real))
         return real
 
     def reference(groups: list[RolloutBatch]) -> RolloutBatch | None:
@@ -122,7 +126,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 if use_teacher:
                     chunk.teacher_logprobs = server_logprobs(roles, "teacher", chunk, alone)
             except ActorLost:  # the server died on every attempt: these groups leave the batch
-                roles.faults.add("groups_lost_reference", len(groups))
+                roles.faults.add("faults/groups_lost_reference", len(groups))
                 return None
         return chunk
 
@@ -188,8 +192,8 @@ class AnchorPool:
     def __init__(self, cfg, roles, data: PromptDataset):
         a, n = cfg.algorithm, cfg.rollout.n
         num_prompts = min(len(data), -(-a.divergence.anchor_pool // n))
-        idx = np.random.default_rng(cfg.trainer.seed + 17).permutation(len(data))[:num_prompts]
-        batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=cfg.trainer.seed + 17,
+        idx = np.random.default_rng(anchor_seed(cfg.trainer.seed)).permutation(len(data))[:num_prompts]
+        batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=anchor_seed(cfg.trainer.seed),
                                                            catch_up=catch_up(cfg, roles)))
         batch = require_scored(batch, "DPH-RL anchor pool")
         self.pool = batch.select(np.arange(min(a.divergence.anchor_pool, len(batch))))

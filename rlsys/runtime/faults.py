@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-log = logging.getLogger("rlsys.faults")
+log = logging.getLogger("rlsys.runtime.faults")
 
 RETRIES = 2  # calls re-sent after an actor died mid-call, before its samples are given up
 RESTART_TIMEOUT_S = 120.0  # how long to wait for Ray to bring a killed actor back before the next attempt
@@ -33,17 +33,18 @@ class FaultLog:
     def __init__(self):
         self._counts, self._lock = Counter(), threading.Lock()
 
-    def add(self, key: str, n: int = 1) -> None:
+    def add(self, metric: str, n: int = 1) -> None:
+        """Count n events under their metric name (faults/...)."""
         if not n:  # only what happened is reported
             return
         with self._lock:
-            self._counts[key] += n
+            self._counts[metric] += n
 
     def take(self) -> dict[str, int]:
         """Counts since the last take (one step's), as metrics."""
         with self._lock:
             out, self._counts = dict(self._counts), Counter()
-        return {f"faults/{k}": v for k, v in sorted(out.items())}
+        return dict(sorted(out.items()))
 
 
 def call_with_retries(submit: Callable[[int], tuple[object, object]], role: str, faults: FaultLog,
@@ -59,7 +60,7 @@ def call_with_retries(submit: Callable[[int], tuple[object, object]], role: str,
         try:
             return ray.get(ref)
         except RayActorError as e:
-            faults.add(f"{role}_deaths")
+            faults.add(f"faults/{role}_deaths")
             log.warning("%s actor died during a call (attempt %d of %d): %s", role, attempt + 1, retries + 1,
                         str(e).splitlines()[0][:200])
             last = e

@@ -50,13 +50,14 @@ def register_regulariser(name: str, *, active, needs=(), knobs=(), stats=()):
 
 def register_divergence(name: str):
     """Decorator for a DPH-RL generator f(log u) (algorithm.divergence.name=<name>)."""
-    return declare("divergence", name, DIVERGENCES, needs=("anchors",), knobs=("divergence.coef", "divergence.anchor_samples",
-                   "divergence.anchor_pool"), stats=(Stat("divergence"),), active=lambda a: a.divergence.name == name)
+    return declare("divergence", name, DIVERGENCES, needs=("anchors",),
+                   knobs=("divergence.coef", "divergence.anchor_samples", "divergence.anchor_pool"),
+                   stats=(Stat("actor/divergence"),), active=lambda a: a.divergence.name == name)
 
 
 def register_rollout_correction(name: str, *, knobs=()):
     """Decorator for fn(ratio, **knobs) -> (IS weight, {"truncated" or "masked": bool}): the weight on each
-    token's policy loss, from ratio = pi_old / pi_behaviour at algorithm.rollout_correction_level
+    token's policy loss, from ratio = pi_old / pi_behaviour at algorithm.rollout_correction.level
     (broadcast over the tokens), and where the mode cut it."""
     return declare("correction", name, ROLLOUT_CORRECTIONS, knobs=knobs, stats=CORRECTION_STATS)
 
@@ -124,7 +125,7 @@ def gspo(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.
 
 
 @register_policy_loss("lp_reg", needs=("full_distribution",), knobs=CLIP_KNOBS + ("lp_reg.coef", "lp_reg.rho"),
-                      stats=(CLIPPED, Stat("lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg.kappa})
+                      stats=(CLIPPED, Stat("actor/lp_reg_tokens")), head=lambda a: {"proxy_kappa": a.lp_reg.kappa})
 def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 0.0, lp_reg_coef: float = 1.0,
            lp_reg_rho: float = 0.01):
     """Lp-Reg: the clipped surrogate, except on negative-advantage tokens in the lowest-probability
@@ -137,17 +138,18 @@ def lp_reg(x: LossInputs, clip_low: float, clip_high: float, dual_clip: float = 
     chosen = x.mask & low & (x.advantages < 0) & (x.logp.detach() < x.logp_proxy)
     proxy = torch.where(chosen, x.logp_proxy, x.logp.detach())  # finite everywhere k3 is evaluated
     regular = -x.advantages * ratio + lp_reg_coef * kl_k3(x.logp, proxy)
-    stats["lp_reg_tokens"] = chosen.float().sum().item()
+    stats["actor/lp_reg_tokens"] = chosen.float().sum().item()
     return torch.where(chosen, regular, loss), stats
 
 
 # ---- rollout correction: behaviour policy (the engines, maybe k versions old) vs logp_old ---------
 def correction_mode(a, max_staleness: int) -> str:
-    """algorithm.rollout_correction with `auto` resolved: decoupled PPO (token TIS against the
+    """algorithm.rollout_correction.mode with `auto` resolved: decoupled PPO (token TIS against the
     recomputed logp_old) when training off-policy (trainer.max_staleness >= 1), else none."""
-    if a.rollout_correction != "auto":
-        return a.rollout_correction
-    return "tis" if max_staleness >= 1 and not a.rollout_correction_bypass else "none"
+    rc = a.rollout_correction
+    if rc.mode != "auto":
+        return rc.mode
+    return "tis" if max_staleness >= 1 and not rc.bypass else "none"
 
 
 @register_rollout_correction("none")
@@ -155,20 +157,20 @@ def no_correction(ratio: torch.Tensor):
     return torch.ones_like(ratio), {}
 
 
-@register_rollout_correction("tis", knobs=("rollout_correction_cap",))
+@register_rollout_correction("tis", knobs=("rollout_correction.cap",))
 def truncated_is(ratio: torch.Tensor, rollout_correction_cap: float = 2.0):
     """TIS: w = min(rho, C)."""
     return torch.clamp(ratio, max=rollout_correction_cap), {"truncated": ratio > rollout_correction_cap}
 
 
-@register_rollout_correction("mis", knobs=("rollout_correction_low", "rollout_correction_high"))
+@register_rollout_correction("mis", knobs=("rollout_correction.low", "rollout_correction.high"))
 def masked_is(ratio: torch.Tensor, rollout_correction_low: float = 0.5, rollout_correction_high: float = 5.0):
     """MIS (rejection): w = 1 where lo <= rho <= hi, 0 elsewhere (the sample or token leaves the loss)."""
     keep = (ratio >= rollout_correction_low) & (ratio <= rollout_correction_high)
     return keep.to(ratio.dtype), {"masked": ~keep}
 
 
-@register_rollout_correction("icepop", knobs=("rollout_correction_low", "rollout_correction_high"))
+@register_rollout_correction("icepop", knobs=("rollout_correction.low", "rollout_correction.high"))
 def icepop(ratio: torch.Tensor, rollout_correction_low: float = 0.5, rollout_correction_high: float = 5.0):
     """IcePop: w = rho where lo <= rho <= hi, 0 elsewhere (the IS weight kept inside the band)."""
     keep = (ratio >= rollout_correction_low) & (ratio <= rollout_correction_high)

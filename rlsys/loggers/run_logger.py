@@ -1,12 +1,11 @@
-"""The run's logger: every step's metrics, under verl's names, to each backend of logger.backends,
-and every logger.samples_every steps a table of sample completions."""
+"""The run's logger: every step's metrics to each backend of logger.backends, and every
+logger.samples_every steps a table of sample completions."""
 
 from __future__ import annotations
 
 import sys
 
 from rlsys.loggers import open_backends
-from rlsys.loggers.names import verl_names
 from rlsys.loggers.table import COLUMNS, sample_rows
 
 
@@ -16,10 +15,10 @@ class RunLogger:
         self.every, self.n, self.prompts = cfg.logger.samples_every, cfg.logger.samples_n, prompts
 
     def log(self, m: dict, batch=None) -> None:
-        """One step's metrics (internal names); with the step's batch, its sample table when due."""
-        named, step = verl_names(m), int(m["step"])
+        """One step's metrics (docs/metrics.md); with the step's batch, its sample table when due."""
+        step = int(m["step"])
         for b in self.backends:
-            b.log(named, step)
+            b.log(m, step)
         if batch is not None and self.every and step % self.every == 0:
             rows = sample_rows(batch, self.prompts, self.n)
             for b in self.backends:

@@ -1,11 +1,13 @@
-"""`rlsys eval` / `python -m rlsys.evaluate`: Hydra entry point of pass@k evaluation."""
+"""`rlsys eval` / `python -m rlsys.eval`: Hydra entry point of pass@k evaluation."""
 
 from __future__ import annotations
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from rlsys.train import CONF_DIR, run_command
+from rlsys.train import CONF_DIR, reject_renamed_keys, run_command
 
 
 def evaluate(cfg) -> None:
@@ -21,4 +23,5 @@ def main(dcfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    reject_renamed_keys(sys.argv[1:])
     main()

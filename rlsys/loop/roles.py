@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rlsys.config import RLSysConfig
-from rlsys.faults import FaultLog
+from rlsys.runtime.faults import FaultLog
 
 if TYPE_CHECKING:
     from rlsys.learner.group import LearnerGroup
@@ -21,7 +21,7 @@ class Roles:
     reference: object | None  # ReferenceServer actor: the initial policy (None: no term reads it)
     learners: LearnerGroup
     teacher: object | None = None  # ReferenceServer actor holding algorithm.distill.teacher_path
-    faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/faults.py)
+    faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/runtime/faults.py)
     server_paths: dict = field(default_factory=dict)  # role -> the model its server must hold (reference, teacher)
 
 
@@ -29,7 +29,7 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet
     """rollout.num_engines RolloutWorker actors serving model_path, in the rollout placement group."""
     import ray
 
-    from rlsys.cluster import actor_options
+    from rlsys.runtime.cluster import actor_options
     from rlsys.rollout.fleet import RolloutFleet
     from rlsys.rollout.worker import RolloutWorker, engine_spec
 
@@ -44,7 +44,7 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet
 def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = None) -> VerifierPool:
     import ray
 
-    from rlsys.cluster import actor_options
+    from rlsys.runtime.cluster import actor_options
     from rlsys.verify.pool import VerifierPool
     from rlsys.verify.worker import VerifierWorker
 
@@ -60,7 +60,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     """Ray actors for every role, each in its role's placement group."""
     import ray
 
-    from rlsys.cluster import actor_options, init_ray, place_roles
+    from rlsys.runtime.cluster import actor_options, init_ray, place_roles
     from rlsys.learner.group import LearnerGroup
     from rlsys.learner.role_config import LearnerRoleConfig, learner_role_config, reference_on_server
     from rlsys.learner.worker import LearnerWorker
@@ -79,7 +79,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
         None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i),
                                                                       max_restarts=-1).remote(
             path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size, cfg.learner,
-            cfg.cluster.reference_cpus, cfg.cluster.threads)
+            cfg.cluster.reference.cpus, cfg.cluster.threads)
         for i, path in enumerate(servers)]
     W = cfg.learner.world_size
 
@@ -101,7 +101,7 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
     import ray
 
     from rlsys.learner.role_config import learner_role_config
-    from rlsys.pipeline import sync_weights
+    from rlsys.loop.pipeline import sync_weights
 
     roles.learners.reset(learner_role_config(cfg))
     roles.fleet.rollout = cfg.rollout

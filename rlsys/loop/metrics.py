@@ -1,0 +1,129 @@
+"""Per-step metrics of the RL loop, under the names they are logged with (verl's where verl has the
+quantity; docs/metrics.md lists every one and tests/unit/test_metric_names.py keeps it in step)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rlsys.data.batch import RolloutBatch
+
+if TYPE_CHECKING:  # annotations only: the sync and verify packages import torch and every verifier
+    from rlsys.sync.result import SyncResult
+    from rlsys.verify.details import VerifierDetails
+
+# stage -> the metric of its time (verl's timing_s/* names)
+STAGE_METRICS = {"generate": "timing_s/gen", "verify": "timing_s/reward", "reference": "timing_s/ref",
+                 "train": "timing_s/update_actor", "sync": "timing_s/update_weights"}
+STAGES = tuple(STAGE_METRICS)
+
+
+class StepTimer:
+    """Per stage, the time during which some of its work was running (the union of its intervals,
+    timed from any thread). Stages overlap when streamed, so their sum can exceed the wall time."""
+
+    def __init__(self):
+        self.intervals: dict[str, list[tuple[float, float]]] = {}
+        self.start = time.perf_counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, t0, time.perf_counter())
+
+    def add(self, stage: str, t0: float, t1: float) -> None:
+        with self._lock:
+            self.intervals.setdefault(stage, []).append((t0, t1))
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        with self._lock:
+            return {k: union_length(v) for k, v in self.intervals.items()}
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: SyncResult, timer: StepTimer) -> dict:
+    """The step's metrics from its batch, the learners' stats (learner/worker.py), the sync and the timer;
+    `step` is also kept unprefixed, as the row index of metrics.jsonl."""
+    tokens = max(train["tokens"], 1.0)
+    lengths = batch.response_lengths
+    wall, seconds = timer.total(), timer.seconds
+    m = {
+        "step": step,
+        "training/global_step": step,
+        "training/policy_version": version,
+        "critic/score/mean": float(batch.reward.mean()),
+        "critic/score/accuracy": float(batch.correct.mean()),
+        "response_length/mean": float(lengths.mean()),
+        # responses that hit rollout.max_new_tokens
+        "response_length/clip_ratio": float(np.mean([f == "length" for f in batch.finish_reason])),
+        "actor/pg_loss": train["actor/pg_loss"],
+        # k3 to the reference when the step ran one, else to the behaviour policy (the engines)
+        ("actor/kl_loss" if batch.ref_logprobs is not None else "actor/ppo_kl"): train["kl_sum"] / tokens,
+        "actor/entropy": train["entropy_sum"] / tokens,
+        "training/rollout_logprob_diff_mean": train["mismatch_sum"] / tokens,
+        "training/rollout_logprob_diff_max": train["training/rollout_logprob_diff_max"],
+        "actor/grad_norm": train["actor/grad_norm"],
+        "actor/lr": train.get("actor/lr", 0.0),  # this step's (algorithm.optim.warmup_steps, .schedule)
+        "perf/update_weights_gb": sync.bytes / 1e9,
+        "perf/update_weights_gbps": sync.bytes / 1e9 / max(sync.seconds, 1e-9),
+        # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)
+        "perf/update_weights_by_sender": float(sync.by_sender),
+        "timing_s/step": wall,
+        "timing_s/stage_sum": sum(seconds.get(k, 0.0) for k in STAGES),  # > timing_s/step: stages overlapped
+        "perf/throughput": float(lengths.sum()) / max(wall, 1e-9),
+        "perf/gen_throughput": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
+    }
+    m.update({STAGE_METRICS[k]: seconds.get(k, 0.0) for k in STAGES})
+    m["perf/max_memory_gb"] = train.get("perf/max_memory_gb", 0.0)  # the fullest learner rank
+    m.update(spread_stats(batch))
+    # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)
+    m["learner_cores"] = train.get("train_cpu_seconds", 0.0) / max(train.get("train_seconds", 0.0), 1e-9)
+    m.update(verifier_stats(batch.verifier_details or []))
+    return m
+
+
+def spread_stats(batch: RolloutBatch) -> dict:
+    """Max/min of rewards and response lengths, prompt length, advantage spread (verl's critic/*, *_length/*)."""
+    lengths = batch.response_lengths
+    m = {"critic/score/max": float(batch.reward.max()), "critic/score/min": float(batch.reward.min()),
+         "response_length/max": float(lengths.max()), "response_length/min": float(lengths.min()),
+         "prompt_length/mean": float(np.mean([len(p) for p in batch.prompt_token_ids]))}
+    if batch.advantages is not None:  # over response tokens
+        adv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in batch.advantages] or [np.zeros(1)])
+        m.update({"critic/advantages/mean": float(adv.mean()), "critic/advantages/max": float(adv.max()),
+                  "critic/advantages/min": float(adv.min())})
+    return m
+
+
+def verifier_stats(details: list[VerifierDetails]) -> dict:
+    """Verifier errors and timeouts (counts) and mean seconds per sample, from the reward details."""
+    secs = [0.0 if d.seconds is None else d.seconds for d in details]
+    return {"reward/verifier_errors": sum(1 for d in details if d.error),
+            "reward/verifier_timeouts": sum(1 for d in details if d.timeout),
+            "reward/seconds_per_sample": float(np.mean(secs)) if secs else 0.0}
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
