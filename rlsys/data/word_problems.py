@@ -1,6 +1,6 @@
 """Built-in chat task: grade-school word problems with integer answers, scored by the math verifier.
 
-Each problem is a short story of 1..`steps` operations (gain, loss, groups of, sharing) on
+Each problem is a short story of 1..`max_ops` operations (gain, loss, groups of, sharing) on
 quantities of up to `max_digits` digits, generated from a seed. Prompts are chat messages that
 ask for the answer in \\boxed{}; data_source "math" sends responses to the math verifier.
 """
@@ -44,22 +44,22 @@ def _step(rng: random.Random, name: str, item: str, total: int, max_digits: int)
     return f"{name} shares the {item} equally among {d} boxes and keeps one box.", total // d
 
 
-def make_problem(rng: random.Random, steps: int, max_digits: int) -> tuple[str, str]:
+def make_problem(rng: random.Random, max_ops: int, max_digits: int) -> tuple[str, str]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     total = _number(rng, max_digits)
     sentences = [f"{name} has {total} {item}."]
-    for _ in range(rng.randint(1, steps)):
+    for _ in range(rng.randint(1, max_ops)):
         sentence, total = _step(rng, name, item, total, max_digits)
         sentences.append(sentence)
     sentences.append(f"How many {item} does {name} have now?")
     return " ".join(sentences), str(total)
 
 
-def generate_rows(num: int, steps: int, max_digits: int, seed: int, exclude: set[str] | None = None) -> list[dict]:
+def generate_rows(num: int, max_ops: int, max_digits: int, seed: int, exclude: set[str] | None = None) -> list[dict]:
     rng = random.Random(seed)
     rows, seen = [], set(exclude or ())
     while len(rows) < num:
-        problem, answer = make_problem(rng, steps, max_digits)
+        problem, answer = make_problem(rng, max_ops, max_digits)
         if problem in seen:
             continue
         seen.add(problem)
@@ -68,11 +68,11 @@ def generate_rows(num: int, steps: int, max_digits: int, seed: int, exclude: set
     return rows
 
 
-def write_splits(out_dir: str | Path, num_train: int, num_eval: int, steps: int, max_digits: int,
+def write_splits(out_dir: str | Path, num_train: int, num_eval: int, max_ops: int, max_digits: int,
                  seed: int) -> tuple[Path, Path]:
     """Held-out problems never appear in the training split."""
-    eval_rows = generate_rows(num_eval, steps, max_digits, held_out_seed(seed))
-    train_rows = generate_rows(num_train, steps, max_digits, seed,
+    eval_rows = generate_rows(num_eval, max_ops, max_digits, held_out_seed(seed))
+    train_rows = generate_rows(num_train, max_ops, max_digits, seed,
                                exclude={r["prompt"][0]["content"].removesuffix(f" {INSTRUCTION}") for r in eval_rows})
     out_dir = Path(out_dir)
     return write_parquet(train_rows, out_dir / "train.parquet"), write_parquet(eval_rows, out_dir / "eval.parquet")

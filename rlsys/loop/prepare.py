@@ -55,7 +55,7 @@ def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
     if t.train_path and t.eval_path:
         return t.train_path, t.eval_path
     if t.name == "word_problems":
-        built = word_problems.write_splits(out, t.num_train, t.num_eval, t.steps, t.max_digits, t.seed)
+        built = word_problems.write_splits(out, t.num_train, t.num_eval, t.max_ops, t.max_digits, t.seed)
     elif t.name == "reverse_words":
         built = reverse_words.write_splits(out, t.num_train, t.num_eval, t.max_words, t.seed)
     elif t.name == "arithmetic":

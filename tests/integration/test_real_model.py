@@ -48,7 +48,7 @@ def test_seeded_samples_survive_chunked_prefill_and_reproduce(real_model):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(real_model)
-    rows = generate_rows(PROMPTS, steps=2, max_digits=2, seed=3)
+    rows = generate_rows(PROMPTS, max_ops=2, max_digits=2, seed=3)
     prompts = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
                for r in rows]
     budget = 24

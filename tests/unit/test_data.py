@@ -86,8 +86,8 @@ def test_word_problems_are_seeded_solvable_chat_rows(tmp_path):
     from rlsys.data import word_problems
     from rlsys.verify import math_answer
 
-    train, held_out = word_problems.write_splits(tmp_path, 300, 50, steps=3, max_digits=2, seed=7)
-    again = word_problems.write_splits(tmp_path / "again", 300, 50, steps=3, max_digits=2, seed=7)
+    train, held_out = word_problems.write_splits(tmp_path, 300, 50, max_ops=3, max_digits=2, seed=7)
+    again = word_problems.write_splits(tmp_path / "again", 300, 50, max_ops=3, max_digits=2, seed=7)
     rows = pq.read_table(train).to_pylist()
     assert rows == pq.read_table(again[0]).to_pylist()  # same seed, same data
     held = {r["prompt"][0]["content"] for r in pq.read_table(held_out).to_pylist()}
@@ -99,7 +99,7 @@ def test_word_problems_are_seeded_solvable_chat_rows(tmp_path):
     # the story's numbers determine the answer: replay one-step problems by hand
     import random
     for seed in range(30):
-        problem, answer = word_problems.make_problem(random.Random(seed), steps=1, max_digits=2)
+        problem, answer = word_problems.make_problem(random.Random(seed), max_ops=1, max_digits=2)
         start, k = [int(w) for w in problem.replace(".", " ").split() if w.isdigit()][:2]
         if "more" in problem or "friend" in problem:
             expected = start + k
