@@ -12,7 +12,7 @@ from rlsys.loop.checkpoint import complete_checkpoints
 from rlsys.loop.metrics import read_metrics
 from tests.conftest import run_cli
 
-STEPS, SAVE_EVERY = 8, 4
+STEPS, SAVE_EVERY = 8, 6  # the resume re-runs the last 2 steps (keep_last=2 keeps steps 6 and 8)
 ARGS = ["model=smollm2_135m", "task=reverse_words", f"trainer.steps={STEPS}", f"trainer.save_every={SAVE_EVERY}",
         "trainer.keep_last=2", "eval.before_after_samples=0", "trainer.save_checkpoint=false", "logger.log_rollouts=false"]
 # Measured 2026-12-06 with these arguments (README "Real model"): training reward 0.095, 0.150 at steps
@@ -30,7 +30,7 @@ def run(rlsys_cmd, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resumed(run, rlsys_cmd, tmp_path_factory):
-    """The same command resumed from the step-4 checkpoint in a new run directory."""
+    """The same command resumed from the step-6 checkpoint in a new run directory."""
     mid = [c for c in complete_checkpoints(run) if c.name.endswith(f"{SAVE_EVERY:06d}")]
     assert mid, f"no step-{SAVE_EVERY} checkpoint in {run}"
     out = tmp_path_factory.mktemp("resumed")
@@ -59,6 +59,6 @@ def test_resume_mid_run_goes_on_from_the_checkpoint(run, resumed):
     rows = read_metrics(resumed / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(SAVE_EVERY + 1, STEPS + 1))
     assert [r["training/policy_version"] for r in rows] == list(range(SAVE_EVERY + 1, STEPS + 1))
-    # the resumed steps sample and train what the uninterrupted run did after its step-4 checkpoint
+    # the resumed steps sample and train what the uninterrupted run did after its step-6 checkpoint
     np.testing.assert_allclose(rewards(resumed), rewards(run)[SAVE_EVERY:], atol=1e-6)
     assert json.loads((resumed / "summary.json").read_text())["status"] == "ok"
