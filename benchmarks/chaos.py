@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/chaos.py [--steps 12] [--every 2] [--seed 0] [--out benchmarks/results/chaos]
     .venv/bin/python benchmarks/chaos.py --checkpoint-io tiny smollm2_135m   # save/load time against size
+    .venv/bin/python benchmarks/chaos.py --hangs [--steps 12 --every 2]      # engines stopped, not killed
 
 Chaos: both runs are the embedded default with a reference (algorithm.kl.coef) and 2 learner
 ranks, checkpointing every --every steps. Once step s (a multiple of --every) is logged, one victim
@@ -11,6 +12,10 @@ same run directory with trainer.resume=auto, as a job scheduler would). Every ki
 per five kills, in a seeded order. Reports the kills, whether the run finished every step, the
 restarts and lost samples the run counted (faults/* metrics), and whether its metrics and
 rollouts equal the undisturbed run's bitwise (scripts/compare_runs.py; the fault counts aside).
+
+--hangs: every victim is a rollout engine, stopped (SIGSTOP: alive but stuck) rather than killed;
+each hang's detection time is the time from the stop to the fleet's "sent nothing for" line in the
+run's log (the only role with a deadline so far, rlsys/rollout/fleet.py).
 
 --checkpoint-io: one learner rank (no Ray) of each model after one optimizer step (so AdamW's
 moments exist): the seconds to save and load its resumable checkpoint (rlsys/learner/sharded_state.py)
@@ -82,14 +87,22 @@ def kill_controller(proc: subprocess.Popen) -> None:
         pass
 
 
-def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int) -> dict:
+HUNG = "sent nothing for"  # the fleet's line when an engine's deadline passes
+
+
+def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int, hangs: bool = False) -> dict:
     rng, kills, order = random.Random(seed), [], []
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir.parent / f"{run_dir.name}.log", "w")
+    log_path = run_dir.parent / f"{run_dir.name}.log"
+    log = open(log_path, "w")
     proc, t0, done = launch(cmd, log), time.monotonic(), set()
     while proc.poll() is None or (proc.returncode != 0 and kills and kills[-1]["kind"] == "controller"):
         if proc.poll() is not None:  # the controller was killed: rerun the same command, resuming
             proc = launch([*cmd, "trainer.resume=auto"], log)
+        if hangs:  # a new "sent nothing" line: the oldest stop not yet found, found now
+            new = log_path.read_text(errors="replace").count(HUNG) - sum("detected_after_s" in k for k in kills)
+            for k in [k for k in kills if "stopped_at" in k][:max(0, new)]:
+                k["detected_after_s"] = round(time.monotonic() - k.pop("stopped_at"), 1)
         logged = steps_logged(run_dir)
         due = [s for s in logged if s % every == 0 and s < steps and s not in done]
         if not due:
@@ -98,7 +111,7 @@ def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int) 
         step = due[0]
         done.add(step)
         if not order:
-            order = rng.sample(list(KINDS), len(KINDS))
+            order = ["engine"] if hangs else rng.sample(list(KINDS), len(KINDS))
         kind = order.pop()
         time.sleep(rng.uniform(0.0, 1.5))  # into step + 1
         if kind == "controller":
@@ -111,11 +124,15 @@ def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int) 
             continue
         pid = rng.choice(pids)
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGSTOP if hangs else signal.SIGKILL)
         except ProcessLookupError:
             pid = None
-        kills.append({"after_step": step, "kind": kind, "pid": pid})
+        kills.append({"after_step": step, "kind": kind, "pid": pid, "signal": "SIGSTOP" if hangs else "SIGKILL",
+                      **({"stopped_at": time.monotonic()} if hangs and pid else {})})
     proc.wait()
+    for k in kills:  # a stop never found before the run ended
+        if k.pop("stopped_at", None) is not None:
+            k["detected_after_s"] = None
     log.close()
     return {"returncode": proc.returncode, "kills": kills, "seconds": round(time.monotonic() - t0, 1)}
 
@@ -143,7 +160,7 @@ def chaos(a) -> dict:
     subprocess.run([*base, f"hydra.run.dir={quiet}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     quiet_s = time.monotonic() - t0
     noisy = out / "chaos"
-    result = chaos_run([*base, f"hydra.run.dir={noisy}"], noisy, a.steps, a.every, a.seed)
+    result = chaos_run([*base, f"hydra.run.dir={noisy}"], noisy, a.steps, a.every, a.seed, a.hangs)
     logged = steps_logged(noisy)
     diffs = [d for d in compare(quiet, noisy) if "faults/" not in d and "engine_restarts" not in d]  # counts of the kills
     n = next(int(x.split("=")[1]) for x in [*base, "rollout.n=8"] if x.startswith("rollout.n="))
@@ -202,6 +219,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=2, help="kill after every N-th step (also the checkpoint interval)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "chaos"))
+    p.add_argument("--hangs", action="store_true", help="stop (SIGSTOP) an engine instead of killing a process")
     p.add_argument("--checkpoint-io", nargs="*", metavar="MODEL", help="time checkpoint save/load for these models instead")
     p.add_argument("overrides", nargs="*", help="more Hydra overrides for both runs")
     a = p.parse_args()

@@ -33,8 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -47,6 +48,34 @@ DEFAULT_CASES = ["8x2x1024x512", "8x2x1024x1024", "8x2x1024x2048", "8x2x1024x409
 
 
 # ---- stand-in actors ---------------------------------------------------------------------------
+# They import nothing that pulls in torch (rlsys.sync, rlsys.rollout.worker do), so that a machine holds
+# many: the fleet and the learner group read their answers by attribute, as they read the real ones.
+@dataclass
+class GroupOutput:
+    """The fields of rlsys.rollout.worker.EngineOutput the fleet reads."""
+
+    response_token_ids: list
+    behaviour_logprobs: list
+    finish_reason: list
+    response_text: list
+    tokens: int
+    policy_version: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class PushResult:
+    """The fields of rlsys.sync.result.SyncResult the controller reads."""
+
+    bytes: int = 0
+    seconds: float = 0.0
+    failed: list = field(default_factory=list)
+    snapshot: list | None = None
+    stages: dict = field(default_factory=dict)
+    engine_paths: dict | None = None
+    by_sender: bool = False
+
+
 class StandInEngine:
     """RolloutWorker's interface to the fleet (generate_groups, get_version, ...), without a model."""
 
@@ -54,16 +83,14 @@ class StandInEngine:
         self.index, self.gen_seconds, self.version = index, gen_seconds, 0
 
     async def generate_groups(self, groups, n, temperature, top_p, max_tokens):
-        from rlsys.rollout.worker import EngineOutput
-
         rng = np.random.default_rng(self.index)
         start, k = time.perf_counter(), len(groups)
         for j, (key, _prompt, _seed) in enumerate(groups):  # groups finish evenly over gen_seconds
             await asyncio.sleep(max(0.0, start + self.gen_seconds * (j + 1) / k - time.perf_counter()))
             lengths = rng.integers(1, max_tokens + 1, n)
-            out = EngineOutput([rng.integers(0, 50_000, L) for L in lengths],
-                               [np.full(L, -1.0, np.float32) for L in lengths], ["length"] * n,
-                               ["abcd" * int(L) for L in lengths], int(lengths.sum()), self.version)
+            out = GroupOutput([rng.integers(0, 50_000, L) for L in lengths],
+                              [np.full(L, -1.0, np.float32) for L in lengths], ["length"] * n,
+                              ["abcd" * int(L) for L in lengths], int(lengths.sum()), self.version)
             yield [(key, out)]
 
     async def get_version(self):
@@ -120,11 +147,9 @@ class StandInLearner:
     def push_weights(self, engines, version):
         import ray
 
-        from rlsys.sync.result import SyncResult
-
         if self.rank == 0:
             ray.get([e.set_version.remote(version) for e in engines])
-        return SyncResult(bytes=0, seconds=0.0)
+        return PushResult()
 
     def shutdown(self):
         return None
@@ -174,7 +199,7 @@ class DriverTraffic:
 
 # ---- one case ----------------------------------------------------------------------------------
 def run_case(engines: int, ranks: int, samples: int, max_tokens: int, steps: int, gen_s: float, train_s: float,
-             verifiers: int) -> dict:
+             verifiers: int, count_bytes: bool = True) -> dict:
     import ray
 
     import rlsys.loop.controller as controller
@@ -219,7 +244,8 @@ def run_case(engines: int, ranks: int, samples: int, max_tokens: int, steps: int
     roles = Roles(fleet, pool, None, learners, faults=pool.faults)
     startup_s = time.perf_counter() - t_start
 
-    traffic, per_step = DriverTraffic(), []
+    per_step: list[dict] = []
+    traffic = DriverTraffic() if count_bytes else SimpleNamespace(received=0, sent=0)
     step_fn = controller.rl_step
 
     def measured_step(*a, **k):  # the controller's own step, with the driver's cost around it
@@ -250,16 +276,17 @@ def main() -> None:
     ap.add_argument("--step-seconds", type=float, default=60.0, help="the step the driver's share is taken of")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per case; a case past it is reported as such")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/scale"))
+    ap.add_argument("--no-bytes", action="store_true", help="do not count bytes (the counting's own CPU cost shows)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:  # a child: one case, its result as the last stdout line
         e, r, s, t = map(int, a.one.split("x"))
-        print(json.dumps(run_case(e, r, s, t, a.steps, a.gen_seconds, a.train_seconds, a.verifiers)))
+        print(json.dumps(run_case(e, r, s, t, a.steps, a.gen_seconds, a.train_seconds, a.verifiers, not a.no_bytes)))
         return
     rows = []
     for case in a.cases:
         cmd = [sys.executable, __file__, "--one", case, "--steps", str(a.steps), "--gen-seconds", str(a.gen_seconds),
-               "--train-seconds", str(a.train_seconds), "--verifiers", str(a.verifiers)]
+               "--train-seconds", str(a.train_seconds), "--verifiers", str(a.verifiers)] + (["--no-bytes"] if a.no_bytes else [])
         t0 = time.perf_counter()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)

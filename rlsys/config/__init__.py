@@ -207,6 +207,7 @@ class ClusterConfig:
     num_verifiers: int = 1  # verifier actors in the pool
     reference_with_learners: bool = False  # the reference lives FSDP-sharded in the learner ranks (like verl's ref in the actor group), not in a server: models too big for one device
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
+    deadline_scale: float = 1.0  # multiplies the deadlines derived from measured times (so far the rollout engines'; rlsys/rollout/fleet.py); 0 = wait forever
     colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
     threads: str = "auto"  # torch threads per actor: auto (its CPUs; a stage running alone shares the node's cores) | placement (its CPUs only)
 
@@ -326,6 +327,7 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     _validate_learner_speed(lr_, c)
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
+    _check(c.deadline_scale >= 0, "cluster.deadline_scale", f"must be >= 0 (0 = wait forever), got {c.deadline_scale}")
     for role in ROLES:
         _validate_role_resources(role, getattr(c, role))
     _check(t.steps >= 0, "trainer.steps", f"must be >= 0, got {t.steps}")

