@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from typing import Callable, Iterator
 
 import numpy as np
@@ -57,8 +58,8 @@ class RolloutFleet:
         every deadline (cluster.deadline_scale; 0 = wait forever)."""
         self.engines, self.rollout, self.make_engine = list(engines), rollout, make_engine
         self.faults, self.deadline_scale = faults or FaultLog(), deadline_scale
-        self.group_seconds: list[float] = []  # wall time of the groups returned so far (the newest 1000)
-        self._group_p99 = 0.0  # their 99th percentile
+        self.group_seconds: deque[float] = deque(maxlen=1000)  # wall time of the newest groups returned
+        self._group_p99 = 0.0  # their 99th percentile, updated once per engine message
         self.answered: set[int] = set()  # engines that returned a group since they (re)started
         self.version = 0  # policy version the engines serve
         self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
@@ -107,23 +108,33 @@ class RolloutFleet:
         """The largest engine's peak memory since the last call (GB), of the engines that answered."""
         return max(self._ask_each("peak_memory_gb"), default=0.0)
 
-    def _ask_each(self, method: str, *args) -> list:
-        """Every serving engine's answer to a short call. An engine silent past the short deadline is
-        killed as hung: the next sync_targets() replaces it, and its answer is left out."""
+    def _ask_each(self, method: str) -> list:
+        """The answers of the serving engines to a short call. A hung one is killed, and a dead one left:
+        the next sync_targets() replaces both."""
+        answers, hung, _dead = self._call_serving(method)
+        for i in hung:
+            self._kill_hung(i, method)
+        return list(answers.values())
+
+    def _call_serving(self, method: str) -> tuple[dict, list[int], dict]:
+        """A short call to every serving engine, waited for at most the short deadline: (answers by
+        engine, engines silent past it, engines that died: their errors)."""
         import ray
 
-        refs = {getattr(e, method).remote(*args): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
-        ready, late = self._wait_all(list(refs))
-        for ref in late:
-            self._kill_hung(refs[ref], self._deadline(None), method)
-        answers = []
+        refs = {getattr(e, method).remote(): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
+        if not refs:
+            return {}, [], {}
+        limit = self._deadline(None)
+        ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=None if math.isinf(limit) else limit)
+        answers, dead = {}, {}
         for ref in ready:
             try:
-                answers.append(ray.get(ref))
-            except Exception as err:  # died since the last step: the next sync_targets() restarts it
+                answers[refs[ref]] = ray.get(ref)
+            except Exception as err:
                 if not engine_died(err):
                     raise
-        return answers
+                dead[refs[ref]] = err
+        return answers, [refs[ref] for ref in late], dead
 
     # ---- deadlines -------------------------------------------------------------------------------
     def _deadline(self, e: int | None) -> float:
@@ -138,24 +149,12 @@ class RolloutFleet:
             base = max(HANG_FLOOR_S, HANG_FACTOR * self._group_p99)
         return self.deadline_scale * base
 
-    def _measured(self, seconds: float) -> None:
-        """One more group's wall time: the p99 the streaming deadline derives from."""
-        self.group_seconds = self.group_seconds[-999:] + [seconds]
-        self._group_p99 = float(np.percentile(self.group_seconds, 99))
-
-    def _wait_all(self, refs: list) -> tuple[list, list]:
-        """(answered, late) after at most the short deadline."""
+    def _kill_hung(self, e: int, waiting_for: str, deadline: float | None = None) -> EngineHung:
+        """Kill engine e, alive but silent past its deadline (default: the short calls'); the caller
+        restarts it (or the next sync_targets() does)."""
         import ray
 
-        if not refs:
-            return [], []
-        limit = self._deadline(None)
-        return ray.wait(refs, num_returns=len(refs), timeout=None if math.isinf(limit) else limit)
-
-    def _kill_hung(self, e: int, deadline: float, waiting_for: str) -> EngineHung:
-        """Kill engine e, alive but silent past its deadline; the caller restarts it (or the next probe does)."""
-        import ray
-
+        deadline = self._deadline(None) if deadline is None else deadline
         self.faults.add("faults/hangs_rollout")
         err = EngineHung(f"rollout engine {e} sent nothing for {deadline:.0f} s ({waiting_for}); its deadline "
                          f"(cluster.deadline_scale={self.deadline_scale}) passed: killed and handled as a death")
@@ -255,13 +254,16 @@ class RolloutFleet:
             self.load[e] -= cost[g]
             self.version = max(self.version, out.policy_version)
             self.answered.add(e)
-            self._measured(float(out.seconds))
+            self.group_seconds.append(float(out.seconds))
+        if items:  # the p99 the streaming deadline derives from
+            self._group_p99 = float(np.percentile(self.group_seconds, 99))
+        for g, out in items:
             yield group_batch(data, int(prompt_idx[g]), g, out)
 
     def _hung(self, e: int, calls: dict, submit, seed_of) -> None:
         """Engine e's call sent nothing past its deadline: killed, restarted, its groups re-sent."""
         owed = sum(len(gs) for i, gs in calls.values() if i == e)
-        self._resend(e, self._kill_hung(e, self._deadline(e), f"{owed} groups owed"), calls, submit, seed_of)
+        self._resend(e, self._kill_hung(e, f"{owed} groups owed", self._deadline(e)), calls, submit, seed_of)
 
     def _resend(self, e: int, err: BaseException, calls: dict, submit, seed_of) -> None:
         """Engine e is gone: restart it and send the groups it owed to the others."""
@@ -307,20 +309,12 @@ class RolloutFleet:
             return None
 
     def _replace_dead(self) -> None:
-        """Restart engines that died since they last answered (e.g. while the learners trained)."""
-        import ray
-
-        probes = {e.get_version.remote(): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
-        self._wait_all(list(probes))
-        for ref, i in probes.items():
-            try:
-                ray.get(ref, timeout=0)
-            except ray.exceptions.GetTimeoutError:  # alive but silent: hung
-                self._restart(i, self._kill_hung(i, self._deadline(None), "a liveness probe"))
-            except Exception as err:
-                if not engine_died(err):
-                    raise
-                self._restart(i, err)
+        """Restart engines that died since they last answered (e.g. while the learners trained), or hung."""
+        _, hung, dead = self._call_serving("get_version")
+        for i in hung:
+            self._restart(i, self._kill_hung(i, "a liveness probe"))
+        for i, err in dead.items():
+            self._restart(i, err)
 
     def _engine_ready(self, ref, catch_up: CatchUp | None) -> None:
         """A restarted engine is up: bring it to the fleet's policy version, then route to it."""
