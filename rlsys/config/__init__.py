@@ -197,6 +197,15 @@ ROLES = ("rollout", "learner", "verifier", "reference")  # the roles of cluster.
 
 
 @dataclass
+class RoleDeadlines:
+    """Seconds a call of each role may take before its actor counts as hung; 0 = derived from measured times."""
+    rollout: float = 0.0  # an engine's streaming call without a message
+    verifier: float = 0.0  # a verify call
+    reference: float = 0.0  # a reference or teacher log-prob call
+    learner: float = 0.0  # any learner call (train step, weight push, checkpoint)
+
+
+@dataclass
 class ClusterConfig:
     address: str | None = None  # Ray address; null = join a running cluster if any, else start one; "local" = always start one
     num_cpus: int | None = None  # CPUs for a locally started Ray (null = all); set = always start a local one
@@ -207,7 +216,8 @@ class ClusterConfig:
     num_verifiers: int = 1  # verifier actors in the pool
     reference_with_learners: bool = False  # the reference lives FSDP-sharded in the learner ranks (like verl's ref in the actor group), not in a server: models too big for one device
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
-    deadline_scale: float = 1.0  # multiplies the deadlines derived from measured times (so far the rollout engines'; rlsys/rollout/fleet.py); 0 = wait forever
+    deadline_scale: float = 1.0  # multiplies the deadlines derived from measured times (rlsys/runtime/deadlines.py); 0 = wait forever
+    deadline_s: RoleDeadlines = field(default_factory=RoleDeadlines)  # per-role fixed deadlines, overriding the derived ones
     colocate: bool = False  # GPU only: engine i shares learner rank i's GPU; engines sleep while the learners train
     threads: str = "auto"  # torch threads per actor: auto (its CPUs; a stage running alone shares the node's cores) | placement (its CPUs only)
 
@@ -328,6 +338,8 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
     _check(c.deadline_scale >= 0, "cluster.deadline_scale", f"must be >= 0 (0 = wait forever), got {c.deadline_scale}")
+    for role, seconds in vars(c.deadline_s).items():
+        _check(seconds >= 0, f"cluster.deadline_s.{role}", f"must be >= 0 seconds (0 = derived), got {seconds}")
     for role in ROLES:
         _validate_role_resources(role, getattr(c, role))
     _check(t.steps >= 0, "trainer.steps", f"must be >= 0, got {t.steps}")

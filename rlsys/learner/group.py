@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -12,6 +13,8 @@ from rlsys.learner.losses import Denominators
 from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.sync.result import SyncResult
 from rlsys.learner.objective import advantage_only, combine, reductions
+from rlsys.runtime.deadlines import Deadlines, next_check
+from rlsys.runtime.watchdog import WAITS
 
 
 GRACE_S = 30.0  # after one rank's call fails, how long the others may take to fail too (a death shows there)
@@ -20,6 +23,10 @@ GRACE_S = 30.0  # after one rank's call fails, how long the others may take to f
 class LearnerLost(RuntimeError):
     """A learner rank died: the group's process group is broken, so the group is rebuilt and reloaded
     from the run's last checkpoint (trainer.max_restarts; rlsys/loop/controller.py)."""
+
+
+class LearnerHung(LearnerLost):
+    """A learner rank alive but stuck past its deadline: handled as a death (faults/hangs_learner)."""
 
 
 def num_mini_batches(samples: int, mini_batch_size: int) -> int:
@@ -47,15 +54,17 @@ class LearnerGroup:
     """cfg: what the ranks read (rlsys/learner/role_config.py). make(rank, cfg) -> a new rank's actor,
     in its placement: how rebuild() replaces the group."""
 
-    def __init__(self, actors: list, cfg: LearnerRoleConfig, make=None):
-        self.actors, self.cfg, self.make = actors, cfg, make
+    def __init__(self, actors: list, cfg: LearnerRoleConfig, make=None, deadlines: Deadlines | None = None):
+        """deadlines: calls past theirs raise LearnerHung (None: wait forever; the ranks must then answer
+        `ping` in a "probe" concurrency group, as start_roles makes them)."""
+        self.actors, self.cfg, self.make, self.deadlines = actors, cfg, make, deadlines
         self._setup()
 
     def _setup(self) -> None:
         import ray
 
         addr, port = ray.get(self.actors[0].address.remote())
-        self._get([a.setup.remote(addr, port) for a in self.actors])
+        self._get([a.setup.remote(addr, port) for a in self.actors], "learner:setup")
 
     def rebuild(self) -> None:
         """Every rank new, with the base weights (a lost rank's peers hold a broken process group):
@@ -67,32 +76,59 @@ class LearnerGroup:
         self.actors = [self.make(rank, self.cfg) for rank in range(len(self.actors))]
         self._setup()
 
-    def _get(self, refs: list) -> list:
-        """ray.get of one call on every rank, raising LearnerLost if a rank died. Not a plain ray.get:
-        the dead rank's peers may wait in a collective with it until gloo's timeout (30 min)."""
+    def _get(self, refs: list, kind: str = "learner", units: float = 1.0) -> list:
+        """ray.get of one call on every rank, raising LearnerLost if a rank died or hung (its deadline
+        passed: runtime/deadlines.py). Not a plain ray.get: the dead rank's peers may wait in a
+        collective with it until the process group's timeout."""
         import ray
         from ray.exceptions import RayActorError
 
-        pending, failed = list(refs), None
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=None if failed is None else GRACE_S)
-            if not ready:  # the rest still wait on the failed rank
-                break
-            try:
-                ray.get(ready[0])
-            except RayActorError as e:
-                raise LearnerLost(f"learner rank {refs.index(ready[0])} of {len(refs)} died: "
-                                  f"{str(e).splitlines()[0][:200]}") from e
-            except Exception as e:  # a peer's collective error may come before the death is known
-                failed = failed or e
+        pending, failed, t0 = list(refs), None, time.monotonic()
+        suspect, hung = self.deadlines.limits(kind, units) if self.deadlines else (math.inf, math.inf)
+        with WAITS.waiting(kind, lambda: f"{len(pending)} of {len(refs)} learner ranks"):
+            while pending:
+                wait = GRACE_S if failed is not None else next_check(time.monotonic() - t0, suspect, hung)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=wait)
+                if not ready:
+                    if failed is not None:  # the rest still wait on the failed rank
+                        break
+                    self._check_alive([refs.index(r) for r in pending], kind, time.monotonic() - t0, hung)
+                    continue
+                try:
+                    ray.get(ready[0])
+                except RayActorError as e:
+                    raise LearnerLost(f"learner rank {refs.index(ready[0])} of {len(refs)} died: "
+                                      f"{str(e).splitlines()[0][:200]}") from e
+                except Exception as e:  # a peer's collective error may come before the death is known
+                    failed = failed or e
         if failed is not None:
             raise failed
+        if self.deadlines:
+            self.deadlines.record(kind, time.monotonic() - t0, units)
         return ray.get(refs)
+
+    def _check_alive(self, ranks: list[int], kind: str, elapsed: float, hung: float) -> None:
+        """Past the suspect deadline: ranks that do not answer a liveness probe are stopped (LearnerHung);
+        past the hung one, every rank still working is."""
+        import ray
+
+        probes = {self.actors[r].ping.options(concurrency_group="probe").remote(): r for r in ranks}
+        answered, _ = ray.wait(list(probes), num_returns=len(probes), timeout=self.deadlines.probe_s)
+        silent = sorted(probes[p] for p in probes if p not in answered)
+        if elapsed < hung and not silent:
+            return  # slow, not stuck
+        stuck = silent or ranks
+        why = (f"did not answer a liveness probe within {self.deadlines.probe_s:.0f} s" if silent else
+               f"did not finish within the deadline of {hung:.0f} s")
+        msg = (f"learner rank(s) {stuck} of {len(self.actors)} {why}, {elapsed:.0f} s into a {kind} call "
+               f"(cluster.deadline_scale={self.deadlines.scale}): hung, handled as a death")
+        print(f"[rlsys] {msg}", flush=True)
+        raise LearnerHung(msg)
 
     def reset(self, cfg: LearnerRoleConfig) -> None:
         """Back to the base weights with the objective of `cfg` (fresh optimizer, critic if asked)."""
         self.cfg = cfg
-        self._get([a.reset.remote(cfg) for a in self.actors])
+        self._get([a.reset.remote(cfg) for a in self.actors], "learner:setup")
 
     def _shards(self, batch: RolloutBatch) -> tuple[list[np.ndarray], int]:
         """Rank shards balanced by tokens, and the micro-batch count every rank runs (the most any needs)."""
@@ -112,7 +148,8 @@ class LearnerGroup:
     def _per_sample(self, method: str, batch: RolloutBatch) -> list[np.ndarray]:
         """A per-sample collective of the ranks (values, old_logprobs, ref_logprobs) on their shards, in batch order."""
         shards, num_micro = self._shards(batch)
-        parts = self._get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)])
+        parts = self._get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)],
+                          "learner:logprobs", int(sample_tokens(batch).sum()))
         out: list = [None] * len(batch)
         for shard, rows in zip(shards, parts):
             for i, row in zip(shard, rows):
@@ -132,7 +169,7 @@ class LearnerGroup:
             batch = _with(batch, old_logprobs=self._per_sample("old_logprobs", batch))
         updates = [self._update(batch.select(idx), progress)
                    for epoch in range(lr_.ppo_epochs) for idx in mini_batches(len(batch), chunks, (step, epoch))]
-        self._get([a.end_step.remote() for a in self.actors])  # the lr schedule moves once per RL step
+        self._get([a.end_step.remote() for a in self.actors], "learner:end_step")  # the lr schedule moves once per RL step
         reduce = reductions(a)
         stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
                  for k in updates[0]}
@@ -151,7 +188,7 @@ class LearnerGroup:
         batch = self._with_gradient(batch, keep)  # after the denominators: they count the whole batch
         shards, num_micro = self._shards(batch)
         results = self._get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
-                           for a, s in zip(self.actors, shards)])
+                             for a, s in zip(self.actors, shards)], "learner:train_step", int(sample_tokens(batch).sum()))
         reduce = reductions(self.cfg.algorithm)
         return {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
                 if any(k in r for r in results)}
@@ -170,17 +207,18 @@ class LearnerGroup:
         return batch if moves.all() else batch.select(np.nonzero(moves)[0])
 
     def push_weights(self, engines: list, version: int) -> SyncResult:
-        return self._get([a.push_weights.remote(engines, version) for a in self.actors])[0]
+        return self._get([a.push_weights.remote(engines, version) for a in self.actors], "learner:push_weights",
+                         len(engines))[0]
 
     def save_state(self, path: str) -> None:
         """Sharded model/optimizer state, RNG and lr schedule of every rank into path (resumable)."""
-        self._get([a.save_state.remote(path) for a in self.actors])
+        self._get([a.save_state.remote(path) for a in self.actors], "learner:checkpoint")
 
     def load_state(self, path: str) -> None:
-        self._get([a.load_state.remote(path) for a in self.actors])
+        self._get([a.load_state.remote(path) for a in self.actors], "learner:checkpoint")
 
     def save(self, path: str) -> str:
-        return self._get([a.save_checkpoint.remote(path) for a in self.actors])[0]
+        return self._get([a.save_checkpoint.remote(path) for a in self.actors], "learner:save_hf")[0]
 
     def shutdown(self) -> None:
         import ray

@@ -20,12 +20,24 @@ class LearnerRoleConfig:
     threads: str  # cluster.threads: auto | placement
     cpus: float  # cluster.learner.cpus: CPUs of one rank's placement
     reference: bool = False  # hold the frozen initial policy, sharded like the policy (reference_in_learners)
+    collective_timeout_s: float = 0.0  # the process group's timeout (0: torch's default); the controller's deadlines are shorter
 
 
 def learner_role_config(cfg: RLSysConfig) -> LearnerRoleConfig:
-    t = cfg.trainer
+    t, c = cfg.trainer, cfg.cluster
     return LearnerRoleConfig(cfg.model, cfg.learner, cfg.algorithm, cfg.rollout, t.seed, t.steps, t.max_staleness,
-                             cfg.cluster.threads, cfg.cluster.learner.cpus, reference_in_learners(cfg))
+                             c.threads, c.learner.cpus, reference_in_learners(cfg), collective_timeout(cfg))
+
+
+def collective_timeout(cfg: RLSysConfig) -> float:
+    """A collective waits at most the learners' longest deadline (runtime/deadlines.py): the start-up one,
+    or cluster.deadline_s.learner; gloo's 30 minutes and NCCL's 10 are longer. 0: torch's default."""
+    from rlsys.runtime.deadlines import START_S
+
+    c = cfg.cluster
+    if c.deadline_scale <= 0:
+        return 0.0
+    return c.deadline_s.learner if c.deadline_s.learner > 0 else c.deadline_scale * START_S
 
 
 def reference_in_learners(cfg: RLSysConfig) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,10 @@ class LearnerWorker:
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
         torch.manual_seed(rank_seed(cfg.seed, rank))
 
+    def ping(self) -> bool:
+        """Liveness probe (rlsys/runtime/deadlines.py), answered in its own concurrency group."""
+        return True
+
     def address(self) -> tuple[str, int]:
         return free_address()
 
@@ -51,8 +56,9 @@ class LearnerWorker:
         backend = self.cfg.learner.backend
         if backend == "auto":
             backend = "nccl" if torch.cuda.is_available() else "gloo"
+        timeout = {"timeout": timedelta(seconds=self.cfg.collective_timeout_s)} if self.cfg.collective_timeout_s else {}
         dist.init_process_group(backend, init_method=f"tcp://{master_addr}:{master_port}",
-                                rank=self.rank, world_size=self.world_size)
+                                rank=self.rank, world_size=self.world_size, **timeout)
         self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
         self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
         self.threads = self._threads()

@@ -17,7 +17,7 @@ from rlsys.runtime.quiet_console import setup_console
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.learner.advantages import compute_advantages
-from rlsys.learner.group import LearnerLost
+from rlsys.learner.group import LearnerHung, LearnerLost
 from rlsys.learner.objective import needs, report, report_correction
 from rlsys.learner.role_config import reference_in_learners
 from rlsys.loggers.run_logger import RunLogger
@@ -26,6 +26,7 @@ from rlsys.loop.pipeline import AnchorPool, catch_up, sample_step, sync_weights,
 from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.loop.roles import Roles, shutdown_roles, start_roles
 from rlsys.loop.batches import Rollouts
+from rlsys.runtime.watchdog import Watchdog
 from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
 
@@ -118,6 +119,7 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
                 f"{cfg.trainer.max_restarts}) and going on from {resume_from or 'step 0 (no checkpoint yet)'}")
             roles.learners.rebuild()
             roles.faults.add("faults/learner_restarts")  # reported by the next step that finishes
+            roles.faults.add("faults/hangs_learner", isinstance(err, LearnerHung))
             if resume_from is None:  # the engines serve weights the new learners never had
                 sync_weights(roles, 0)
                 truncate_metrics(Path(cfg.run_dir), 0)
@@ -150,9 +152,11 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
         return out
 
     with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps, start, version) as rollouts, \
-            RunLogger(cfg, train_data.prompts) as metrics:  # logger.backends
+            RunLogger(cfg, train_data.prompts) as metrics, Watchdog(log) as watchdog:  # logger.backends
         for step in range(start + 1, t.steps + 1):
+            watchdog.step_started(step)  # a step past 3x the median says what it waits on
             batch, m = rl_step(cfg, roles, rollouts, step, version, anchors)
+            watchdog.step_ended()
             version = m["training/policy_version"]
             if cfg.eval.every and held_out and step % cfg.eval.every == 0:
                 with rollouts.paused():

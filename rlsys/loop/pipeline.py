@@ -19,6 +19,7 @@ import numpy as np
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.runtime.faults import ActorLost, call_with_retries
+from rlsys.learner.microbatch import sample_tokens
 from rlsys.learner.objective import needs
 from rlsys.learner.role_config import reference_on_server
 from rlsys.rollout.fleet import sort_groups
@@ -177,12 +178,13 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
 
 def server_logprobs(roles, role: str, chunk: RolloutBatch, alone: bool = False) -> list[np.ndarray]:
     """Per-token log-probs from the reference or teacher server, re-sent if it died mid-call (it is
-    stateless and Ray restarts it); ActorLost if it died on every attempt. alone: generation is over,
-    the server may use the node's idle cores."""
+    stateless and Ray restarts it) or hung past its deadline (killed; the deadline scales with the tokens);
+    ActorLost if every attempt failed. alone: generation is over, the server may use the node's idle cores."""
     server, path = getattr(roles, role), roles.server_paths.get(role)
+    tokens = int(sample_tokens(chunk).sum())
     return call_with_retries(lambda _: (server, server.logprobs.remote(chunk.prompt_token_ids,
                                                                       chunk.response_token_ids, alone, path)),
-                             role, roles.faults)
+                             role, roles.faults, deadlines=getattr(roles, "deadlines", None), units=tokens)
 
 
 class AnchorPool:

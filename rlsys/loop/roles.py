@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dataclasses import asdict
+
 from rlsys.config import RLSysConfig
+from rlsys.runtime.deadlines import PROBE_GROUP, Deadlines
 from rlsys.runtime.faults import FaultLog
 
 if TYPE_CHECKING:
@@ -23,9 +26,15 @@ class Roles:
     teacher: object | None = None  # ReferenceServer actor holding algorithm.distill.teacher_path
     faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/runtime/faults.py)
     server_paths: dict = field(default_factory=dict)  # role -> the model its server must hold (reference, teacher)
+    deadlines: Deadlines = field(default_factory=Deadlines)  # every wait's deadline, from measured times (rlsys/runtime/deadlines.py)
 
 
-def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str, faults: FaultLog | None = None) -> RolloutFleet:
+def deadlines_of(cfg: RLSysConfig) -> Deadlines:
+    return Deadlines(cfg.cluster.deadline_scale, asdict(cfg.cluster.deadline_s))
+
+
+def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str, faults: FaultLog | None = None,
+                deadlines: Deadlines | None = None) -> RolloutFleet:
     """rollout.num_engines RolloutWorker actors serving model_path, in the rollout placement group."""
     import ray
 
@@ -39,10 +48,11 @@ def start_fleet(cfg: RLSysConfig, groups: dict, model_path: str, faults: FaultLo
         return ray.remote(RolloutWorker).options(**actor_options(groups, "rollout", i)).remote(specs[i])
 
     return RolloutFleet([make_engine(i) for i in range(cfg.rollout.num_engines)], cfg.rollout, make_engine, faults,
-                        cfg.cluster.deadline_scale)
+                        deadlines or deadlines_of(cfg))
 
 
-def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = None) -> VerifierPool:
+def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = None,
+                    deadlines: Deadlines | None = None) -> VerifierPool:
     import ray
 
     from rlsys.runtime.cluster import actor_options
@@ -50,11 +60,11 @@ def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = No
     from rlsys.verify.worker import VerifierWorker
 
     # Threaded actors (concurrent callers share the scorer processes) that come back if they die.
-    workers = [ray.remote(VerifierWorker).options(**actor_options(groups, "verifier", i), max_concurrency=16,
-                                                  max_restarts=-1).remote(cfg.verifier)
+    actor = ray.remote(concurrency_groups=PROBE_GROUP)(VerifierWorker)  # `ping` answers beside the calls
+    workers = [actor.options(**actor_options(groups, "verifier", i), max_concurrency=16, max_restarts=-1).remote(cfg.verifier)
                for i in range(cfg.cluster.num_verifiers)]
     ray.get([w.ready.remote() for w in workers])
-    return VerifierPool(workers, faults)
+    return VerifierPool(workers, faults, deadlines or deadlines_of(cfg), cfg.verifier)
 
 
 def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
@@ -69,30 +79,31 @@ def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
 
     init_ray(cfg)
     groups = place_roles(cfg)
-    faults = FaultLog()
-    fleet, verifiers = start_fleet(cfg, groups, model_path, faults), start_verifiers(cfg, groups, faults)
+    faults, deadlines = FaultLog(), deadlines_of(cfg)
+    fleet = start_fleet(cfg, groups, model_path, faults, deadlines)
+    verifiers = start_verifiers(cfg, groups, faults, deadlines)
     # The reference server runs only when a term of the objective reads it and the learner ranks do not
     # hold it (cluster.reference_with_learners); a teacher is a second server.
     servers = ([model_path] if reference_on_server(cfg) else [None]) + \
         ([cfg.algorithm.distill.teacher_path] if cfg.algorithm.distill.teacher_path else [])
+    server = ray.remote(concurrency_groups=PROBE_GROUP)(ReferenceServer)
     reference, *teacher = [
         # stateless: Ray restarts a killed server, and the pipeline re-sends the call it died in
-        None if path is None else ray.remote(ReferenceServer).options(**actor_options(groups, "reference", i),
-                                                                      max_restarts=-1).remote(
+        None if path is None else server.options(**actor_options(groups, "reference", i), max_restarts=-1).remote(
             path, cfg.model.dtype, cfg.rollout.temperature, pad_id, cfg.learner.micro_batch_size, cfg.learner,
             cfg.cluster.reference.cpus, cfg.cluster.threads)
         for i, path in enumerate(servers)]
-    W = cfg.learner.world_size
+    W, learner = cfg.learner.world_size, ray.remote(concurrency_groups=PROBE_GROUP)(LearnerWorker)
 
     def make_learner(rank: int, c: LearnerRoleConfig):  # also used to rebuild the group after a rank died
-        return ray.remote(LearnerWorker).options(**actor_options(groups, "learner", rank)).remote(c, model_path, rank, W)
+        return learner.options(**actor_options(groups, "learner", rank)).remote(c, model_path, rank, W)
 
     learner_cfg = learner_role_config(cfg)
     learners = [make_learner(i, learner_cfg) for i in range(W)]
     ray.get([e.get_version.remote() for e in fleet.engines])  # surface engine start-up errors here
-    learner_group = LearnerGroup(learners, learner_cfg, make_learner)
+    learner_group = LearnerGroup(learners, learner_cfg, make_learner, deadlines)
     paths = {"reference": model_path, **({"teacher": cfg.algorithm.distill.teacher_path} if teacher else {})}
-    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults, paths)
+    return Roles(fleet, verifiers, reference, learner_group, teacher[0] if teacher else None, faults, paths, deadlines)
 
 
 def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:

@@ -31,6 +31,10 @@ class ReferenceServer:
         self.last_call: dict = {}
         self.load(model_path)
 
+    def ping(self) -> bool:
+        """Liveness probe (rlsys/runtime/deadlines.py), answered in its own concurrency group."""
+        return True
+
     def load(self, model_path: str) -> str:
         self.model = load_causal_lm(model_path, self.dtype, self.learner, self.device).eval()
         self.model_path = model_path

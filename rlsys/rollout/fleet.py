@@ -28,18 +28,20 @@ from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
 from rlsys.rollout.worker import EngineOutput
+from rlsys.runtime.deadlines import FLOOR_S, HANG_FACTOR, START_S, SUSPECT_FACTOR, Deadlines
 from rlsys.runtime.faults import FaultLog
+from rlsys.runtime.watchdog import WAITS
 from rlsys.seeds import group_seed
 
 # vLLM sleep level while the learners train: 1 moves weights to host memory and drops the KV
 # cache (keeps a frozen draft and the model's buffers); 2 would drop weights too.
 SLEEP_LEVEL = 1
 CatchUp = Callable[[list, int], object]  # (engines, version): push that version's weights into them
-# Deadlines (seconds, each times cluster.deadline_scale). A streaming call may go HANG_FACTOR x the
-# slowest group time seen (p99) without a message, never less than HANG_FLOOR_S; an engine that has not
-# answered yet builds vLLM on its first request, so it gets START_S; a short call (a probe, memory
-# figures) gets HANG_FLOOR_S.
-HANG_FACTOR, HANG_FLOOR_S, START_S = 10.0, 30.0, 900.0
+# Deadlines (rlsys/runtime/deadlines.py: its floor, factors and start-up limit, times cluster.deadline_scale).
+# A streaming call that sends no message for SUSPECT_FACTOR x the slowest group time seen (p99) must
+# answer a probe within the floor; it may go HANG_FACTOR x p99 without a message at all (its engine core
+# may be stuck while the actor answers). An engine that has not answered yet builds vLLM on its first
+# request, so it gets START_S; a short call (a probe, memory figures) gets the floor.
 
 
 class FleetError(RuntimeError):
@@ -52,12 +54,12 @@ class EngineHung(RuntimeError):
 
 class RolloutFleet:
     def __init__(self, engines: list, rollout: RolloutConfig, make_engine: Callable[[int], object] | None = None,
-                 faults: FaultLog | None = None, deadline_scale: float = 1.0):
+                 faults: FaultLog | None = None, deadlines: Deadlines | None = None):
         """rollout: sampling defaults and restart budget. make_engine(i) starts a replacement for engine
-        i (same placement bundle); without it a dead engine fails the step. deadline_scale multiplies
-        every deadline (cluster.deadline_scale; 0 = wait forever)."""
+        i (same placement bundle); without it a dead engine fails the step. deadlines: their scale
+        (cluster.deadline_scale; 0 = wait forever) and a fixed rollout deadline (cluster.deadline_s.rollout)."""
         self.engines, self.rollout, self.make_engine = list(engines), rollout, make_engine
-        self.faults, self.deadline_scale = faults or FaultLog(), deadline_scale
+        self.faults, self.deadlines = faults or FaultLog(), deadlines or Deadlines()
         self.group_seconds: deque[float] = deque(maxlen=1000)  # wall time of the newest groups returned
         self._group_p99 = 0.0  # their 99th percentile, updated once per engine message
         self.answered: set[int] = set()  # engines that returned a group since they (re)started
@@ -124,7 +126,7 @@ class RolloutFleet:
         refs = {getattr(e, method).remote(): i for i, e in enumerate(self.engines) if i not in self.starting.values()}
         if not refs:
             return {}, [], {}
-        limit = self._deadline(None)
+        limit = self._deadline(None)[1]
         ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=None if math.isinf(limit) else limit)
         answers, dead = {}, {}
         for ref in ready:
@@ -137,27 +139,30 @@ class RolloutFleet:
         return answers, [refs[ref] for ref in late], dead
 
     # ---- deadlines -------------------------------------------------------------------------------
-    def _deadline(self, e: int | None) -> float:
-        """Seconds engine e's streaming call may go without a message (e None: a short call)."""
-        if self.deadline_scale <= 0:
-            return math.inf
+    def _deadline(self, e: int | None) -> tuple[float, float]:
+        """(suspect, hung): seconds engine e's streaming call may go without a message before it must
+        answer a probe, and at all (e None: a short call)."""
+        scale, fixed = self.deadlines.scale, self.deadlines.fixed.get("rollout")
+        if scale <= 0:
+            return math.inf, math.inf
         if e is None:
-            base = HANG_FLOOR_S
-        elif e not in self.answered or not self.group_seconds:
-            base = START_S
-        else:
-            base = max(HANG_FLOOR_S, HANG_FACTOR * self._group_p99)
-        return self.deadline_scale * base
+            return scale * FLOOR_S, scale * FLOOR_S
+        if fixed:
+            return min(fixed, scale * FLOOR_S), fixed
+        if e not in self.answered or not self.group_seconds:
+            return scale * START_S, scale * START_S
+        return (scale * max(FLOOR_S, SUSPECT_FACTOR * self._group_p99),
+                scale * max(FLOOR_S, HANG_FACTOR * self._group_p99))
 
     def _kill_hung(self, e: int, waiting_for: str, deadline: float | None = None) -> EngineHung:
         """Kill engine e, alive but silent past its deadline (default: the short calls'); the caller
         restarts it (or the next sync_targets() does)."""
         import ray
 
-        deadline = self._deadline(None) if deadline is None else deadline
+        deadline = self._deadline(None)[1] if deadline is None else deadline
         self.faults.add("faults/hangs_rollout")
         err = EngineHung(f"rollout engine {e} sent nothing for {deadline:.0f} s ({waiting_for}); its deadline "
-                         f"(cluster.deadline_scale={self.deadline_scale}) passed: killed and handled as a death")
+                         f"(cluster.deadline_scale={self.deadlines.scale}) passed: killed and handled as a death")
         print(f"[rlsys] {err}", flush=True)
         ray.kill(self.engines[e])
         return err
@@ -192,6 +197,7 @@ class RolloutFleet:
         seed_of = lambda g: group_seed(seed, int(prompt_idx[g]))  # noqa: E731  (also names the group)
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
         heard: dict = {}  # streaming call -> when it was sent or last sent a message (its deadline runs from there)
+        alive: set = set()  # streaming calls whose engine answered a probe since their last message
         waiting: list[int] = []  # groups with no live engine to take them yet
 
         def submit(groups: list[int]) -> None:
@@ -210,25 +216,39 @@ class RolloutFleet:
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call], heard[call] = (e, set(gs)), time.monotonic()
 
+        def due(c) -> float:  # when call c is next checked: its suspect deadline, then (alive) its hung one
+            return heard[c] + self._deadline(calls[c][0])[1 if c in alive else 0]
+
+        def owed() -> str:  # for the watchdog
+            now = time.monotonic()
+            return ", ".join(f"engine {e} owes {len(gs)} groups, last message {now - heard[c]:.0f} s ago"
+                             for c, (e, gs) in list(calls.items())) or f"{len(waiting)} groups wait for an engine"
+
         submit(list(range(len(prompt_idx))))
         try:
-            while calls or waiting:
-                waitables = list(calls) + list(self.starting)
-                now = time.monotonic()
-                due = min((heard[c] + self._deadline(e) - now for c, (e, _) in calls.items()), default=math.inf)
-                ray.wait(waitables, num_returns=1, timeout=None if math.isinf(due) else max(0.0, due))
-                ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
-                for w in ready:
-                    if w in self.starting:
-                        self._engine_ready(w, catch_up)
-                        again, waiting[:] = waiting[:], []
-                        submit(again)
-                    elif w in calls:
-                        heard[w] = time.monotonic()
-                        yield from self._receive(w, calls, submit, cost, data, prompt_idx, seed_of)
-                now = time.monotonic()
-                for e in {e for c, (e, _) in calls.items() if now - heard[c] > self._deadline(e)}:
-                    self._hung(e, calls, submit, seed_of)
+            with WAITS.waiting("rollout", owed):
+                while calls or waiting:
+                    waitables = list(calls) + list(self.starting)
+                    wait = min((due(c) for c in calls), default=math.inf) - time.monotonic()
+                    ray.wait(waitables, num_returns=1, timeout=None if math.isinf(wait) else max(0.0, wait))
+                    ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
+                    for w in ready:
+                        if w in self.starting:
+                            self._engine_ready(w, catch_up)
+                            again, waiting[:] = waiting[:], []
+                            submit(again)
+                        elif w in calls:
+                            heard[w] = time.monotonic()
+                            alive.discard(w)
+                            yield from self._receive(w, calls, submit, cost, data, prompt_idx, seed_of)
+                    now = time.monotonic()
+                    for e in {calls[c][0] for c in calls if now >= due(c)}:
+                        mine = [c for c in calls if calls[c][0] == e]
+                        silent = now - max(heard[c] for c in mine)
+                        if any(c in alive for c in mine) or not self._answers_probe(e):
+                            self._hung(e, calls, submit, seed_of, silent)
+                        else:
+                            alive.update(mine)  # slow, not stopped: checked again at its hung deadline
         finally:  # the consumer stopped early (or failed): drop what is still running
             for call, (e, owed) in calls.items():
                 self.load[e] -= sum(cost[g] for g in owed)
@@ -260,10 +280,25 @@ class RolloutFleet:
         for g, out in items:
             yield group_batch(data, int(prompt_idx[g]), g, out)
 
-    def _hung(self, e: int, calls: dict, submit, seed_of) -> None:
+    def _answers_probe(self, e: int) -> bool:
+        """Engine e's actor answers a short call (a dead one counts as answering: its call reports the death)."""
+        import ray
+        from ray.exceptions import GetTimeoutError
+
+        limit = self._deadline(None)[0]
+        try:
+            ray.get(self.engines[e].get_version.remote(), timeout=None if math.isinf(limit) else limit)
+        except GetTimeoutError:
+            return False
+        except Exception as err:
+            if not engine_died(err):
+                raise
+        return True
+
+    def _hung(self, e: int, calls: dict, submit, seed_of, silent: float) -> None:
         """Engine e's call sent nothing past its deadline: killed, restarted, its groups re-sent."""
         owed = sum(len(gs) for i, gs in calls.values() if i == e)
-        self._resend(e, self._kill_hung(e, f"{owed} groups owed", self._deadline(e)), calls, submit, seed_of)
+        self._resend(e, self._kill_hung(e, f"{owed} groups owed", silent), calls, submit, seed_of)
 
     def _resend(self, e: int, err: BaseException, calls: dict, submit, seed_of) -> None:
         """Engine e is gone: restart it and send the groups it owed to the others."""

@@ -1,5 +1,6 @@
 """Infrastructure faults of stateless actors (verifiers, reference, teacher): retry on the
-restarted actor, count it, and never let a lost answer pass as a real one.
+restarted actor, count it, and never let a lost answer pass as a real one. A hung actor (past its
+deadline, rlsys/runtime/deadlines.py) is killed and handled as a death, counted as faults/hangs_<role>.
 
 The actors are started with Ray's `max_restarts=-1`, so a killed one comes back by itself; a call
 that was in flight when it died raises RayActorError here and is sent again (to the restarted
@@ -15,6 +16,8 @@ import threading
 import time
 from collections import Counter
 from typing import Callable
+
+from rlsys.runtime.deadlines import ActorHung, Deadlines, get_within
 
 log = logging.getLogger("rlsys.runtime.faults")
 
@@ -48,24 +51,36 @@ class FaultLog:
 
 
 def call_with_retries(submit: Callable[[int], tuple[object, object]], role: str, faults: FaultLog,
-                      retries: int = RETRIES, restart_timeout_s: float = RESTART_TIMEOUT_S):
+                      retries: int = RETRIES, restart_timeout_s: float = RESTART_TIMEOUT_S,
+                      deadlines: Deadlines | None = None, units: float = 1.0,
+                      worst_case: float | Callable[[], float] = 0.0):
     """ray.get of the call submit(attempt) starts, returning (actor, ref); when the actor dies
-    mid-call, wait for Ray to restart it and start the call again (submit may pick another actor).
-    Raises ActorLost after retries + 1 deaths."""
+    mid-call, or hangs past its deadline (then it is killed), wait for Ray to restart it and start
+    the call again (submit may pick another actor). Raises ActorLost after retries + 1 failures.
+    units, worst_case: the call's work and its own worst case (or a function giving it once the call is
+    submitted), for its deadlines (rlsys/runtime/deadlines.py)."""
     import ray
     from ray.exceptions import RayActorError
 
     for attempt in range(retries + 1):
         actor, ref = submit(attempt)
         try:
-            return ray.get(ref)
+            if deadlines is None:
+                return ray.get(ref)
+            worst = worst_case() if callable(worst_case) else worst_case
+            return get_within(ref, actor, role, deadlines, units, worst, f"attempt {attempt + 1}")
+        except ActorHung as e:
+            faults.add(f"faults/hangs_{role}")
+            last = e
+            wait_restarted(actor, restart_timeout_s)
         except RayActorError as e:
             faults.add(f"faults/{role}_deaths")
             log.warning("%s actor died during a call (attempt %d of %d): %s", role, attempt + 1, retries + 1,
                         str(e).splitlines()[0][:200])
             last = e
             wait_restarted(actor, restart_timeout_s)
-    raise ActorLost(f"{role}: the actor died on all {retries + 1} attempts of one call ({last.__class__.__name__})")
+    raise ActorLost(f"{role}: the actor died or hung on all {retries + 1} attempts of one call "
+                    f"({last.__class__.__name__})")
 
 
 def wait_restarted(actor, timeout_s: float) -> bool:

@@ -15,7 +15,10 @@ import threading
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
+from rlsys.config import VerifierConfig
+from rlsys.runtime.deadlines import Deadlines
 from rlsys.runtime.faults import ActorLost, FaultLog, call_with_retries
+from rlsys.verify.scorer import GRACE_S
 from rlsys.verify.details import VerifierDetails
 
 
@@ -33,8 +36,12 @@ def require_scored(batch: RolloutBatch, where: str) -> RolloutBatch:
 
 
 class VerifierPool:
-    def __init__(self, workers: list, faults: FaultLog | None = None):
-        self.workers, self.faults = workers, faults or FaultLog()
+    def __init__(self, workers: list, faults: FaultLog | None = None, deadlines: Deadlines | None = None,
+                 cfg: VerifierConfig | None = None):
+        """deadlines: a worker stuck past one is killed and its samples re-scored (None: wait forever);
+        cfg: the workers' verifier config (their sandbox limits bound a call's own worst case)."""
+        self.workers, self.faults, self.deadlines = workers, faults or FaultLog(), deadlines
+        self.cfg = cfg or VerifierConfig()
         self._in_flight = [0] * len(workers)
         self._lock = threading.Lock()
 
@@ -67,12 +74,17 @@ class VerifierPool:
             with self._lock:  # the least-busy actor; a restarted one is as good as any
                 j = int(np.argmin(self._in_flight))
                 self._in_flight[j] += k
+                queued[0] = self._in_flight[j]  # this call's samples and those it shares the scorers with
             held.append(j)
             return self.workers[j], self.workers[j].score.remote(responses, truths, sources, extras)
 
         held: list[int] = []
+        queued = [k]
+        # Its own worst case: every sample it waits behind hits the sandbox limit, concurrency at a time.
+        worst = lambda: math.ceil(queued[0] / self.cfg.concurrency) * (self.cfg.timeout_s + GRACE_S)  # noqa: E731
         try:
-            return call_with_retries(submit, "verifier", self.faults)
+            return call_with_retries(submit, "verifier", self.faults, deadlines=self.deadlines, units=k,
+                                     worst_case=worst)
         except ActorLost as e:
             self.faults.add("faults/verifier_samples_lost", k)
             lost = [VerifierDetails(reason="verifier actor lost", error=str(e), lost=True) for _ in range(k)]

@@ -36,6 +36,10 @@ class VerifierWorker:
     def ready(self) -> bool:
         return True
 
+    def ping(self) -> bool:
+        """Liveness probe (rlsys/runtime/deadlines.py), answered in its own concurrency group."""
+        return True
+
     def pid(self) -> int:
         """This actor's process (tests kill it to check the pool's fault handling)."""
         import os

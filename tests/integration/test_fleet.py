@@ -16,6 +16,7 @@ import psutil
 import pytest
 import ray
 
+from rlsys.runtime.deadlines import FLOOR_S
 from rlsys.runtime.faults import FaultLog
 from rlsys.config import RLSysConfig
 from rlsys.data.dataset import PromptDataset
@@ -54,6 +55,9 @@ class FakeEngine:
 
     async def set_version(self, version):
         self.version = version
+
+    async def set_delay(self, delay):
+        self.delay = delay
 
     async def get_version(self):
         return self.version
@@ -205,21 +209,20 @@ def test_killed_engine_is_replaced_and_its_groups_resent(ray_session):
 
 def test_a_stopped_engine_is_killed_at_its_deadline_and_its_groups_resent(ray_session):
     """An engine alive but stuck (SIGSTOP) is found at its deadline, not by Ray's health check minutes
-    later: killed, restarted, its groups re-sent; every group comes back once, none is made up."""
-    from rlsys.rollout.fleet import HANG_FLOOR_S
-
+    later: past its suspect deadline it does not answer a probe, so it is killed, restarted and its
+    groups re-sent; every group comes back once, none is made up."""
     fleet, _ = fake_fleet(2, delay=0.05)
-    fleet.deadline_scale = 0.1  # deadlines of 3 s (the floor): the groups take 0.05-0.2 s
+    fleet.deadlines.scale = 0.1  # deadlines of 3 s (the floor): the groups take 0.05-0.2 s
     data = fake_data([5] * 24)
     fleet.generate(data, np.arange(24), seed=1)  # both engines have answered: their measured deadline applies
-    deadline = 0.1 * HANG_FLOOR_S
+    suspect, probe = 0.1 * FLOOR_S, 0.1 * FLOOR_S
     stuck = fleet.engines[0]
     os.kill(ray.get(stuck.pid.remote()), signal.SIGSTOP)
     t0 = time.monotonic()
     got = list(fleet.stream(data, np.arange(24), seed=2))
     took = time.monotonic() - t0
     assert sorted(int(g.group_id[0]) for g in got) == list(range(24)) and all(len(g) == 4 for g in got)
-    assert deadline <= took < deadline + 10, took  # found at its deadline, then the other engine answered
+    assert suspect <= took < suspect + probe + 10, took  # found at its deadline, then the other engine answered
     assert fleet.faults.take() == {"faults/hangs_rollout": 1} and fleet.restarts == 1 and fleet.resent > 0
     assert fleet.engines[0] is not stuck
     fleet.wait_ready()
@@ -227,10 +230,23 @@ def test_a_stopped_engine_is_killed_at_its_deadline_and_its_groups_resent(ray_se
     os.kill(ray.get(fleet.engines[1].pid.remote()), signal.SIGSTOP)
     t0 = time.monotonic()
     targets = fleet.sync_targets()
-    assert time.monotonic() - t0 < deadline + 10 and fleet.restarts == 2
+    assert time.monotonic() - t0 < probe + 10 and fleet.restarts == 2
     assert fleet.faults.take() == {"faults/hangs_rollout": 1} and len(targets) == 1  # the new one still starts
     fleet.wait_ready()
     assert len(fleet.generate(data, np.arange(24), seed=3)) == 24 * 4
+
+
+def test_a_slow_engine_that_answers_probes_is_left_to_finish(ray_session):
+    """Groups suddenly 15x slower than measured (past the suspect deadline), on an engine that answers
+    its probe: slow, not stuck; nothing is killed before the hung deadline (fixed here, cluster.deadline_s)."""
+    fleet, _ = fake_fleet(1, delay=0.05)
+    fleet.deadlines.scale, fleet.deadlines.fixed = 0.1, {"rollout": 20.0}
+    data = fake_data([5] * 4)
+    fleet.generate(data, np.arange(4), seed=1)
+    ray.get(fleet.engines[0].set_delay.remote(1.5))  # groups of 1.5-6 s: past the 3 s suspect deadline
+    t0 = time.monotonic()
+    assert len(fleet.generate(data, np.arange(4), seed=1)) == 16
+    assert time.monotonic() - t0 >= 0.1 * FLOOR_S and fleet.restarts == 0 and fleet.faults.take() == {}
 
 
 def test_engine_dead_before_a_sync_is_replaced_and_synced(ray_session):

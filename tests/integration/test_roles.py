@@ -204,3 +204,45 @@ def test_a_swapped_server_model_survives_a_restart(setup, tmp_path):
     finally:
         roles.server_paths["reference"] = model_path
         ray.get(roles.reference.load.remote(model_path))
+
+
+def test_a_stopped_reference_server_and_learner_rank_are_found_at_their_deadline(setup):
+    """SIGSTOP (alive but stuck) mid-call: the reference server does not answer its probe past the
+    suspect deadline, so it is killed, Ray restarts it and the call is sent again (same answer); a stopped
+    learner rank is named in LearnerHung, its peer (waiting in a collective, answering probes) is not; the
+    controller rebuilds the group from its last checkpoint, and the rebuilt group trains."""
+    import os
+    import signal
+    import time
+
+    from rlsys.learner.group import LearnerHung
+    from rlsys.loop.pipeline import server_logprobs
+    from rlsys.runtime.deadlines import FLOOR_S
+
+    cfg, roles, train, _ = setup
+    pid_of = lambda actor: ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))  # noqa: E731
+    batch = roles.fleet.generate(train, np.arange(16), seed=5)
+    expected = server_logprobs(roles, "reference", batch)  # measured: its deadlines derive from this call
+    scored = scored_batch(roles, train, seed=10)
+    roles.learners.train(scored)
+    roles.faults.take()
+    roles.deadlines.scale = 0.1  # a floor of 3 s
+    try:
+        pid = pid_of(roles.reference)
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        got = server_logprobs(roles, "reference", batch)
+        took = time.monotonic() - t0
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+        assert roles.faults.take() == {"faults/hangs_reference": 1} and pid_of(roles.reference) != pid
+        assert 0.1 * FLOOR_S <= took < 2 * 0.1 * FLOOR_S + 60, took  # suspect + probe, then restart and re-send
+
+        os.kill(pid_of(roles.learners.actors[0]), signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(LearnerHung, match=r"learner rank\(s\) \[0\] of 2 did not answer a liveness probe"):
+            roles.learners.train(scored)
+        assert 0.1 * FLOOR_S <= time.monotonic() - t0 < 2 * 0.1 * FLOOR_S + 10
+    finally:
+        roles.deadlines.scale = 1.0
+    roles.learners.rebuild()
+    assert np.isfinite(roles.learners.train(scored)["actor/grad_norm"])

@@ -103,6 +103,34 @@ def test_a_verifier_actor_killed_mid_call_is_rescored_never_scored_zero(pool):
     assert pool._in_flight == [0, 0]
 
 
+def test_a_stopped_verifier_actor_is_killed_at_its_deadline_and_rescored(pool):
+    """SIGSTOP of a verifier actor (alive but stuck) mid-call: past its suspect deadline it does not answer
+    a probe, so it is killed (Ray restarts it) and its samples are scored again, with their real rewards."""
+    import os
+    import signal
+
+    import ray
+
+    from rlsys.runtime.deadlines import FLOOR_S
+
+    n = 12
+    responses, truths = [str(i % 3) for i in range(n)], ["0"] * n
+    pool.score_texts(responses, truths, ["test_slow"] * n)  # measured: 0.25 s per sample
+    pool.faults.take()
+    pool.deadlines.scale = 0.1  # a floor of 3 s
+    try:
+        os.kill(ray.get(pool.workers[0].pid.remote()), signal.SIGSTOP)
+        t0 = time.monotonic()
+        rewards, details = pool.score_texts(responses, truths, ["test_slow"] * n)
+        took = time.monotonic() - t0
+    finally:
+        pool.deadlines.scale = 1.0
+    assert rewards.tolist() == [float(r == "0") for r in responses], details
+    assert pool.faults.take() == {"faults/hangs_verifier": 1}
+    assert 0.1 * FLOOR_S <= took < 2 * 0.1 * FLOOR_S + 30, took  # suspect + probe, then a restart and a re-score
+    assert pool._in_flight == [0, 0]
+
+
 def test_samples_no_actor_could_score_are_lost_not_zero(pool):
     """Every attempt dies (an actor with no restarts left): NaN rewards marked lost, and
     require_scored refuses them for evaluation."""
