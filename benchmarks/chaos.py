@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/chaos.py [--steps 12] [--every 2] [--seed 0] [--out benchmarks/results/chaos]
     .venv/bin/python benchmarks/chaos.py --checkpoint-io tiny smollm2_135m   # save/load time against size
-    .venv/bin/python benchmarks/chaos.py --hangs [--steps 12 --every 2]      # engines stopped, not killed
+    .venv/bin/python benchmarks/chaos.py --hangs [--kinds engine verifier reference learner]  # stopped, not killed
 
 Chaos: both runs are the embedded default with a reference (algorithm.kl.coef) and 2 learner
 ranks, checkpointing every --every steps. Once step s (a multiple of --every) is logged, one victim
@@ -13,9 +13,9 @@ per five kills, in a seeded order. Reports the kills, whether the run finished e
 restarts and lost samples the run counted (faults/* metrics), and whether its metrics and
 rollouts equal the undisturbed run's bitwise (scripts/compare_runs.py; the fault counts aside).
 
---hangs: every victim is a rollout engine, stopped (SIGSTOP: alive but stuck) rather than killed;
-each hang's detection time is the time from the stop to the fleet's "sent nothing for" line in the
-run's log (the only role with a deadline so far, rlsys/rollout/fleet.py).
+--hangs: the victims (--kinds, in turn) are stopped (SIGSTOP: alive but stuck) rather than killed;
+each hang's detection time is the time from the stop to the line its role's deadline check writes in
+the run's log (rlsys/runtime/deadlines.py, rlsys/rollout/fleet.py).
 
 --checkpoint-io: one learner rank (no Ray) of each model after one optimizer step (so AdamW's
 moments exist): the seconds to save and load its resumable checkpoint (rlsys/learner/sharded_state.py)
@@ -87,10 +87,22 @@ def kill_controller(proc: subprocess.Popen) -> None:
         pass
 
 
-HUNG = "sent nothing for"  # the fleet's line when an engine's deadline passes
+HUNG = {"engine": "sent nothing for", "verifier": "[rlsys] verifier actor ", "reference": "[rlsys] reference actor ",
+        "learner": "[rlsys] learner rank(s) "}  # the line each role's deadline check writes when it finds a hang
 
 
-def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int, hangs: bool = False) -> dict:
+def found_hangs(log_path: Path, kills: list[dict]) -> None:
+    """A new hang line of a kind: the oldest stop of that kind not yet found was found now."""
+    text = log_path.read_text(errors="replace")
+    for kind, line in HUNG.items():
+        mine = [k for k in kills if k["kind"] == kind]
+        new = text.count(line) - sum("detected_after_s" in k for k in mine)
+        for k in [k for k in mine if "stopped_at" in k][:max(0, new)]:
+            k["detected_after_s"] = round(time.monotonic() - k.pop("stopped_at"), 1)
+
+
+def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int, hangs: list[str] | None = None) -> dict:
+    """hangs: the kinds to stop (SIGSTOP) in turn; None: kill every kind (SIGKILL)."""
     rng, kills, order = random.Random(seed), [], []
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.parent / f"{run_dir.name}.log"
@@ -99,10 +111,8 @@ def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int, 
     while proc.poll() is None or (proc.returncode != 0 and kills and kills[-1]["kind"] == "controller"):
         if proc.poll() is not None:  # the controller was killed: rerun the same command, resuming
             proc = launch([*cmd, "trainer.resume=auto"], log)
-        if hangs:  # a new "sent nothing" line: the oldest stop not yet found, found now
-            new = log_path.read_text(errors="replace").count(HUNG) - sum("detected_after_s" in k for k in kills)
-            for k in [k for k in kills if "stopped_at" in k][:max(0, new)]:
-                k["detected_after_s"] = round(time.monotonic() - k.pop("stopped_at"), 1)
+        if hangs:
+            found_hangs(log_path, kills)
         logged = steps_logged(run_dir)
         due = [s for s in logged if s % every == 0 and s < steps and s not in done]
         if not due:
@@ -111,7 +121,7 @@ def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int, 
         step = due[0]
         done.add(step)
         if not order:
-            order = ["engine"] if hangs else rng.sample(list(KINDS), len(KINDS))
+            order = list(reversed(hangs)) if hangs else rng.sample(list(KINDS), len(KINDS))
         kind = order.pop()
         time.sleep(rng.uniform(0.0, 1.5))  # into step + 1
         if kind == "controller":
@@ -160,7 +170,7 @@ def chaos(a) -> dict:
     subprocess.run([*base, f"hydra.run.dir={quiet}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     quiet_s = time.monotonic() - t0
     noisy = out / "chaos"
-    result = chaos_run([*base, f"hydra.run.dir={noisy}"], noisy, a.steps, a.every, a.seed, a.hangs)
+    result = chaos_run([*base, f"hydra.run.dir={noisy}"], noisy, a.steps, a.every, a.seed, a.kinds if a.hangs else None)
     logged = steps_logged(noisy)
     diffs = [d for d in compare(quiet, noisy) if "faults/" not in d and "engine_restarts" not in d]  # counts of the kills
     n = next(int(x.split("=")[1]) for x in [*base, "rollout.n=8"] if x.startswith("rollout.n="))
@@ -219,7 +229,9 @@ def main() -> None:
     p.add_argument("--every", type=int, default=2, help="kill after every N-th step (also the checkpoint interval)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "chaos"))
-    p.add_argument("--hangs", action="store_true", help="stop (SIGSTOP) an engine instead of killing a process")
+    p.add_argument("--hangs", action="store_true", help="stop (SIGSTOP) actors instead of killing processes")
+    p.add_argument("--kinds", nargs="+", default=["engine", "verifier", "reference", "learner"],
+                   choices=[k for k in KINDS if k != "controller"], help="with --hangs: the roles stopped, in turn")
     p.add_argument("--checkpoint-io", nargs="*", metavar="MODEL", help="time checkpoint save/load for these models instead")
     p.add_argument("overrides", nargs="*", help="more Hydra overrides for both runs")
     a = p.parse_args()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class LearnerGroup:
         self.actors = [self.make(rank, self.cfg) for rank in range(len(self.actors))]
         self._setup()
 
-    def _get(self, refs: list, kind: str = "learner", units: float = 1.0) -> list:
+    def _get(self, refs: list, kind: str = "learner", units: float = 1.0, on_suspect=None) -> list:
         """ray.get of one call on every rank, raising LearnerLost if a rank died or hung (its deadline
         passed: runtime/deadlines.py). Not a plain ray.get: the dead rank's peers may wait in a
         collective with it until the process group's timeout."""
@@ -92,6 +93,9 @@ class LearnerGroup:
                 if not ready:
                     if failed is not None:  # the rest still wait on the failed rank
                         break
+                    if on_suspect is not None and on_suspect():  # a stuck dependency was removed:
+                        t0 = time.monotonic()  # the call's deadlines start again
+                        continue
                     self._check_alive([refs.index(r) for r in pending], kind, time.monotonic() - t0, hung)
                     continue
                 try:
@@ -206,9 +210,12 @@ class LearnerGroup:
         moves[idle] = True
         return batch if moves.all() else batch.select(np.nonzero(moves)[0])
 
-    def push_weights(self, engines: list, version: int) -> SyncResult:
+    def push_weights(self, engines: list, version: int, on_suspect: Callable[[], int] | None = None) -> SyncResult:
+        """The weights into `engines`. on_suspect: called when the push runs past its suspect deadline,
+        before the ranks are probed; it returns how many stuck engines it killed (the fleet's kill_stuck:
+        the push then completes without them, reporting them failed, under fresh deadlines)."""
         return self._get([a.push_weights.remote(engines, version) for a in self.actors], "learner:push_weights",
-                         len(engines))[0]
+                         len(engines), on_suspect)[0]
 
     def save_state(self, path: str) -> None:
         """Sharded model/optimizer state, RNG and lr schedule of every rank into path (resumable)."""

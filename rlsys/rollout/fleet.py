@@ -84,6 +84,14 @@ class RolloutFleet:
         one, the caller's catch_up does (in sync mode the learners hold the fleet's version)."""
         self.version, self.snapshot = version, snapshot
 
+    def kill_stuck(self) -> int:
+        """Kill the serving engines that do not answer a short call (one stopped mid-push fails that push,
+        and lost_in_push restarts it; otherwise the next sync_targets() does). How many it killed."""
+        _, hung, _ = self._call_serving("get_version")
+        for i in hung:
+            self._kill_hung(i, "a probe during a weight push")
+        return len(hung)
+
     def lost_in_push(self, engines: list) -> None:
         """Engines that died during a weight push: restarted, and given the served version when up."""
         for engine in engines:

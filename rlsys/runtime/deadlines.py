@@ -6,8 +6,11 @@ two limits, times cluster.deadline_scale (0 = wait forever):
 - suspect: max(FLOOR_S, SUSPECT_FACTOR x p99 seconds per unit x units). Past it the actor must answer a
   liveness probe (`ping`, in its own concurrency group, so a busy actor still answers) within FLOOR_S;
   one that does not is stopped, not slow: hung.
-- hung: max(FLOOR_S, HANG_FACTOR x p99 x units) plus the call's own worst case (a verifier's sandbox
-  timeouts): past it the actor is hung even if it answers probes (its work is stuck, not its process).
+- hung: max(FLOOR_S, HANG_FACTOR x the larger of p99 x units and the p99 of whole calls) plus the call's
+  own worst case (a verifier's sandbox timeouts): past it the actor is hung even if it answers probes
+  (its work is stuck, not its process). Generous on purpose: a false "hung" costs a restart, while a
+  stopped process is found at the suspect deadline; whole calls cover the fixed cost a small call pays
+  (an optimizer step, a collective).
 Before a kind of call has been measured, both are START_S (start-up loads models; nothing to derive
 from yet). cluster.deadline_s.<role> fixes a role's limits instead. A hung actor is killed; the caller
 handles it as a death (re-send, re-score, rebuild), under the same budgets.
@@ -38,15 +41,16 @@ class Deadlines:
     def __init__(self, scale: float = 1.0, fixed: dict[str, float] | None = None):
         """scale: cluster.deadline_scale; fixed: role -> seconds (cluster.deadline_s; 0 = derived)."""
         self.scale, self.fixed = scale, {k: v for k, v in (fixed or {}).items() if v > 0}
-        self._seen: dict[str, deque] = {}
-        self._p99: dict[str, float] = {}
+        self._seen: dict[str, deque] = {}  # kind -> (seconds per unit, seconds) of its newest calls
+        self._p99: dict[str, tuple[float, float]] = {}  # kind -> their 99th percentiles
         self._lock = threading.Lock()
 
     def record(self, kind: str, seconds: float, units: float = 1.0) -> None:
         with self._lock:
             seen = self._seen.setdefault(kind, deque(maxlen=1000))
-            seen.append(seconds / max(units, 1.0))
-            self._p99[kind] = float(np.percentile(seen, 99))
+            seen.append((seconds / max(units, 1.0), seconds))
+            per_unit, per_call = np.percentile(np.array(seen), 99, axis=0)
+            self._p99[kind] = float(per_unit), float(per_call)
 
     def limits(self, kind: str, units: float = 1.0, worst_case: float = 0.0) -> tuple[float, float]:
         """(suspect, hung) seconds for a call of `units` of work of this kind."""
@@ -55,12 +59,12 @@ class Deadlines:
             return math.inf, math.inf
         if role in self.fixed:
             return min(self.fixed[role], self.scale * FLOOR_S), self.fixed[role]
-        p99 = self._p99.get(kind)
-        if p99 is None:
+        if kind not in self._p99:
             return self.scale * START_S, self.scale * (START_S + worst_case)
-        per_call = p99 * max(units, 1.0)
-        return (self.scale * max(FLOOR_S, SUSPECT_FACTOR * per_call),
-                self.scale * (max(FLOOR_S, HANG_FACTOR * per_call) + worst_case))
+        per_unit, per_call = self._p99[kind]
+        work = per_unit * max(units, 1.0)
+        return (self.scale * max(FLOOR_S, SUSPECT_FACTOR * work),
+                self.scale * (max(FLOOR_S, HANG_FACTOR * max(work, per_call)) + worst_case))
 
     @property
     def probe_s(self) -> float:

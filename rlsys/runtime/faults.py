@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Callable
 
 from rlsys.runtime.deadlines import ActorHung, Deadlines, get_within
+from rlsys.runtime.watchdog import WAITS
 
 log = logging.getLogger("rlsys.runtime.faults")
 
@@ -72,30 +73,31 @@ def call_with_retries(submit: Callable[[int], tuple[object, object]], role: str,
         except ActorHung as e:
             faults.add(f"faults/hangs_{role}")
             last = e
-            wait_restarted(actor, restart_timeout_s)
+            wait_restarted(actor, restart_timeout_s, role)
         except RayActorError as e:
             faults.add(f"faults/{role}_deaths")
             log.warning("%s actor died during a call (attempt %d of %d): %s", role, attempt + 1, retries + 1,
                         str(e).splitlines()[0][:200])
             last = e
-            wait_restarted(actor, restart_timeout_s)
+            wait_restarted(actor, restart_timeout_s, role)
     raise ActorLost(f"{role}: the actor died or hung on all {retries + 1} attempts of one call "
                     f"({last.__class__.__name__})")
 
 
-def wait_restarted(actor, timeout_s: float) -> bool:
+def wait_restarted(actor, timeout_s: float, role: str = "actor") -> bool:
     """Until the actor answers again (Ray restarts it: calls meanwhile fail with 'restarting'),
     it is dead for good, or timeout_s passes. True if it answers."""
     import ray
     from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic()))
-            return True
-        except ActorDiedError:  # no restarts left
-            return False
-        except (RayActorError, GetTimeoutError):
-            time.sleep(0.5)
+    with WAITS.waiting(role, "its actor, restarted by Ray, to come back"):
+        while time.monotonic() < deadline:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                return True
+            except ActorDiedError:  # no restarts left
+                return False
+            except (RayActorError, GetTimeoutError):
+                time.sleep(0.5)
     return False

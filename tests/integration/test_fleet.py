@@ -265,7 +265,7 @@ def test_verify_and_reference_start_while_groups_still_generate(ray_session):
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 8  # reference chunks of 2 groups
     cfg.algorithm.kl.metric = True  # the reference runs (no objective term needs it by default)
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), faults=FaultLog(), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v, **_: fleet.catch_up(e, v)), faults=FaultLog(), reference=ray.remote(FakeReference).options(num_cpus=0).remote(),
                             server_paths={}, verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     ray.get([roles.reference.logprobs.remote([], []), *[w.score.remote([], [], []) for w in roles.verifiers.workers]])
     timer = StepTimer()  # actors are up: only the pipeline is timed
@@ -367,7 +367,7 @@ def test_every_group_once_when_no_reference_runs(ray_session):
     fleet, _ = fake_fleet(2, delay=0.01)
     cfg = fleet.cfg
     cfg.learner.micro_batch_size = 4  # a chunk per group
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=fleet.catch_up), faults=FaultLog(), reference=None,
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v, **_: fleet.catch_up(e, v)), faults=FaultLog(), reference=None,
                             verifiers=VerifierPool([ray.remote(VerifierWorker).options(num_cpus=0).remote()]))
     for seed in range(3):
         batch = stream_round(cfg, roles, fake_data([3] * 16), np.arange(16), seed=seed, timer=StepTimer())
@@ -428,7 +428,7 @@ def test_engine_dying_during_a_push_is_restarted_with_the_version_the_fleet_serv
 
     fleet = RolloutFleet([make(0), make(1, die=2)], cfg.rollout, make)
     sync = ObjectStoreSync(cfg)
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v: sync.push(model, e, v, True, keep_snapshot=True)))
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda e, v, **_: sync.push(model, e, v, True, keep_snapshot=True)))
     version1 = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
     stats = sync_weights(roles, 1)
     assert stats.failed == [1] and fleet.restarts == 1 and fleet.version == 1

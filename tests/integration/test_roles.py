@@ -246,3 +246,35 @@ def test_a_stopped_reference_server_and_learner_rank_are_found_at_their_deadline
         roles.deadlines.scale = 1.0
     roles.learners.rebuild()
     assert np.isfinite(roles.learners.train(scored)["actor/grad_norm"])
+
+
+def test_an_engine_stopped_mid_push_is_killed_and_the_push_completes_without_it(setup):
+    """SIGSTOP of an engine after the pre-push probe: past the push's suspect deadline the fleet probes
+    the engines and kills the silent one, so the push ends (reporting it failed) instead of waiting on
+    it; the restarted engine is then caught up to the pushed version."""
+    import os
+    import signal
+    import time
+
+    from rlsys.loop.pipeline import catch_up, sync_weights
+
+    cfg, roles, train, _ = setup
+    sync_weights(roles, 7)  # measured: the push's deadlines derive from this one
+    targets = roles.fleet.sync_targets()
+    stuck = targets[0]
+    roles.faults.take()
+    roles.deadlines.scale = 0.1  # a floor of 3 s
+    try:
+        os.kill(ray.get(stuck.__ray_call__.remote(lambda self: os.getpid())), signal.SIGSTOP)
+        t0 = time.monotonic()
+        stats = roles.learners.push_weights(targets, 8, on_suspect=roles.fleet.kill_stuck)
+        took = time.monotonic() - t0
+    finally:
+        roles.deadlines.scale = 1.0
+    assert stats.failed == [0] and took < 30, (stats.failed, took)
+    assert roles.faults.take() == {"faults/hangs_rollout": 1}
+    roles.fleet.serve(8)
+    roles.fleet.lost_in_push([targets[i] for i in stats.failed])
+    roles.fleet.wait_ready(catch_up(cfg, roles))
+    assert roles.fleet.engines[0] is not stuck
+    assert ray.get([e.get_version.remote() for e in roles.fleet.engines]) == [8] * len(roles.fleet.engines)

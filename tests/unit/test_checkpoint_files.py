@@ -218,9 +218,10 @@ def test_anchors_saved_when_verifier_details_were_dicts_resume_as_verifier_detai
     anchors.pool, anchors.cursor = make_batch([1, 2]), 1
     anchors.pool.verifier_details = [{"parsed": "1", "reason": "match", "seconds": 0.1}, {"reason": "x", "error": "E"}]
     (ckpt / "anchors.pkl").write_bytes(pickle.dumps(anchors))
-    fleet = SimpleNamespace(sync_targets=lambda: [], serve=lambda v, snap: None, lost_in_push=lambda engines: None)
+    fleet = SimpleNamespace(sync_targets=lambda: [], serve=lambda v, snap: None, lost_in_push=lambda engines: None,
+                            kill_stuck=lambda: 0)
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(load_state=lambda path: None,
-                                                                  push_weights=lambda e, v: SyncResult(0, 0.0)))
+                                                                  push_weights=lambda e, v, **_: SyncResult(0, 0.0)))
     state, back = restore(ckpt, config(run), roles, base_model="/m", log=lambda msg: None)
     assert state.step == 1 and back.cursor == 1
     assert back.pool.verifier_details == [VerifierDetails(reason="match", seconds=0.1, extra={"parsed": "1"}),

@@ -147,14 +147,14 @@ def test_sync_weights_hands_the_snapshot_to_the_fleet_and_restarts_the_engines_l
 
     served, lost = [], []
     fleet = SimpleNamespace(sync_targets=lambda: ["e0", "e1", "e2"], serve=lambda v, snap: served.append((v, snap)),
-                            lost_in_push=lost.extend)
+                            lost_in_push=lost.extend, kill_stuck=lambda: 0)
     pushed = SyncResult(bytes=10, seconds=1.0, failed=[1], snapshot=["bucket0", "bucket1"])
-    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda engines, v: pushed))
+    roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda engines, v, **_: pushed))
     stats = sync_weights(roles, 3)
     [(version, snapshot)] = served
     assert version == 3 and snapshot.args == (["bucket0", "bucket1"],)  # restarted engines get version 3's buckets
     assert lost == ["e1"] and stats.snapshot is None and stats.bytes == 10
-    roles.learners.push_weights = lambda engines, v: SyncResult(bytes=0, seconds=0.0)  # sync mode: nothing kept
+    roles.learners.push_weights = lambda engines, v, **_: SyncResult(bytes=0, seconds=0.0)  # sync mode: nothing kept
     sync_weights(roles, 4)
     assert served[-1] == (4, None) and lost == ["e1"]
 
