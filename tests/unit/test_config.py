@@ -30,6 +30,14 @@ def test_overrides_apply():
     assert (cfg.trainer.steps, cfg.rollout.n, cfg.algorithm.optim.lr) == (30, 4, 2e-5)
 
 
+def test_a_role_deadline_override_fixes_that_roles_hung_limit():
+    from rlsys.loop.roles import deadlines_of
+
+    d = deadlines_of(compose_cfg(["cluster.deadline_s.learner=600", "cluster.deadline_scale=2"]))
+    assert d.limits("learner:train_step")[1] == 600.0 and d.limits("learner:push_weights")[1] == 600.0
+    assert d.limits("verifier") == (2 * 900.0, 2 * 900.0)  # derived (start-up: nothing measured), scaled
+
+
 def test_unknown_key_fails_naming_it():
     with pytest.raises(ConfigCompositionException) as e:
         compose_cfg(["trainer.stepz=3"])
@@ -56,6 +64,7 @@ def test_bad_type_fails_naming_key():
     ("learner.mixed_precision=fp8", "learner.mixed_precision"),
     ("cluster.threads=all", "cluster.threads"),
     ("cluster.deadline_scale=-1", "cluster.deadline_scale"),
+    ("cluster.deadline_s.verifier=-5", "cluster.deadline_s.verifier"),
 ])
 def test_bad_values_fail_naming_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
