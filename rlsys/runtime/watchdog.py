@@ -15,7 +15,9 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-EVERY_S, SLOW_FACTOR, MIN_S = 30.0, 3.0, 60.0  # speak every EVERY_S once a step is past max(MIN_S, 3 x median)
+# Speak every EVERY_S once a step is past max(MIN_S, 3 x the median step); the first step (start-up:
+# models load, vLLM builds) only past FIRST_S.
+EVERY_S, SLOW_FACTOR, MIN_S, FIRST_S = 30.0, 3.0, 60.0, 300.0
 
 
 class Waits:
@@ -58,8 +60,8 @@ class Watchdog:
     """Started around the RL loop: step_started/step_ended mark the steps; a daemon thread speaks."""
 
     def __init__(self, log: Callable[[str], None] = print, every_s: float = EVERY_S, waits: Waits = WAITS,
-                 min_s: float = MIN_S):
-        self.log, self.every_s, self.waits, self.min_s = log, every_s, waits, min_s
+                 min_s: float = MIN_S, first_s: float = FIRST_S):
+        self.log, self.every_s, self.waits, self.min_s, self.first_s = log, every_s, waits, min_s, first_s
         self.times: list[float] = []  # seconds of the finished steps
         self.step, self.started = 0, None
         self._stop = threading.Event()
@@ -85,8 +87,8 @@ class Watchdog:
         if self.started is None:
             return None
         ran = time.monotonic() - self.started
-        median = statistics.median(self.times) if self.times else 0.0
-        return ran if ran > max(self.min_s, SLOW_FACTOR * median) else None
+        limit = max(self.min_s, SLOW_FACTOR * statistics.median(self.times)) if self.times else self.first_s
+        return ran if ran > limit else None
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -44,21 +44,25 @@ def test_a_fixed_role_deadline_overrides_the_derived_one_for_every_call_of_the_r
 
 def test_the_watchdog_says_what_an_overdue_step_waits_on():
     lines, waits = [], Waits()
-    with Watchdog(lines.append, every_s=0.05, waits=waits, min_s=0.2) as dog:
-        for step in (1, 2):  # fast steps: the median
+    with Watchdog(lines.append, every_s=0.05, waits=waits, min_s=0.2, first_s=0.4) as dog:
+        dog.step_started(1)  # the first step (start-up) is allowed first_s
+        time.sleep(0.3)
+        assert lines == []
+        dog.step_ended()
+        for step in (2, 3):  # fast steps: the median
             dog.step_started(step)
             time.sleep(0.01)
             dog.step_ended()
-        dog.step_started(3)
+        dog.step_started(4)
         with waits.waiting("rollout", lambda: "engine 1 owes 3 groups, last message 40 s ago"), \
                 waits.waiting("verifier", "12 samples"):
             time.sleep(0.1)
-            assert lines == []  # not past max(min_s, 3 x median) yet
+            assert lines == []  # not past max(min_s, 3 x the median step) yet (0.2 s: the median is 0.01 s)
             time.sleep(0.3)
         said = list(lines)
         dog.step_ended()
     assert said, "an overdue step said nothing"
-    assert "watchdog: step 3 has run" in said[0] and "engine 1 owes 3 groups, last message 40 s ago" in said[0]
+    assert "watchdog: step 4 has run" in said[0] and "engine 1 owes 3 groups, last message 40 s ago" in said[0]
     assert "verifier: 12 samples, waiting" in said[0]
     assert waits.describe() == []  # the waits unregister when they end
 
