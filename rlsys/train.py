@@ -27,6 +27,9 @@ def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> No
     except (ConfigError, DatasetError, ClusterError, SamplingError) as e:  # no traceback for bad input
         print(f"rlsys: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C: the run has said where it stopped; 130 as a shell would report
+        print("rlsys: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def reject_renamed_keys(overrides: list[str]) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from rlsys.loop.pipeline import AnchorPool, catch_up, sample_step, sync_weights,
 from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.loop.roles import Roles, shutdown_roles, start_roles
 from rlsys.loop.batches import Rollouts
+from rlsys.runtime.cluster import stop_ray
 from rlsys.runtime.watchdog import Watchdog
 from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
@@ -105,12 +110,12 @@ def rl_step(cfg: RLSysConfig, roles: Roles, rollouts: Rollouts, step: int, versi
 
 
 def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
-        log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
+        log=print, base_model: str = "", resume_from: Path | None = None, progress: dict | None = None) -> dict:
     """The RL phase (run_from), surviving up to trainer.max_restarts learner rank deaths: the group is
     rebuilt and the run goes on from its last checkpoint (from the start if it has none yet)."""
     for restart in range(1, cfg.trainer.max_restarts + 2):
         try:
-            return run_from(cfg, roles, train_data, held_out, log, base_model, resume_from)
+            return run_from(cfg, roles, train_data, held_out, log, base_model, resume_from, progress)
         except LearnerLost as err:
             if restart > cfg.trainer.max_restarts:
                 raise
@@ -126,12 +131,15 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
 
 
 def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
-             log=print, base_model: str = "", resume_from: Path | None = None) -> dict:
+             log=print, base_model: str = "", resume_from: Path | None = None, progress: dict | None = None) -> dict:
     """The RL phase on running roles: held-out reward, trainer.steps steps (from a checkpoint's step
-    when resuming, checkpointing every trainer.save_every), held-out reward."""
+    when resuming, checkpointing every trainer.save_every), held-out reward. progress: kept at the
+    last finished step (what an interrupted run reports)."""
     t, run_dir, samples = cfg.trainer, Path(cfg.run_dir), cfg.eval.before_after_samples
     state, anchors = restore(resume_from, cfg, roles, base_model, log) if resume_from else (None, None)
     start, version = (state.step, state.version) if state else (0, 0)
+    progress = {} if progress is None else progress
+    progress["step"] = start
     if state:
         before = state.held_out_before
     else:
@@ -162,6 +170,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
                 with rollouts.paused():
                     m.update(held_out_pass_at_k(cfg, roles, held_out))
             metrics.log(m, batch)
+            progress["step"] = step
             if cfg.logger.log_rollouts:
                 _write_rollouts(batch, run_dir / "rollouts" / f"step_{step:06d}.parquet")
             if t.save_every and (step % t.save_every == 0 or step == t.steps):
@@ -173,6 +182,8 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
 
 
 def train(cfg: RLSysConfig, log=print) -> dict:
+    import ray
+
     resume_from = find_resume(cfg, log)  # trainer.resume: none | auto | PATH
     if resume_from is not None and cfg.trainer.resume == "auto":
         cfg.run_dir = str(resume_from.parent.parent)  # continue the run that checkpoint belongs to
@@ -180,27 +191,60 @@ def train(cfg: RLSysConfig, log=print) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(as_dict(cfg), indent=2))
     setup_console(cfg)  # library warnings and actor logs -> <run>/rlsys.log unless logger.verbose=true
-    summary = {"run_dir": str(run_dir), "status": "failed"}
-    train_data, held_out, model_path, tokenizer = prepare_data_and_model(cfg, log)
-    log(f"data: {len(train_data)} train prompts ({train_data.path}), {len(held_out)} held-out ({held_out.path})")
-    roles = None
+    summary, progress = {"run_dir": str(run_dir), "status": "failed"}, {}
+    roles, own_ray = None, not ray.is_initialized()  # a Ray this run starts, it stops
     try:
+        train_data, held_out, model_path, tokenizer = prepare_data_and_model(cfg, log)
+        log(f"data: {len(train_data)} train prompts ({train_data.path}), {len(held_out)} held-out ({held_out.path})")
         roles = start_roles(cfg, model_path, tokenizer.pad_token_id or 0)
-        summary.update(run(cfg, roles, train_data, held_out, log, model_path, resume_from), base_model=model_path)
+        summary.update(run(cfg, roles, train_data, held_out, log, model_path, resume_from, progress),
+                       base_model=model_path)
         if (summary["held_out_before"] or {}).get("solved") and (summary["held_out_after"] or {}).get("solved"):
             summary["pass1_gain"] = dict(zip(("gain", "ci95_low", "ci95_high"),
                                              pass1_gain(summary["held_out_before"], summary["held_out_after"])))
         ckpt = roles.learners.save(str(run_dir / "checkpoint")) if cfg.trainer.save_checkpoint else None
         summary.update(status="ok", checkpoint=ckpt)
+    except KeyboardInterrupt:  # Ctrl-C; the checkpoint is read from disk: the interrupt may have come mid-save
+        found = complete_checkpoints(run_dir)
+        summary.update(status="interrupted", **progress, last_checkpoint=str(found[-1]) if found else None)
+        raise
     except BaseException as e:
         summary["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
         raise
     finally:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if roles is not None:
-            shutdown_roles(roles)
+        with sigint_kills():
+            _write_json(run_dir / "summary.json", summary)
+            if roles is not None:
+                shutdown_roles(roles)
+            if own_ray:
+                stop_ray()
+        if summary["status"] == "interrupted":
+            log(f"interrupted after step {progress.get('step', 0)}; the same command with trainer.resume=auto goes "
+                f"on from {summary['last_checkpoint'] or 'step 0 (no checkpoint yet)'}")
     _print_summary(summary, log)
     return summary
+
+
+@contextmanager
+def sigint_kills():
+    """Ctrl-C ends the process at once (SIGINT's default action) while the run writes its summary and
+    releases its actors: a second Ctrl-C must neither wait on a stuck release nor cut it short to
+    wait elsewhere. Ray's processes die with this one (they are tied to it)."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Written whole or not at all (the process may be killed meanwhile)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def _write_rollouts(batch: RolloutBatch, path: Path) -> None:

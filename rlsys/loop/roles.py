@@ -125,8 +125,20 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
         roles.server_paths["teacher"] = cfg.algorithm.distill.teacher_path  # a restarted teacher reloads it
 
 
-def shutdown_roles(roles: Roles) -> None:
+def shutdown_roles(roles: Roles, timeout_s: float = 10.0) -> None:
+    """Release every actor of the run in bounded time: the learner ranks get timeout_s to leave their
+    process group (a rank busy or hung in a collective does not answer), then all actors are killed,
+    without restart (verifiers and servers would otherwise come back)."""
+    import ray
+
+    ranks = list(roles.learners.actors)
     try:
-        roles.learners.shutdown()
-    except Exception:  # best effort: the actors die with the driver anyway
+        ray.wait([a.shutdown.remote() for a in ranks], num_returns=len(ranks), timeout=timeout_s)
+    except Exception:  # noqa: BLE001  a dead rank: killed below all the same
         pass
+    for actor in [*roles.fleet.engines, *roles.verifiers.workers, roles.reference, roles.teacher, *ranks]:
+        try:
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001  already gone
+            pass

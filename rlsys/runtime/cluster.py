@@ -96,6 +96,21 @@ def init_ray(cfg: RLSysConfig) -> None:
                  runtime_env=env, **logs)
 
 
+def stop_ray() -> None:
+    """ray.shutdown(): a local Ray this process started stops with every process it ran; a joined
+    cluster is only left (this job's actors end with it). Ray's auto-init is turned off first: a
+    thread still inside a call (an async producer's round) must not start a new local Ray."""
+    import ray
+
+    try:
+        from ray._private import auto_init_hook
+
+        auto_init_hook.enable_auto_connect = False
+    except ImportError:  # another Ray version: its auto-init stays as it is
+        pass
+    ray.shutdown()
+
+
 def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:
     """Placement group per role (all, or just `roles`), after checking the cluster can hold them at once."""
     import ray

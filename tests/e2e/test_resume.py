@@ -1,7 +1,8 @@
 """Exact resume: kill -9 the controller after step 3 (checkpoint at step 2), rerun the same command
 in the same run directory with trainer.resume=auto, and the run's metrics and rollouts equal an
 uninterrupted run's bitwise, with no step missing or duplicated. The same for a learner rank
-killed during step 4: the run rebuilds its learners from the step-2 checkpoint by itself."""
+killed during step 4: the run rebuilds its learners from the step-2 checkpoint by itself. Ctrl-C
+ends a run within a bounded time, releasing every process, and says where resume goes on."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from rlsys.loop.checkpoint import complete_checkpoints
+from rlsys.loop.checkpoint import complete_checkpoints, damage, latest_intact
 from tests.conftest import ROOT
 
 ARGS = ["trainer.steps=4", "trainer.save_every=2", "trainer.keep_last=1", "eval.before_after_samples=0",
@@ -144,3 +145,61 @@ def test_a_killed_learner_rank_is_rebuilt_from_the_last_checkpoint_and_the_run_i
     assert not set(pids) & set(learner_pids(os.getpid()))  # (the run's processes are gone)
     # bitwise the uninterrupted run; the one difference: the redone step 3 reports the restart
     assert compare(whole, run_dir) == ["step 3: faults/learner_restarts None != 1"]
+
+
+CTRL_C_ARGS = ["trainer.steps=4", "trainer.save_every=1", "eval.before_after_samples=0",  # small and quick
+               "trainer.save_checkpoint=false", "trainer.prompts_per_step=8", "rollout.n=4", "learner.world_size=1"]
+
+
+def run_processes(session: int, run_dir) -> list[str]:
+    """The live processes of a run: those of its session (Ray, the actors, vLLM's), and those that carry its
+    actor log in their environment (the verifiers' scorers start sessions of their own)."""
+    mark = f"RLSYS_ACTOR_LOG={run_dir.resolve() / 'rlsys.log'}".encode()
+    found = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            state, _, _, sid = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[:4]
+            env = open(f"/proc/{d}/environ", "rb").read().split(b"\0")
+            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ")[:120]
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and (int(sid) == session or mark in env):
+            found.append(f"{d}: {cmd.decode(errors='replace')}")
+    return found
+
+
+def test_ctrl_c_releases_the_run_and_leaves_the_checkpoint_resume_goes_on_from(tmp_path, rlsys_cmd):
+    """Ctrl-C (SIGINT to the run's process group, as a terminal sends it) once step 2 is logged (step 1's
+    checkpoint committed): the process ends within 60 s with status 130, summary.json says interrupted,
+    nothing of the run is left running, and the checkpoint resume=auto goes on from is intact."""
+    run_dir = tmp_path / "ctrl_c"
+    cmd = [*rlsys_cmd, "train", *CTRL_C_ARGS, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while 2 not in steps_logged(run_dir):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before step 2"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        out, _ = proc.communicate(timeout=60)
+        print(f"exited {time.monotonic() - t0:.1f} s after SIGINT")
+        gone_by = time.monotonic() + 10  # killed processes take a moment to go
+        while run_processes(proc.pid, run_dir) and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert not run_processes(proc.pid, run_dir)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, out[-5000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 2 <= summary["step"] < 4, summary
+    assert f"interrupted after step {summary['step']}" in out
+    # what trainer.resume=auto goes on from (the resume itself, after a kill -9: the tests above): the last
+    # intact checkpoint, the summary's, of the last finished step or the one before (Ctrl-C mid-save)
+    latest = latest_intact(complete_checkpoints(run_dir), print)
+    assert latest is not None and str(latest) == summary["last_checkpoint"] and not damage(latest)
+    assert latest.name in (f"step_{summary['step']:06d}", f"step_{summary['step'] - 1:06d}")

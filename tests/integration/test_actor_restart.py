@@ -92,13 +92,13 @@ def test_a_slow_actor_that_answers_probes_is_left_to_finish(local_ray):
     """Past the suspect deadline the actor answers its probe: slow, not stuck; it is killed only past the
     hung deadline (here fixed by cluster.deadline_s)."""
     faults, actor = FaultLog(), Sleeper.remote()
-    deadlines = Deadlines(scale=0.1, fixed={"reference": 8.0})
-    assert deadlines.limits("reference") == (pytest.approx(0.1 * FLOOR_S), 8.0)
+    deadlines = Deadlines(scale=0.05, fixed={"reference": 4.0})
+    assert deadlines.limits("reference") == (pytest.approx(0.05 * FLOOR_S), 4.0)
     pid = ray.get(actor.pid.remote())
     t0 = time.monotonic()
-    assert call_with_retries(lambda _: (actor, actor.answer.remote(4, 5.0)), "reference", faults,
+    assert call_with_retries(lambda _: (actor, actor.answer.remote(4, 2.5)), "reference", faults,
                              deadlines=deadlines) == 40
-    assert 5.0 <= time.monotonic() - t0 < 8.0 and faults.take() == {} and ray.get(actor.pid.remote()) == pid
+    assert 2.5 <= time.monotonic() - t0 < 4.0 and faults.take() == {} and ray.get(actor.pid.remote()) == pid
     with pytest.raises(ActorLost, match="died or hung on all 1 attempts"):  # past the hung deadline: killed
         call_with_retries(lambda _: (actor, actor.answer.remote(4, 60.0)), "reference", faults, retries=0,
                           deadlines=deadlines)

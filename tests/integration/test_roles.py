@@ -209,8 +209,8 @@ def test_a_swapped_server_model_survives_a_restart(setup, tmp_path):
 def test_a_stopped_reference_server_and_learner_rank_are_found_at_their_deadline(setup):
     """SIGSTOP (alive but stuck) mid-call: the reference server does not answer its probe past the
     suspect deadline, so it is killed, Ray restarts it and the call is sent again (same answer); a stopped
-    learner rank is named in LearnerHung, its peer (waiting in a collective, answering probes) is not; the
-    controller rebuilds the group from its last checkpoint, and the rebuilt group trains."""
+    learner rank is named in LearnerHung, its peer (waiting in a collective, answering probes) is not (the
+    controller then rebuilds the group from its last checkpoint)."""
     import os
     import signal
     import time
@@ -226,7 +226,7 @@ def test_a_stopped_reference_server_and_learner_rank_are_found_at_their_deadline
     scored = scored_batch(roles, train, seed=10)
     roles.learners.train(scored)
     roles.faults.take()
-    roles.deadlines.scale = 0.1  # a floor of 3 s
+    roles.deadlines.scale, pid_of_stopped = 0.1, None  # a floor of 3 s
     try:
         pid = pid_of(roles.reference)
         os.kill(pid, signal.SIGSTOP)
@@ -237,26 +237,30 @@ def test_a_stopped_reference_server_and_learner_rank_are_found_at_their_deadline
         assert roles.faults.take() == {"faults/hangs_reference": 1} and pid_of(roles.reference) != pid
         assert 0.1 * FLOOR_S <= took < 2 * 0.1 * FLOOR_S + 60, took  # suspect + probe, then restart and re-send
 
-        os.kill(pid_of(roles.learners.actors[0]), signal.SIGSTOP)
+        pid_of_stopped = pid_of(roles.learners.actors[0])
+        os.kill(pid_of_stopped, signal.SIGSTOP)
         t0 = time.monotonic()
         with pytest.raises(LearnerHung, match=r"learner rank\(s\) \[0\] of 2 did not answer a liveness probe"):
             roles.learners.train(scored)
         assert 0.1 * FLOOR_S <= time.monotonic() - t0 < 2 * 0.1 * FLOOR_S + 10
     finally:
         roles.deadlines.scale = 1.0
-    roles.learners.rebuild()
-    assert np.isfinite(roles.learners.train(scored)["actor/grad_norm"])
+        # the controller would rebuild the group (tests/e2e/test_resume.py covers that); here the rank goes on,
+        # finishing its step with its peer, so the next test has its learners
+        if pid_of_stopped is not None:
+            os.kill(pid_of_stopped, signal.SIGCONT)
 
 
 def test_an_engine_stopped_mid_push_is_killed_and_the_push_completes_without_it(setup):
     """SIGSTOP of an engine after the pre-push probe: past the push's suspect deadline the fleet probes
     the engines and kills the silent one, so the push ends (reporting it failed) instead of waiting on
-    it; the restarted engine is then caught up to the pushed version."""
+    it; the fleet restarts it after the push, as after a death (lost_in_push). Last in the module: it leaves
+    the engine dead."""
     import os
     import signal
     import time
 
-    from rlsys.loop.pipeline import catch_up, sync_weights
+    from rlsys.loop.pipeline import sync_weights
 
     cfg, roles, train, _ = setup
     sync_weights(roles, 7)  # measured: the push's deadlines derive from this one
@@ -271,10 +275,5 @@ def test_an_engine_stopped_mid_push_is_killed_and_the_push_completes_without_it(
         took = time.monotonic() - t0
     finally:
         roles.deadlines.scale = 1.0
-    assert stats.failed == [0] and took < 30, (stats.failed, took)
+    assert stats.failed == [0] and took < 30, (stats.failed, took)  # (restarting it: test_fleet.py)
     assert roles.faults.take() == {"faults/hangs_rollout": 1}
-    roles.fleet.serve(8)
-    roles.fleet.lost_in_push([targets[i] for i in stats.failed])
-    roles.fleet.wait_ready(catch_up(cfg, roles))
-    assert roles.fleet.engines[0] is not stuck
-    assert ray.get([e.get_version.remote() for e in roles.fleet.engines]) == [8] * len(roles.fleet.engines)
