@@ -21,15 +21,18 @@ def run_command(dcfg: DictConfig, action: Callable[[RLSysConfig], object]) -> No
     from rlsys.runtime.cluster import ClusterError
     from rlsys.data.dataset import DatasetError
     from rlsys.loop.pipeline import SamplingError
+    from rlsys.runtime.signals import Terminated, sigterm_interrupts
 
     try:
-        action(validate(to_dataclass(dcfg)))
+        with sigterm_interrupts():  # SIGTERM (preemption, `ray job stop`) ends the run as Ctrl-C does
+            action(validate(to_dataclass(dcfg)))
     except (ConfigError, DatasetError, ClusterError, SamplingError) as e:  # no traceback for bad input
         print(f"rlsys: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # Ctrl-C: the run has said where it stopped; 130 as a shell would report
-        print("rlsys: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # the run has said where it stopped; 130 / 143 as a shell would report
+        terminated = isinstance(e, Terminated)
+        print(f"rlsys: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
 
 
 def reject_renamed_keys(overrides: list[str]) -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also impor
 from rlsys.loop.roles import Roles, shutdown_roles, start_roles
 from rlsys.loop.batches import Rollouts
 from rlsys.runtime.cluster import stop_ray
+from rlsys.runtime.signals import Terminated, raise_if_terminated, signals_kill
 from rlsys.runtime.watchdog import Watchdog
 from rlsys.seeds import step_seed
 from rlsys.verify.pool import require_scored
@@ -162,6 +160,7 @@ def run_from(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out
     with Rollouts(produce, lambda v: sync_weights(roles, v), t.max_staleness, t.steps, start, version) as rollouts, \
             RunLogger(cfg, train_data.prompts) as metrics, Watchdog(log) as watchdog:  # logger.backends
         for step in range(start + 1, t.steps + 1):
+            raise_if_terminated()  # a SIGTERM whose own raise was swallowed ends the run here
             watchdog.step_started(step)  # a step past 3x the median says what it waits on
             batch, m = rl_step(cfg, roles, rollouts, step, version, anchors)
             watchdog.step_ended()
@@ -204,40 +203,26 @@ def train(cfg: RLSysConfig, log=print) -> dict:
                                              pass1_gain(summary["held_out_before"], summary["held_out_after"])))
         ckpt = roles.learners.save(str(run_dir / "checkpoint")) if cfg.trainer.save_checkpoint else None
         summary.update(status="ok", checkpoint=ckpt)
-    except KeyboardInterrupt:  # Ctrl-C; the checkpoint is read from disk: the interrupt may have come mid-save
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; the checkpoint is read from disk: it may have come mid-save
         found = complete_checkpoints(run_dir)
-        summary.update(status="interrupted", **progress, last_checkpoint=str(found[-1]) if found else None)
+        summary.update(status="terminated" if isinstance(e, Terminated) else "interrupted", **progress,
+                       last_checkpoint=str(found[-1]) if found else None)
         raise
     except BaseException as e:
         summary["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
         raise
     finally:
-        with sigint_kills():
+        with signals_kill():
             _write_json(run_dir / "summary.json", summary)
             if roles is not None:
                 shutdown_roles(roles)
             if own_ray:
                 stop_ray()
-        if summary["status"] == "interrupted":
-            log(f"interrupted after step {progress.get('step', 0)}; the same command with trainer.resume=auto goes "
+        if summary["status"] in ("interrupted", "terminated"):
+            log(f"{summary['status']} after step {progress.get('step', 0)}; the same command with trainer.resume=auto goes "
                 f"on from {summary['last_checkpoint'] or 'step 0 (no checkpoint yet)'}")
     _print_summary(summary, log)
     return summary
-
-
-@contextmanager
-def sigint_kills():
-    """Ctrl-C ends the process at once (SIGINT's default action) while the run writes its summary and
-    releases its actors: a second Ctrl-C must neither wait on a stuck release nor cut it short to
-    wait elsewhere. Ray's processes die with this one (they are tied to it)."""
-    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
 
 
 def _write_json(path: Path, data: dict) -> None:

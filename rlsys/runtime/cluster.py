@@ -79,6 +79,7 @@ def init_ray(cfg: RLSysConfig) -> None:
     import ray
 
     from rlsys.runtime.quiet_console import ray_init_options
+    from rlsys.runtime.signals import keep_sigterm_handler
 
     if ray.is_initialized():
         return
@@ -94,6 +95,7 @@ def init_ray(cfg: RLSysConfig) -> None:
         local = address == "local" or cfg.cluster.num_cpus
         ray.init(address="local" if local else None, num_cpus=cfg.cluster.num_cpus, include_dashboard=False,
                  runtime_env=env, **logs)
+    keep_sigterm_handler()  # ray.init installs its own (exit at once); a run ends on SIGTERM as on Ctrl-C
 
 
 def stop_ray() -> None:
