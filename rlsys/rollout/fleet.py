@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from typing import Callable, Iterator
 
 import numpy as np
@@ -28,7 +27,7 @@ from rlsys.data.dataset import PromptDataset
 from rlsys.errors import engine_died  # noqa: F401  (also imported from here)
 from rlsys.rollout.speculative import spec_metrics
 from rlsys.rollout.worker import EngineOutput
-from rlsys.runtime.deadlines import FLOOR_S, HANG_FACTOR, START_S, SUSPECT_FACTOR, Deadlines
+from rlsys.runtime.deadlines import Deadlines
 from rlsys.runtime.faults import FaultLog
 from rlsys.runtime.watchdog import WAITS
 from rlsys.seeds import group_seed
@@ -60,8 +59,6 @@ class RolloutFleet:
         (cluster.deadline_scale; 0 = wait forever) and a fixed rollout deadline (cluster.deadline_s.rollout)."""
         self.engines, self.rollout, self.make_engine = list(engines), rollout, make_engine
         self.faults, self.deadlines = faults or FaultLog(), deadlines or Deadlines()
-        self.group_seconds: deque[float] = deque(maxlen=1000)  # wall time of the newest groups returned
-        self._group_p99 = 0.0  # their 99th percentile, updated once per engine message
         self.answered: set[int] = set()  # engines that returned a group since they (re)started
         self.version = 0  # policy version the engines serve
         self.restarts = self.resent = 0  # engines restarted and groups re-sent so far
@@ -150,17 +147,10 @@ class RolloutFleet:
     def _deadline(self, e: int | None) -> tuple[float, float]:
         """(suspect, hung): seconds engine e's streaming call may go without a message before it must
         answer a probe, and at all (e None: a short call)."""
-        scale, fixed = self.deadlines.scale, self.deadlines.fixed.get("rollout")
-        if scale <= 0:
-            return math.inf, math.inf
         if e is None:
-            return scale * FLOOR_S, scale * FLOOR_S
-        if fixed:
-            return min(fixed, scale * FLOOR_S), fixed
-        if e not in self.answered or not self.group_seconds:
-            return scale * START_S, scale * START_S
-        return (scale * max(FLOOR_S, SUSPECT_FACTOR * self._group_p99),
-                scale * max(FLOOR_S, HANG_FACTOR * self._group_p99))
+            return self.deadlines.probe_s, self.deadlines.probe_s
+        # group times are recorded as kind "rollout"; "rollout:start" is never measured: the start-up limit
+        return self.deadlines.limits("rollout" if e in self.answered else "rollout:start")
 
     def _kill_hung(self, e: int, waiting_for: str, deadline: float | None = None) -> EngineHung:
         """Kill engine e, alive but silent past its deadline (default: the short calls'); the caller
@@ -282,9 +272,8 @@ class RolloutFleet:
             self.load[e] -= cost[g]
             self.version = max(self.version, out.policy_version)
             self.answered.add(e)
-            self.group_seconds.append(float(out.seconds))
-        if items:  # the p99 the streaming deadline derives from
-            self._group_p99 = float(np.percentile(self.group_seconds, 99))
+        if items:  # the group times the streaming deadline derives from
+            self.deadlines.record_many("rollout", [(float(out.seconds), 1.0) for _, out in items])
         for g, out in items:
             yield group_batch(data, int(prompt_idx[g]), g, out)
 

@@ -46,9 +46,13 @@ class Deadlines:
         self._lock = threading.Lock()
 
     def record(self, kind: str, seconds: float, units: float = 1.0) -> None:
+        self.record_many(kind, [(seconds, units)])
+
+    def record_many(self, kind: str, calls: list[tuple[float, float]]) -> None:
+        """(seconds, units) of several calls at once: the percentiles are computed once."""
         with self._lock:
             seen = self._seen.setdefault(kind, deque(maxlen=1000))
-            seen.append((seconds / max(units, 1.0), seconds))
+            seen.extend((seconds / max(units, 1.0), seconds) for seconds, units in calls)
             per_unit, per_call = np.percentile(np.array(seen), 99, axis=0)
             self._p99[kind] = float(per_unit), float(per_call)
 
