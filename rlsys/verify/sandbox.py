@@ -4,11 +4,14 @@ Layers (each used where the OS allows; `isolation()` says which are on here):
   * a fresh temp dir as cwd, an empty environment (PATH, LANG, HOME=the dir): no inherited secrets;
   * its own session / process group, killed as a whole on timeout and after every run;
   * Linux namespaces via `unshare`: user (mapped root, no real privileges), network (no interfaces
-    but a down loopback: network off), PID (the program cannot see or signal other processes, and
-    the kernel kills all of its processes when the sandbox's first process exits) and mount
-    (a fresh /proc, so /proc/<parent>/environ does not exist; a size-capped tmpfs as its dir);
-  * with those namespaces, a filesystem jail: only the system dirs, the interpreter's installation
-    and its dir are visible (datasets and the rows being scored are not);
+    but a down loopback: network off; abstract unix sockets are per network namespace), PID (the
+    program cannot see or signal other processes, and the kernel kills all of its processes when
+    the sandbox's first process exits) and mount (a fresh /proc, so /proc/<parent>/environ does not
+    exist; a size-capped tmpfs as its dir); where the kernel allows (each probed), IPC (SysV message
+    queues, semaphores, shared memory and POSIX message queues are the sandbox's own and die with
+    it: a sample cannot leave any for a later one), UTS (hostname) and cgroup (its cgroup view);
+  * with those namespaces, a filesystem jail: only the system dirs (read-only), the interpreter's
+    installation and its dir are visible (datasets and the rows being scored are not);
   * no capabilities (even as root of its user namespace), and a boot that is not dumpable;
   * when the parent runs as root, the program runs as an unprivileged uid (nobody), so the
     process-count rlimit applies and files of other users stay unwritable;
@@ -40,6 +43,10 @@ BOOT = "\n\n".join(Path(__file__).with_name(f).read_text() for f in ("judge_wire
 # The sandbox dies with the process that started it (its namespaces and everything in them too).
 PDEATHSIG = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+UNSHARED = ["user", "network", "pid", "mount"]
+# Also unshared where the kernel allows (probed one by one if not all at once): without them a
+# sample's SysV IPC objects or POSIX message queues would outlive it and reach later samples.
+MORE_NAMESPACES = {"--ipc": "ipc", "--uts": "uts", "--cgroup": "cgroup"}
 NOBODY = 65534
 TMPFS_MB = 64  # disk the program may fill inside its dir (when it has its own mount namespace)
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -84,20 +91,39 @@ def _probe() -> dict:
     uids = [NOBODY, None] if os.geteuid() == 0 else [None]
     for uid in uids:
         for python in pythons:
-            for ns in ((True, False) if shutil.which("unshare") else (False,)):
-                cmd = [*PDEATHSIG, *(UNSHARE if ns else []), python, "-I", "-c", "pass"]
-                try:
-                    ok = subprocess.run(cmd, env=SAFE_ENV, cwd="/", capture_output=True, timeout=30,
-                                        **_as_user(uid)).returncode == 0
-                except (OSError, subprocess.SubprocessError):
-                    ok = False
-                if ok:
-                    return {"python": python, "namespaces": ns, "uid": uid, "landlock_abi": _landlock_abi(),
-                            "jail": ns and _jail_works(python, uid)}
+            unshare = _namespaces(python, uid) if shutil.which("unshare") else None
+            if unshare is not None or _starts([python], uid):
+                unshare = unshare or []
+                return {"python": python, "namespaces": bool(unshare), "unshare": unshare,
+                        "unshared": [*UNSHARED, *(MORE_NAMESPACES[f] for f in unshare if f in MORE_NAMESPACES)]
+                        if unshare else [],
+                        "uid": uid, "landlock_abi": _landlock_abi(),
+                        "jail": bool(unshare) and _jail_works(python, uid, unshare)}
     raise RuntimeError(f"code sandbox: cannot start any of {pythons}")
 
 
-def _jail_works(python: str, uid: int | None) -> bool:
+def _starts(cmd: list[str], uid: int | None) -> bool:
+    """Whether `cmd` (ending with an interpreter) starts Python here."""
+    try:
+        return subprocess.run([*PDEATHSIG, *cmd, "-I", "-c", "pass"], env=SAFE_ENV, cwd="/", capture_output=True,
+                              timeout=30, **_as_user(uid)).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _namespaces(python: str, uid: int | None) -> list[str] | None:
+    """The unshare command to use: all namespaces if the kernel allows, else the base ones and
+    whichever of MORE_NAMESPACES work with them; None without the base ones."""
+    full = [*UNSHARE, *MORE_NAMESPACES]
+    if _starts([*full, python], uid):
+        return full
+    if not _starts([*UNSHARE, python], uid):
+        return None
+    more = [f for f in MORE_NAMESPACES if _starts([*UNSHARE, f, python], uid)]
+    return [*UNSHARE, *more] if more and _starts([*UNSHARE, *more, python], uid) else list(UNSHARE)
+
+
+def _jail_works(python: str, uid: int | None, unshare: list[str]) -> bool:
     """Whether the boot can pivot into its filesystem jail here (mounts allowed in the namespace)."""
     workdir = tempfile.mkdtemp(prefix="rlsys-sandbox-")
     try:
@@ -105,7 +131,7 @@ def _jail_works(python: str, uid: int | None) -> bool:
         if uid is not None:
             os.chown(workdir, uid, uid)
         spec = {"tmpfs_mb": TMPFS_MB, "jail": True, "cases": []}
-        cmd = [*PDEATHSIG, *UNSHARE, python, "-I", "-c", BOOT, json.dumps(spec)]
+        cmd = [*PDEATHSIG, *unshare, python, "-I", "-c", BOOT, json.dumps(spec)]
         return subprocess.run(cmd, env=SAFE_ENV, cwd=workdir, capture_output=True, timeout=30,
                               **_as_user(uid)).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -203,7 +229,7 @@ def _launch(program: str, spec: dict, files: list, lim: Limits) -> dict:
         boot = {"cpu_s": int(lim.wall_s) + 1, "memory_mb": lim.memory_mb, "output_bytes": lim.output_bytes,
                 "max_processes": lim.max_processes + 1, "landlock": iso["landlock_abi"] > 0,
                 "tmpfs_mb": TMPFS_MB if iso["namespaces"] else 0, "jail": iso.get("jail", False), **spec}
-        cmd = [*PDEATHSIG, *(UNSHARE if iso["namespaces"] else []), iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
+        cmd = [*PDEATHSIG, *iso["unshare"], iso["python"], "-I", "-c", BOOT, json.dumps(boot)]
         with tempfile.TemporaryFile() as status, tempfile.TemporaryFile() as boot_err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=status, stderr=boot_err, cwd=workdir,
                                     env={**SAFE_ENV, "HOME": workdir}, start_new_session=True,

@@ -2,10 +2,13 @@
 
 Standalone (stdlib only, no rlsys import): it is the first process of the sandbox, pid 1 of its
 PID namespace when there is one. With its own namespaces it pivots into a jail (enter_jail: only
-the system dirs, the interpreter and its dir, a size-capped tmpfs, are visible), then:
+the system dirs, read-only, the interpreter and its dir, a size-capped tmpfs, are visible; without
+the jail, a private /dev/shm and /dev/mqueue), lifts the int/str conversion digit limit (a judge
+has none), then:
   * stdin/stdout rows: runs the program once per test case: it forks, points stdin/stdout/stderr
     at that case's files (fds the parent opened), closes every other fd, applies rlimits, a
-    Landlock write rule and drops all capabilities, and runs the program. It writes one status line
+    Landlock write rule and drops all capabilities, and runs the program (waiting for its non-daemon
+    threads, as the interpreter does at exit, before flushing its output). It writes one status line
     per case to its own stdout (128 + signal when a signal ended the program), kills what the case
     left behind, and stops at the first failing case;
   * test-code rows ("judged"): forks the program (confined as above, then serving calls) and the
@@ -50,6 +53,33 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 DEVICES = ("null", "zero", "full", "random", "urandom")
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # syscall numbers (no glibc wrapper)
 _MS_BIND, _MS_REC, _MS_SAFE = 4096, 16384, 2 | 4 | 8  # bind, recursive; nosuid, nodev, noexec
+_MS_RDONLY, _MS_REMOUNT, _MS_RELATIME = 1, 32, 1 << 21
+# statvfs flags a remount in a user namespace must keep (the kernel locks them): nosuid, nodev,
+# noexec, noatime, nodiratime share their MS_ values; ST_RELATIME (4096) is MS_RELATIME.
+_ST_KEEP, _ST_RELATIME = 2 | 4 | 8 | 1024 | 2048, 4096
+
+
+def remount_readonly(path: str) -> bool:
+    """Make the bind mount at `path` read-only: without Landlock, a program whose uid owns files
+    there (the verifier's own venv, when not run as root) cannot change them for later samples."""
+    flags = os.statvfs(path).f_flag
+    keep = (flags & _ST_KEEP) | (_MS_RELATIME if flags & _ST_RELATIME else 0)
+    return _libc().mount(None, path.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep, None) == 0
+
+
+def private_ipc_dirs(workdir: str) -> None:
+    """Without the jail (own mount namespace only): fresh, empty /dev/shm (POSIX shared memory and
+    semaphores) and /dev/mqueue, gone with the sandbox, so a program cannot leave files there
+    for a later sample (writes there are already refused where Landlock is on)."""
+    for d in ("/dev/shm", "/dev/mqueue"):
+        if os.path.isdir(d) and not os.path.islink(d) and not (workdir + "/").startswith(d + "/"):
+            mount_tmpfs(d, 16, "1777")
+
+
+def lift_int_digits_limit() -> None:
+    """Ints of any size convert to and from str, as in a judge without Python's 4300-digit limit."""
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)
 
 
 def enter_jail(workdir: str, tmpfs_mb: int, program: bytes) -> str | None:
@@ -71,6 +101,7 @@ def enter_jail(workdir: str, tmpfs_mb: int, program: bytes) -> str | None:
         os.makedirs(root + d, exist_ok=True)
         if libc.mount(d.encode(), (root + d).encode(), None, _MS_BIND | _MS_REC, None) != 0:
             return f"bind {d}"
+        remount_readonly(root + d)  # best effort: Landlock and the uid guard writes too
     os.makedirs(root + "/dev")
     for dev in DEVICES:
         open(f"{root}/dev/{dev}", "w").close()
@@ -185,6 +216,8 @@ def run_program(lim: dict, workdir: str, fds: list[int], serve: bool = False) ->
         traceback.print_exception(type(e), e, tb or e.__traceback__)
         code = 1
         why = f"{type(e).__name__} raised while loading"
+    if not serve:  # as at interpreter exit: `Thread(target=main).start()` programs print from there
+        join_threads()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -198,6 +231,20 @@ def run_program(lim: dict, workdir: str, fds: list[int], serve: bool = False) ->
             return code
         serve_program(names, 3, 4)  # never returns
     return code
+
+
+def join_threads() -> None:
+    """Wait for the program's non-daemon threads (and those they start); the sandbox's
+    wall-clock limit still ends a program whose threads never finish."""
+    import threading
+
+    while True:
+        alive = [t for t in threading.enumerate()
+                 if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+        if not alive:
+            return
+        for t in alive:
+            t.join()
 
 
 def _safe_recv(fd):
@@ -275,10 +322,13 @@ def main() -> None:
             if failed:
                 print(f"sandbox: filesystem jail failed at: {failed}", file=sys.stderr)
                 os._exit(125)
-        elif mount_tmpfs(workdir, lim["tmpfs_mb"]):
-            os.chdir(workdir)  # the new mount, not the directory under it
-            with open("prog.py", "wb") as f:
-                f.write(source)
+        else:
+            private_ipc_dirs(workdir)
+            if mount_tmpfs(workdir, lim["tmpfs_mb"]):
+                os.chdir(workdir)  # the new mount, not the directory under it
+                with open("prog.py", "wb") as f:
+                    f.write(source)
+    lift_int_digits_limit()  # inherited by the program and the judge (both forked from here)
     _libc().prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0 (inherited): our fds and memory are not the program's
     if lim.get("judged"):
         codes = judged(lim, workdir, lim["judged"])
