@@ -16,6 +16,7 @@ enters the sandbox. Details list the tests that ran and the evidence that made t
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -23,7 +24,7 @@ import signal
 from dataclasses import dataclass
 
 from rlsys.verify.registry import register_verifier, settings
-from rlsys.verify.judge import Step, judge_steps, test_steps
+from rlsys.verify.judge_steps import Step, judge_steps, test_steps
 from rlsys.verify.sandbox import JudgedRun, Limits, run_cases, run_judged
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
@@ -36,12 +37,31 @@ class Tests:
 
 
 def extract_program(response: str) -> str:
-    """The last ```python (or unlabelled) fenced block; the whole response if it has none."""
+    """The last ```python block; else the last unlabelled block that is a program (not output
+    such as `3` or `[1, 2]`, which also parses as Python); the whole response if it has no block."""
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
+    labelled = [body for lang, body in blocks if lang in ("python", "py", "python3")]
+    if labelled:  # the last one that parses (a later one may be a >>> session)
+        return next((body for body in reversed(labelled) if _parses(body)), labelled[-1])
     for lang, body in reversed(blocks):
-        if lang in ("python", "py", "python3", ""):
+        if lang == "" and _is_program(body):
             return body
     return response if not blocks else ""
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _is_program(text: str) -> bool:
+    if not _parses(text):
+        return False
+    tree = ast.parse(text)
+    return any(not isinstance(n, ast.Expr) or any(isinstance(c, ast.Call) for c in ast.walk(n)) for n in tree.body)
 
 
 def parse_tests(ground_truth: str) -> Tests:
@@ -125,6 +145,8 @@ def judge_test_code(program: str, code: str, limits: Limits) -> tuple[float, dic
     nonce = secrets.token_hex(16)
     run = run_judged(program, json.dumps({"nonce": nonce, "code": code}), limits)
     records, end = _read_report(run.report, nonce, len(steps))
+    stop = next((r["step"] for r in records if "exit" in r), len(steps))  # the test code's own sys.exit(0)
+    steps = steps[:stop + 1]  # what comes after an exit(0) never runs, as in Python
     total = sum(s.is_test for s in steps)
     passed = sum(1 for r in records if r["ok"] and steps[r["step"]].is_test)
     info = {"parsed": program[:2000], "total": total, "passed": passed,
@@ -179,8 +201,11 @@ def _failure(run: JudgedRun, records: list[dict], end: dict | None, steps: list[
         return f"the tests did not finish: the judge process ended with {run.judge.reason}"
     if n_ok != len(tests) or len(records) != len(steps):
         return f"only {n_ok}/{len(tests)} tests ran"
-    if not end.get("answers"):
-        return "the tests never called the program (no name the tests use comes from it)"
+    if not tests:
+        return f"the test code ended (sys.exit(0), line {steps[-1].line}) before any test ran"
+    used = sum(r["answers"] for r in records if steps[r["step"]].is_test) + records[0].get("values", 0)
+    if not used:  # names looked up for the tests do not count: a test must call or compare something of it
+        return "the tests never used the program (no test called it or compared a value of it)"
     if not end.get("acked"):
         return f"the program was gone before the tests ended: {end.get('gone') or 'no answer to the end'} ({_program_end(run)})"
     return None

@@ -1,18 +1,18 @@
 """Test code judged outside the program: the program answers calls, a separate process runs the tests.
 
-Stdlib only. Sent into the sandbox as judge_wire.py + this file + sandbox_boot.py (the sandbox
-cannot import rlsys); the verifier imports it for test_steps(). Two sibling processes run in one
-sandbox, joined by two pipes (length-prefixed JSON):
+Stdlib only. Sent into the sandbox as judge_wire.py + judge_steps.py + judge_program.py + this file
++ sandbox_boot.py (the sandbox cannot import rlsys). Two sibling processes run in one sandbox, joined by two pipes
+(length-prefixed JSON):
   * the program process runs the response's program as __main__, then serve_program() answers
-    the judge: the values of names, calls, attributes, len/iter/[]/in/str/repr/bool of objects it
-    returned. Plain builtin values go back serialised (encode); any other object stays in the
-    program and the judge gets a handle to it;
-  * the judge process (run_judge) runs the row's test code. Names the tests use but do not define
-    are the program's; each top-level statement is a step, run to its end; one JSON line per step
-    goes to the report and, after the last step, an end line with this run's secret.
+    the judge: the values of names, calls, attributes, len/iter/next/[]/in/str/repr/bool/isinstance
+    of objects it returned. Values of standard types go back serialised (judge_wire.encode); any
+    other object stays in the program and the judge gets a handle to it; a class of the program
+    arrives as a class (isinstance, type(x) is C, constructing one work), an exception class of the
+    program as a local exception class with the same builtin bases (`except MyError` works);
+  * the judge process (run_judge) runs the row's test code (judge_steps.py says what runs).
 The program never holds the test code, the expected values or the secret. Whatever it does to its
 own interpreter (exit early, patch builtins or the server, lie in __eq__) changes only the bytes it
-sends; the tests compare genuine builtins decoded from those bytes, in a process it cannot reach.
+sends; the tests compare genuine values decoded from those bytes, in a process it cannot reach.
 """
 
 import ast
@@ -24,115 +24,30 @@ import reprlib
 import sys
 import types
 
-if "encode" not in globals():  # imported as a module, not sent in after judge_wire.py
-    from rlsys.verify.judge_wire import decode, encode, recv, send
+if "serve_program" not in globals():  # imported as a module, not sent in after the files it uses
+    from rlsys.verify.judge_steps import judge_steps, program_names
+    from rlsys.verify.judge_program import MAX_TAKE, _safe, _safe_str
+    from rlsys.verify.judge_wire import _list, decode, encode, recv, send
 
-MAX_ITEMS = 1_000_000  # items taken from iterating a program object
+_CONTROL = (StopIteration, StopAsyncIteration, GeneratorExit, KeyboardInterrupt, SystemExit)
+_ASKED = {"__dict__", "__name__", "__qualname__"}  # dunder attributes tests read of program objects
 _SHOW = reprlib.Repr()
 _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist = 80, 80, 8
-
-
-# ---- the program side: runs inside the untrusted process (it may rewrite all of this) ----
-
-def serve_program(names, rfd, wfd):
-    """Answer the judge until it says "bye" (or goes away), then end the process."""
-    handles, ids = {}, {}
-
-    def handle(obj):
-        if isinstance(obj, types.ModuleType):
-            return ["m", str(obj.__name__)]
-        if type(obj).__module__ == "numpy" and getattr(obj, "shape", None) == ():  # np.int64(4) == 4, as in Python
-            return encode(obj.item(), handle)
-        k = ids.get(id(obj))
-        if k is None:
-            k = ids[id(obj)] = len(handles) + 1
-            handles[k] = obj  # kept alive: the id stays valid
-        try:
-            return ["h", k, str(type(obj).__name__)[:80]]
-        except Exception:
-            return ["h", k, "object"]
-
-    def resolve(k, _name):
-        if k not in handles:
-            raise ValueError(f"no program object #{k}")
-        return handles[k]
-
-    while True:
-        msg = recv(rfd)
-        if not isinstance(msg, dict) or msg.get("op") == "bye":
-            if msg is not None:
-                _flush()
-                send(wfd, {"bye": True})
-            os._exit(0)
-        try:
-            reply = _answer(msg, names, handle, resolve)
-        except (SystemExit, KeyboardInterrupt) as e:
-            send(wfd, {"exit": f"{type(e).__name__}({_safe_str(e)})"})
-            _flush()
-            os._exit(0)
-        except BaseException as e:  # noqa: B036 - the program's errors are answers too
-            reply = {"err": [_safe_name(e), _safe_str(e)]}
-        send(wfd, reply)
-
-
-def _answer(msg, names, handle, resolve):
-    op = msg["op"]
-    if op == "names":
-        return {"ok": encode({n: names[n] for n in msg["names"] if n in names}, handle)}
-    obj = resolve(msg["h"], "")
-    args = [decode(a, resolve) for a in msg.get("args", [])]
-    if op == "call":
-        kw = {k: decode(v, resolve) for k, v in msg.get("kw", {}).items()}
-        out = obj(*args, **kw)
-        post = {}  # arguments the call changed in place (a test may check them after the call)
-        for i, (sent, now) in enumerate(zip(msg.get("args", []), args)):
-            if type(now) in (list, dict, set) and encode(now, handle) != sent:
-                post[str(i)] = encode(now, handle)
-        return {"ok": encode(out, handle), "post": post}
-    if op == "iter":
-        items = []
-        for v in obj:
-            items.append(v)
-            if len(items) > MAX_ITEMS:
-                raise ValueError(f"more than {MAX_ITEMS} items")
-        return {"ok": encode(items, handle)}
-    ops = {"getattr": lambda: getattr(obj, args[0]), "len": lambda: len(obj), "getitem": lambda: obj[args[0]],
-           "contains": lambda: args[0] in obj, "str": lambda: str(obj), "repr": lambda: repr(obj),
-           "bool": lambda: bool(obj)}
-    return {"ok": encode(ops[op](), handle)}
-
-
-def _safe_str(e):
-    try:
-        return str(e)[:500]
-    except BaseException:  # noqa: B036
-        return "?"
-
-
-def _safe_name(e):
-    try:
-        return str(type(e).__name__)[:80]
-    except BaseException:  # noqa: B036
-        return "Exception"
-
-
-def _flush():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: B036
-            pass
 
 
 # ---- the judge side: runs the test code; never runs program code ----
 
 class ProgramGone(BaseException):
-    """The program process ended or broke the protocol: not an Exception, so `except Exception` in
-    test code does not swallow it (and the judge fails the step anyway, see Judge.gone)."""
+    """The program process ended, broke the protocol or was caught lying: not an Exception, so
+    `except Exception` in test code does not swallow it (and the judge fails the step anyway)."""
+
+
+class TestFailed(Exception):
+    """A unittest test the judge ran failed (the message is unittest's last line)."""
 
 
 class ProgramError(Exception):
-    """An exception the program raised whose type is not a builtin exception."""
+    """An exception the program raised that cannot be rebuilt as its own class."""
 
 
 class Remote:
@@ -142,14 +57,8 @@ class Remote:
 
     __slots__ = ("_judge", "_id", "_label", "_type")
 
-    def __init__(self, judge, k, label, type_name):
-        object.__setattr__(self, "_judge", judge)
-        object.__setattr__(self, "_id", k)
-        object.__setattr__(self, "_label", label)  # how the tests reached it, for messages
-        object.__setattr__(self, "_type", type_name)
-
     def __getattr__(self, name):
-        if (name.startswith("__") and name.endswith("__")) or name in Remote.__slots__:
+        if (name.startswith("__") and name.endswith("__") and name not in _ASKED) or name in Remote.__slots__:
             raise AttributeError(name)  # internals' probes (copy, pickle) stay local
         return self._judge.ask("getattr", self, [name], label=f"{self._label}.{name}")
 
@@ -160,13 +69,25 @@ class Remote:
         return self._judge.ask("len", self, want=int)
 
     def __iter__(self):
-        return iter(self._judge.ask("iter", self, want=list))
+        it = self._judge.ask("iter", self)
+        if not isinstance(it, Remote):
+            raise TypeError("iter() of a program object did not give an iterator")
+        return self._judge.items(it)
+
+    def __next__(self):
+        for item in self._judge.items(self, first=1, most=1):
+            return item
+        raise StopIteration
 
     def __getitem__(self, key):
         return self._judge.ask("getitem", self, [key])
 
     def __contains__(self, item):
-        return self._judge.ask("contains", self, [item], want=bool)
+        found = self._judge.ask("contains", self, [item], want=bool)
+        if found and self._judge.ask("contains", self, [_decoy(item)], want=bool):  # says yes to anything
+            self._judge.caught(f"a {self._type} object of the program says it contains anything "
+                               f"(also a random {type(item).__name__} the tests never used)")
+        return found
 
     def __str__(self):
         return self._judge.ask("str", self, want=str)
@@ -178,20 +99,83 @@ class Remote:
         return self._judge.ask("bool", self, want=bool)
 
 
+class ProgramClass(type):
+    """A class of the program, in the judge: its objects' handles are its instances (type(x) is C),
+    isinstance/issubclass ask the program, calling it constructs an object in the program."""
+
+    def __call__(cls, *args, **kw):
+        return cls._ref._judge.call(cls._ref, args, kw)
+
+    def __getattr__(cls, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return cls._ref._judge.ask("getattr", cls._ref, [name], label=f"{cls.__name__}.{name}")
+
+    def __instancecheck__(cls, obj):
+        if type.__instancecheck__(cls, obj):
+            return True
+        return isinstance(obj, Remote) and cls._ref._judge.ask("isinstance", obj, [cls], want=bool)
+
+    def __subclasscheck__(cls, sub):
+        if type.__subclasscheck__(cls, sub):
+            return True
+        return isinstance(sub, ProgramClass) and cls._ref._judge.ask("issubclass", sub._ref, [cls], want=bool)
+
+    def __repr__(cls):
+        return f"<class {cls.__name__!r} of the program>"
+
+
+def _program_str(self):
+    return self.__dict__.get("_program_str") or BaseException.__str__(self)
+
+
 class Judge:
     """The judge's end of the pipes: every request, its answer, and whether the program is gone."""
 
     def __init__(self, rfd, wfd):
         self.rfd, self.wfd = rfd, wfd
-        self.gone = None  # why the program can no longer answer
+        self.gone = None  # why the program can no longer answer, or was caught lying
         self.answers = 0
+        self.values = 0  # plain values among the program's names bound for the tests
         self.log = []  # this step's answers, shown when it fails
-        self.remotes = {}
+        self.remotes, self.classes, self.class_ids = {}, {}, {}
 
-    def remote(self, k, type_name, label=""):
-        if k not in self.remotes:
-            self.remotes[k] = Remote(self, k, label or f"<{type_name}>", type_name)
-        return self.remotes[k]
+    def caught(self, why):
+        self.gone = why
+        raise ProgramGone(why)
+
+    def ext(self, tag, a, label=""):
+        """The judge's object for a program object's tag (see serve_program's handle)."""
+        if tag == "X" and len(a) == 4:
+            return _exception(decode(a[0], self.ext), decode(a[1], self.ext), a[2], decode(a[3], self.ext))
+        if not a or type(a[0]) is not int or len(a) < 2 or type(a[1]) is not str:
+            raise ValueError("malformed value")
+        k, name = a[0], a[1][:80]
+        if tag == "h":
+            cls = decode(a[2], self.ext) if len(a) > 2 and a[2] is not None else Remote
+            return self.remote(k, name, label, cls if isinstance(cls, ProgramClass) else Remote)
+        if tag == "K" and k not in self.classes:
+            ref = self.remote(k, "type", name, Remote, key=("class", k))
+            self.classes[k] = ProgramClass(name, (Remote,), {"__slots__": (), "_ref": ref, "__module__": "program"})
+        if tag == "E" and k not in self.classes:
+            bases = tuple(b for b in (decode(x, self.ext) for x in _list(a[2])) if isinstance(b, type)
+                          and issubclass(b, BaseException) and not issubclass(b, _CONTROL)) or (Exception,)
+            body = {"__str__": _program_str, "__module__": "program"}
+            try:
+                self.classes[k] = type(name, bases, body)
+            except TypeError:  # bases whose layouts do not mix
+                self.classes[k] = type(name, bases[:1], body)
+            self.class_ids[self.classes[k]] = ["E", k, name, []]
+        return self.classes[k]
+
+    def remote(self, k, type_name, label, cls, key=None):
+        key = key or k
+        if key not in self.remotes:
+            obj = object.__new__(cls)
+            for slot, value in zip(Remote.__slots__, (self, k, label or f"<{type_name}>", type_name)):
+                object.__setattr__(obj, slot, value)
+            self.remotes[key] = obj
+        return self.remotes[key]
 
     def request(self, msg, label="?"):
         """(value, message) of one answer; raises what the program raised, or ProgramGone."""
@@ -203,27 +187,38 @@ class Judge:
         except OSError:
             reply = None
         except (ValueError, RecursionError, MemoryError) as e:
-            self.gone = f"the program sent a malformed answer ({type(e).__name__}: {str(e)[:100]})"
-            raise ProgramGone(self.gone) from None
+            self.caught(f"the program sent a malformed answer ({type(e).__name__}: {str(e)[:100]})")
         if reply is None:
-            self.gone = "the program's process ended"
+            self.caught("the program's process ended")
         elif not isinstance(reply, dict) or not ({"ok", "err", "exit"} & set(reply)):
-            self.gone = "the program sent a malformed answer"
+            self.caught("the program sent a malformed answer")
         elif "exit" in reply:
-            self.gone = f"the program exited: {str(reply['exit'])[:200]}"
-        if self.gone:
-            raise ProgramGone(self.gone)
+            self.caught(f"the program exited: {str(reply['exit'])[:200]}")
         self.answers += 1
         if "err" in reply:
-            raise _program_exception(reply["err"])
+            raise self.error(reply)
         try:
-            return decode(reply["ok"], lambda k, t: self.remote(k, t, label)), reply
-        except (ValueError, TypeError, RecursionError, OverflowError) as e:
-            self.gone = f"the program sent a malformed value ({type(e).__name__})"
-            raise ProgramGone(self.gone) from None
+            return decode(reply["ok"], lambda tag, a: self.ext(tag, a, label)), reply
+        except (ValueError, TypeError, RecursionError, OverflowError, IndexError, KeyError, AttributeError) as e:
+            self.caught(f"the program sent a malformed value ({type(e).__name__})")
+
+    def error(self, reply):
+        """The exception the program raised, as its own class where it can be rebuilt."""
+        if "x" in reply:
+            try:
+                e = decode(reply["x"], self.ext)
+                if isinstance(e, BaseException):
+                    return e
+            except Exception:
+                pass
+        err = reply["err"] if isinstance(reply["err"], list) else []
+        name, message = (list(map(str, err)) + ["Exception", ""])[:2]
+        cls = getattr(builtins, name[:80], None)
+        return _exception(cls if isinstance(cls, type) and issubclass(cls, BaseException) else ProgramError,
+                          (message[:500],) if cls else (f"{name[:80]}: {message[:500]}",), message[:500])
 
     def ask(self, op, target, args=(), want=None, label=None):
-        msg = {"op": op, "h": target._id, "args": [encode(a, _handle_of) for a in args]}
+        msg = {"op": op, "h": target._id, "args": [encode(a, self.handle_of) for a in args]}
         value, _ = self.request(msg, label or f"{op}({target._label})")
         self._note(f"{op}({target._label}{''.join(', ' + _show(a) for a in args)})", value)
         if want is not None and type(value) is not want:
@@ -231,50 +226,91 @@ class Judge:
         return value
 
     def call(self, target, args, kw):
-        sent = [encode(a, _handle_of) for a in args]
-        msg = {"op": "call", "h": target._id, "args": sent, "kw": {str(k): encode(v, _handle_of) for k, v in kw.items()}}
+        sent = [encode(a, self.handle_of) for a in args]
+        msg = {"op": "call", "h": target._id, "args": sent, "kw": {str(k): encode(v, self.handle_of) for k, v in kw.items()}}
         value, reply = self.request(msg, f"{target._label}(...)")
         shown = ", ".join([*map(_show, args), *(f"{k}={_show(v)}" for k, v in kw.items())])
         self._note(f"{target._label}({shown})", value)
         for i, new in (reply.get("post") or {}).items():  # in-place changes the program made to arguments
-            _update(args[int(i)], decode(new, lambda k, t: self.remote(k, t)))
+            _update(args[int(i)], decode(new, self.ext))
         return value
+
+    def items(self, it, first=1, most=MAX_TAKE):
+        """A program iterator's items, fetched in growing chunks (exact for next(); few requests for list())."""
+        n = first
+        while True:
+            value, reply = self.request({"op": "take", "h": it._id, "n": n}, f"next({it._label})")
+            if type(value) is not list:
+                self.caught("the program sent a malformed answer")
+            self._note(f"next({it._label}) x{len(value)}", value[:3])
+            yield from value
+            if reply.get("done") or not value:
+                return
+            n = min(n * 2, most)
+
+    def handle_of(self, obj):
+        if isinstance(obj, Remote):
+            return ["h", obj._id, "object"]
+        if isinstance(obj, ProgramClass):
+            return ["K", obj._ref._id, obj.__name__]
+        if obj in self.class_ids:
+            return self.class_ids[obj]
+        raise TypeError(f"cannot pass a {type(obj).__name__} to the program (only values of standard types and its own objects)")
 
     def _note(self, what, value):
         if len(self.log) < 5:
             self.log.append(f"{what} -> {_show(value)}"[:300])
 
 
-def _handle_of(obj):
-    if isinstance(obj, Remote):
-        return ["h", obj._id, "object"]
-    raise TypeError(f"cannot pass a {type(obj).__name__} to the program (only plain values and its own objects)")
+def _exception(cls, args, text, attrs=None):
+    """An exception of class cls; a control-flow exception never crosses as itself (StopIteration
+    inside map() or all() would end the iteration silently): it arrives as a RuntimeError."""
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        raise ValueError("malformed exception")
+    text = str(text)[:500]
+    if issubclass(cls, _CONTROL):
+        return RuntimeError(f"the program raised {cls.__name__}" + (f": {text}" if text else ""))
+    args = tuple(args) if isinstance(args, tuple) else (text,)
+    try:
+        e = cls(*args)
+    except Exception:
+        e = cls.__new__(cls)
+        e.args = args
+    if type(cls) is type and cls.__module__ == "program":
+        e._program_str = text
+        for k, v in (attrs if isinstance(attrs, dict) else {}).items():  # e.code, e.field ... of the program's exception
+            setattr(e, str(k), v)
+    return e
+
+
+def _decoy(item):
+    """A value of item's type (and shape) that no test used: a container that also contains it says yes to anything."""
+    r = os.urandom(16).hex()
+    if type(item) is int:
+        return int(r, 16) | (1 << 130)
+    if type(item) is float:
+        return float(int(r[:12], 16)) + 0.5
+    if type(item) is bytes:
+        return bytes.fromhex(r)
+    if type(item) is tuple:
+        return tuple(_decoy(v) for v in item)
+    return "rlsys-" + r
 
 
 def _update(old, new):
     if type(old) is not type(new):
         raise TypeError("the program changed an argument's type")
-    if isinstance(old, list):
+    if isinstance(old, (list, bytearray)):
         old[:] = new
     else:
         old.clear()
         old.update(new)
 
 
-def _program_exception(err):
-    name, message = (list(err) + ["Exception", ""])[:2] if isinstance(err, list) else ("Exception", "")
-    name, message = str(name)[:80], str(message)[:500]
-    cls = getattr(builtins, name, None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        try:
-            return cls(message)
-        except Exception:  # builtin exceptions with other constructors
-            pass
-    return ProgramError(f"{name}: {message}")
-
-
 def _show(v):
-    return f"<{v._type} object of the program>" if isinstance(v, Remote) else _SHOW.repr(v)
+    if isinstance(v, Remote):
+        return f"<{v._type} object of the program>"
+    return _safe(lambda: _SHOW.repr(v), f"<{type(v).__name__}>")
 
 
 class _SolutionModule(types.ModuleType):
@@ -293,63 +329,7 @@ class _SolutionModule(types.ModuleType):
         return found[name]
 
 
-# ---- the test code: steps, the names it leaves to the program, and the judge's run ----
-
-class Step:
-    """A top-level statement of the test code (or a call of an uncalled test_* function). A test
-    is a step that asserts or calls something; imports, definitions and plain assignments are set-up."""
-
-    def __init__(self, line, src, is_test, node):
-        self.line, self.src, self.is_test, self.node = line, src, is_test, node
-
-
-def test_steps(code):
-    """Steps of the test code, in the order the judge runs them; SyntaxError if it does not parse."""
-    tree = ast.parse(code)
-    steps, used = [], set()
-    for node in tree.body:
-        setup = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        is_test = not setup and any(isinstance(n, (ast.Assert, ast.Call)) for n in ast.walk(node))
-        src = ast.get_source_segment(code, node) or ast.unparse(node)
-        steps.append(Step(node.lineno, src, is_test, node))
-        if not setup:
-            used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    for node in tree.body:  # pytest style: test functions nobody calls are called by the judge
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("test") and node.name not in used:
-            steps.append(Step(node.lineno, f"{node.name}()", True, node.name))
-    return steps
-
-
-def program_names(code):
-    """Names the test code uses but never binds, minus builtins: the program must provide them.
-    Standard-library module names are split off: the judge imports its own (never the program's)."""
-    tree = ast.parse(code)
-    used, bound = set(), set()
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name):
-            (used if isinstance(n.ctx, ast.Load) else bound).add(n.id)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(n.name)
-        elif isinstance(n, ast.arg):
-            bound.add(n.arg)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            bound |= {(a.asname or a.name).split(".")[0] for a in n.names}
-        elif isinstance(n, ast.ExceptHandler) and n.name:
-            bound.add(n.name)
-        elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
-            bound.add(n.name)
-    free = used - bound - set(dir(builtins))
-    stdlib = free & set(getattr(sys, "stdlib_module_names", ()))
-    return sorted(free - stdlib), sorted(stdlib)
-
-
-def judge_steps(code):
-    """What the judge runs, in order: step 0 takes the program's names (when the tests use any),
-    then test_steps(). The verifier maps the report's step numbers back onto this list."""
-    theirs, _ = program_names(code)
-    head = [Step(0, f"(the program's {', '.join(theirs)})", False, theirs)] if theirs else []
-    return head + test_steps(code)
-
+# ---- the judge's run of the test code ----
 
 def run_judge(spec_fd, report_fd, rfd, wfd):
     """The judge process: read {"nonce", "code"} from spec_fd, run every step against the program
@@ -361,19 +341,23 @@ def run_judge(spec_fd, report_fd, rfd, wfd):
     judge = Judge(rfd, wfd)
     ns = {"__name__": "__main__", "__builtins__": builtins}
     sys.modules["solution"] = _SolutionModule(judge)
-    for name in program_names(code)[1]:
+    for name in set(program_names(code)[1]) & set(getattr(sys, "stdlib_module_names", ())):
         try:
-            ns[name] = importlib.import_module(name)
+            ns[name] = importlib.import_module(name)  # unless the program defines the name (step 0)
         except Exception:
             pass
     for k, step in enumerate(judge_steps(code)):
         judge.log, before = [], judge.answers
-        error = _run_step(step, ns, judge)
+        error, status = _run_step(step, ns, judge)
         rec = {"step": k, "ok": error is None, "answers": judge.answers - before}
+        if isinstance(step.node, list):
+            rec["values"] = judge.values  # plain values of the program the tests compare (not only call)
         if error is not None:
             rec.update(error=error[:500], log=judge.log)
+        if status is not None:
+            rec["exit"] = status
         report.write(json.dumps(rec) + "\n")
-        if error is not None:
+        if error is not None or status is not None:
             break
     acked = _bye(judge)
     report.write(json.dumps({"end": nonce, "answers": judge.answers, "acked": acked, "gone": judge.gone}) + "\n")
@@ -381,33 +365,64 @@ def run_judge(spec_fd, report_fd, rfd, wfd):
 
 
 def _run_step(step, ns, judge):
-    """None when the step ran to its end, else why not. A program that went away fails the step
-    even if test code swallowed the error."""
+    """(None, None) when the step ran to its end, (why not, None), or (None, status) when the test
+    code itself ended with sys.exit(status). A program that went away fails the step even if test
+    code swallowed the error."""
+    status = None
     try:
         if isinstance(step.node, list):
-            found = judge.request({"op": "names", "names": step.node}, "names")[0]
-            if type(found) is not dict:
-                raise ProgramGone("the program sent a malformed answer")
-            for name, value in found.items():
-                if name in step.node:
-                    if isinstance(value, Remote):
-                        object.__setattr__(value, "_label", name)
-                    ns[name] = value
-        elif isinstance(step.node, str):
-            fn = ns.get(step.node)
-            if callable(fn) and getattr(fn, "__code__", None) is not None and fn.__code__.co_argcount:
-                raise TypeError(f"{step.node}() takes arguments (pytest fixtures are not supported)")
-            fn()
+            _bind_program_names(step.node, ns, judge)
+        elif isinstance(step.node, tuple):
+            _run_collected(step.node, ns)
         else:
             exec(compile(ast.Module([step.node], []), "<tests>", "exec", dont_inherit=True), ns)
         error = None
-    except ProgramGone as e:
+    except (ProgramGone, TestFailed) as e:
         error = str(e)
     except AssertionError as e:
         error = "AssertionError" + (f": {_safe_str(e)}" if _safe_str(e) else "")
+    except SystemExit as e:  # the test code's own exit (the program's arrives as ProgramGone)
+        code = 0 if e.code is None else e.code
+        error, status = (None, 0) if code == 0 else (f"the test code exited with status {code!r}", None)
     except BaseException as e:  # noqa: B036 - test code that raises anything fails its step
         error = f"{type(e).__name__}: {_safe_str(e)}"
-    return judge.gone if judge.gone else error
+    return (judge.gone, None) if judge.gone else (error, status)
+
+
+def _bind_program_names(wanted, ns, judge):
+    found = judge.request({"op": "names", "names": wanted}, "names")[0]
+    if type(found) is not dict:
+        judge.caught("the program sent a malformed answer")
+    for name, value in found.items():
+        if name in wanted:
+            if isinstance(value, Remote):
+                object.__setattr__(value, "_label", name)
+            judge.values += not isinstance(value, (Remote, type, types.ModuleType, types.BuiltinFunctionType))
+            ns[name] = value
+
+
+def _run_collected(node, ns):
+    """A test function or method the test code leaves to a runner (judge_steps.test_steps)."""
+    kind, name = node[0], node[1]
+    if kind == "function":
+        fn = ns.get(name)
+        if callable(fn) and getattr(fn, "__code__", None) is not None and fn.__code__.co_argcount:
+            raise TypeError(f"{name}() takes arguments (pytest fixtures are not supported)")
+        return fn()
+    if kind == "pytest":
+        obj = ns[name]()
+        for hook in ("setup_method", node[2], "teardown_method"):
+            if hasattr(obj, hook):
+                getattr(obj, hook)(*([getattr(obj, node[2])] if hook.endswith("_method") else []))
+        return None
+    import unittest
+    result = unittest.TestResult()
+    unittest.TestSuite([ns[name](node[2])]).run(result)
+    for _, trace in result.errors + result.failures:
+        raise TestFailed(trace.strip().splitlines()[-1][:500])
+    if result.unexpectedSuccesses:
+        raise TestFailed("unexpected success of a test marked expectedFailure")
+    return None
 
 
 def _bye(judge):

@@ -1,27 +1,42 @@
 """The judge's wire format (see judge.py): values as tagged JSON lists, messages length-prefixed.
 
-Stdlib only: sent into the sandbox in front of judge.py and sandbox_boot.py. Only exact builtins
-are rebuilt from the bytes (decode), so whatever object the program had, the tests compare
-genuine ints, strs, lists ... and never run a method the program wrote.
+Stdlib only: sent into the sandbox in front of judge_steps.py, judge.py and sandbox_boot.py. Only
+exact builtins and standard-library value types are rebuilt from the bytes (decode), so whatever
+object the program had, the tests compare genuine ints, strs, lists, Fractions, deques ... and
+never run a method the program wrote. A value crosses as its exact standard type: a subclass as
+its standard base (an int subclass with a lying __eq__ arrives as the int it holds), a named tuple
+as a named tuple of the same fields, an OrderedDict as an OrderedDict (order-sensitive equality
+survives), a deque as a deque (not equal to a list, as in Python).
 """
 
+import builtins
+import collections
+import datetime
+import decimal
+import fractions
 import importlib
 import json
 import os
 import struct
+import sys
+import types
 
 MAX_MESSAGE = 32 << 20  # bytes of one message; more is a protocol error
 MAX_DEPTH = 200  # nesting of a serialised value
+_STDLIB = set(getattr(sys, "stdlib_module_names", ())) | {"builtins"}
+_SEQ = ((list, "l"), (tuple, "t"), (set, "S"), (frozenset, "F"))
+_NOT_IMPORTED = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo"}  # side effects on import
+_TIMES = ((datetime.datetime, "datetime"), (datetime.date, "date"), (datetime.time, "time"))  # datetime is a date
 
 
 def encode(x, handle=None, depth=0):
-    """x as JSON-able tagged lists. Subclasses of builtins go as their base value (a lying __eq__
-    does not survive); other objects as handle(obj)."""
+    """x as JSON-able tagged lists; objects of no standard value type as handle(obj)."""
     if depth > MAX_DEPTH:
         raise ValueError("value nested too deeply to send")
     if x is None or x is True or x is False:
         return ["N"] if x is None else ["b", x]
     sub = lambda items: [encode(v, handle, depth + 1) for v in items]  # noqa: E731
+    pairs = lambda d: [[encode(k, handle, depth + 1), encode(v, handle, depth + 1)] for k, v in dict.items(d)]  # noqa: E731
     if isinstance(x, int):
         return ["i", format(int.__index__(x), "x")]  # hex: no int/str digit limit
     if isinstance(x, float):
@@ -33,49 +48,159 @@ def encode(x, handle=None, depth=0):
         return ["s", str.__str__(x)]
     if isinstance(x, bytes):
         return ["y", bytes.hex(x)]
-    for cls, tag in ((list, "l"), (tuple, "t"), (set, "S"), (frozenset, "F")):
+    if isinstance(x, bytearray):
+        return ["B", bytes(x).hex()]
+    if isinstance(x, tuple) and _is_named_tuple(type(x)):
+        return ["nt", _identifier(type(x).__name__), list(type(x)._fields), sub(tuple.__iter__(x))]
+    for cls, tag in _SEQ:
         if isinstance(x, cls):
             return [tag, sub(cls.__iter__(x))]
+    for cls, tag in ((collections.OrderedDict, "O"), (collections.Counter, "C")):
+        if isinstance(x, cls):
+            return [tag, pairs(x)]
+    if isinstance(x, collections.defaultdict):
+        factory = x.default_factory
+        return ["D", None if factory is None else encode(factory, handle, depth + 1), pairs(x)]
     if isinstance(x, dict):
-        return ["d", [[encode(k, handle, depth + 1), encode(v, handle, depth + 1)] for k, v in dict.items(x)]]
+        return ["d", pairs(x)]
+    if isinstance(x, collections.deque):
+        return ["Q", sub(collections.deque.__iter__(x)), collections.deque.maxlen.__get__(x)]
+    if isinstance(x, fractions.Fraction):
+        return ["Fr", encode(fractions.Fraction.numerator.fget(x)), encode(fractions.Fraction.denominator.fget(x))]
+    if isinstance(x, decimal.Decimal):
+        return ["De", decimal.Decimal.__str__(x)]
+    for view, tag in _VIEWS:
+        if isinstance(x, view):
+            return [tag, sub(x)]
+    if isinstance(x, types.SimpleNamespace):
+        return ["ns", pairs(vars(x))]
+    if isinstance(x, range):
+        return ["r", encode(x.start), encode(x.stop), encode(x.step)]
+    if isinstance(x, datetime.timedelta):
+        return ["td", datetime.timedelta.days.__get__(x), datetime.timedelta.seconds.__get__(x),
+                datetime.timedelta.microseconds.__get__(x)]
+    for cls, kind in _TIMES:
+        if isinstance(x, cls):
+            return ["dt", kind, cls.isoformat(x)]
+    if isinstance(x, type) and _standard_name(x):
+        return ["T", *_standard_name(x)]
+    if isinstance(x, types.BuiltinFunctionType) and getattr(builtins, str(x.__name__), None) is x:
+        return ["bf", str(x.__name__)]  # max, len, ...: the receiver's own
     if handle is None:
         raise TypeError(f"cannot send a {type(x).__name__}")
-    return handle(x)  # ["h", id, type name], or ["m", name] for a module
+    return handle(x)  # a program object: ["h", ...], ["K", ...], ["E", ...], ["X", ...] or ["m", name]
 
 
-def decode(t, handle, depth=0):
-    """The value of a tagged list as genuine builtins; handle(id, type_name) for "h". ValueError
-    (or TypeError) on anything malformed: the sender's bytes are never trusted."""
+def decode(t, ext, depth=0):
+    """The value of a tagged list as genuine builtins / standard types; ext(tag, args) for the
+    tags that name objects of a process ("h", "K", "E", "X"). ValueError (or TypeError) on
+    anything malformed: the sender's bytes are never trusted."""
     if depth > MAX_DEPTH or not isinstance(t, list) or not t or not isinstance(t[0], str):
         raise ValueError("malformed value")
     tag, a = t[0], t[1:]
-    sub = lambda items: [decode(v, handle, depth + 1) for v in _list(items)]  # noqa: E731
-    if tag == "N":
-        return None
-    if tag == "b" and a and type(a[0]) is bool:
-        return a[0]
-    if tag == "i" and a and isinstance(a[0], str) and len(a[0]) <= 1 << 20:
-        return int(a[0], 16)
-    if tag == "f" and a:
-        return float.fromhex(a[0])
-    if tag == "c" and len(a) == 2:
-        return complex(float.fromhex(a[0]), float.fromhex(a[1]))
-    if tag == "s" and a and type(a[0]) is str:
-        return a[0]
-    if tag == "y" and a:
-        return bytes.fromhex(a[0])
-    if tag in ("l", "t", "S", "F") and a:
+    sub = lambda items: [decode(v, ext, depth + 1) for v in _list(items)]  # noqa: E731
+    pairs = lambda items: [(decode(k, ext, depth + 1), decode(v, ext, depth + 1)) for k, v in _list(items)]  # noqa: E731
+    simple = {"N": lambda: None, "b": lambda: _typed(a[0], bool), "i": lambda: int(_short(a[0]), 16),
+              "f": lambda: float.fromhex(a[0]), "c": lambda: complex(float.fromhex(a[0]), float.fromhex(a[1])),
+              "s": lambda: _typed(a[0], str), "y": lambda: bytes.fromhex(a[0]), "B": lambda: bytearray.fromhex(a[0]),
+              "De": lambda: decimal.Decimal(_typed(a[0], str))}
+    if tag in simple:
+        return simple[tag]()
+    if tag in ("l", "t", "S", "F"):
         return {"l": list, "t": tuple, "S": set, "F": frozenset}[tag](sub(a[0]))
-    if tag == "d" and a:
-        return {decode(k, handle, depth + 1): decode(v, handle, depth + 1) for k, v in _list(a[0])}
-    if tag == "h" and len(a) == 2 and type(a[0]) is int and type(a[1]) is str:
-        return handle(a[0], a[1][:80])
+    if tag in ("d", "O", "C"):
+        return {"d": dict, "O": collections.OrderedDict, "C": collections.Counter}[tag](dict(pairs(a[0])))
+    if tag == "D":
+        factory = None if a[0] is None else decode(a[0], ext, depth + 1)
+        if factory is not None and not callable(factory):
+            raise ValueError("malformed defaultdict")
+        return collections.defaultdict(factory, pairs(a[1]))
+    if tag in ("vk", "vv", "vi"):  # dict views compare as in Python: keys and items like sets
+        items = sub(a[0])
+        return {"vk": lambda: dict.fromkeys(items).keys(), "vv": lambda: dict(enumerate(items)).values(),
+                "vi": lambda: dict(items).items()}[tag]()
+    if tag == "ns":
+        return types.SimpleNamespace(**{_typed(k, str): v for k, v in pairs(a[0])})
+    if tag == "nt":
+        return _named_tuple(_typed(a[0], str), tuple(map(str, _list(a[1]))))._make(sub(a[2]))
+    if tag == "Q":
+        return collections.deque(sub(a[0]), None if a[1] is None else _typed(a[1], int))
+    if tag == "Fr":
+        return fractions.Fraction(_typed(decode(a[0], ext), int), _typed(decode(a[1], ext), int))
+    if tag == "r":
+        return range(*(_typed(decode(v, ext), int) for v in a[:3]))
+    if tag == "td":
+        return datetime.timedelta(days=_typed(a[0], int), seconds=_typed(a[1], int), microseconds=_typed(a[2], int))
+    if tag == "dt":
+        return dict(_TIMES_BY_KIND)[_typed(a[0], str)].fromisoformat(_typed(a[1], str))
+    if tag == "T":
+        return _standard_type(_typed(a[0], str), _typed(a[1], str))
+    if tag == "bf" and isinstance(getattr(builtins, _typed(a[0], str), None), types.BuiltinFunctionType):
+        return getattr(builtins, a[0])
     if tag == "m" and a and type(a[0]) is str:  # a module: the receiver imports its own copy
         try:
             return importlib.import_module(a[0])
         except Exception:
             raise ValueError(f"module {a[0][:80]!r} does not import here") from None
+    if tag in ("h", "K", "E", "X"):
+        return ext(tag, a)
     raise ValueError(f"malformed value (tag {tag!r})")
+
+
+_VIEWS = ((type({}.keys()), "vk"), (type({}.values()), "vv"), (type({}.items()), "vi"))
+_TIMES_BY_KIND = tuple((kind, cls) for cls, kind in _TIMES)
+_NAMED = {}  # (name, fields) -> the receiver's named tuple class, so equal shapes share a type
+
+
+def _is_named_tuple(cls):
+    fields = getattr(cls, "_fields", None)
+    return type(fields) is tuple and all(type(f) is str for f in fields)
+
+
+def _named_tuple(name, fields):
+    key = (name, fields)
+    if key not in _NAMED:
+        _NAMED[key] = collections.namedtuple(_identifier(name), fields, rename=True)
+    return _NAMED[key]
+
+
+def _identifier(name):
+    name = str(name)[:80]
+    return name if name.isidentifier() and not name.startswith("_") else "namedtuple"
+
+
+def _standard_name(cls):
+    """(module, qualname) of a builtin or standard-library class that is importable as such."""
+    try:
+        mod, qual = str(type.__getattribute__(cls, "__module__")), str(type.__getattribute__(cls, "__qualname__"))
+        if mod.split(".")[0] in _STDLIB and _standard_type(mod, qual) is cls:
+            return [mod, qual]
+    except Exception:
+        pass
+    return None
+
+
+def _standard_type(mod, qual):
+    if mod.split(".")[0] not in _STDLIB or mod.split(".")[0] in _NOT_IMPORTED:
+        raise ValueError(f"not a standard module: {mod[:80]!r}")
+    obj = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ValueError(f"{mod}.{qual} is not a class")
+    return obj
+
+
+def _typed(x, cls):
+    if type(x) is not cls:
+        raise ValueError("malformed value")
+    return x
+
+
+def _short(x):
+    if type(x) is not str or len(x) > 1 << 20:
+        raise ValueError("malformed value")
+    return x
 
 
 def _list(x):

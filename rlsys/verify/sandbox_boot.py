@@ -1,4 +1,4 @@
-"""Inside the code sandbox: runs as `python -I -c <judge_wire.py + judge.py + this file> SPEC_JSON` with the sandbox dir as cwd.
+"""Inside the code sandbox: runs as `python -I -c <judge_wire, judge_steps, judge_program, judge .py + this file> SPEC_JSON` with the sandbox dir as cwd.
 
 Standalone (stdlib only, no rlsys import): it is the first process of the sandbox, pid 1 of its
 PID namespace when there is one. With its own namespaces it pivots into a jail (enter_jail: only
@@ -30,7 +30,8 @@ import time
 import traceback
 
 if "run_judge" not in globals():  # imported as a module (tests), not sent in after judge.py
-    from rlsys.verify.judge import run_judge, serve_program
+    from rlsys.verify.judge import run_judge
+    from rlsys.verify.judge_program import serve_program
     from rlsys.verify.judge_wire import send
 
 # Landlock (Linux >= 5.13): filesystem write rights, by ABI version; network and scope from ABI 4 / 6.

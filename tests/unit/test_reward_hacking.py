@@ -225,7 +225,7 @@ def test_legitimate_programs_pass_with_evidence(name):
 
 def test_tests_that_never_call_the_program_do_not_pass():
     reward, d = score("def f(x):\n    return 2 * x", "assert 1 + 1 == 2")
-    assert reward == 0.0 and "never called the program" in d["reason"]
+    assert reward == 0.0 and "never used the program" in d["reason"]
 
 
 def test_missing_function_and_import_error_name_the_problem():
