@@ -4,6 +4,8 @@
 
 Math: boxed answers (half right, in other forms: 0.5 vs \\frac{1}{2}) of the built-in math set.
 Code: a correct stdin/stdout program per built-in code task (3 tests each = 3 sandboxes per sample).
+Judged: scale(x) programs against assert test code (one sandbox, program + judge), half right.
+Compare two trees side by side: PYTHONPATH=<other checkout> .venv/bin/python benchmarks/verifier_throughput.py
 Each run warms the pool with a few samples first; the timed call is one score_texts of all samples.
 """
 
@@ -35,6 +37,14 @@ def code_samples(n: int):
     return resp, [r["ground_truth"] for r in rows], ["code"] * len(rows)
 
 
+def judged_samples(n: int):
+    """Test-code rows (asserts run by the judge against the program's scale(x)), half right."""
+    rows = [r for r in code_rows(4 * n, seed=1) if not r["ground_truth"].startswith("{")][:n]
+    factor = [int(r["prompt"].split("times ")[1].rstrip(".")) for r in rows]
+    resp = [f"```python\ndef scale(x):\n    return {k if i % 2 else k + 1} * x\n```" for i, k in enumerate(factor)]
+    return resp, [r["ground_truth"] for r in rows], ["code"] * len(rows)
+
+
 def main() -> None:
     import ray
     from ray.util.placement_group import remove_placement_group
@@ -49,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     ray.init(include_dashboard=False)
     print(f"{'verifier':<8}{'M':>3}{'samples':>9}{'seconds':>9}{'samples/s':>11}{'reward':>8}")
-    for name, make in (("math", math_samples), ("code", code_samples)):
+    for name, make in (("math", math_samples), ("code", code_samples), ("judged", judged_samples)):
         for m in (1, 2):
             cfg = RLSysConfig()
             cfg.cluster.num_verifiers, cfg.cluster.verifier.cpus = m, 0.5

@@ -1,6 +1,6 @@
 """Small built-in example datasets, generated (never downloaded): math-style and code-style prompts.
 
-`python -m rlsys.data.examples OUTDIR` writes math.parquet and code.parquet (prompt,
+`python -m rlsys.data.examples OUTDIR` writes math.parquet, code.parquet, code_chat(_eval).parquet (prompt,
 ground_truth, data_source: usable as task.train_path / task.eval_path with a real model) and
 verify_demo.jsonl: responses, right, wrong and hostile, to try `rlsys verify` on.
 """
@@ -121,9 +121,13 @@ def write_examples(out_dir: str | Path, n: int = 64, seed: int = 0) -> dict[str,
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"math": out / "math.parquet", "code": out / "code.parquet", "demo": out / "verify_demo.jsonl"}
+    paths = {"math": out / "math.parquet", "code": out / "code.parquet", "code_chat": out / "code_chat.parquet",
+             "code_chat_eval": out / "code_chat_eval.parquet", "demo": out / "verify_demo.jsonl"}
     pq.write_table(pa.Table.from_pylist(math_rows(n, seed)), paths["math"])
     pq.write_table(pa.Table.from_pylist(code_rows(n, seed)), paths["code"])
+    for name, rows in (("code_chat", code_rows(n, seed)), ("code_chat_eval", code_rows(n // 2, seed + 1))):
+        chat = [{**r, "prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows]  # for chat models
+        pq.write_table(pa.Table.from_pylist(chat), paths[name])
     paths["demo"].write_text("".join(json.dumps(r) + "\n" for r in demo_rows()))
     return paths
 

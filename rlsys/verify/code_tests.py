@@ -104,6 +104,8 @@ def _same_output(got: str, want: str) -> bool:
     return norm(got) == norm(want)
 
 
+OBJECT_NOTE = ("an object of the program's own class equals only itself in the judge, and operators on it are "
+               "not run (its __eq__ could lie): compare its fields or values (docs/verifiers.md, 'Limits')")
 IO_EVIDENCE = "stdout compared with the expected output by the verifier, outside the sandbox (it never entered it)"
 
 
@@ -229,4 +231,6 @@ def _shown(step: Step, rec: dict) -> dict:
            "program_answers": rec.get("answers", 0)}
     if rec.get("log"):
         out["answers"] = rec["log"]
+        if not rec["ok"] and any("object of the program>" in line for line in rec["log"]):
+            out["note"] = OBJECT_NOTE
     return out

@@ -55,12 +55,40 @@ class Remote:
     __eq__/__hash__ the program defines is ever consulted; other operations are asked of the program
     and their results come back as values."""
 
-    __slots__ = ("_judge", "_id", "_label", "_type")
+    __slots__ = ("_judge", "_id", "_label", "_type", "_dataclass")
+
+    def __eq__(self, other):  # a dataclass (eq=True) compares its fields as values, as its generated __eq__ does
+        if self is other:
+            return True
+        return self._judge.fields(self, other, "eq") if self._dataclass else NotImplemented
+
+    __hash__ = object.__hash__
+
+    def __lt__(self, other):  # dataclass(order=True): field tuples, in the judge
+        return self._judge.fields(self, other, "order", lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._judge.fields(self, other, "order", lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._judge.fields(self, other, "order", lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._judge.fields(self, other, "order", lambda a, b: a >= b)
 
     def __getattr__(self, name):
         if (name.startswith("__") and name.endswith("__") and name not in _ASKED) or name in Remote.__slots__:
             raise AttributeError(name)  # internals' probes (copy, pickle) stay local
         return self._judge.ask("getattr", self, [name], label=f"{self._label}.{name}")
+
+    def __setattr__(self, name, value):
+        self._judge.ask("setattr", self, [name, value], label=f"{self._label}.{name} = ...")
+
+    def __setitem__(self, key, value):
+        self._judge.ask("setitem", self, [key, value])
+
+    def __delitem__(self, key):
+        self._judge.ask("delitem", self, [key])
 
     def __call__(self, *args, **kw):
         return self._judge.call(self, args, kw)
@@ -111,6 +139,15 @@ class ProgramClass(type):
             raise AttributeError(name)
         return cls._ref._judge.ask("getattr", cls._ref, [name], label=f"{cls.__name__}.{name}")
 
+    def __iter__(cls):  # an Enum class: list(Color), Color["RED"], len(Color)
+        return iter(cls._ref)
+
+    def __len__(cls):
+        return len(cls._ref)
+
+    def __getitem__(cls, key):
+        return cls._ref[key]
+
     def __instancecheck__(cls, obj):
         if type.__instancecheck__(cls, obj):
             return True
@@ -153,7 +190,10 @@ class Judge:
         k, name = a[0], a[1][:80]
         if tag == "h":
             cls = decode(a[2], self.ext) if len(a) > 2 and a[2] is not None else Remote
-            return self.remote(k, name, label, cls if isinstance(cls, ProgramClass) else Remote)
+            obj = self.remote(k, name, label, cls if isinstance(cls, ProgramClass) else Remote)
+            dc = a[3] if len(a) > 3 and type(a[3]) is list and all(type(v) is bool for v in a[3]) else None
+            object.__setattr__(obj, "_dataclass", dc)
+            return obj
         if tag == "K" and k not in self.classes:
             ref = self.remote(k, "type", name, Remote, key=("class", k))
             self.classes[k] = ProgramClass(name, (Remote,), {"__slots__": (), "_ref": ref, "__module__": "program"})
@@ -172,7 +212,7 @@ class Judge:
         key = key or k
         if key not in self.remotes:
             obj = object.__new__(cls)
-            for slot, value in zip(Remote.__slots__, (self, k, label or f"<{type_name}>", type_name)):
+            for slot, value in zip(Remote.__slots__, (self, k, label or f"<{type_name}>", type_name, None)):
                 object.__setattr__(obj, slot, value)
             self.remotes[key] = obj
         return self.remotes[key]
@@ -247,6 +287,16 @@ class Judge:
             if reply.get("done") or not value:
                 return
             n = min(n * 2, most)
+
+    def fields(self, a, b, kind, compare=None):
+        """Python's dataclass comparison of two program objects, done here on their fields as values:
+        only for the same class, with eq (or order) on; else NotImplemented (Python then says
+        unequal, or raises TypeError for <)."""
+        if not (isinstance(b, Remote) and type(a) is type(b) and type(a) is not Remote and a._dataclass
+                and b._dataclass and a._dataclass[kind == "order"]):
+            return NotImplemented
+        mine, theirs = (tuple(self.ask("fields", x, want=list)) for x in (a, b))
+        return mine == theirs if compare is None else compare(mine, theirs)
 
     def handle_of(self, obj):
         if isinstance(obj, Remote):

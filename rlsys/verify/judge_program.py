@@ -44,7 +44,10 @@ def serve_program(names, rfd, wfd):
                     _safe(lambda: encode(attrs, handle), ["d", []])]
         mod = _safe(lambda: str(type(obj).__module__).split(".")[0], "builtins")
         cls = None if mod in _STDLIB else encode(type(obj), handle)  # its class, when the program wrote it
-        return ["h", register(obj), _safe(lambda: str(type(obj).__name__)[:80], "object"), cls if cls and cls[0] == "K" else None]
+        dc = _safe(lambda: type(obj).__dataclass_params__, None)  # a dataclass compares by its fields
+        dc = [bool(dc.eq), bool(dc.order)] if dc is not None else None
+        return ["h", register(obj), _safe(lambda: str(type(obj).__name__)[:80], "object"),
+                cls if cls and cls[0] == "K" else None, dc]
 
     def resolve(tag, a):
         if tag in ("h", "K", "E") and a and a[0] in handles:
@@ -104,8 +107,12 @@ def _answer(msg, names, handle, resolve, pending):
                 break
         return {"ok": encode(items, handle), "done": done}
     ops = {"getattr": lambda: getattr(obj, args[0]), "len": lambda: len(obj), "getitem": lambda: obj[args[0]],
-           "contains": lambda: args[0] in obj, "str": lambda: str(obj), "repr": lambda: repr(obj),
+           "contains": lambda: args[0] in obj, "setattr": lambda: setattr(obj, args[0], args[1]),
+           "setitem": lambda: obj.__setitem__(args[0], args[1]), "delitem": lambda: obj.__delitem__(args[0]),
+           "str": lambda: str(obj), "repr": lambda: repr(obj),
            "bool": lambda: bool(obj), "iter": lambda: iter(obj), "isinstance": lambda: isinstance(obj, args[0]),
+           "fields": lambda: [getattr(obj, f.name) for f in obj.__dataclass_fields__.values()
+                              if f.compare and str(f._field_type) == "_FIELD"],
            "issubclass": lambda: issubclass(obj, args[0])}
     return {"ok": encode(ops[op](), handle)}
 

@@ -186,3 +186,40 @@ def test_the_program_is_the_python_block_not_the_output_after_it():
     session = "```python\ndef f(x):\n    return 2 * x\n```\n```python\n>>> f(2)\n4\n```"
     assert extract_program(session).startswith("def f(x)")
 
+
+def test_unjudgeable_shapes_fail_with_a_detail_that_explains_them():
+    point = "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y\n" \
+            "    def __eq__(self, o):\n        return (self.x, self.y) == (o.x, o.y)\ndef mid(a, b):\n" \
+            "    return Point((a.x + b.x) / 2, (a.y + b.y) / 2)"
+    reward, d = score(point, "assert mid(Point(0, 0), Point(2, 2)) == Point(1, 1)")
+    assert reward == 0.0 and "docs/verifiers.md, 'Limits'" in d["tests"][0]["note"], d
+    reward, d = score(point, "m = mid(Point(0, 0), Point(2, 2))\nassert (m.x, m.y) == (1, 1)\n"
+                             "assert vars(m) == {'x': 1.0, 'y': 1.0}")  # what the note suggests passes
+    assert reward == 1.0, d
+    reward, d = score("def apply(fn, x):\n    return fn(x)", "assert apply(lambda v: v + 1, 3) == 4")
+    assert reward == 0.0 and "cannot pass a function to the program" in d["reason"], d
+
+
+
+DATACLASSES = "from dataclasses import dataclass, field\n@dataclass(order=True)\nclass P:\n    x: int\n    y: int = 0\n" \
+              "    tag: str = field(default='', compare=False)\n@dataclass\nclass Q:\n    x: int\n" \
+              "def mid(a, b):\n    return P((a.x + b.x) // 2, (a.y + b.y) // 2, 'mid')\ndef q(x):\n    return Q(x)\n" \
+              "class Plain:\n    pass\ndef plain():\n    return Plain()\n" \
+              "from enum import Enum\nclass Color(Enum):\n    RED = 1\n    BLUE = 2\ndef warm():\n    return Color.RED"
+
+
+@pytest.mark.parametrize("tests", [
+    "assert mid(P(0, 0), P(2, 4)) == P(1, 2)",  # fields compare, as the generated __eq__ does
+    "assert mid(P(0, 0), P(2, 4)) != P(1, 3)",
+    "assert P(1, 2) < P(1, 3) and sorted([P(2), P(1)]) == [P(1), P(2)]",
+    "assert q(1) == Q(1) and q(1) != Q(2) and q(1) != P(1)",
+    "p = P(1, 1)\np.x = 5\nassert p == P(5, 1)",  # compared as they are now, not as first seen
+    "assert plain() != plain()",  # no __eq__: identity, as in Python
+    "assert warm() is Color.RED and warm() == Color.RED and list(Color) == [Color.RED, Color.BLUE]\n"
+    "assert Color['BLUE'].value == 2 and len(Color) == 2 and warm().name == 'RED'",
+    "q(1) < Q(2)",  # Q has no order: TypeError, as in Python
+])
+def test_dataclasses_and_enums_compare_as_in_python(tests):
+    want = in_python(DATACLASSES, tests)
+    reward, d = score(DATACLASSES, tests)
+    assert reward == float(want), (want, d)
