@@ -28,6 +28,7 @@ from rlsys.verify.judge_steps import Step, judge_steps, test_steps
 from rlsys.verify.sandbox import JudgedRun, Limits, run_cases, run_judged
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
+_OPEN_FENCE = re.compile(r"```[ \t]*(?:python3?|py)\b[^\n]*\n(.*)\Z", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass
@@ -37,8 +38,9 @@ class Tests:
 
 
 def extract_program(response: str) -> str:
-    """The last ```python block; else the last unlabelled block that is a program (not output
-    such as `3` or `[1, 2]`, which also parses as Python); the whole response if it has no block."""
+    """The last ```python block that parses; else the last unlabelled block that is a program (not
+    output such as `3` or `[1, 2]`, which also parses as Python); with no closed block, the rest of
+    a ```python block the token limit cut off, else the whole response."""
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
     labelled = [body for lang, body in blocks if lang in ("python", "py", "python3")]
     if labelled:  # the last one that parses (a later one may be a >>> session)
@@ -46,7 +48,10 @@ def extract_program(response: str) -> str:
     for lang, body in reversed(blocks):
         if lang == "" and _is_program(body):
             return body
-    return response if not blocks else ""
+    if not blocks:  # a block cut off by the token limit, never closed: what follows its fence
+        cut = _OPEN_FENCE.search(response)
+        return cut.group(1) if cut else response
+    return ""
 
 
 def _parses(text: str) -> bool:

@@ -185,6 +185,7 @@ def test_the_program_is_the_python_block_not_the_output_after_it():
     assert extract_program("```\nprint(input())\n```\n```\nhello\n```") == "print(input())\n"
     session = "```python\ndef f(x):\n    return 2 * x\n```\n```python\n>>> f(2)\n4\n```"
     assert extract_program(session).startswith("def f(x)")
+    assert extract_program("Sure:\n```python\ndef f(x):\n    return 2 * x\n\nprint(f(") == "def f(x):\n    return 2 * x\n\nprint(f("
 
 
 def test_unjudgeable_shapes_fail_with_a_detail_that_explains_them():
