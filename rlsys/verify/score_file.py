@@ -125,6 +125,8 @@ def explain(rec: dict) -> list[str]:
         answers = f", {t['program_answers']} program answer(s)" if "program_answers" in t else ""
         lines.append(f"    {where}{t['test']}  -> {t['result']}{answers}")
         lines += [f"        {a}" for a in t.get("answers", [])]
+        if t.get("note"):
+            lines.append(f"        note: {t['note']}")
     if rec.get("reward") and rec.get("evidence"):
         lines.append(f"    evidence: {rec['evidence']}")
     return lines

@@ -11,6 +11,7 @@ import pytest
 from rlsys.config import VerifierConfig
 from rlsys.verify import configure
 from rlsys.verify.code_tests import code_execution, extract_program
+from rlsys.verify.score_file import explain
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -194,6 +195,8 @@ def test_unjudgeable_shapes_fail_with_a_detail_that_explains_them():
             "    return Point((a.x + b.x) / 2, (a.y + b.y) / 2)"
     reward, d = score(point, "assert mid(Point(0, 0), Point(2, 2)) == Point(1, 1)")
     assert reward == 0.0 and "docs/verifiers.md, 'Limits'" in d["tests"][0]["note"], d
+    text = "\n".join(explain({"line": 1, "data_source": "code", "reward": reward, **d}))
+    assert "note: an object of the program's own class equals only itself" in text, text
     reward, d = score(point, "m = mid(Point(0, 0), Point(2, 2))\nassert (m.x, m.y) == (1, 1)\n"
                              "assert vars(m) == {'x': 1.0, 'y': 1.0}")  # what the note suggests passes
     assert reward == 1.0, d
