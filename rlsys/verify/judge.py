@@ -303,7 +303,7 @@ class Judge:
             return ["h", obj._id, "object"]
         if isinstance(obj, ProgramClass):
             return ["K", obj._ref._id, obj.__name__]
-        if obj in self.class_ids:
+        if isinstance(obj, type) and obj in self.class_ids:
             return self.class_ids[obj]
         raise TypeError(f"cannot pass a {type(obj).__name__} to the program (only values of standard types and its own objects)")
 

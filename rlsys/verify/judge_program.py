@@ -111,8 +111,7 @@ def _answer(msg, names, handle, resolve, pending):
            "setitem": lambda: obj.__setitem__(args[0], args[1]), "delitem": lambda: obj.__delitem__(args[0]),
            "str": lambda: str(obj), "repr": lambda: repr(obj),
            "bool": lambda: bool(obj), "iter": lambda: iter(obj), "isinstance": lambda: isinstance(obj, args[0]),
-           "fields": lambda: [getattr(obj, f.name) for f in obj.__dataclass_fields__.values()
-                              if f.compare and str(f._field_type) == "_FIELD"],
+           "fields": lambda: [getattr(obj, f.name) for f in __import__("dataclasses").fields(obj) if f.compare],
            "issubclass": lambda: issubclass(obj, args[0])}
     return {"ok": encode(ops[op](), handle)}
 
