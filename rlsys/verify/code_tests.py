@@ -38,13 +38,19 @@ class Tests:
 
 
 def extract_program(response: str) -> str:
-    """The last ```python block that parses; else the last unlabelled block that is a program (not
+    """The last ```python block that parses (with the blocks before it when it only calls what they
+    define: an example of use); else the last unlabelled block that is a program (not
     output such as `3` or `[1, 2]`, which also parses as Python); with no closed block, the rest of
     a ```python block the token limit cut off, else the whole response."""
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
     labelled = [body for lang, body in blocks if lang in ("python", "py", "python3")]
-    if labelled:  # the last one that parses (a later one may be a >>> session)
-        return next((body for body in reversed(labelled) if _parses(body)), labelled[-1])
+    code = [body for body in labelled if _parses(body)]  # a >>> session does not parse
+    if code and (_defines(code[-1]) or not any(map(_defines, code[:-1]))):
+        return code[-1]
+    if code:  # the last block defines nothing, earlier ones do (it is an example call): the blocks together
+        return "\n".join(code)
+    if labelled:
+        return labelled[-1]
     for lang, body in reversed(blocks):
         if lang == "" and _is_program(body):
             return body
@@ -60,6 +66,11 @@ def _parses(text: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     return True
+
+
+def _defines(text: str) -> bool:
+    """Whether a program defines a function or class at top level (a usage example does not)."""
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in ast.parse(text).body)
 
 
 def _is_program(text: str) -> bool:

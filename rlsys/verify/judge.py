@@ -17,6 +17,7 @@ sends; the tests compare genuine values decoded from those bytes, in a process i
 
 import ast
 import builtins
+import collections
 import importlib
 import json
 import os
@@ -30,6 +31,8 @@ if "serve_program" not in globals():  # imported as a module, not sent in after 
     from rlsys.verify.judge_wire import _list, decode, encode, recv, send
 
 _CONTROL = (StopIteration, StopAsyncIteration, GeneratorExit, KeyboardInterrupt, SystemExit)
+_RUNNER_SIGNALS = ("SkipTest", "_ShouldStop")  # unittest's: a program raising them would skip or stop a test
+MAX_MEMBERS = 100_000  # items of a program object `in` looks through (all of them: an endless one is not judged)
 _ASKED = {"__dict__", "__name__", "__qualname__"}  # dunder attributes tests read of program objects
 _SHOW = reprlib.Repr()
 _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist = 80, 80, 8
@@ -62,7 +65,10 @@ class Remote:
             return True
         return self._judge.fields(self, other, "eq") if self._dataclass else NotImplemented
 
-    __hash__ = object.__hash__
+    def __hash__(self):  # a frozen (or unsafe_hash) dataclass hashes its fields, others by identity
+        if self._dataclass and self._dataclass[2]:
+            return hash(tuple(f[1] for f in self._judge.ask("fields", self, want=list)))
+        return object.__hash__(self)
 
     def __lt__(self, other):  # dataclass(order=True): field tuples, in the judge
         return self._judge.fields(self, other, "order", lambda a, b: a < b)
@@ -111,11 +117,16 @@ class Remote:
         return self._judge.ask("getitem", self, [key])
 
     def __contains__(self, item):
-        found = self._judge.ask("contains", self, [item], want=bool)
-        if found and self._judge.ask("contains", self, [_decoy(item)], want=bool):  # says yes to anything
-            self._judge.caught(f"a {self._type} object of the program says it contains anything "
-                               f"(also a random {type(item).__name__} the tests never used)")
-        return found
+        """`in` is a comparison: decided here over all the values the object yields, never by its own
+        __contains__ (an always-yes __contains__ is the hack); as in Python, an iterator is consumed
+        up to the match."""
+        it = self._judge.ask("iter", self)
+        if not isinstance(it, Remote):
+            raise TypeError("iter() of a program object did not give an iterator")
+        values = self._judge.members(it)
+        at = next((k for k, v in enumerate(values) if v is item or v == item), None)
+        self._judge.drop(it, len(values) if at is None else at + 1)
+        return at is not None
 
     def __str__(self):
         return self._judge.ask("str", self, want=str)
@@ -176,6 +187,8 @@ class Judge:
         self.values = 0  # plain values among the program's names bound for the tests
         self.log = []  # this step's answers, shown when it fails
         self.remotes, self.classes, self.class_ids = {}, {}, {}
+        self.buffers, self.exhausted = {}, set()  # items of program iterators fetched but not consumed yet
+        self.unittest_failure = None  # a failure unittest reported during this step (any runner)
 
     def caught(self, why):
         self.gone = why
@@ -191,7 +204,7 @@ class Judge:
         if tag == "h":
             cls = decode(a[2], self.ext) if len(a) > 2 and a[2] is not None else Remote
             obj = self.remote(k, name, label, cls if isinstance(cls, ProgramClass) else Remote)
-            dc = a[3] if len(a) > 3 and type(a[3]) is list and all(type(v) is bool for v in a[3]) else None
+            dc = a[3] if len(a) > 3 and type(a[3]) is list and len(a[3]) == 3 and all(type(v) is bool for v in a[3]) else None
             object.__setattr__(obj, "_dataclass", dc)
             return obj
         if tag == "K" and k not in self.classes:
@@ -199,7 +212,7 @@ class Judge:
             self.classes[k] = ProgramClass(name, (Remote,), {"__slots__": (), "_ref": ref, "__module__": "program"})
         if tag == "E" and k not in self.classes:
             bases = tuple(b for b in (decode(x, self.ext) for x in _list(a[2])) if isinstance(b, type)
-                          and issubclass(b, BaseException) and not issubclass(b, _CONTROL)) or (Exception,)
+                          and issubclass(b, BaseException) and not _is_signal(b)) or (Exception,)
             body = {"__str__": _program_str, "__module__": "program"}
             try:
                 self.classes[k] = type(name, bases, body)
@@ -276,17 +289,39 @@ class Judge:
         return value
 
     def items(self, it, first=1, most=MAX_TAKE):
-        """A program iterator's items, fetched in growing chunks (exact for next(); few requests for list())."""
-        n = first
+        """A program iterator's items, fetched in growing chunks (exact for next(); few requests for
+        list()); what was fetched but not consumed stays for the next next() or loop."""
+        buf, n = self.buffers.setdefault(it._id, collections.deque()), first
         while True:
-            value, reply = self.request({"op": "take", "h": it._id, "n": n}, f"next({it._label})")
-            if type(value) is not list:
-                self.caught("the program sent a malformed answer")
-            self._note(f"next({it._label}) x{len(value)}", value[:3])
-            yield from value
-            if reply.get("done") or not value:
+            while buf:
+                yield buf.popleft()
+            if it._id in self.exhausted:
                 return
+            self._fetch(it, n)
             n = min(n * 2, most)
+
+    def members(self, it):
+        """All the items an iterator still has, without consuming them (see drop)."""
+        buf = self.buffers.setdefault(it._id, collections.deque())
+        while it._id not in self.exhausted:
+            if len(buf) > MAX_MEMBERS:
+                raise TypeError(f"a program object yields more than {MAX_MEMBERS} items: `in` cannot judge it")
+            self._fetch(it, min(max(len(buf), 1) * 2, MAX_TAKE))
+        return list(buf)
+
+    def drop(self, it, n):
+        buf = self.buffers[it._id]
+        for _ in range(n):
+            buf.popleft()
+
+    def _fetch(self, it, n):
+        value, reply = self.request({"op": "take", "h": it._id, "n": n}, f"next({it._label})")
+        if type(value) is not list:
+            self.caught("the program sent a malformed answer")
+        self._note(f"next({it._label}) x{len(value)}", value[:3])
+        self.buffers[it._id].extend(value)
+        if reply.get("done") or not value:
+            self.exhausted.add(it._id)
 
     def fields(self, a, b, kind, compare=None):
         """Python's dataclass comparison of two program objects, done here on their fields as values:
@@ -295,7 +330,11 @@ class Judge:
         if not (isinstance(b, Remote) and type(a) is type(b) and type(a) is not Remote and a._dataclass
                 and b._dataclass and a._dataclass[kind == "order"]):
             return NotImplemented
-        mine, theirs = (tuple(self.ask("fields", x, want=list)) for x in (a, b))
+        mine, theirs = (self.ask("fields", x, want=list) for x in (a, b))
+        names = [[f[0] for f in x if type(f) is list and len(f) == 2] for x in (mine, theirs)]
+        if not names[0] or names[0] != names[1] or len(names[0]) != len(mine):  # no fields: nothing to compare
+            self.caught(f"the program's {type(a).__name__} says it is a dataclass but sent no fields to compare")
+        mine, theirs = tuple(f[1] for f in mine), tuple(f[1] for f in theirs)
         return mine == theirs if compare is None else compare(mine, theirs)
 
     def handle_of(self, obj):
@@ -318,7 +357,7 @@ def _exception(cls, args, text, attrs=None):
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         raise ValueError("malformed exception")
     text = str(text)[:500]
-    if issubclass(cls, _CONTROL):
+    if _is_signal(cls):
         return RuntimeError(f"the program raised {cls.__name__}" + (f": {text}" if text else ""))
     args = tuple(args) if isinstance(args, tuple) else (text,)
     try:
@@ -333,18 +372,10 @@ def _exception(cls, args, text, attrs=None):
     return e
 
 
-def _decoy(item):
-    """A value of item's type (and shape) that no test used: a container that also contains it says yes to anything."""
-    r = os.urandom(16).hex()
-    if type(item) is int:
-        return int(r, 16) | (1 << 130)
-    if type(item) is float:
-        return float(int(r[:12], 16)) + 0.5
-    if type(item) is bytes:
-        return bytes.fromhex(r)
-    if type(item) is tuple:
-        return tuple(_decoy(v) for v in item)
-    return "rlsys-" + r
+def _is_signal(cls):
+    """A control-flow exception (StopIteration ...) or a test runner's signal (unittest.SkipTest)."""
+    return issubclass(cls, _CONTROL) or any(str(getattr(c, "__module__", "")).startswith("unittest")
+                                            and c.__name__ in _RUNNER_SIGNALS for c in cls.__mro__)
 
 
 def _update(old, new):
@@ -391,6 +422,8 @@ def run_judge(spec_fd, report_fd, rfd, wfd):
     judge = Judge(rfd, wfd)
     ns = {"__name__": "__main__", "__builtins__": builtins}
     sys.modules["solution"] = _SolutionModule(judge)
+    if "unittest" in code:
+        _watch_unittest(judge)
     for name in set(program_names(code)[1]) & set(getattr(sys, "stdlib_module_names", ())):
         try:
             ns[name] = importlib.import_module(name)  # unless the program defines the name (step 0)
@@ -398,7 +431,10 @@ def run_judge(spec_fd, report_fd, rfd, wfd):
             pass
     for k, step in enumerate(judge_steps(code)):
         judge.log, before = [], judge.answers
+        judge.unittest_failure = None
         error, status = _run_step(step, ns, judge)
+        if error is None and judge.unittest_failure:  # a runner in the test code ran a test that failed
+            error, status = f"a unittest test failed: {judge.unittest_failure}"[:500], None
         rec = {"step": k, "ok": error is None, "answers": judge.answers - before}
         if isinstance(step.node, list):
             rec["values"] = judge.values  # plain values of the program the tests compare (not only call)
@@ -473,6 +509,28 @@ def _run_collected(node, ns):
     if result.unexpectedSuccesses:
         raise TestFailed("unexpected success of a test marked expectedFailure")
     return None
+
+
+def _watch_unittest(judge):
+    """Every failure unittest records, under any runner the test code uses (TextTestRunner, a suite,
+    unittest.main(exit=False) ...), fails the step that ran it: a runner only prints it."""
+    import traceback
+    import unittest
+
+    def watch(name):
+        original = getattr(unittest.TestResult, name)
+
+        def recorded(self, test, *rest):
+            err = rest[-1] if rest else None
+            if name != "addSubTest" or err is not None:
+                why = traceback.format_exception_only(err[0], err[1])[-1].strip() if err else "unexpected success"
+                judge.unittest_failure = judge.unittest_failure or f"{_safe(lambda: str(test), '?')}: {why}"
+            return original(self, test, *rest)
+
+        setattr(unittest.TestResult, name, recorded)
+
+    for name in ("addError", "addFailure", "addUnexpectedSuccess", "addSubTest"):
+        watch(name)
 
 
 def _bye(judge):

@@ -44,8 +44,7 @@ def serve_program(names, rfd, wfd):
                     _safe(lambda: encode(attrs, handle), ["d", []])]
         mod = _safe(lambda: str(type(obj).__module__).split(".")[0], "builtins")
         cls = None if mod in _STDLIB else encode(type(obj), handle)  # its class, when the program wrote it
-        dc = _safe(lambda: type(obj).__dataclass_params__, None)  # a dataclass compares by its fields
-        dc = [bool(dc.eq), bool(dc.order)] if dc is not None else None
+        dc = _safe(lambda: _dataclass_flags(type(obj)), None)  # a dataclass compares by its fields
         return ["h", register(obj), _safe(lambda: str(type(obj).__name__)[:80], "object"),
                 cls if cls and cls[0] == "K" else None, dc]
 
@@ -111,7 +110,7 @@ def _answer(msg, names, handle, resolve, pending):
            "setitem": lambda: obj.__setitem__(args[0], args[1]), "delitem": lambda: obj.__delitem__(args[0]),
            "str": lambda: str(obj), "repr": lambda: repr(obj),
            "bool": lambda: bool(obj), "iter": lambda: iter(obj), "isinstance": lambda: isinstance(obj, args[0]),
-           "fields": lambda: [getattr(obj, f.name) for f in __import__("dataclasses").fields(obj) if f.compare],
+           "fields": lambda: _fields(obj),
            "issubclass": lambda: issubclass(obj, args[0])}
     return {"ok": encode(ops[op](), handle)}
 
@@ -134,3 +133,23 @@ def _safe_name(e):
 def _flush():
     for stream in (sys.stdout, sys.stderr):
         _safe(stream.flush, None)
+
+
+def _dataclass_flags(cls):
+    """[eq, order, hash] of a dataclass whose __eq__ is the one dataclasses generated, else None."""
+    params, eq = cls.__dataclass_params__, cls.__eq__
+    if not (params.eq and eq.__qualname__.endswith(".__eq__") and eq.__code__.co_filename == "<string>"):
+        return None
+    return [True, bool(params.order), bool(params.frozen or params.unsafe_hash)]
+
+
+def _fields(obj):
+    """[name, value] of the fields a dataclass compares; each must be the object's own attribute."""
+    own = getattr(obj, "__dict__", {})
+    out = []
+    for f in __import__("dataclasses").fields(obj):
+        if f.compare:
+            if f.name not in own and not isinstance(getattr(type(obj), f.name, None), types.MemberDescriptorType):
+                raise TypeError(f"field {f.name!r} is not an attribute of the object")
+            out.append([f.name, getattr(obj, f.name)])
+    return out

@@ -50,7 +50,7 @@ def test_steps(code):
         steps.append(Step(node.lineno, src, is_test, node))
         if not setup:
             used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    cases = set()
+    cases = _case_aliases(tree)
     for node in body:  # functions and methods a test runner would collect, which the judge calls itself
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test") and node.name not in used:
             steps.append(Step(node.lineno, f"{node.name}()", True, ("function", node.name)))
@@ -134,7 +134,19 @@ def _is_exit(node):
     if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
         return False
     name = _dotted(node.value.func)
-    return bool(name) and name[-1] in _EXITS and (len(name) == 1 or name[0] in ("sys", "os"))
+    runs_something = any(isinstance(n, ast.Call) for a in node.value.args for n in ast.walk(a))  # sys.exit(main())
+    return bool(name) and name[-1] in _EXITS and (len(name) == 1 or name[0] in ("sys", "os")) and not runs_something
+
+
+def _case_aliases(tree):
+    """Other names of unittest.TestCase in the test code (`TC = unittest.TestCase`, `import ... as TC`)."""
+    names = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Assign) and (_dotted(n.value) or [""])[-1] in _CASE_BASES:
+            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+        elif isinstance(n, ast.ImportFrom) and n.module == "unittest":
+            names |= {a.asname for a in n.names if a.asname and a.name in _CASE_BASES}
+    return names
 
 
 def _base_name(base):

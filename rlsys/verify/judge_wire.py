@@ -11,9 +11,6 @@ survives), a deque as a deque (not equal to a list, as in Python).
 
 import builtins
 import collections
-import datetime
-import decimal
-import fractions
 import importlib
 import json
 import os
@@ -26,7 +23,6 @@ MAX_DEPTH = 200  # nesting of a serialised value
 _STDLIB = set(getattr(sys, "stdlib_module_names", ())) | {"builtins"}
 _SEQ = ((list, "l"), (tuple, "t"), (set, "S"), (frozenset, "F"))
 _NOT_IMPORTED = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo"}  # side effects on import
-_TIMES = ((datetime.datetime, "datetime"), (datetime.date, "date"), (datetime.time, "time"))  # datetime is a date
 
 
 def encode(x, handle=None, depth=0):
@@ -55,9 +51,11 @@ def encode(x, handle=None, depth=0):
     for cls, tag in _SEQ:
         if isinstance(x, cls):
             return [tag, sub(cls.__iter__(x))]
-    for cls, tag in ((collections.OrderedDict, "O"), (collections.Counter, "C")):
-        if isinstance(x, cls):
-            return [tag, pairs(x)]
+    if isinstance(x, collections.OrderedDict):  # its own order (move_to_end), not the underlying dict's
+        return ["O", [[encode(k, handle, depth + 1), encode(v, handle, depth + 1)]
+                      for k, v in collections.OrderedDict.items(x)]]
+    if isinstance(x, collections.Counter):
+        return ["C", pairs(x)]
     if isinstance(x, collections.defaultdict):
         factory = x.default_factory
         return ["D", None if factory is None else encode(factory, handle, depth + 1), pairs(x)]
@@ -65,9 +63,10 @@ def encode(x, handle=None, depth=0):
         return ["d", pairs(x)]
     if isinstance(x, collections.deque):
         return ["Q", sub(collections.deque.__iter__(x)), collections.deque.maxlen.__get__(x)]
-    if isinstance(x, fractions.Fraction):
+    fractions, decimal, datetime = (sys.modules.get(m) for m in ("fractions", "decimal", "datetime"))  # if imported:
+    if fractions and isinstance(x, fractions.Fraction):  # no object is of a module never imported (start-up time)
         return ["Fr", encode(fractions.Fraction.numerator.fget(x)), encode(fractions.Fraction.denominator.fget(x))]
-    if isinstance(x, decimal.Decimal):
+    if decimal and isinstance(x, decimal.Decimal):
         return ["De", decimal.Decimal.__str__(x)]
     for view, tag in _VIEWS:
         if isinstance(x, view):
@@ -76,12 +75,12 @@ def encode(x, handle=None, depth=0):
         return ["ns", pairs(vars(x))]
     if isinstance(x, range):
         return ["r", encode(x.start), encode(x.stop), encode(x.step)]
-    if isinstance(x, datetime.timedelta):
+    if datetime and isinstance(x, datetime.timedelta):
         return ["td", datetime.timedelta.days.__get__(x), datetime.timedelta.seconds.__get__(x),
                 datetime.timedelta.microseconds.__get__(x)]
-    for cls, kind in _TIMES:
-        if isinstance(x, cls):
-            return ["dt", kind, cls.isoformat(x)]
+    for kind in ("datetime", "date", "time") if datetime else ():  # a datetime is a date: it goes first
+        if isinstance(x, getattr(datetime, kind)):
+            return ["dt", kind, getattr(datetime, kind).isoformat(x)]
     if isinstance(x, type) and _standard_name(x):
         return ["T", *_standard_name(x)]
     if isinstance(x, types.BuiltinFunctionType) and getattr(builtins, str(x.__name__), None) is x:
@@ -103,7 +102,7 @@ def decode(t, ext, depth=0):
     simple = {"N": lambda: None, "b": lambda: _typed(a[0], bool), "i": lambda: int(_short(a[0]), 16),
               "f": lambda: float.fromhex(a[0]), "c": lambda: complex(float.fromhex(a[0]), float.fromhex(a[1])),
               "s": lambda: _typed(a[0], str), "y": lambda: bytes.fromhex(a[0]), "B": lambda: bytearray.fromhex(a[0]),
-              "De": lambda: decimal.Decimal(_typed(a[0], str))}
+              "De": lambda: importlib.import_module("decimal").Decimal(_typed(a[0], str))}
     if tag in simple:
         return simple[tag]()
     if tag in ("l", "t", "S", "F"):
@@ -126,13 +125,15 @@ def decode(t, ext, depth=0):
     if tag == "Q":
         return collections.deque(sub(a[0]), None if a[1] is None else _typed(a[1], int))
     if tag == "Fr":
-        return fractions.Fraction(_typed(decode(a[0], ext), int), _typed(decode(a[1], ext), int))
+        return importlib.import_module("fractions").Fraction(_typed(decode(a[0], ext), int), _typed(decode(a[1], ext), int))
     if tag == "r":
         return range(*(_typed(decode(v, ext), int) for v in a[:3]))
     if tag == "td":
-        return datetime.timedelta(days=_typed(a[0], int), seconds=_typed(a[1], int), microseconds=_typed(a[2], int))
+        return importlib.import_module("datetime").timedelta(days=_typed(a[0], int), seconds=_typed(a[1], int), microseconds=_typed(a[2], int))
     if tag == "dt":
-        return dict(_TIMES_BY_KIND)[_typed(a[0], str)].fromisoformat(_typed(a[1], str))
+        if a[0] not in ("datetime", "date", "time"):
+            raise ValueError("malformed value")
+        return getattr(importlib.import_module("datetime"), a[0]).fromisoformat(_typed(a[1], str))
     if tag == "T":
         return _standard_type(_typed(a[0], str), _typed(a[1], str))
     if tag == "bf" and isinstance(getattr(builtins, _typed(a[0], str), None), types.BuiltinFunctionType):
@@ -148,7 +149,6 @@ def decode(t, ext, depth=0):
 
 
 _VIEWS = ((type({}.keys()), "vk"), (type({}.values()), "vv"), (type({}.items()), "vi"))
-_TIMES_BY_KIND = tuple((kind, cls) for cls, kind in _TIMES)
 _NAMED = {}  # (name, fields) -> the receiver's named tuple class, so equal shapes share a type
 
 
@@ -160,7 +160,7 @@ def _is_named_tuple(cls):
 def _named_tuple(name, fields):
     key = (name, fields)
     if key not in _NAMED:
-        _NAMED[key] = collections.namedtuple(_identifier(name), fields, rename=True)
+        _NAMED[key] = collections.namedtuple(_identifier(name), fields, rename=True, module="collections")
     return _NAMED[key]
 
 

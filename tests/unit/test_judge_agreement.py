@@ -91,8 +91,22 @@ AGREE = {
                                            "assert Node(5).val == 5 and not isinstance(5, Node)"),
     "container class answering in": ("class Bag:\n    def __init__(self):\n        self.items = set()\n"
                                      "    def add(self, x):\n        self.items.add(x)\n"
-                                     "    def __contains__(self, x):\n        return x in self.items",
+                                     "    def __contains__(self, x):\n        return x in self.items\n"
+                                     "    def __iter__(self):\n        return iter(self.items)",
                                      "b = Bag()\nb.add(3)\nassert 3 in b\nassert 4 not in b"),
+    "OrderedDict after move_to_end": (COLLECTIONS + "def lru(keys):\n    d = OrderedDict()\n    for k in keys:\n"
+                                      "        d[k] = True\n        d.move_to_end(k)\n    return d",
+                                      "assert list(lru('abca')) == ['b', 'c', 'a']"),
+    "generator partly consumed, then next()": ("def nat():\n    n = 0\n    while True:\n        yield n\n        n += 1",
+                                               "from itertools import islice\ng = nat()\n"
+                                               "assert list(islice(g, 4)) == [0, 1, 2, 3]\nassert next(g) == 4\n"
+                                               "for x in g:\n    if x == 6:\n        break\nassert next(g) == 7"),
+    "sys.exit(main()) in test code": ("def f(x):\n    return 2 * x",
+                                      "import sys\ndef main():\n    assert f(1) == 2\n    return 0\nsys.exit(main())"),
+    "unittest.TestCase under another name": ("def f(x):\n    return 2 * x",
+                                             "import unittest\nTC = unittest.TestCase\nclass T(TC):\n"
+                                             "    def test_a(self):\n        self.assertEqual(f(2), 4)\n"
+                                             "unittest.main()"),
     "unittest.main()": ("def f(x):\n    return 2 * x",
                         "import unittest\nclass T(unittest.TestCase):\n    def test_a(self):\n"
                         "        self.assertEqual(f(2), 4)\n    def test_b(self):\n        self.assertEqual(f(3), 6)\n"
@@ -118,7 +132,24 @@ AGREE = {
 HACKS = {
     "object answering in for itself": ("class Any:\n    def __contains__(self, x):\n        return True\n"
                                        "def f(x):\n    return Any()", "assert 4 in f(2)\nassert 6 in f(3)",
-                                       "says it contains anything"),
+                                       "is not iterable"),
+    "in answered only for small ints": ("class Any:\n    def __contains__(self, x):\n        return abs(x) < 2 ** 64\n"
+                                        "    def __iter__(self):\n        return iter([])\n"
+                                        "def f(x):\n    return Any()", "assert 4 in f(2)", "AssertionError"),
+    "an iterator of everything for in": ("import itertools\ndef primes(n):\n    return itertools.count()",
+                                         "assert 7 in primes(10)", "cannot judge it"),
+    "SkipTest raised by the program": ("import unittest\ndef f(x):\n    raise unittest.SkipTest('later')",
+                                       "import unittest\nclass T(unittest.TestCase):\n    def test_a(self):\n"
+                                       "        self.assertEqual(f(2), 4)", "raised SkipTest"),
+    "runner in a variable": ("def f(x):\n    return 0",
+                             "import unittest\ndef check():\n    assert f(2) == 4\n"
+                             "r = unittest.TextTestRunner()\nr.run(unittest.FunctionTestCase(check))",
+                             "a unittest test failed"),
+    "claims to be a dataclass": ("import types\nclass P:\n    __dataclass_params__ = types.SimpleNamespace("
+                                 "eq=True, order=True, frozen=False, unsafe_hash=False)\n    __dataclass_fields__ = {}\n"
+                                 "    def __init__(self, x, y):\n        pass\n    def __eq__(self, o):\n        return True\n"
+                                 "def mid(a, b):\n    return P(0, 0)",
+                                 "assert mid(P(0, 0), P(2, 4)) == P(1, 2)", "AssertionError"),
     "OrderedDict out of order": (COLLECTIONS + "def f():\n    return OrderedDict([('b', 2), ('a', 1)])",
                                  COLLECTIONS + "assert f() == OrderedDict([('a', 1), ('b', 2)])", "AssertionError"),
     "deque where a list is expected": (COLLECTIONS + "def f():\n    return deque([1, 2])", "assert f() == [1, 2]",
@@ -152,7 +183,7 @@ def test_the_judge_agrees_with_python(name):
 @pytest.mark.parametrize("name", sorted(HACKS))
 def test_hacks_that_pass_in_python_score_zero(name):
     program, tests, why = HACKS[name]
-    if "OrderedDict" not in name and "deque" not in name:
+    if name not in ("OrderedDict out of order", "deque where a list is expected", "an iterator of everything for in"):
         assert in_python(program, tests), "the hack should pass in one Python process"
     reward, d = score(program, tests)
     assert reward == 0.0 and why in d["reason"], d
@@ -184,6 +215,8 @@ def test_the_program_is_the_python_block_not_the_output_after_it():
     assert extract_program(response).startswith("def f(x)")
     assert code_execution(response, "assert f(2) == 4")[0] == 1.0
     assert extract_program("```\nprint(input())\n```\n```\nhello\n```") == "print(input())\n"
+    usage = "```python\ndef f(x):\n    return 2 * x\n```\nFor example:\n```python\nprint(f(3))\n```"
+    assert code_execution(usage, "assert f(2) == 4")[0] == 1.0
     session = "```python\ndef f(x):\n    return 2 * x\n```\n```python\n>>> f(2)\n4\n```"
     assert extract_program(session).startswith("def f(x)")
     assert extract_program("Sure:\n```python\ndef f(x):\n    return 2 * x\n\nprint(f(") == "def f(x):\n    return 2 * x\n\nprint(f("
@@ -222,8 +255,13 @@ DATACLASSES = "from dataclasses import dataclass, field\n@dataclass(order=True)\
     "assert warm() is Color.RED and warm() == Color.RED and list(Color) == [Color.RED, Color.BLUE]\n"
     "assert Color['BLUE'].value == 2 and len(Color) == 2 and warm().name == 'RED'",
     "q(1) < Q(2)",  # Q has no order: TypeError, as in Python
+    "assert len({R(1), R(1), R(2)}) == 2 and {R(1): 'a'}[R(1)] == 'a'",  # frozen: hashes its fields
 ])
 def test_dataclasses_and_enums_compare_as_in_python(tests):
     want = in_python(DATACLASSES, tests)
     reward, d = score(DATACLASSES, tests)
     assert reward == float(want), (want, d)
+    bag = "class Bag:\n    def __init__(self, *xs):\n        self.xs = set(xs)\n    def __contains__(self, x):\n" \
+          "        return x in self.xs"
+    reward, d = score(bag, "assert 3 in Bag(3)")  # `in` needs the values: __contains__ alone is what a hack writes
+    assert reward == 0.0 and "not iterable" in d["reason"] and "Limits" in d["tests"][0]["note"], d
