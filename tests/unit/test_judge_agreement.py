@@ -5,6 +5,7 @@ score 0 with a reason. Without Ray; every row runs in the real sandbox."""
 
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,15 +15,23 @@ from rlsys.verify.code_tests import code_execution, extract_program
 from rlsys.verify.score_file import explain
 
 
+_SCORED = {}  # (program, tests) -> (reward, details): the module's rows are scored 4 at a time up front
+
+
 @pytest.fixture(scope="module", autouse=True)
 def short_timeout():
     configure(VerifierConfig(timeout_s=5.0, memory_mb=512, max_output_kb=256))
+    rows = [v[:2] for v in (*AGREE.values(), *HACKS.values())] + [(DATACLASSES, t) for t in DATACLASS_TESTS]
+    with ThreadPoolExecutor(4) as pool:  # each row is its own sandbox process: this lane stays short
+        _SCORED.update(zip(rows, pool.map(lambda row: score(*row), rows)))
     yield
     configure(VerifierConfig())
 
 
 def score(program: str, tests: str) -> tuple[float, dict]:
-    return code_execution(f"```python\n{program}\n```", tests)
+    if (program, tests) not in _SCORED:
+        _SCORED[program, tests] = code_execution(f"```python\n{program}\n```", tests)
+    return _SCORED[program, tests]
 
 
 def in_python(program: str, tests: str) -> bool:
@@ -245,7 +254,7 @@ DATACLASSES = "from dataclasses import dataclass, field\n@dataclass(order=True)\
               "from enum import Enum\nclass Color(Enum):\n    RED = 1\n    BLUE = 2\ndef warm():\n    return Color.RED"
 
 
-@pytest.mark.parametrize("tests", [
+DATACLASS_TESTS = [
     "assert mid(P(0, 0), P(2, 4)) == P(1, 2)",  # fields compare, as the generated __eq__ does
     "assert mid(P(0, 0), P(2, 4)) != P(1, 3)",
     "assert P(1, 2) < P(1, 3) and sorted([P(2), P(1)]) == [P(1), P(2)]",
@@ -256,7 +265,10 @@ DATACLASSES = "from dataclasses import dataclass, field\n@dataclass(order=True)\
     "assert Color['BLUE'].value == 2 and len(Color) == 2 and warm().name == 'RED'",
     "q(1) < Q(2)",  # Q has no order: TypeError, as in Python
     "assert len({R(1), R(1), R(2)}) == 2 and {R(1): 'a'}[R(1)] == 'a'",  # frozen: hashes its fields
-])
+]
+
+
+@pytest.mark.parametrize("tests", DATACLASS_TESTS)
 def test_dataclasses_and_enums_compare_as_in_python(tests):
     want = in_python(DATACLASSES, tests)
     reward, d = score(DATACLASSES, tests)
