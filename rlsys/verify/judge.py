@@ -204,12 +204,17 @@ class Judge:
         if tag == "h":
             cls = decode(a[2], self.ext) if len(a) > 2 and a[2] is not None else Remote
             obj = self.remote(k, name, label, cls if isinstance(cls, ProgramClass) else Remote)
+            if name == "coroutine" and cls is Remote:  # a coroutine of the program: awaiting it runs it there
+                return self.awaited(obj)
             dc = a[3] if len(a) > 3 and type(a[3]) is list and len(a[3]) == 3 and all(type(v) is bool for v in a[3]) else None
             object.__setattr__(obj, "_dataclass", dc)
             return obj
         if tag == "K" and k not in self.classes:
             ref = self.remote(k, "type", name, Remote, key=("class", k))
             self.classes[k] = ProgramClass(name, (Remote,), {"__slots__": (), "_ref": ref, "__module__": "program"})
+        if tag == "NT" and k not in self.classes:
+            self.classes[k] = self.named_tuple_class(k, name, a)
+            self.class_ids[self.classes[k]] = ["NT", k, name]
         if tag == "E" and k not in self.classes:
             bases = tuple(b for b in (decode(x, self.ext) for x in _list(a[2])) if isinstance(b, type)
                           and issubclass(b, BaseException) and not _is_signal(b)) or (Exception,)
@@ -220,6 +225,25 @@ class Judge:
                 self.classes[k] = type(name, bases[:1], body)
             self.class_ids[self.classes[k]] = ["E", k, name, []]
         return self.classes[k]
+
+    def named_tuple_class(self, k, name, a):
+        """A program's NamedTuple class here: a named tuple of its fields and defaults (values built
+        here compare as tuples); its other attributes (methods, properties) are asked of the program,
+        on an instance it builds from this value."""
+        fields, defaults = tuple(map(str, _list(a[2]))), decode(a[3], self.ext) if len(a) > 3 else []
+        base = collections.namedtuple(name, fields, rename=True, defaults=defaults or None, module="program")
+        ref, judge = self.remote(k, "type", name, Remote, key=("class", k)), self
+
+        def forward(value, attr):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            return judge.ask("ntattr", ref, [attr, tuple(value)], label=f"{name}.{attr}")
+        return type(name, (base,), {"__slots__": (), "__getattr__": forward, "__module__": "program"})
+
+    async def awaited(self, coroutine):
+        """A coroutine here (asyncio.run, await, gather take it) whose result is the program's
+        coroutine run to its end in the program's own event loop."""
+        return self.ask("await", coroutine)
 
     def remote(self, k, type_name, label, cls, key=None):
         key = key or k

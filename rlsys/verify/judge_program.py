@@ -10,7 +10,7 @@ import sys
 import types
 
 if "encode" not in globals():  # imported as a module, not sent in after judge_wire.py
-    from rlsys.verify.judge_wire import _STDLIB, decode, encode, recv, send
+    from rlsys.verify.judge_wire import _STDLIB, _is_named_tuple, decode, encode, recv, send
 
 MAX_TAKE = 1024  # items of a program iterator fetched per request (1, 2, 4, ... up to this)
 _IN_PLACE = (list, dict, set, bytearray)  # arguments whose in-place changes go back to the tests
@@ -37,6 +37,9 @@ def serve_program(names, rfd, wfd):
             if issubclass(obj, BaseException):
                 bases = [encode(b, handle) for b in obj.__bases__ if isinstance(b, type) and issubclass(b, BaseException)]
                 return ["E", register(obj), name, bases]
+            if issubclass(obj, tuple) and _is_named_tuple(obj):  # a NamedTuple class: its fields and defaults
+                defaults = [obj._field_defaults[f] for f in obj._fields if f in getattr(obj, "_field_defaults", {})]
+                return ["NT", register(obj), name, list(obj._fields), encode(defaults, handle)]
             return ["K", register(obj), name]
         if isinstance(obj, BaseException):
             attrs = {k: v for k, v in vars(obj).items() if type(k) is str and not k.startswith("__")}
@@ -49,7 +52,7 @@ def serve_program(names, rfd, wfd):
                 cls if cls and cls[0] == "K" else None, dc]
 
     def resolve(tag, a):
-        if tag in ("h", "K", "E") and a and a[0] in handles:
+        if tag in ("h", "K", "E", "NT") and a and a[0] in handles:
             return handles[a[0]]
         raise ValueError("no such program object")
 
@@ -110,7 +113,8 @@ def _answer(msg, names, handle, resolve, pending):
            "setitem": lambda: obj.__setitem__(args[0], args[1]), "delitem": lambda: obj.__delitem__(args[0]),
            "str": lambda: str(obj), "repr": lambda: repr(obj),
            "bool": lambda: bool(obj), "iter": lambda: iter(obj), "isinstance": lambda: isinstance(obj, args[0]),
-           "fields": lambda: _fields(obj),
+           "fields": lambda: _fields(obj), "await": lambda: __import__("asyncio").run(obj),
+           "ntattr": lambda: getattr(obj._make(args[1]), args[0]),  # a NamedTuple method, on the judge's value
            "issubclass": lambda: issubclass(obj, args[0])}
     return {"ok": encode(ops[op](), handle)}
 

@@ -47,7 +47,9 @@ def encode(x, handle=None, depth=0):
     if isinstance(x, bytearray):
         return ["B", bytes(x).hex()]
     if isinstance(x, tuple) and _is_named_tuple(type(x)):
-        return ["nt", _identifier(type(x).__name__), list(type(x)._fields), sub(tuple.__iter__(x))]
+        mod = str(getattr(type(x), "__module__", "")).split(".")[0]  # a program's class goes with it (methods, isinstance)
+        cls = None if mod in _STDLIB or handle is None else encode(type(x), handle, depth + 1)
+        return ["nt", _identifier(type(x).__name__), list(type(x)._fields), sub(tuple.__iter__(x)), cls]
     for cls, tag in _SEQ:
         if isinstance(x, cls):
             return [tag, sub(cls.__iter__(x))]
@@ -92,7 +94,7 @@ def encode(x, handle=None, depth=0):
 
 def decode(t, ext, depth=0):
     """The value of a tagged list as genuine builtins / standard types; ext(tag, args) for the
-    tags that name objects of a process ("h", "K", "E", "X"). ValueError (or TypeError) on
+    tags that name objects of a process ("h", "K", "E", "X", "NT"). ValueError (or TypeError) on
     anything malformed: the sender's bytes are never trusted."""
     if depth > MAX_DEPTH or not isinstance(t, list) or not t or not isinstance(t[0], str):
         raise ValueError("malformed value")
@@ -121,7 +123,11 @@ def decode(t, ext, depth=0):
     if tag == "ns":
         return types.SimpleNamespace(**{_typed(k, str): v for k, v in pairs(a[0])})
     if tag == "nt":
-        return _named_tuple(_typed(a[0], str), tuple(map(str, _list(a[1]))))._make(sub(a[2]))
+        fields = tuple(map(str, _list(a[1])))
+        cls = decode(a[3], ext, depth + 1) if len(a) > 3 and a[3] is not None else _named_tuple(_typed(a[0], str), fields)
+        if not (isinstance(cls, type) and issubclass(cls, tuple) and tuple(getattr(cls, "_fields", ())) == fields):
+            raise ValueError("malformed named tuple")
+        return cls._make(sub(a[2]))
     if tag == "Q":
         return collections.deque(sub(a[0]), None if a[1] is None else _typed(a[1], int))
     if tag == "Fr":
@@ -143,7 +149,7 @@ def decode(t, ext, depth=0):
             return importlib.import_module(a[0])
         except Exception:
             raise ValueError(f"module {a[0][:80]!r} does not import here") from None
-    if tag in ("h", "K", "E", "X"):
+    if tag in ("h", "K", "E", "X", "NT"):
         return ext(tag, a)
     raise ValueError(f"malformed value (tag {tag!r})")
 

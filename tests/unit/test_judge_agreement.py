@@ -133,6 +133,16 @@ AGREE = {
                              "def parse(s):\n    raise ParseError(7)",
                              "try:\n    parse('x')\n    assert False\nexcept ParseError as e:\n"
                              "    assert e.line == 7 and str(e) == 'bad line 7'"),
+    "typing.NamedTuple with methods": ("from typing import NamedTuple\nclass Vec(NamedTuple):\n    x: float\n"
+                                       "    y: float = 0.0\n    def norm(self):\n        return (self.x ** 2 + self.y ** 2) ** 0.5\n"
+                                       "    @property\n    def flipped(self):\n        return Vec(self.y, self.x)\n"
+                                       "def v(a, b):\n    return Vec(a, b)\ndef first(p):\n    return p.x",
+                                       "assert v(3, 4).norm() == 5.0 and v(1, 2) == (1, 2) and isinstance(v(1, 2), Vec)\n"
+                                       "assert Vec(3) == (3, 0.0) and Vec(3, 4).norm() == 5.0 and v(1, 2).flipped == Vec(2, 1)\n"
+                                       "assert v(1, 2)._replace(x=5).x == 5 and first(Vec(7, 1)) == 7"),
+    "async functions": ("import asyncio\nasync def double(x):\n    await asyncio.sleep(0)\n    return 2 * x",
+                        "import asyncio\nassert asyncio.run(double(2)) == 4\n"
+                        "async def both():\n    return await double(1) + await double(3)\nassert asyncio.run(both()) == 8"),
     "OrderedDict in order": (COLLECTIONS + "def f():\n    return OrderedDict([('a', 1), ('b', 2)])",
                              COLLECTIONS + "assert f() == OrderedDict([('a', 1), ('b', 2)])"),
 }
