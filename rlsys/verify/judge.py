@@ -1,7 +1,7 @@
 """Test code judged outside the program: the program answers calls, a separate process runs the tests.
 
 Stdlib only. Sent into the sandbox as judge_wire.py + judge_steps.py + judge_program.py + this file
-+ sandbox_boot.py (the sandbox cannot import rlsys). Two sibling processes run in one sandbox, joined by two pipes
++ judge_run.py + sandbox_boot.py (the sandbox cannot import rlsys). Two sibling processes run in one sandbox, joined by two pipes
 (length-prefixed JSON):
   * the program process runs the response's program as __main__, then serve_program() answers
     the judge: the values of names, calls, attributes, len/iter/next/[]/in/str/repr/bool/isinstance
@@ -15,19 +15,12 @@ own interpreter (exit early, patch builtins or the server, lie in __eq__) change
 sends; the tests compare genuine values decoded from those bytes, in a process it cannot reach.
 """
 
-import ast
 import builtins
 import collections
-import importlib
-import json
-import os
 import reprlib
-import sys
-import types
 
 if "serve_program" not in globals():  # imported as a module, not sent in after the files it uses
-    from rlsys.verify.judge_steps import judge_steps, program_names
-    from rlsys.verify.judge_program import MAX_TAKE, _safe, _safe_str
+    from rlsys.verify.judge_program import MAX_TAKE, _safe
     from rlsys.verify.judge_wire import _list, decode, encode, recv, send
 
 _CONTROL = (StopIteration, StopAsyncIteration, GeneratorExit, KeyboardInterrupt, SystemExit)
@@ -43,10 +36,6 @@ _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist = 80, 80, 8
 class ProgramGone(BaseException):
     """The program process ended, broke the protocol or was caught lying: not an Exception, so
     `except Exception` in test code does not swallow it (and the judge fails the step anyway)."""
-
-
-class TestFailed(Exception):
-    """A unittest test the judge ran failed (the message is unittest's last line)."""
 
 
 class ProgramError(Exception):
@@ -416,153 +405,3 @@ def _show(v):
     if isinstance(v, Remote):
         return f"<{v._type} object of the program>"
     return _safe(lambda: _SHOW.repr(v), f"<{type(v).__name__}>")
-
-
-class _SolutionModule(types.ModuleType):
-    """`from solution import f` / `import solution` in test code: the program, as a module."""
-
-    def __init__(self, judge):
-        super().__init__("solution")
-        self._judge = judge
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        found = self._judge.request({"op": "names", "names": [name]}, name)[0]
-        if type(found) is not dict or name not in found:
-            raise AttributeError(f"the program does not define {name!r}")
-        return found[name]
-
-
-# ---- the judge's run of the test code ----
-
-def run_judge(spec_fd, report_fd, rfd, wfd):
-    """The judge process: read {"nonce", "code"} from spec_fd, run every step against the program
-    behind (rfd, wfd), report one JSON line per step to report_fd, then the end line."""
-    with os.fdopen(spec_fd, "rb") as f:
-        spec = json.loads(f.read())
-    nonce, code = spec["nonce"], spec["code"]
-    report = os.fdopen(report_fd, "w", buffering=1)  # line by line: what ran survives a timeout
-    judge = Judge(rfd, wfd)
-    ns = {"__name__": "__main__", "__builtins__": builtins}
-    sys.modules["solution"] = _SolutionModule(judge)
-    if "unittest" in code:
-        _watch_unittest(judge)
-    for name in set(program_names(code)[1]) & set(getattr(sys, "stdlib_module_names", ())):
-        try:
-            ns[name] = importlib.import_module(name)  # unless the program defines the name (step 0)
-        except Exception:
-            pass
-    for k, step in enumerate(judge_steps(code)):
-        judge.log, before = [], judge.answers
-        judge.unittest_failure = None
-        error, status = _run_step(step, ns, judge)
-        if error is None and judge.unittest_failure:  # a runner in the test code ran a test that failed
-            error, status = f"a unittest test failed: {judge.unittest_failure}"[:500], None
-        rec = {"step": k, "ok": error is None, "answers": judge.answers - before}
-        if isinstance(step.node, list):
-            rec["values"] = judge.values  # plain values of the program the tests compare (not only call)
-        if error is not None:
-            rec.update(error=error[:500], log=judge.log)
-        if status is not None:
-            rec["exit"] = status
-        report.write(json.dumps(rec) + "\n")
-        if error is not None or status is not None:
-            break
-    acked = _bye(judge)
-    report.write(json.dumps({"end": nonce, "answers": judge.answers, "acked": acked, "gone": judge.gone}) + "\n")
-    report.flush()
-
-
-def _run_step(step, ns, judge):
-    """(None, None) when the step ran to its end, (why not, None), or (None, status) when the test
-    code itself ended with sys.exit(status). A program that went away fails the step even if test
-    code swallowed the error."""
-    status = None
-    try:
-        if isinstance(step.node, list):
-            _bind_program_names(step.node, ns, judge)
-        elif isinstance(step.node, tuple):
-            _run_collected(step.node, ns)
-        else:
-            exec(compile(ast.Module([step.node], []), "<tests>", "exec", dont_inherit=True), ns)
-        error = None
-    except (ProgramGone, TestFailed) as e:
-        error = str(e)
-    except AssertionError as e:
-        error = "AssertionError" + (f": {_safe_str(e)}" if _safe_str(e) else "")
-    except SystemExit as e:  # the test code's own exit (the program's arrives as ProgramGone)
-        code = 0 if e.code is None else e.code
-        error, status = (None, 0) if code == 0 else (f"the test code exited with status {code!r}", None)
-    except BaseException as e:  # noqa: B036 - test code that raises anything fails its step
-        error = f"{type(e).__name__}: {_safe_str(e)}"
-    return (judge.gone, None) if judge.gone else (error, status)
-
-
-def _bind_program_names(wanted, ns, judge):
-    found = judge.request({"op": "names", "names": wanted}, "names")[0]
-    if type(found) is not dict:
-        judge.caught("the program sent a malformed answer")
-    for name, value in found.items():
-        if name in wanted:
-            if isinstance(value, Remote):
-                object.__setattr__(value, "_label", name)
-            judge.values += not isinstance(value, (Remote, type, types.ModuleType, types.BuiltinFunctionType))
-            ns[name] = value
-
-
-def _run_collected(node, ns):
-    """A test function or method the test code leaves to a runner (judge_steps.test_steps)."""
-    kind, name = node[0], node[1]
-    if kind == "function":
-        fn = ns.get(name)
-        if callable(fn) and getattr(fn, "__code__", None) is not None and fn.__code__.co_argcount:
-            raise TypeError(f"{name}() takes arguments (pytest fixtures are not supported)")
-        return fn()
-    if kind == "pytest":
-        obj = ns[name]()
-        for hook in ("setup_method", node[2], "teardown_method"):
-            if hasattr(obj, hook):
-                getattr(obj, hook)(*([getattr(obj, node[2])] if hook.endswith("_method") else []))
-        return None
-    import unittest
-    result = unittest.TestResult()
-    unittest.TestSuite([ns[name](node[2])]).run(result)
-    for _, trace in result.errors + result.failures:
-        raise TestFailed(trace.strip().splitlines()[-1][:500])
-    if result.unexpectedSuccesses:
-        raise TestFailed("unexpected success of a test marked expectedFailure")
-    return None
-
-
-def _watch_unittest(judge):
-    """Every failure unittest records, under any runner the test code uses (TextTestRunner, a suite,
-    unittest.main(exit=False) ...), fails the step that ran it: a runner only prints it."""
-    import traceback
-    import unittest
-
-    def watch(name):
-        original = getattr(unittest.TestResult, name)
-
-        def recorded(self, test, *rest):
-            err = rest[-1] if rest else None
-            if name != "addSubTest" or err is not None:
-                why = traceback.format_exception_only(err[0], err[1])[-1].strip() if err else "unexpected success"
-                judge.unittest_failure = judge.unittest_failure or f"{_safe(lambda: str(test), '?')}: {why}"
-            return original(self, test, *rest)
-
-        setattr(unittest.TestResult, name, recorded)
-
-    for name in ("addError", "addFailure", "addUnexpectedSuccess", "addSubTest"):
-        watch(name)
-
-
-def _bye(judge):
-    """Whether the program was still serving when the tests ended (no early exit of any kind)."""
-    if judge.gone:
-        return False
-    try:
-        send(judge.wfd, {"op": "bye"})
-        return recv(judge.rfd) == {"bye": True}
-    except (OSError, ValueError):
-        return False

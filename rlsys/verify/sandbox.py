@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Passed with -c (no file the sandbox uid must reach): the judge's code, then the boot that uses it.
-BOOT = "\n\n".join(Path(__file__).with_name(f).read_text() for f in ("judge_wire.py", "judge_steps.py", "judge_program.py", "judge.py", "sandbox_boot.py"))
+BOOT_FILES = ("judge_wire.py", "judge_steps.py", "judge_program.py", "judge.py", "judge_run.py", "sandbox_boot.py")
+BOOT = "\n\n".join(Path(__file__).with_name(f).read_text() for f in BOOT_FILES)
 # The sandbox dies with the process that started it (its namespaces and everything in them too).
 PDEATHSIG = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]

@@ -1,4 +1,4 @@
-"""Inside the code sandbox: runs as `python -I -c <judge_wire, judge_steps, judge_program, judge .py + this file> SPEC_JSON` with the sandbox dir as cwd.
+"""Inside the code sandbox: runs as `python -I -c <judge_wire, judge_steps, judge_program, judge, judge_run .py + this file> SPEC_JSON` with the sandbox dir as cwd.
 
 Standalone (stdlib only, no rlsys import): it is the first process of the sandbox, pid 1 of its
 PID namespace when there is one. With its own namespaces it pivots into a jail (enter_jail: only
@@ -30,7 +30,7 @@ import time
 import traceback
 
 if "run_judge" not in globals():  # imported as a module (tests), not sent in after judge.py
-    from rlsys.verify.judge import run_judge
+    from rlsys.verify.judge_run import run_judge
     from rlsys.verify.judge_program import serve_program
     from rlsys.verify.judge_wire import send
 
