@@ -287,3 +287,23 @@ def test_dataclasses_and_enums_compare_as_in_python(tests):
           "        return x in self.xs"
     reward, d = score(bag, "assert 3 in Bag(3)")  # `in` needs the values: __contains__ alone is what a hack writes
     assert reward == 0.0 and "not iterable" in d["reason"] and "Limits" in d["tests"][0]["note"], d
+
+
+PYTEST_TESTS = ("import pytest\n\ndef test_raises():\n    with pytest.raises(ValueError, match='neg'):\n        root(-1)\n"
+                "    assert pytest.raises(ZeroDivisionError, inv, 0).type is ZeroDivisionError\n\n"
+                "def test_approx():\n    assert root(2) == pytest.approx(1.41421356)\n"
+                "    assert [root(4), root(9)] == pytest.approx([2, 3])\n    assert root(2) != pytest.approx(1.5)\n\n"
+                "@pytest.mark.parametrize('x, want', [(16, 4), pytest.param(25, 5)])\ndef test_table(x, want):\n"
+                "    assert root(x) == want\n")
+
+
+@pytest.mark.parametrize("program, want", [
+    ("import math\ndef root(x):\n    if x < 0:\n        raise ValueError('negative')\n    return math.sqrt(x)\n"
+     "def inv(x):\n    return 1 / x", 1.0),
+    ("def root(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x ** 0.5 + (x == 25)\n"
+     "def inv(x):\n    return 1 / x", 0.0),  # wrong in one parametrized case
+    ("def root(x):\n    return x ** 0.5\ndef inv(x):\n    return 1 / x", 0.0),  # does not raise
+])
+def test_pytest_raises_approx_and_parametrize_work_without_pytest_in_the_sandbox(program, want):
+    reward, d = score(program, PYTEST_TESTS)
+    assert reward == want and d["total"] == 3, d
