@@ -1,6 +1,8 @@
 """Reward hacking of the code verifier's test-code rows, without Ray: each hack ends with reward 0
 and a reason naming what happened, and legitimate programs of many shapes still score 1."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from rlsys.config import VerifierConfig
@@ -11,15 +13,23 @@ from rlsys.verify.score_file import explain
 TESTS = "assert f(2) == 4\nassert f(3) == 6"
 
 
+_SCORED = {}  # (program, tests) -> (reward, details): the timing-free table rows are scored 4 at a time up front
+
+
 @pytest.fixture(scope="module", autouse=True)
 def short_timeout():
     configure(VerifierConfig(timeout_s=3.0, memory_mb=512, max_output_kb=256))
+    rows = list(LEGIT.values()) + [(p, t) for p in LYING_VALUES.values() for t in LYING_TESTS]  # not timing-bound
+    with ThreadPoolExecutor(4) as pool:  # each row is its own sandbox process: this lane stays short
+        _SCORED.update(zip(rows, pool.map(lambda row: score(*row), rows)))
     yield
     configure(VerifierConfig())
 
 
 def score(program: str, tests: str = TESTS) -> tuple[float, dict]:
-    return code_execution(f"```python\n{program}\n```", tests)
+    if (program, tests) not in _SCORED:
+        _SCORED[program, tests] = code_execution(f"```python\n{program}\n```", tests)
+    return _SCORED[program, tests]
 
 
 WRONG = "def f(x):\n    return 0\n"
@@ -97,10 +107,13 @@ def test_exit_status_tricks_score_zero(name):
     assert d["tests"][0]["answers"] == ["f(2) -> 0"]
 
 
+LYING_TESTS = (TESTS, "assert not (f(2) != 4)", "assert f(2) in {4, 5}", "assert [f(2)] == [4]",
+               "assert isinstance(f(2), int) and f(2) == 4")
+
+
 @pytest.mark.parametrize("name", sorted(LYING_VALUES))
 def test_lying_values_score_zero(name):
-    for tests in (TESTS, "assert not (f(2) != 4)", "assert f(2) in {4, 5}", "assert [f(2)] == [4]",
-                  "assert isinstance(f(2), int) and f(2) == 4"):
+    for tests in LYING_TESTS:
         reward, d = score(LYING_VALUES[name], tests)
         assert reward == 0.0 and "failed" in d["reason"], (tests, d)
 
