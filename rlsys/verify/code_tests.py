@@ -44,15 +44,15 @@ def extract_program(response: str) -> str:
     a ```python block the token limit cut off, else the whole response."""
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
     labelled = [body for lang, body in blocks if lang in ("python", "py", "python3")]
-    code = [body for body in labelled if _parses(body)]  # a >>> session does not parse
-    if code and (_defines(code[-1]) or not any(map(_defines, code[:-1]))):
-        return code[-1]
+    code = [(body, tree) for body in labelled if (tree := _tree(body)) is not None]  # a >>> session does not parse
+    if code and (_defines(code[-1][1]) or not any(_defines(tree) for _, tree in code[:-1])):
+        return code[-1][0]
     if code:  # the last block defines nothing, earlier ones do (it is an example call): the blocks together
-        return "\n".join(code)
+        return "\n".join(body for body, _ in code)
     if labelled:
         return labelled[-1]
     for lang, body in reversed(blocks):
-        if lang == "" and _is_program(body):
+        if lang == "" and _is_program(_tree(body)):
             return body
     if not blocks:  # a block cut off by the token limit, never closed: what follows its fence
         cut = _OPEN_FENCE.search(response)
@@ -60,24 +60,22 @@ def extract_program(response: str) -> str:
     return ""
 
 
-def _parses(text: str) -> bool:
+def _tree(text: str) -> ast.Module | None:
     try:
-        ast.parse(text)
+        return ast.parse(text)
     except (SyntaxError, ValueError):
-        return False
-    return True
+        return None
 
 
-def _defines(text: str) -> bool:
+def _defines(tree: ast.Module) -> bool:
     """Whether a program defines a function or class at top level (a usage example does not)."""
-    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in ast.parse(text).body)
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body)
 
 
-def _is_program(text: str) -> bool:
-    if not _parses(text):
-        return False
-    tree = ast.parse(text)
-    return any(not isinstance(n, ast.Expr) or any(isinstance(c, ast.Call) for c in ast.walk(n)) for n in tree.body)
+def _is_program(tree: ast.Module | None) -> bool:
+    """Whether a block that parses is a program, not output such as `4` or `[1, 2]`."""
+    return tree is not None and any(not isinstance(n, ast.Expr) or any(isinstance(c, ast.Call) for c in ast.walk(n))
+                                    for n in tree.body)
 
 
 def parse_tests(ground_truth: str) -> Tests:

@@ -92,10 +92,7 @@ class Remote:
         return self._judge.ask("len", self, want=int)
 
     def __iter__(self):
-        it = self._judge.ask("iter", self)
-        if not isinstance(it, Remote):
-            raise TypeError("iter() of a program object did not give an iterator")
-        return self._judge.items(it)
+        return self._judge.items(self._judge.iterator(self))
 
     def __next__(self):
         for item in self._judge.items(self, first=1, most=1):
@@ -109,9 +106,7 @@ class Remote:
         """`in` is a comparison: decided here over all the values the object yields, never by its own
         __contains__ (an always-yes __contains__ is the hack); as in Python, an iterator is consumed
         up to the match."""
-        it = self._judge.ask("iter", self)
-        if not isinstance(it, Remote):
-            raise TypeError("iter() of a program object did not give an iterator")
+        it = self._judge.iterator(self)
         values = self._judge.members(it)
         at = next((k for k, v in enumerate(values) if v is item or v == item), None)
         self._judge.drop(it, len(values) if at is None else at + 1)
@@ -300,6 +295,13 @@ class Judge:
         for i, new in (reply.get("post") or {}).items():  # in-place changes the program made to arguments
             _update(args[int(i)], decode(new, self.ext))
         return value
+
+    def iterator(self, target):
+        """The program's iter() of one of its objects, as a handle."""
+        it = self.ask("iter", target)
+        if not isinstance(it, Remote):
+            raise TypeError("iter() of a program object did not give an iterator")
+        return it
 
     def items(self, it, first=1, most=MAX_TAKE):
         """A program iterator's items, fetched in growing chunks (exact for next(); few requests for

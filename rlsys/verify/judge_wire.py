@@ -83,8 +83,8 @@ def encode(x, handle=None, depth=0):
     for kind in ("datetime", "date", "time") if datetime else ():  # a datetime is a date: it goes first
         if isinstance(x, getattr(datetime, kind)):
             return ["dt", kind, getattr(datetime, kind).isoformat(x)]
-    if isinstance(x, type) and _standard_name(x):
-        return ["T", *_standard_name(x)]
+    if isinstance(x, type) and (name := _standard_name(x)):
+        return ["T", *name]
     if isinstance(x, types.BuiltinFunctionType) and getattr(builtins, str(x.__name__), None) is x:
         return ["bf", str(x.__name__)]  # max, len, ...: the receiver's own
     if handle is None:

@@ -116,17 +116,15 @@ def _boot_launcher(python: str, uid: int | None) -> str:
         subprocess.run([python, "-I", "-m", "py_compile", f"{where}/rlsys_sandbox_boot.py"], env=SAFE_ENV,
                        check=True, capture_output=True, timeout=60)
         load = f"import sys; sys.path.insert(0, {where!r}); import rlsys_sandbox_boot"
-        ok = subprocess.run([*PDEATHSIG, python, "-I", "-c", load], env=SAFE_ENV, cwd="/", capture_output=True,
-                            timeout=30, **_as_user(uid)).returncode == 0  # the sandbox uid can import it
-        return f"{load}; rlsys_sandbox_boot.main()" if ok else BOOT
+        return f"{load}; rlsys_sandbox_boot.main()" if _starts([python], uid, load) else BOOT  # its uid can import it
     except (OSError, subprocess.SubprocessError):
         return BOOT
 
 
-def _starts(cmd: list[str], uid: int | None) -> bool:
-    """Whether `cmd` (ending with an interpreter) starts Python here."""
+def _starts(cmd: list[str], uid: int | None, code: str = "pass") -> bool:
+    """Whether `cmd` (ending with an interpreter) starts Python here and runs `code`."""
     try:
-        return subprocess.run([*PDEATHSIG, *cmd, "-I", "-c", "pass"], env=SAFE_ENV, cwd="/", capture_output=True,
+        return subprocess.run([*PDEATHSIG, *cmd, "-I", "-c", code], env=SAFE_ENV, cwd="/", capture_output=True,
                               timeout=30, **_as_user(uid)).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False

@@ -463,6 +463,28 @@ def _subtree_inputs(rng: random.Random) -> list[str]:
     return [small, single, _tree(rand_n, random_tree), _tree(len(path), deep)]
 
 
+SUBTREE_RECURSIVE = """
+import sys
+sys.setrecursionlimit(300000)
+input = sys.stdin.readline
+n = int(input())
+adj = [[] for _ in range(n + 1)]
+for _ in range(n - 1):
+    u, v = map(int, input().split())
+    adj[u].append(v)
+    adj[v].append(u)
+size = [1] * (n + 1)
+
+def dfs(u, p):
+    for v in adj[u]:
+        if v != p:
+            dfs(v, u)
+            size[u] += size[v]
+
+dfs(1, 0)
+print("\\n".join(map(str, size[1:])))
+"""
+
 SUBTREE = dict(
     statement="n, then n-1 edges u v of a tree rooted at 1: print the subtree size of vertices 1..n, one a line.",
     solutions={
@@ -494,27 +516,7 @@ threading.stack_size(2**26)
 sys.setrecursionlimit(1 << 20)
 threading.Thread(target=main).start()
 """,
-        "setrecursionlimit only, recursive dfs": """
-import sys
-sys.setrecursionlimit(300000)
-input = sys.stdin.readline
-n = int(input())
-adj = [[] for _ in range(n + 1)]
-for _ in range(n - 1):
-    u, v = map(int, input().split())
-    adj[u].append(v)
-    adj[v].append(u)
-size = [1] * (n + 1)
-
-def dfs(u, p):
-    for v in adj[u]:
-        if v != p:
-            dfs(v, u)
-            size[u] += size[v]
-
-dfs(1, 0)
-print("\\n".join(map(str, size[1:])))
-""",
+        "setrecursionlimit only, recursive dfs": SUBTREE_RECURSIVE,
         "PyRival @bootstrap generator recursion": """
 import sys
 from types import GeneratorType
@@ -583,26 +585,7 @@ for u in reversed(order):
 sys.stdout.write("\\n".join(map(str, size[1:])) + "\\n")
 """,
     },
-    wrong="""
-import sys
-input = sys.stdin.readline
-n = int(input())  # recursive without raising the recursion limit: RecursionError on a deep tree
-adj = [[] for _ in range(n + 1)]
-for _ in range(n - 1):
-    u, v = map(int, input().split())
-    adj[u].append(v)
-    adj[v].append(u)
-size = [1] * (n + 1)
-
-def dfs(u, p):
-    for v in adj[u]:
-        if v != p:
-            dfs(v, u)
-            size[u] += size[v]
-
-dfs(1, 0)
-print("\\n".join(map(str, size[1:])))
-""",
+    wrong=SUBTREE_RECURSIVE.replace("sys.setrecursionlimit(300000)\n", ""),  # RecursionError on a deep tree
     wrong_reason=r"^test 4/4: runtime error: RecursionError\b",
 )
 

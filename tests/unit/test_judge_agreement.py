@@ -5,7 +5,6 @@ score 0 with a reason. Without Ray; every row runs in the real sandbox."""
 
 import sys
 import types
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -13,25 +12,23 @@ from rlsys.config import VerifierConfig
 from rlsys.verify import configure
 from rlsys.verify.code_tests import code_execution, extract_program
 from rlsys.verify.score_file import explain
+from tests.unit.code_scoring import ScoredRows
 
 
-_SCORED = {}  # (program, tests) -> (reward, details): the module's rows are scored 4 at a time up front
+SCORED = ScoredRows()  # the module's rows, scored once (4 at a time up front)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def short_timeout():
     configure(VerifierConfig(timeout_s=5.0, memory_mb=512, max_output_kb=256))
     rows = [v[:2] for v in (*AGREE.values(), *HACKS.values())] + [(DATACLASSES, t) for t in DATACLASS_TESTS]
-    with ThreadPoolExecutor(4) as pool:  # each row is its own sandbox process: this lane stays short
-        _SCORED.update(zip(rows, pool.map(lambda row: score(*row), rows)))
+    SCORED.score_ahead(rows)
     yield
     configure(VerifierConfig())
 
 
 def score(program: str, tests: str) -> tuple[float, dict]:
-    if (program, tests) not in _SCORED:
-        _SCORED[program, tests] = code_execution(f"```python\n{program}\n```", tests)
-    return _SCORED[program, tests]
+    return SCORED(program, tests)
 
 
 def in_python(program: str, tests: str) -> bool:

@@ -1,35 +1,31 @@
 """Reward hacking of the code verifier's test-code rows, without Ray: each hack ends with reward 0
 and a reason naming what happened, and legitimate programs of many shapes still score 1."""
 
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from rlsys.config import VerifierConfig
 from rlsys.verify import configure
-from rlsys.verify.code_tests import code_execution
 from rlsys.verify.score_file import explain
+from tests.unit.code_scoring import ScoredRows
 
 TESTS = "assert f(2) == 4\nassert f(3) == 6"
 
 
-_SCORED = {}  # (program, tests) -> (reward, details): the timing-free table rows are scored 4 at a time up front
+SCORED = ScoredRows()  # the module's rows, scored once (timing-free ones 4 at a time up front)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def short_timeout():
     configure(VerifierConfig(timeout_s=3.0, memory_mb=512, max_output_kb=256))
     rows = list(LEGIT.values()) + [(p, t) for p in LYING_VALUES.values() for t in LYING_TESTS]  # not timing-bound
-    with ThreadPoolExecutor(4) as pool:  # each row is its own sandbox process: this lane stays short
-        _SCORED.update(zip(rows, pool.map(lambda row: score(*row), rows)))
+    SCORED.score_ahead(rows)
     yield
     configure(VerifierConfig())
 
 
 def score(program: str, tests: str = TESTS) -> tuple[float, dict]:
-    if (program, tests) not in _SCORED:
-        _SCORED[program, tests] = code_execution(f"```python\n{program}\n```", tests)
-    return _SCORED[program, tests]
+    return SCORED(program, tests)
 
 
 WRONG = "def f(x):\n    return 0\n"
