@@ -17,7 +17,7 @@ import types
 if "Judge" not in globals():  # imported as a module, not sent in after the files it uses
     from rlsys.verify.judge import Judge, ProgramGone, Remote
     from rlsys.verify.judge_program import _safe, _safe_str
-    from rlsys.verify.judge_steps import judge_steps, program_names
+    from rlsys.verify.judge_steps import judge_steps
     from rlsys.verify.judge_wire import recv, send
 
 
@@ -55,12 +55,14 @@ def run_judge(spec_fd, report_fd, rfd, wfd):
         _watch_unittest(judge)
     if "pytest" in code and importlib.util.find_spec("pytest") is None:
         sys.modules["pytest"] = _pytest_stand_in()
-    for name in set(program_names(code)[1]) & set(getattr(sys, "stdlib_module_names", ())):
+    steps = judge_steps(code)
+    wanted = steps[0].node if steps and isinstance(steps[0].node, list) else []  # step 0: the names it asks for
+    for name in set(wanted) & set(getattr(sys, "stdlib_module_names", ())):
         try:
             ns[name] = importlib.import_module(name)  # unless the program defines the name (step 0)
         except Exception:
             pass
-    for k, step in enumerate(judge_steps(code)):
+    for k, step in enumerate(steps):
         judge.log, before = [], judge.answers
         judge.unittest_failure = None
         error, status = _run_step(step, ns, judge)
