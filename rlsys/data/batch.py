@@ -110,11 +110,16 @@ def _json(d: dict) -> str:
 
 
 def split_balanced(batch: RolloutBatch, parts: int) -> list[np.ndarray]:
-    """Indices for `parts` shards with near-equal token counts (greedy, longest first)."""
-    lengths = np.array([len(p) + len(r) for p, r in zip(batch.prompt_token_ids, batch.response_token_ids)])
+    """Indices for `parts` shards with near-equal token counts (prompt + response)."""
+    return balanced_parts(np.array([len(p) + len(r) for p, r in zip(batch.prompt_token_ids, batch.response_token_ids)]),
+                          parts)
+
+
+def balanced_parts(lengths: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Indices for `parts` shards with near-equal sums of `lengths` (greedy, longest first)."""
     loads = np.zeros(parts)
     shards: list[list[int]] = [[] for _ in range(parts)]
-    for i in np.argsort(-lengths, kind="stable"):
+    for i in np.argsort(-np.asarray(lengths), kind="stable"):
         j = int(np.argmin(loads))
         shards[j].append(int(i))
         loads[j] += lengths[i]

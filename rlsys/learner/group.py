@@ -8,8 +8,9 @@ from typing import Callable
 
 import numpy as np
 
-from rlsys.data.batch import RolloutBatch, split_balanced
-from rlsys.learner.microbatch import micro_batch_count, sample_tokens
+from rlsys.data.batch import balanced_parts
+from rlsys.data.step_batch import as_step_batch
+from rlsys.learner.microbatch import micro_batch_count
 from rlsys.learner.losses import Denominators
 from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.sync.result import SyncResult
@@ -44,22 +45,18 @@ def mini_batches(samples: int, chunks: int, seed: tuple[int, ...]) -> list[np.nd
     return [np.sort(part) for part in np.array_split(order, chunks)]
 
 
-def _with(batch: RolloutBatch, **columns) -> RolloutBatch:
-    out = batch.select(np.arange(len(batch)))
-    for k, v in columns.items():
-        setattr(out, k, v)
-    return out
-
-
 class LearnerGroup:
     """cfg: what the ranks read (rlsys/learner/role_config.py). make(rank, cfg) -> a new rank's actor,
     in its placement: how rebuild() replaces the group."""
 
-    def __init__(self, actors: list, cfg: LearnerRoleConfig, make=None, deadlines: Deadlines | None = None):
+    def __init__(self, actors: list, cfg: LearnerRoleConfig, make=None, deadlines: Deadlines | None = None,
+                 setup: bool = True):
         """deadlines: calls past theirs raise LearnerHung (None: wait forever; the ranks must then answer
-        `ping` in a "probe" concurrency group, as start_roles makes them)."""
+        `ping` in a "probe" concurrency group, as start_roles makes them). setup=False: the ranks' handles
+        only, of a group set up elsewhere (the rollout manager's weight pushes)."""
         self.actors, self.cfg, self.make, self.deadlines = actors, cfg, make, deadlines
-        self._setup()
+        if setup:
+            self._setup()
 
     def _setup(self) -> None:
         import ray
@@ -134,45 +131,49 @@ class LearnerGroup:
         self.cfg = cfg
         self._get([a.reset.remote(cfg) for a in self.actors], "learner:setup")
 
-    def _shards(self, batch: RolloutBatch) -> tuple[list[np.ndarray], int]:
-        """Rank shards balanced by tokens, and the micro-batch count every rank runs (the most any needs)."""
-        shards, lc = split_balanced(batch, len(self.actors)), self.cfg.learner
-        lengths = sample_tokens(batch)
-        return shards, max(micro_batch_count(lengths[s], lc.micro_batch_size, lc.max_tokens_per_micro_batch)
+    def _shards(self, tokens: np.ndarray) -> tuple[list[np.ndarray], int]:
+        """Rank shards (indices into `tokens`) balanced by tokens, and the micro-batch count every rank
+        runs (the most any needs)."""
+        shards, lc = balanced_parts(tokens, len(self.actors)), self.cfg.learner
+        return shards, max(micro_batch_count(tokens[s], lc.micro_batch_size, lc.max_tokens_per_micro_batch)
                            for s in shards)
 
-    def values(self, batch: RolloutBatch) -> list[np.ndarray]:
-        """The critic's per-token values for every sample, in batch order."""
+    def values(self, batch) -> list[np.ndarray] | None:
+        """The critic's per-token values of every sample, in batch order (attached to a step batch)."""
         return self._per_sample("values", batch)
 
-    def reference_logprobs(self, batch: RolloutBatch) -> list[np.ndarray]:
+    def reference_logprobs(self, batch) -> list[np.ndarray] | None:
         """The reference's per-token log-probs of every sample, in batch order (cluster.reference_with_learners)."""
         return self._per_sample("ref_logprobs", batch)
 
-    def _per_sample(self, method: str, batch: RolloutBatch) -> list[np.ndarray]:
-        """A per-sample collective of the ranks (values, old_logprobs, ref_logprobs) on their shards, in batch order."""
-        shards, num_micro = self._shards(batch)
-        parts = self._get([getattr(a, method).remote(batch.select(s), num_micro) for a, s in zip(self.actors, shards)],
-                          "learner:logprobs", int(sample_tokens(batch).sum()))
-        out: list = [None] * len(batch)
-        for shard, rows in zip(shards, parts):
-            for i, row in zip(shard, rows):
-                out[i] = row
-        return out
+    def _per_sample(self, method: str, batch) -> list[np.ndarray] | None:
+        """A per-sample collective of the ranks (values, old_logprobs, ref_logprobs) on their shards,
+        attached to the batch under the method's name. The ranks fetch their rows and hand their results
+        back by reference: a RolloutBatch here gets them (and they are returned, in batch order); a batch
+        held by the rollout manager gets them there, never through this process."""
+        batch = as_step_batch(batch)
+        tokens = batch.meta.tokens
+        shards, num_micro = self._shards(tokens)
+        refs = self._get([a.per_sample.remote(method, rows, num_micro) for a, rows in zip(self.actors, batch.rows(shards))],
+                         "learner:logprobs", int(tokens.sum()))
+        return batch.attach(method, shards, [r[0] for r in refs])
 
-    def train(self, batch: RolloutBatch, progress: float = 0.0, step: int = 0) -> dict:
-        """learner.ppo_epochs passes over the batch, each one optimizer step per mini-batch of
-        learner.ppo_mini_batch_size samples (0: the whole batch). logp_old is fixed before the first
-        update: recomputed by the learners when there are several updates, the engines' behaviour
-        log-probs in bypass mode. Stats are per update, averaged over the updates (maxima: the max)."""
+    def train(self, batch, progress: float = 0.0, step: int = 0) -> dict:
+        """learner.ppo_epochs passes over the batch (a RolloutBatch, or a step batch held by the rollout
+        manager), each one optimizer step per mini-batch of learner.ppo_mini_batch_size samples (0: the
+        whole batch). logp_old is fixed before the first update: recomputed by the learners when there are
+        several updates, the engines' behaviour log-probs in bypass mode. Stats are per update, averaged
+        over the updates (maxima: the max)."""
         lr_, a = self.cfg.learner, self.cfg.algorithm
-        chunks = num_mini_batches(len(batch), lr_.ppo_mini_batch_size)
+        batch = as_step_batch(batch)
+        n = len(batch.meta)
+        chunks = num_mini_batches(n, lr_.ppo_mini_batch_size)
         if a.rollout_correction.bypass:
-            batch = _with(batch, old_logprobs=batch.behaviour_logprobs)
+            batch.alias("old_logprobs", "behaviour_logprobs")
         elif chunks * lr_.ppo_epochs > 1:
-            batch = _with(batch, old_logprobs=self._per_sample("old_logprobs", batch))
-        updates = [self._update(batch.select(idx), progress)
-                   for epoch in range(lr_.ppo_epochs) for idx in mini_batches(len(batch), chunks, (step, epoch))]
+            self._per_sample("old_logprobs", batch)
+        updates = [self._update(batch, idx, progress)
+                   for epoch in range(lr_.ppo_epochs) for idx in mini_batches(n, chunks, (step, epoch))]
         self._get([a.end_step.remote() for a in self.actors], "learner:end_step")  # the lr schedule moves once per RL step
         reduce = reductions(a)
         stats = {k: max(u[k] for u in updates) if reduce.get(k) == "max" else sum(u[k] for u in updates) / len(updates)
@@ -180,35 +181,38 @@ class LearnerGroup:
         stats["actor/ppo_updates"] = len(updates)
         return stats
 
-    def _update(self, batch: RolloutBatch, progress: float) -> dict:
-        """One optimizer step on `batch`: split across ranks by tokens, every rank's stats combined by
-        their declared reduction (learner/spec.py)."""
-        anchor = np.zeros(len(batch), bool) if batch.anchor is None else batch.anchor
-        keep = ~anchor if batch.loss_mask is None else batch.loss_mask & ~anchor
-        lengths = batch.response_lengths
+    def _update(self, batch, rows: np.ndarray, progress: float) -> dict:
+        """One optimizer step on the batch's `rows`: split across ranks by tokens, every rank's stats
+        combined by their declared reduction (learner/spec.py)."""
+        meta = batch.meta
+        anchor = np.zeros(len(rows), bool) if meta.anchor is None else meta.anchor[rows]
+        keep = ~anchor if meta.loss_mask is None else meta.loss_mask[rows] & ~anchor
+        lengths = meta.response_lengths[rows]
         denom = Denominators(tokens=max(1.0, float(lengths[keep].sum())), sequences=max(1.0, float(keep.sum())),
                              max_len=float(self.cfg.rollout.max_new_tokens),
                              anchor_tokens=max(1.0, float(lengths[anchor].sum())))
-        batch = self._with_gradient(batch, keep)  # after the denominators: they count the whole batch
-        shards, num_micro = self._shards(batch)
-        results = self._get([a.train_step.remote(batch.select(s), denom, num_micro, progress)
-                             for a, s in zip(self.actors, shards)], "learner:train_step", int(sample_tokens(batch).sum()))
+        rows = rows[self._with_gradient(meta.moves, rows, keep)]  # after the denominators: they count the whole batch
+        tokens = meta.tokens[rows]
+        shards, num_micro = self._shards(tokens)
+        results = self._get([a.train_step.remote(part, denom, num_micro, progress)
+                             for a, part in zip(self.actors, batch.rows([rows[s] for s in shards]))],
+                            "learner:train_step", int(tokens.sum()))
         reduce = reductions(self.cfg.algorithm)
         return {k: combine([r.get(k, 0.0) for r in results], how) for k, how in reduce.items()
                 if any(k in r for r in results)}
 
-    def _with_gradient(self, batch: RolloutBatch, keep: np.ndarray) -> RolloutBatch:
-        """The samples that move the weights. When the objective is an advantage-weighted policy loss
-        alone, a sample out of the loss or with zero advantage everywhere (a group whose rewards all
-        agree) contributes exactly 0: it is not computed, and the update is the same (the loss's
-        denominators count the whole batch). Early in training on a hard task most groups agree, so
-        this skips most of the learner's work. One sample per rank stays: every rank joins the step."""
-        if not advantage_only(self.cfg.algorithm):
-            return batch
-        moves = keep & np.array([bool(np.any(adv != 0)) for adv in batch.advantages])
-        idle = np.nonzero(~moves)[0][:max(0, len(self.actors) - int(moves.sum()))]
-        moves[idle] = True
-        return batch if moves.all() else batch.select(np.nonzero(moves)[0])
+    def _with_gradient(self, moves: np.ndarray | None, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Which of `rows` move the weights (a bool per row). When the objective is an advantage-weighted
+        policy loss alone, a sample out of the loss or with zero advantage everywhere (a group whose rewards
+        all agree) contributes exactly 0: it is not computed, and the update is the same (the loss's
+        denominators count the whole batch). Early in training on a hard task most groups agree, so this
+        skips most of the learner's work. One sample per rank stays: every rank joins the step."""
+        if not advantage_only(self.cfg.algorithm) or moves is None:
+            return np.ones(len(rows), bool)
+        out = keep & moves[rows]
+        idle = np.nonzero(~out)[0][:max(0, len(self.actors) - int(out.sum()))]
+        out[idle] = True
+        return out
 
     def push_weights(self, engines: list, version: int, on_suspect: Callable[[], int] | None = None) -> SyncResult:
         """The weights into `engines`. on_suspect: called when the push runs past its suspect deadline,

@@ -199,6 +199,16 @@ class LearnerWorker:
         stats.update(corr)
         return loss_tok if mode == "none" else loss_tok * weight
 
+    def per_sample(self, method: str, shard: RolloutBatch, num_micro: int) -> list:
+        """old_logprobs / ref_logprobs / values of this rank's shard, kept here in the object store:
+        [a reference to them]. The caller passes the reference on (to whoever holds the step's batch)
+        without the arrays passing through it."""
+        import ray
+
+        if method not in ("old_logprobs", "ref_logprobs", "values"):
+            raise ValueError(f"per_sample: unknown method {method!r}")
+        return [ray.put(getattr(self, method)(shard, num_micro))]
+
     @torch.no_grad()
     def old_logprobs(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
         """logp_old: this rank's log-probs of its shard before the step's first update (a collective, like

@@ -14,13 +14,19 @@ class RunLogger:
         self.backends = open_backends(cfg, cfg.run_dir)
         self.every, self.n, self.prompts = cfg.logger.samples_every, cfg.logger.samples_n, prompts
 
-    def log(self, m: dict, batch=None) -> None:
-        """One step's metrics (docs/metrics.md); with the step's batch, its sample table when due."""
+    def due(self, step: int) -> bool:
+        """Whether `step` logs a sample table (logger.samples_every)."""
+        return bool(self.every) and step % self.every == 0
+
+    def log(self, m: dict, batch=None, rows: list | None = None) -> None:
+        """One step's metrics (docs/metrics.md); with the step's batch (or its table rows, made where the
+        batch is: rlsys/loggers/table.sample_rows), its sample table when due."""
         step = int(m["step"])
         for b in self.backends:
             b.log(m, step)
-        if batch is not None and self.every and step % self.every == 0:
+        if rows is None and batch is not None:
             rows = sample_rows(batch, self.prompts, self.n)
+        if rows is not None and self.due(step):
             for b in self.backends:
                 b.table("samples", COLUMNS, rows, step)
 

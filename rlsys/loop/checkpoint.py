@@ -237,22 +237,21 @@ class PromptCursor:
         return next(self.batches)
 
 
-def save(cfg: RLSysConfig, roles, state: RunState, anchors=None) -> Path:
-    """A resumable checkpoint of the run after `state.step` (every learner rank writes its shards)."""
-    import pickle
-
+def save(cfg: RLSysConfig, roles, state: RunState, extra=None) -> Path:
+    """A resumable checkpoint of the run after `state.step` (every learner rank writes its shards).
+    extra(directory) -> the DPH-RL anchor cursor: writes what else the run keeps (the rollout manager's
+    anchor pool: the engines cannot draw those initial-policy samples again)."""
     tmp = begin(cfg.run_dir, state.step)
     roles.learners.save_state(str(tmp / "learner"))
-    if anchors is not None:  # DPH-RL's initial-policy samples: the engines cannot draw them again
-        (tmp / "anchors.pkl").write_bytes(pickle.dumps(anchors))
+    if extra is not None:
+        state.anchor_cursor = extra(str(tmp))
     return commit(tmp, state, cfg, cfg.trainer.keep_last)
 
 
-def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> tuple[RunState, object | None]:
-    """Learners back to the checkpoint's state, the engines to its policy version, metrics.jsonl
-    cut back to its step. Returns the run state and the DPH-RL anchor pool (None if it had none)."""
-    import pickle
-
+def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print, push=None) -> RunState:
+    """Learners back to the checkpoint's state, the engines to its policy version (push(version); by
+    default the learners push into roles.fleet), metrics.jsonl cut back to its step. The checkpoint's
+    anchor pool, if any, is read by whoever samples (rlsys/rollout/manager.load_anchors)."""
     from rlsys.learner.group import LearnerLost
     from rlsys.loop.pipeline import sync_weights
 
@@ -264,13 +263,8 @@ def restore(path: Path, cfg: RLSysConfig, roles, base_model: str, log=print) -> 
     except Exception as e:  # e.g. a shard changed in place (same size): its bytes do not load
         raise ConfigError(f"trainer.resume: the learners could not load checkpoint {path}: "
                           f"{str(e).strip().splitlines()[-1][:300]}") from e
-    sync_weights(roles, state.version)  # the fleet serves the resumed policy, not the base model
+    (push or (lambda v: sync_weights(roles, v)))(state.version)  # the fleet serves the resumed policy
     dropped = truncate_metrics(Path(cfg.run_dir), state.step)
-    anchors = pickle.loads((path / "anchors.pkl").read_bytes()) if (path / "anchors.pkl").is_file() else None
-    if anchors is not None and anchors.pool.verifier_details and isinstance(anchors.pool.verifier_details[0], dict):
-        from rlsys.verify.details import VerifierDetails  # a checkpoint written when details were dicts
-
-        anchors.pool.verifier_details = [VerifierDetails.from_dict(d) for d in anchors.pool.verifier_details]
     log(f"resumed from {path}: step {state.step} done, policy version {state.version}"
         + (f"; {dropped} metric lines logged after it were dropped (those steps run again)" if dropped else ""))
-    return state, anchors
+    return state

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
+from rlsys.data.step_batch import BatchMeta
 
 if TYPE_CHECKING:  # annotations only: the sync and verify packages import torch and every verifier
     from rlsys.sync.result import SyncResult
@@ -63,24 +64,28 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync: SyncResult, timer: StepTimer) -> dict:
-    """The step's metrics from its batch, the learners' stats (learner/worker.py), the sync and the timer;
+def step_metrics(step: int, version: int, batch, train: dict, sync: SyncResult, timer: StepTimer) -> dict:
+    """The step's metrics from its batch (a RolloutBatch, or the metadata of one held by the rollout
+    manager: rlsys/data/step_batch.py), the learners' stats (learner/worker.py), the sync and the timer;
     `step` is also kept unprefixed, as the row index of metrics.jsonl."""
+    meta = batch if isinstance(batch, BatchMeta) else \
+        BatchMeta.of(batch, {**verifier_stats(batch.verifier_details or []), **spread_stats(batch)})
+    rl = np.ones(len(meta), bool) if meta.anchor is None else ~meta.anchor  # DPH-RL anchors are not the step's samples
     tokens = max(train["tokens"], 1.0)
-    lengths = batch.response_lengths
+    lengths, reward = meta.response_lengths[rl], meta.reward[rl]
     wall, seconds = timer.total(), timer.seconds
     m = {
         "step": step,
         "training/global_step": step,
         "training/policy_version": version,
-        "critic/score/mean": float(batch.reward.mean()),
-        "critic/score/accuracy": float(batch.correct.mean()),
+        "critic/score/mean": float(reward.mean()),
+        "critic/score/accuracy": float(meta.correct[rl].mean()),
         "response_length/mean": float(lengths.mean()),
         # responses that hit rollout.max_new_tokens
-        "response_length/clip_ratio": float(np.mean([f == "length" for f in batch.finish_reason])),
+        "response_length/clip_ratio": float(meta.truncated[rl].mean()),
         "actor/pg_loss": train["actor/pg_loss"],
         # k3 to the reference when the step ran one, else to the behaviour policy (the engines)
-        ("actor/kl_loss" if batch.ref_logprobs is not None else "actor/ppo_kl"): train["kl_sum"] / tokens,
+        ("actor/kl_loss" if meta.has_ref else "actor/ppo_kl"): train["kl_sum"] / tokens,
         "actor/entropy": train["entropy_sum"] / tokens,
         "training/rollout_logprob_diff_mean": train["mismatch_sum"] / tokens,
         "training/rollout_logprob_diff_max": train["training/rollout_logprob_diff_max"],
@@ -97,10 +102,9 @@ def step_metrics(step: int, version: int, batch: RolloutBatch, train: dict, sync
     }
     m.update({STAGE_METRICS[k]: seconds.get(k, 0.0) for k in STAGES})
     m["perf/max_memory_gb"] = train.get("perf/max_memory_gb", 0.0)  # the fullest learner rank
-    m.update(spread_stats(batch))
+    m.update(meta.stats)  # spread_stats and verifier_stats, computed where the samples are
     # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)
     m["learner_cores"] = train.get("train_cpu_seconds", 0.0) / max(train.get("train_seconds", 0.0), 1e-9)
-    m.update(verifier_stats(batch.verifier_details or []))
     return m
 
 

@@ -202,12 +202,13 @@ def test_a_checkpoint_changed_by_hand_is_damaged_auto_takes_the_one_before_and_p
     assert find_resume(cfg, log=said.append).name == "step_000002" and "unreadable" in said[-1]
 
 
-def test_anchors_saved_when_verifier_details_were_dicts_resume_as_verifier_details(tmp_path):
+def test_anchors_saved_when_verifier_details_were_dicts_load_as_verifier_details(tmp_path):
     import pickle
     from types import SimpleNamespace
 
     from rlsys.loop.checkpoint import restore
     from rlsys.loop.pipeline import AnchorPool
+    from rlsys.rollout.manager import load_anchors
     from rlsys.sync.result import SyncResult
     from rlsys.verify.details import VerifierDetails
     from tests.unit.test_data import make_batch
@@ -222,7 +223,8 @@ def test_anchors_saved_when_verifier_details_were_dicts_resume_as_verifier_detai
                             kill_stuck=lambda: 0)
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(load_state=lambda path: None,
                                                                   push_weights=lambda e, v, **_: SyncResult(0, 0.0)))
-    state, back = restore(ckpt, config(run), roles, base_model="/m", log=lambda msg: None)
+    state = restore(ckpt, config(run), roles, base_model="/m", log=lambda msg: None)
+    back = load_anchors(ckpt)
     assert state.step == 1 and back.cursor == 1
     assert back.pool.verifier_details == [VerifierDetails(reason="match", seconds=0.1, extra={"parsed": "1"}),
                                           VerifierDetails(reason="x", error="E")]

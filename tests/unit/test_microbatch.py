@@ -60,13 +60,10 @@ def test_group_gives_every_rank_the_largest_count():
 
     from rlsys.learner.group import LearnerGroup
 
-    batch = rollouts(n=8)
-    lengths = np.array([100, 100, 100, 30, 30, 30, 30, 30])
-    batch.prompt_token_ids = [np.ones(10, np.int64) for _ in lengths]
-    batch.response_token_ids = [np.ones(n - 10, np.int64) for n in lengths]
+    lengths = np.array([100, 100, 100, 30, 30, 30, 30, 30])  # prompt + response tokens per sample
     cfg = RLSysConfig()
     cfg.learner.max_tokens_per_micro_batch = 120
-    shards, k = LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)
+    shards, k = LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), lengths)
     # longest first to the lighter rank: 230 tokens [100, 100, 30] and 220 tokens [100, 30 x 4]
     assert sorted(int(lengths[s].sum()) for s in shards) == [220, 230]
     # under 120 tokens: [100], [100], [30] on one rank, [100], [30 x 4] on the other -> both run 3
@@ -75,4 +72,4 @@ def test_group_gives_every_rank_the_largest_count():
         bins = M.plan(lengths[s], k, 120)
         assert len(bins) == 3 and all(len(b) for b in bins) and all(lengths[s][b].sum() <= 120 for b in bins)
     cfg.learner.max_tokens_per_micro_batch, cfg.learner.micro_batch_size = 0, 2
-    assert LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), batch)[1] == 3  # 5 samples / 2
+    assert LearnerGroup._shards(SimpleNamespace(actors=[0, 1], cfg=cfg), lengths)[1] == 3  # 5 samples / 2
