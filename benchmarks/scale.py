@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/scale.py                      # the default sweep below, one process per case
     .venv/bin/python benchmarks/scale.py --cases 8x2x1024x4096 --steps 3
 
-The driver runs rlsys' own controller (loop/controller.run_from: the fleet's streaming, the verifier
-pool, advantages, the learner group's sharding, the weight-sync call) unchanged. Only the actors are
+The driver runs rlsys' own controller (loop/controller.run: the rollout manager actor with the fleet's
+streaming, the verifier pool and advantages; the learner group's sharding; the weight-sync call) unchanged. Only the actors are
 stand-ins, as Ray actors: engines answer each prompt group with random tokens (lengths uniform in
 1..max tokens, ~4 characters of text per token) spread over --gen-seconds; verifiers score at random;
 learner ranks sleep --train-seconds per step and return the stats the objective declares. No model.
@@ -16,6 +16,8 @@ in a fresh process, so its peak memory is its own. Per step (the median over ste
   mb_in / mb_out  payload bytes the driver received from actors (ray.get) and sent to them (call
                   arguments), counted from the objects themselves: numpy buffers and strings
   peak_rss_gb     the driver's peak resident memory over the whole case
+  manager_cpu_s   CPU seconds of the rollout manager actor (rlsys/rollout/manager.py), where the samples
+                  now go instead of the driver; manager_peak_rss_gb its peak memory
   wall_s          the step's wall time; sim_s is the stand-ins' simulated time on its critical path
 The baseline each figure is read against is in the same run: the same controller at a smaller size
 (the sweep's first case) and at shorter responses (the length sweep at 1024 samples).
@@ -138,8 +140,10 @@ class StandInLearner:
         out.update(tokens=float(sum(len(r) for r in shard.response_token_ids)), train_seconds=self.train_seconds)
         return out
 
-    def old_logprobs(self, shard, num_micro):
-        return [np.zeros(len(r), np.float32) for r in shard.response_token_ids]
+    def per_sample(self, method, shard, num_micro):  # old_logprobs (ppo mini-batches), kept here as the real ranks keep them
+        import ray
+
+        return [ray.put([np.zeros(len(r), np.float32) for r in shard.response_token_ids])]
 
     def end_step(self):
         return None
@@ -248,20 +252,24 @@ def run_case(engines: int, ranks: int, samples: int, max_tokens: int, steps: int
     traffic = DriverTraffic() if count_bytes else SimpleNamespace(received=0, sent=0)
     step_fn = controller.rl_step
 
-    def measured_step(*a, **k):  # the controller's own step, with the driver's cost around it
+    def measured_step(cfg, roles, rollout, *a, **k):  # the controller's own step, with the driver's cost around it
+        m0 = rollout.usage()["cpu_s"]
         cpu0, rx0, tx0, t0 = time.process_time(), traffic.received, traffic.sent, time.perf_counter()
-        out = step_fn(*a, **k)
-        per_step.append({"driver_cpu_s": time.process_time() - cpu0, "mb_in": (traffic.received - rx0) / 1e6,
-                         "mb_out": (traffic.sent - tx0) / 1e6, "wall_s": time.perf_counter() - t0})
+        out = step_fn(cfg, roles, rollout, *a, **k)
+        cpu1, rx1, tx1, t1 = time.process_time(), traffic.received, traffic.sent, time.perf_counter()
+        per_step.append({"driver_cpu_s": cpu1 - cpu0, "mb_in": (rx1 - rx0) / 1e6, "mb_out": (tx1 - tx0) / 1e6,
+                         "wall_s": t1 - t0, "manager_cpu_s": rollout.usage()["cpu_s"] - m0})
+        manager_rss[0] = rollout.usage()["peak_rss_gb"]
         return out
 
+    manager_rss = [0.0]
     controller.rl_step = measured_step
-    controller.run_from(cfg, roles, data, None, log=lambda *_: None)
+    controller.run(cfg, roles, data, None, log=lambda *_: None)
     ray.shutdown()
     steady = per_step[1:] or per_step
     med = {k: statistics.median(s[k] for s in steady) for k in steady[0]}
     return {"engines": engines, "ranks": ranks, "samples": prompts * N, "max_tokens": max_tokens, **med,
-            "sim_s": gen_s + train_s, "startup_s": startup_s,
+            "sim_s": gen_s + train_s, "startup_s": startup_s, "manager_peak_rss_gb": manager_rss[0],
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
@@ -308,7 +316,8 @@ def format_row(r: dict, step_seconds: float) -> str:
         return f"{r['case']:>18}  FAILED after {r['case_seconds']:.0f} s: {r['failed'].strip().splitlines()[-1:]}"
     return (f"{r['engines']:>3} engines {r['ranks']:>2} ranks {r['samples']:>6} samples <= {r['max_tokens']:>4} tok | "
             f"driver {r['driver_cpu_s']:7.2f} cpu-s/step = {100 * r['driver_cpu_s'] / step_seconds:5.1f}% of "
-            f"{step_seconds:.0f} s | in {r['mb_in']:8.1f} MB out {r['mb_out']:8.1f} MB | peak rss "
+            f"{step_seconds:.0f} s | manager {r.get('manager_cpu_s', float('nan')):6.2f} cpu-s "
+            f"{r.get('manager_peak_rss_gb', float('nan')):5.2f} GB | in {r['mb_in']:8.1f} MB out {r['mb_out']:8.1f} MB | peak rss "
             f"{r['peak_rss_gb']:5.2f} GB | wall {r['wall_s']:6.1f} s (sim {r['sim_s']:.1f} s)")
 
 

@@ -22,7 +22,7 @@ from rlsys.loggers.run_logger import RunLogger
 from rlsys.loop.metrics import StepTimer, step_metrics
 from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.loop.roles import Roles, shutdown_roles, start_roles
-from rlsys.rollout.manager import Rollout, start_rollout, stop_rollout
+from rlsys.rollout.manager import Rollout, end_run, start_rollout
 from rlsys.runtime.cluster import stop_ray
 from rlsys.runtime.signals import Terminated, raise_if_terminated, signals_kill
 from rlsys.runtime.watchdog import Watchdog
@@ -85,7 +85,9 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
     try:
         for restart in range(1, cfg.trainer.max_restarts + 2):
             try:
-                return run_from(cfg, roles, rollout, train_data, held_out, log, base_model, resume_from, progress)
+                out = run_from(cfg, roles, rollout, train_data, held_out, log, base_model, resume_from, progress)
+                end_run(rollout, roles)
+                return out
             except LearnerLost as err:
                 if restart > cfg.trainer.max_restarts:
                     raise
@@ -100,8 +102,12 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
                 if resume_from is None:  # the engines serve weights the new learners never had
                     rollout.push_now(0)
                     truncate_metrics(Path(cfg.run_dir), 0)
-    finally:
-        stop_rollout(rollout, roles)
+    except Exception:  # the round in flight ends before the caller goes on; an interrupt leaves at once
+        try:
+            end_run(rollout, roles)
+        except Exception:  # noqa: BLE001  the manager itself is gone: the first error is the one to report
+            pass
+        raise
 
 
 def run_from(cfg: RLSysConfig, roles: Roles, rollout: Rollout, train_data: PromptDataset,

@@ -27,6 +27,7 @@ class Roles:
     faults: FaultLog = field(default_factory=FaultLog)  # actor deaths and lost groups, per step (rlsys/runtime/faults.py)
     server_paths: dict = field(default_factory=dict)  # role -> the model its server must hold (reference, teacher)
     deadlines: Deadlines = field(default_factory=Deadlines)  # every wait's deadline, from measured times (rlsys/runtime/deadlines.py)
+    rollout: object | None = None  # the rollout manager (rlsys/rollout/manager.py), started by the first run
 
 
 def deadlines_of(cfg: RLSysConfig) -> Deadlines:
@@ -117,7 +118,10 @@ def reset_roles(cfg: RLSysConfig, roles: Roles) -> None:
 
     roles.learners.reset(learner_role_config(cfg))
     roles.fleet.rollout = cfg.rollout
-    sync_weights(roles, 0)
+    if getattr(roles, "rollout", None) is not None:  # its fleet serves the engines now
+        roles.rollout.push_now(0)
+    else:
+        sync_weights(roles, 0)
     if cfg.algorithm.distill.teacher_path:
         if roles.teacher is None:
             raise ValueError("these roles were started without a teacher; start them with algorithm.distill.teacher_path set")
@@ -131,12 +135,18 @@ def shutdown_roles(roles: Roles, timeout_s: float = 10.0) -> None:
     without restart (verifiers and servers would otherwise come back)."""
     import ray
 
-    ranks = list(roles.learners.actors)
+    ranks, engines, manager = list(roles.learners.actors), list(roles.fleet.engines), getattr(roles, "rollout", None)
+    if manager is not None:  # it restarted engines of its own
+        try:
+            engines += ray.get(manager.actor.engines.remote(), timeout=timeout_s)
+        except Exception:  # noqa: BLE001  gone or stuck: killed below all the same
+            pass
     try:
         ray.wait([a.shutdown.remote() for a in ranks], num_returns=len(ranks), timeout=timeout_s)
     except Exception:  # noqa: BLE001  a dead rank: killed below all the same
         pass
-    for actor in [*roles.fleet.engines, *roles.verifiers.workers, roles.reference, roles.teacher, *ranks]:
+    for actor in [*engines, *roles.verifiers.workers, roles.reference, roles.teacher, *ranks,
+                  manager and manager.actor]:
         try:
             if actor is not None:
                 ray.kill(actor, no_restart=True)

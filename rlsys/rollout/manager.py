@@ -48,12 +48,22 @@ class RolloutManager:
         verifiers = VerifierPool(verifier_workers, faults, deadlines, cfg.verifier)
         # the ranks' handles, for pushes: the controller owns the group (its process group, its restarts)
         learners = LearnerGroup(learner_actors, learner_role_config(cfg), deadlines=deadlines, setup=False)
-        self.cfg, self.train_data, self.held_out = cfg, train_data, held_out
         self.roles = Roles(fleet, verifiers, reference, learners, teacher, faults, dict(server_paths), deadlines)
         self.batches: dict[int, RolloutBatch] = {}  # step -> its batch as trained, until the step is finished
         self.rl: dict[int, RolloutBatch] = {}  # step -> its RL samples (the batch without DPH-RL anchors)
         self.drawn: dict[int, int] = {}  # step -> prompt batches drawn once its round was sampled
         self.rollouts = self.anchors = self.prompts = None
+        self.configure(cfg, train_data, held_out)
+
+    def configure(self, cfg, train_data, held_out, server_paths: dict | None = None) -> None:
+        """The run's config and data (roles reused by another run: rlsys/loop/roles.reset_roles)."""
+        from rlsys.learner.role_config import learner_role_config
+
+        self.end()
+        self.cfg, self.train_data, self.held_out = cfg, train_data, held_out
+        self.roles.fleet.rollout = cfg.rollout
+        self.roles.learners.cfg = learner_role_config(cfg)
+        self.roles.server_paths.update(server_paths or {})
 
     # ---- a run: begin, steps, end --------------------------------------------------------------------
     def begin(self, start: int, version: int, prompts_drawn: int, anchors_from: str | None) -> None:
@@ -219,9 +229,11 @@ class RolloutManager:
         """The fleet's engines now (restarted ones replace the dead)."""
         return list(self.roles.fleet.engines)
 
-    def cpu_seconds(self) -> float:
-        """This process's CPU time so far, every thread (benchmarks/scale.py)."""
-        return time.process_time()
+    def usage(self) -> dict:
+        """This process's CPU seconds so far (every thread) and peak resident memory (benchmarks/scale.py)."""
+        import resource
+
+        return {"cpu_s": time.process_time(), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
     def pid(self) -> int:
         return os.getpid()
@@ -319,25 +331,24 @@ class StepRef:
 
 
 def start_rollout(cfg, roles, train_data, held_out) -> Rollout:
-    """The manager actor for a run on started roles (rlsys/loop/roles.start_roles); threaded, so a
-    queue that waits does not block the calls beside it. It takes no CPU of the placement (it waits
-    on the others)."""
+    """The roles' manager actor, started on first use and kept as long as the roles (it owns the engines
+    it restarts: they live as long as it does); configured for this run. Threaded, so a queue that waits
+    does not block the calls beside it; it takes no CPU of the placement (it waits on the others)."""
     import ray
 
-    actor = ray.remote(RolloutManager).options(num_cpus=0, max_concurrency=4).remote(
-        cfg, roles.fleet.engines, roles.fleet.make_engine, roles.verifiers.workers, roles.reference, roles.teacher,
-        roles.server_paths, roles.learners.actors, train_data, held_out)
-    rollout = Rollout(actor)
-    rollout.call("pid")  # construction errors surface here
-    return rollout
+    if getattr(roles, "rollout", None) is None:
+        actor = ray.remote(RolloutManager).options(num_cpus=0, max_concurrency=4).remote(
+            cfg, roles.fleet.engines, roles.fleet.make_engine, roles.verifiers.workers, roles.reference, roles.teacher,
+            roles.server_paths, roles.learners.actors, train_data, held_out)
+        roles.rollout = Rollout(actor)
+    else:
+        roles.rollout.configure(cfg, train_data, held_out, roles.server_paths)
+    roles.rollout.call("pid")  # construction errors surface here
+    return roles.rollout
 
 
-def stop_rollout(rollout: Rollout, roles) -> None:
-    """The run is over: the fleet's engines now (restarts included) back to the roles, the actor gone."""
-    import ray
-
-    try:
-        roles.fleet.engines = rollout.engines()
-        rollout.end()
-    finally:
-        ray.kill(rollout.actor, no_restart=True)
+def end_run(rollout: Rollout, roles) -> None:
+    """The run is over: its queue closed, and the fleet's engines now (restarts included) known to the
+    roles (rlsys/loop/roles.shutdown_roles stops them)."""
+    rollout.end()
+    roles.fleet.engines = rollout.engines()
