@@ -49,12 +49,21 @@ def main() -> None:
 
     traffic, per_step, step_fn = DriverTraffic(), [], controller.rl_step
 
-    def measured_step(*args, **kw):
+    import ray
+    import scale
+
+    ray.cloudpickle.register_pickle_by_value(scale)  # the manager measures its batch with the same counting
+
+    def measured_step(cfg, roles, rollout, step, *args, **kw):
         rx0, tx0, t0 = traffic.received, traffic.sent, time.perf_counter()
-        batch, m = step_fn(*args, **kw)
-        data = payload_bytes(batch)
-        per_step.append({"step": len(per_step) + 1, "samples": len(batch), "mean_response_tokens":
-                         float(batch.response_lengths.mean()), "batch_mb": data / 1e6,
+        batch, m = step_fn(cfg, roles, rollout, step, *args, **kw)
+        rx1, tx1 = traffic.received, traffic.sent
+        # the step's batch as trained, measured where it is (the rollout manager): the driver never has it
+        data = ray.get(rollout.actor.__ray_call__.remote(lambda self, s: payload_bytes(self.batches[s]), step))
+        traffic.received, traffic.sent = rx1, tx1  # (that call is the benchmark's, not the run's)
+        meta = batch.meta
+        per_step.append({"step": len(per_step) + 1, "samples": len(meta), "mean_response_tokens":
+                         float(meta.response_lengths.mean()), "batch_mb": data / 1e6,
                          "mb_in": (traffic.received - rx0) / 1e6, "mb_out": (traffic.sent - tx0) / 1e6,
                          "crossings": (traffic.received - rx0 + traffic.sent - tx0) / max(1, data),
                          "wall_s": time.perf_counter() - t0})

@@ -229,6 +229,7 @@ class TrainerConfig:
     seed: int = 0  # seed for sampling, data order and learner init
     output_dir: str = "runs"  # run directories are created under this
     max_staleness: int = 0  # async: the fleet generates up to k steps ahead; no trained sample is > k versions old (0 = sync)
+    in_flight_updates: bool = False  # async: a sync pauses running requests, swaps the weights, they go on (tokens carry their version)
     save_checkpoint: bool = True  # write the final HF checkpoint
     save_every: int = 0  # resumable checkpoint (sharded learner state + run state) every N steps (0 = off)
     keep_last: int = 2  # resumable checkpoints kept (older ones are deleted)
@@ -472,6 +473,8 @@ def _validate_updates(cfg: RLSysConfig) -> None:
            "learner.ppo_mini_batch_size", f"must be 0 (whole batch) or in [learner.world_size={lr_.world_size}, "
            f"trainer.prompts_per_step x rollout.n={samples}], got {lr_.ppo_mini_batch_size}")
     _check(t.max_staleness >= 0, "trainer.max_staleness", f"must be >= 0, got {t.max_staleness}")
+    _check(not t.in_flight_updates or t.max_staleness >= 1, "trainer.in_flight_updates",
+           "weights change in flight only while the fleet generates ahead of the learners: set trainer.max_staleness >= 1")
     _check(t.max_staleness == 0 or not cfg.cluster.colocate, "trainer.max_staleness",
            "async training (max_staleness >= 1) overlaps generation with training; it cannot run with "
            "cluster.colocate=true, where the engines sleep while the learners train")

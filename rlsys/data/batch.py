@@ -42,6 +42,7 @@ class RolloutBatch:
     anchor: np.ndarray | None = None  # bool per sample: an initial-policy sample for DPH-RL, not RL
     old_logprobs: list[np.ndarray] | None = None  # float32 per response token: logp_old, the learner's before the step's updates
     extra_info: list[dict | None] | None = None  # the prompt row's extra_info (verl datasets), for verifiers that take it
+    token_versions: list[np.ndarray] | None = None  # int64 per response token: the version that sampled it (trainer.in_flight_updates)
 
     def __len__(self) -> int:
         return len(self.prompt_id)

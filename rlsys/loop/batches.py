@@ -33,9 +33,11 @@ Push = Callable[[int], "SyncResult"]  # version -> sync stats: move that version
 
 
 class Rollouts:
-    def __init__(self, produce: Produce, push: Push, max_staleness: int, steps: int, start: int = 0, version: int = 0):
-        """start, version: a resumed run's last finished step and the version the fleet serves."""
-        self.produce, self.push, self.k, self.steps = produce, push, max_staleness, steps
+    def __init__(self, produce: Produce, push: Push, max_staleness: int, steps: int, start: int = 0, version: int = 0,
+                 in_flight: bool = False):
+        """start, version: a resumed run's last finished step and the version the fleet serves. in_flight
+        (k >= 1): a sync does not wait for the round in flight; the engines pause it during the push."""
+        self.produce, self.push, self.k, self.steps, self.in_flight = produce, push, max_staleness, steps, in_flight
         self.version = version  # the policy version the fleet serves
         self.done = self.start = start  # rounds produced (steps 1..done)
         self.ready: dict[int, tuple] = {}  # step -> (batch, extra, round timer)
@@ -76,20 +78,28 @@ class Rollouts:
         if dropped:
             batch = batch.select(np.nonzero(keep)[0])
         kept = stale[keep]
-        return batch, {"training/off_policy/staleness_mean": float(kept.mean()) if len(kept) else 0.0,
+        extra = {}
+        if batch.token_versions is not None:  # weights changed in flight: staleness of each token
+            tokens = np.concatenate([version - v for v in batch.token_versions] or [np.zeros(0)])
+            extra["training/off_policy/token_staleness_mean"] = float(tokens.mean()) if len(tokens) else 0.0
+        return batch, {**extra, "training/off_policy/staleness_mean": float(kept.mean()) if len(kept) else 0.0,
                        "training/off_policy/staleness_max": int(kept.max()) if len(kept) else 0,
                        "training/off_policy/dropped_samples": dropped,
                        "training/off_policy/dropped_total": self.dropped_total}
 
     def sync(self, version: int) -> SyncResult:
-        """Push `version` into the fleet between two rounds, once the rounds due at version - 1 are done."""
-        if self.k >= 1:
+        """Push `version` into the fleet between two rounds, once the rounds due at version - 1 are done;
+        in flight: at once, into the round being generated (its later tokens carry the new version)."""
+        if self.k >= 1 and not self.in_flight:
             with self.cond:
                 self.cond.wait_for(lambda: self.done >= min(version + self.k, self.steps) or self.error is not None)
                 if self.error is not None:
                     raise self.error
-        with self.fleet:
+        if self.in_flight:
             stats = self.push(version)
+        else:
+            with self.fleet:
+                stats = self.push(version)
         with self.cond:
             self.version = version
             self.cond.notify_all()

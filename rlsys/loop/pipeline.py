@@ -38,7 +38,8 @@ def sync_weights(roles, version: int) -> SyncResult:
     from rlsys.sync.object_store import load_snapshot
 
     targets = roles.fleet.sync_targets()
-    stats = roles.learners.push_weights(targets, version, on_suspect=roles.fleet.kill_stuck)
+    with roles.fleet.paused(targets):  # trainer.in_flight_updates: running requests wait between two steps
+        stats = roles.learners.push_weights(targets, version, on_suspect=roles.fleet.kill_stuck)
     buckets, stats.snapshot = stats.snapshot, None  # the fleet keeps the snapshot, the step's stats do not
     roles.fleet.serve(version, None if buckets is None else partial(load_snapshot, buckets))
     roles.fleet.lost_in_push([targets[i] for i in stats.failed])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
@@ -66,6 +67,7 @@ class RolloutFleet:
         self.load = np.zeros(len(engines))  # outstanding estimated tokens per engine
         self.starting: dict = {}  # readiness ref -> index of a restarted engine not yet serving
         self.snapshot: CatchUp | None = None  # re-delivers the served version's weights (async, object_store)
+        self.in_flight = False  # weights may change mid-request (trainer.in_flight_updates): versions per token
 
     # ---- weights: the controller moves them, the fleet says where to and what it serves ---------
     def sync_targets(self) -> list:
@@ -80,6 +82,22 @@ class RolloutFleet:
         snapshot(engines, version) re-delivers exactly that version to engines restarted later; without
         one, the caller's catch_up does (in sync mode the learners hold the fleet's version)."""
         self.version, self.snapshot = version, snapshot
+
+    @contextmanager
+    def paused(self, engines: list):
+        """With in-flight updates, `engines` pause their running requests (kept, to go on with the new
+        weights) for the duration; otherwise nothing (no request runs during a push)."""
+        import ray
+
+        if not (self.in_flight and engines):
+            yield
+            return
+        ray.get([e.pause_generation.remote() for e in engines])
+        try:
+            yield
+        finally:  # a failed push must not leave engines paused; a dead one is replaced by the next sync
+            ray.wait([e.resume_generation.remote() for e in engines], num_returns=len(engines),
+                     timeout=self.deadlines.probe_s if self.deadlines.scale else None)
 
     def kill_stuck(self) -> int:
         """Kill the serving engines that do not answer a short call (one stopped mid-push fails that push,
@@ -275,7 +293,7 @@ class RolloutFleet:
         if items:  # the group times the streaming deadline derives from
             self.deadlines.record_many("rollout", [(float(out.seconds), 1.0) for _, out in items])
         for g, out in items:
-            yield group_batch(data, int(prompt_idx[g]), g, out)
+            yield group_batch(data, int(prompt_idx[g]), g, out, self.in_flight)
 
     def _answers_probe(self, e: int) -> bool:
         """Engine e's actor answers a short call (a dead one counts as answering: its call reports the death)."""
@@ -366,16 +384,20 @@ class RolloutFleet:
             catch_up([self.engines[e]], self.version)
 
 
-def group_batch(data: PromptDataset, pid: int, g: int, out: EngineOutput) -> RolloutBatch:
+def group_batch(data: PromptDataset, pid: int, g: int, out: EngineOutput, per_token: bool = False) -> RolloutBatch:
+    """One group's samples. per_token (weights changed in flight): each token's version is kept, and a
+    sample's policy_version is its oldest token's (what staleness is bounded by)."""
     n = len(out.response_token_ids)
+    versions = out.token_versions if per_token and out.token_versions else None
+    oldest = [int(v.min()) if len(v) else out.policy_version for v in versions] if versions else [out.policy_version] * n
     return RolloutBatch(
         prompt_id=np.full(n, pid, np.int64), group_id=np.full(n, g, np.int64),
         sample_index=np.arange(n, dtype=np.int64), prompt_token_ids=[data.prompt_token_ids[pid]] * n,
         response_token_ids=out.response_token_ids, behaviour_logprobs=out.behaviour_logprobs,
-        policy_version=np.full(n, out.policy_version, dtype=np.int64), finish_reason=out.finish_reason,
+        policy_version=np.asarray(oldest, dtype=np.int64), finish_reason=out.finish_reason,
         response_text=out.response_text, ground_truth=[data.ground_truth[pid]] * n,
         data_source=[data.data_source[pid]] * n,
-        extra_info=None if data.extra_info is None else [data.extra_info[pid]] * n)
+        extra_info=None if data.extra_info is None else [data.extra_info[pid]] * n, token_versions=versions)
 
 
 def sort_groups(batch: RolloutBatch) -> RolloutBatch:

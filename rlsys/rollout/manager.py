@@ -61,7 +61,7 @@ class RolloutManager:
 
         self.end()
         self.cfg, self.train_data, self.held_out = cfg, train_data, held_out
-        self.roles.fleet.rollout = cfg.rollout
+        self.roles.fleet.rollout, self.roles.fleet.in_flight = cfg.rollout, cfg.trainer.in_flight_updates
         self.roles.learners.cfg = learner_role_config(cfg)
         self.roles.server_paths.update(server_paths or {})
 
@@ -83,7 +83,7 @@ class RolloutManager:
             self.anchors = AnchorPool(self.cfg, self.roles, self.train_data)
         self.prompts = PromptCursor(self.train_data.batches(t.prompts_per_step, t.seed), skip=prompts_drawn)
         self.rollouts = Rollouts(self._produce, lambda v: sync_weights(self.roles, v), t.max_staleness, t.steps,
-                                 start, version)
+                                 start, version, t.in_flight_updates)
 
     def _produce(self, step: int, timer):
         from rlsys.loop.pipeline import sample_step

@@ -45,8 +45,9 @@ class EngineOutput:
     finish_reason: list[str]  # per sample: "stop" (eos or stop string) | "length" | vLLM's other reasons
     response_text: list[str]  # per sample, special tokens skipped
     tokens: int  # tokens generated, all samples together
-    policy_version: int = 0  # weights version that sampled them
+    policy_version: int = 0  # weights version that sampled them (the newest, if weights changed in flight)
     seconds: float = 0.0  # wall time of the call
+    token_versions: list[np.ndarray] | None = None  # int64 per sample: the version that sampled each token
 
     @staticmethod
     def join(parts: list[EngineOutput], policy_version: int, seconds: float) -> EngineOutput:
@@ -54,7 +55,8 @@ class EngineOutput:
         return EngineOutput([x for p in parts for x in p.response_token_ids],
                             [x for p in parts for x in p.behaviour_logprobs],
                             [x for p in parts for x in p.finish_reason], [x for p in parts for x in p.response_text],
-                            int(sum(p.tokens for p in parts)), policy_version, seconds)
+                            int(sum(p.tokens for p in parts)), policy_version, seconds,
+                            [x for p in parts for x in p.token_versions or []] or None)
 
 
 def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> EngineSpec:
@@ -138,7 +140,7 @@ class RolloutWorker:
         t0 = time.perf_counter()
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
                                 seed=seed, skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
-        out = _unpack([await self._request(prompt_ids, params)])
+        out = _unpack([await self._request(prompt_ids, params)], self.version)
         return replace(out, policy_version=self.version, seconds=time.perf_counter() - t0)
 
     async def generate_groups(self, groups: list[tuple[int, list[int], int]], n: int, temperature: float,
@@ -216,7 +218,18 @@ class RolloutWorker:
 
     async def _new_version(self, version: int) -> None:
         await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
+        await self._engine().update_weight_version(str(version))  # the label vLLM gives each token it samples
         self.version = version
+
+    async def pause_generation(self) -> None:
+        """An in-flight weight update begins (trainer.in_flight_updates): running requests stop between two
+        engine steps and keep their place; their KV cache is dropped, so on resume it is recomputed by the
+        new weights (every token after the swap is sampled by them alone, as its log-prob says)."""
+        await (await self._ready()).pause_generation(mode="keep", clear_cache=True)
+
+    async def resume_generation(self) -> None:
+        """The update is over (or failed): requests go on, their new tokens labelled with self.version."""
+        await (await self._ready()).resume_generation()
 
     async def shared_weights(self) -> dict | None:
         """The weights file the sender may write itself (rollout.cpu_gemm=plain), or None."""
@@ -350,8 +363,8 @@ def root_cause(log_text: str) -> str | None:
     return None
 
 
-def _unpack(outputs) -> EngineOutput:
-    ids, logps, reasons, texts = [], [], [], []
+def _unpack(outputs, version: int = 0) -> EngineOutput:
+    ids, logps, reasons, texts, versions = [], [], [], [], []
     for out in outputs:
         for c in sorted(out.outputs, key=lambda c: c.index):
             tok = list(c.token_ids)
@@ -359,5 +372,16 @@ def _unpack(outputs) -> EngineOutput:
             logps.append(np.asarray([lp[t].logprob for lp, t in zip(c.logprobs, tok)], dtype=np.float32))
             reasons.append("stop" if c.finish_reason == "stop" else str(c.finish_reason))
             texts.append(c.text)
+            versions.append(token_versions(getattr(c, "weight_versions", None), len(tok), version))
     return EngineOutput(response_token_ids=ids, behaviour_logprobs=logps, finish_reason=reasons,
-                        response_text=texts, tokens=int(sum(len(x) for x in ids)))
+                        response_text=texts, tokens=int(sum(len(x) for x in ids)), token_versions=versions)
+
+
+def token_versions(spans, length: int, version: int) -> np.ndarray:
+    """The version of each sampled token from vLLM's spans (labels set by _new_version); tokens no span
+    covers, or labelled before any sync ("default"), get `version` when there was no span, else 0."""
+    out = np.full(length, version if not spans else 0, dtype=np.int64)
+    for s in spans or []:
+        if str(s.version).isdigit():
+            out[s.start:s.end] = int(s.version)
+    return out

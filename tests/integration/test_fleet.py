@@ -19,6 +19,7 @@ import ray
 from rlsys.runtime.deadlines import FLOOR_S
 from rlsys.runtime.faults import FaultLog
 from rlsys.config import RLSysConfig
+from rlsys.data.batch import RolloutBatch
 from rlsys.data.dataset import PromptDataset
 from rlsys.rollout.fleet import RolloutFleet
 from rlsys.rollout.worker import EngineOutput
@@ -360,6 +361,50 @@ def test_plain_fleet_weights_written_by_learner_rank_0(roles):
     for got in ray.get([e.prompt_logprobs.remote(seqs) for e in fleet.engines]):
         assert max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(got, want)) < 5e-5
     assert max(np.abs(np.exp(a) - np.exp(b)).max() for a, b in zip(before, want)) > 1e-3  # the step moved them
+
+
+def test_in_flight_update_lands_mid_response_and_later_tokens_come_from_the_new_weights(roles):
+    """trainer.in_flight_updates on the real fleet: a sync pushed while the engines generate pauses their
+    running requests, swaps the weights and lets them go on. Responses sampled across the swap carry
+    both versions token by token; the tokens after it have the new weights' log-probs (their KV is
+    recomputed), the tokens before it the old weights'."""
+    import threading
+    from dataclasses import replace
+
+    from rlsys.learner.advantages import compute_advantages
+
+    cfg, roles, train = roles
+    fleet, old = roles.fleet, ray.get(roles.fleet.engines[0].get_version.remote())
+    batch = roles.verifiers.score(fleet.generate(train, np.arange(16), seed=5))
+    batch.ref_logprobs = batch.behaviour_logprobs
+    batch.advantages, batch.loss_mask = compute_advantages(batch, cfg.algorithm)
+    roles.learners.train(batch)  # the learners hold weights the engines do not serve yet
+    fleet.in_flight, fleet.rollout = True, replace(cfg.rollout, max_new_tokens=48)
+    pushed = threading.Event()
+    try:
+        got = []
+        for group in fleet.stream(train, np.arange(128), seed=6):
+            if not pushed.is_set():  # the engines are busy with the other groups
+                threading.Thread(target=lambda: (sync_weights(roles, old + 1), pushed.set())).start()
+                pushed.wait()
+            got.append(group)
+    finally:
+        fleet.in_flight, fleet.rollout = False, cfg.rollout
+    assert sorted(int(g.group_id[0]) for g in got) == list(range(128))  # every request finished
+    out = RolloutBatch.concat(got)
+    mixed = [i for i, v in enumerate(out.token_versions) if {old, old + 1} <= set(v.tolist())]
+    assert mixed, "no response was sampled across the update"
+    assert all((np.diff(v) >= 0).all() for v in out.token_versions)  # a response's tokens only get newer
+    assert (out.policy_version == [v.min() for v in out.token_versions]).all()  # a sample is its oldest token's age
+    sample = out.select(mixed)
+    learner = roles.learners._per_sample("old_logprobs", sample)  # the new weights' log-probs
+    new_diff = np.concatenate([np.abs(lp - beh)[v == old + 1] for lp, beh, v in
+                               zip(learner, sample.behaviour_logprobs, sample.token_versions)])
+    old_diff = np.concatenate([np.abs(lp - beh)[v == old] for lp, beh, v in
+                               zip(learner, sample.behaviour_logprobs, sample.token_versions)])
+    print(f"\n{len(mixed)} of {len(out)} responses span the update; |engine - learner(new)| log-prob: "
+          f"{new_diff.mean():.2e} after it, {old_diff.mean():.2e} before it")
+    assert new_diff.mean() < 1e-3 and old_diff.mean() > 5 * new_diff.mean()
 
 
 def test_every_group_once_when_no_reference_runs(ray_session):

@@ -100,3 +100,46 @@ def test_a_producer_error_reaches_the_controller():
         with Rollouts(produce, lambda v: {}, 1, 4) as rollouts:
             rollouts.take(1, 0, StepTimer())
             rollouts.sync(1)  # waits for round 2, which failed
+
+
+class InFlightFleet:
+    """Samples each response token at its own moment, stamped with the version served then; a push
+    lands whenever the controller syncs (in flight: the round is not waited for)."""
+
+    def __init__(self):
+        self.version, self.log = 0, []
+
+    def produce(self, step, timer):
+        self.log.append(("start", step))
+        versions = []
+        for _ in range(8):
+            versions.append(self.version)
+            time.sleep(0.04)
+        self.log.append(("end", step))
+        batch = make_batch([8, 8])
+        batch.token_versions = [np.array(versions), np.array(versions)]
+        batch.policy_version = np.full(2, min(versions))  # a sample is as old as its oldest token
+        return batch, {}
+
+    def push(self, version):
+        self.log.append(("push", version))
+        self.version = version
+        return SyncResult(bytes=0, seconds=0.0)
+
+
+def test_in_flight_updates_land_inside_a_round_and_each_token_keeps_its_version():
+    fleet, k, seen = InFlightFleet(), 1, []
+    with Rollouts(fleet.produce, fleet.push, k, 5, in_flight=True) as rollouts:
+        for step in range(1, 6):
+            batch, extra = rollouts.take(step, step - 1, StepTimer())
+            seen.append((step - 1, batch.token_versions[0], extra))
+            time.sleep(0.1)  # training
+            rollouts.sync(step)
+    log = fleet.log
+    # a push between the start and the end of one round: the weights changed mid-round
+    assert any(log.index(("start", s)) < log.index(("push", v)) < log.index(("end", s))
+               for s in range(2, 6) for v in range(1, 5)), log
+    assert any(len(set(v.tolist())) > 1 for _, v, _ in seen)  # some response was sampled by two versions
+    for trained_by, versions, extra in seen:
+        assert (trained_by - versions).max() <= k  # no token older than k versions
+        assert extra["training/off_policy/token_staleness_mean"] == pytest.approx((trained_by - versions).mean())
