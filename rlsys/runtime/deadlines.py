@@ -28,6 +28,7 @@ import numpy as np
 from rlsys.runtime.watchdog import WAITS
 
 FLOOR_S, SUSPECT_FACTOR, HANG_FACTOR, START_S = 30.0, 3.0, 10.0, 900.0
+RECOMPUTE_S = 1.0  # percentiles of a kind of call are at most this old (deadlines are >= FLOOR_S anyway)
 PROBE_GROUP = {"probe": 1}  # actors made with ray.remote(concurrency_groups=PROBE_GROUP) answer `ping` beside a running call
 
 
@@ -43,18 +44,23 @@ class Deadlines:
         self.scale, self.fixed = scale, {k: v for k, v in (fixed or {}).items() if v > 0}
         self._seen: dict[str, deque] = {}  # kind -> (seconds per unit, seconds) of its newest calls
         self._p99: dict[str, tuple[float, float]] = {}  # kind -> their 99th percentiles
+        self._computed: dict[str, float] = {}  # kind -> when its percentiles were last computed
         self._lock = threading.Lock()
 
     def record(self, kind: str, seconds: float, units: float = 1.0) -> None:
         self.record_many(kind, [(seconds, units)])
 
     def record_many(self, kind: str, calls: list[tuple[float, float]]) -> None:
-        """(seconds, units) of several calls at once: the percentiles are computed once."""
+        """(seconds, units) of several calls at once. The percentiles are recomputed at most every
+        RECOMPUTE_S per kind (at thousands of calls a step, computing them per call cost seconds of
+        CPU), and always while a kind has few measurements."""
         with self._lock:
             seen = self._seen.setdefault(kind, deque(maxlen=1000))
             seen.extend((seconds / max(units, 1.0), seconds) for seconds, units in calls)
-            per_unit, per_call = np.percentile(np.array(seen), 99, axis=0)
-            self._p99[kind] = float(per_unit), float(per_call)
+            now = time.monotonic()
+            if len(seen) < 100 or now - self._computed.get(kind, -math.inf) >= RECOMPUTE_S:
+                per_unit, per_call = np.percentile(np.array(seen), 99, axis=0)
+                self._p99[kind], self._computed[kind] = (float(per_unit), float(per_call)), now
 
     def limits(self, kind: str, units: float = 1.0, worst_case: float = 0.0) -> tuple[float, float]:
         """(suspect, hung) seconds for a call of `units` of work of this kind."""
