@@ -139,14 +139,20 @@ def test_samples_without_advantage_are_skipped_with_the_same_update(worker):
     them out of the learners' work; with the whole batch's denominators the gradient is unchanged."""
     from types import SimpleNamespace
 
+    from rlsys.data.step_batch import BatchMeta
     from rlsys.learner.group import LearnerGroup
+
+    def with_gradient(batch, ranks):  # the rows of `batch` the group sends to the ranks
+        rows = np.arange(len(batch))
+        moves = BatchMeta.of(batch).moves  # some advantage != 0
+        return batch.select(rows[LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=ranks), moves, rows, keep)])
 
     cfg = fresh_config()
     batch = rollouts()
     for i in (1, 2, 5, 6, 9):  # five samples whose advantage is 0 at every token
         batch.advantages[i] = np.zeros_like(batch.advantages[i])
     keep = np.ones(len(batch), bool)
-    moving = LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=[0]), batch, keep)
+    moving = with_gradient(batch, [0])
     assert moving.prompt_id.tolist() == [0, 3, 4, 7, 8, 10]
     lengths = batch.response_lengths
     denom = Denominators(tokens=float(lengths.sum()), sequences=float(len(batch)), max_len=16.0)
@@ -156,8 +162,8 @@ def test_samples_without_advantage_are_skipped_with_the_same_update(worker):
         assert torch.allclose(skipped[name], g, atol=1e-7, rtol=1e-5), name
     # an entropy bonus reads every sample: nothing is skipped then; nor below one sample per rank
     cfg.algorithm.entropy_coef = 0.01
-    assert len(LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=[0]), batch, keep)) == len(batch)
+    assert len(with_gradient(batch, [0])) == len(batch)
     cfg.algorithm.entropy_coef = 0.0
     for adv in batch.advantages:
         adv[:] = 0
-    assert len(LearnerGroup._with_gradient(SimpleNamespace(cfg=cfg, actors=[0, 1]), batch, keep)) == 2
+    assert len(with_gradient(batch, [0, 1])) == 2
