@@ -300,7 +300,7 @@ def report(rl: dict | None, tr: dict | None) -> tuple[dict, str]:
     for key, label, spec in INFO:
         lines.append(f"| {label} | " + " | ".join(fmt(med[name], key, spec) for name in sides) + " |"
                      + (" |" if len(sides) == 2 else ""))
-    lines.append(f"| process wall (s, start-up included) | "
+    lines.append("| process wall (s, start-up included) | "
                  + " | ".join(f"{side['process_wall_s']:.1f}" for side in sides.values()) + " |"
                  + (" |" if len(sides) == 2 else ""))
     cfg = (rl or {}).get("config")
