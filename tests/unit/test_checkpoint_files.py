@@ -204,6 +204,7 @@ def test_a_checkpoint_changed_by_hand_is_damaged_auto_takes_the_one_before_and_p
 
 def test_anchors_saved_when_verifier_details_were_dicts_load_as_verifier_details(tmp_path):
     import pickle
+    from contextlib import nullcontext
     from types import SimpleNamespace
 
     from rlsys.loop.checkpoint import restore
@@ -220,7 +221,7 @@ def test_anchors_saved_when_verifier_details_were_dicts_load_as_verifier_details
     anchors.pool.verifier_details = [{"parsed": "1", "reason": "match", "seconds": 0.1}, {"reason": "x", "error": "E"}]
     (ckpt / "anchors.pkl").write_bytes(pickle.dumps(anchors))
     fleet = SimpleNamespace(sync_targets=lambda: [], serve=lambda v, snap: None, lost_in_push=lambda engines: None,
-                            kill_stuck=lambda: 0)
+                            kill_stuck=lambda: 0, paused=lambda engines: nullcontext())
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(load_state=lambda path: None,
                                                                   push_weights=lambda e, v, **_: SyncResult(0, 0.0)))
     state = restore(ckpt, config(run), roles, base_model="/m", log=lambda msg: None)

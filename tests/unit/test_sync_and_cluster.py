@@ -142,12 +142,14 @@ def test_a_full_dev_shm_falls_back_to_the_temp_dir_instead_of_killing_the_sender
 def test_sync_weights_hands_the_snapshot_to_the_fleet_and_restarts_the_engines_lost_in_the_push():
     from types import SimpleNamespace
 
+    from contextlib import nullcontext
+
     from rlsys.loop.pipeline import sync_weights
     from rlsys.sync.result import SyncResult
 
     served, lost = [], []
     fleet = SimpleNamespace(sync_targets=lambda: ["e0", "e1", "e2"], serve=lambda v, snap: served.append((v, snap)),
-                            lost_in_push=lost.extend, kill_stuck=lambda: 0)
+                            lost_in_push=lost.extend, kill_stuck=lambda: 0, paused=lambda engines: nullcontext())
     pushed = SyncResult(bytes=10, seconds=1.0, failed=[1], snapshot=["bucket0", "bucket1"])
     roles = SimpleNamespace(fleet=fleet, learners=SimpleNamespace(push_weights=lambda engines, v, **_: pushed))
     stats = sync_weights(roles, 3)
