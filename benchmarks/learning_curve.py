@@ -119,6 +119,22 @@ def trl_partial(log: Path, launch: float) -> dict:
             "total_wall_s": time.time() - launch, "partial": True, "steps_done": len(steps)}
 
 
+def trl_reward(verifiers: dict):
+    """TRL's reward function: rlsys's verifier of each row's data_source, called in-process (also used by
+    benchmarks/tiny_vs_trl.py)."""
+    def score(text: str, truth: str, source: str) -> float:
+        try:
+            return float(verifiers[source](text, truth)[0])
+        except Exception:  # noqa: BLE001  (rlsys's scorer processes also score a verifier error 0)
+            return 0.0
+
+    def reward(completions, ground_truth, data_source, **_):
+        texts = [(x[-1].get("content") or "") if isinstance(x, list) else x for x in completions]
+        return [score(t, gt, s) for t, gt, s in zip(texts, ground_truth, data_source)]
+
+    return reward
+
+
 def trl_worker(conf_path: str) -> None:
     """Under .venv-trl: GRPOTrainer with a held-out eval callback; writes the result to w['result_path']."""
     w = json.loads(Path(conf_path).read_text())
@@ -139,15 +155,7 @@ def trl_worker(conf_path: str) -> None:
     P, G, steps, seed = c["trainer"]["prompts_per_step"], c["rollout"]["n"], c["trainer"]["steps"], c["trainer"]["seed"]
     ev, n, new_tokens = c["eval"], c["eval"]["n"], c["rollout"]["max_new_tokens"]
 
-    def score(text: str, truth: str, source: str) -> float:
-        try:
-            return float(VERIFIERS[source](text, truth)[0])
-        except Exception:  # noqa: BLE001  (rlsys's scorer processes also score a verifier error 0)
-            return 0.0
-
-    def reward(completions, ground_truth, data_source, **_):
-        texts = [(x[-1].get("content") or "") if isinstance(x, list) else x for x in completions]
-        return [score(t, gt, s) for t, gt, s in zip(texts, ground_truth, data_source)]
+    reward = trl_reward(VERIFIERS)
 
     # rlsys draws each step's prompts with PromptDataset.batches(P, trainer.seed): lay the rows out in that
     # order, and TRL (shuffle_dataset=False) takes P consecutive rows per step
@@ -173,7 +181,7 @@ def trl_worker(conf_path: str) -> None:
                 out = model.generate(**enc, do_sample=True, temperature=ev["temperature"], top_p=ev["top_p"], top_k=0,
                                      max_new_tokens=new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id)
                 done = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                rewards += [score(t, str(held[i + j // n]["ground_truth"]), held[i + j // n]["data_source"])
+                rewards += [reward([t], [str(held[i + j // n]["ground_truth"])], [held[i + j // n]["data_source"]])[0]
                             for j, t in enumerate(done)]  # a prompt's n samples are adjacent
         torch.set_rng_state(rng)
         model.train(was_training)

@@ -160,15 +160,9 @@ def trl_worker(conf_path: str) -> None:
     configure(VerifierConfig(**c["verifier"]))
     P, G, seed = c["trainer"]["prompts_per_step"], c["rollout"]["n"], c["trainer"]["seed"]
 
-    def score(text: str, truth: str, source: str) -> float:
-        try:
-            return float(VERIFIERS[source](text, truth)[0])
-        except Exception:  # noqa: BLE001  (rlsys's scorer processes also score a verifier error 0)
-            return 0.0
+    from learning_curve import trl_reward  # this file's directory is on sys.path when run as a script
 
-    def reward(completions, ground_truth, data_source, **_):
-        texts = [(x[-1].get("content") or "") if isinstance(x, list) else x for x in completions]
-        return [score(t, gt, s) for t, gt, s in zip(texts, ground_truth, data_source)]
+    reward = trl_reward(VERIFIERS)
 
     # rlsys draws each step's prompts with PromptDataset.batches(P, trainer.seed): lay the rows out in that
     # order, and TRL (shuffle_dataset=False) takes P consecutive rows per step, each G times
