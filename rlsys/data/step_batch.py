@@ -75,18 +75,25 @@ class LocalBatch:
     def attach(self, column: str, parts: list[np.ndarray], results: list) -> list:
         """Per-sample results of the ranks (object refs of one list per part, in part order) into
         `column`, in batch order; returns the column."""
-        import ray
-
-        out: list = [None] * len(self.batch)
-        for part, values in zip(parts, ray.get(results)):
-            for i, v in zip(part, values):
-                out[int(i)] = v
+        out = in_batch_order(len(self.batch), parts, results)
         setattr(self.batch, column, out)
         return out
 
     def alias(self, column: str, source: str) -> None:
         """column := source (bypass mode: logp_old is the engines' behaviour log-probs)."""
         setattr(self.batch, column, getattr(self.batch, source))
+
+
+def in_batch_order(n: int, parts: list[np.ndarray], results: list) -> list:
+    """The ranks' per-sample results (object refs of one list per part, in part order) as one list in
+    batch order (part i holds the batch rows parts[i])."""
+    import ray
+
+    out: list = [None] * n
+    for part, values in zip(parts, ray.get(results)):
+        for i, v in zip(part, values):
+            out[int(i)] = v
+    return out
 
 
 def as_step_batch(batch):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rlsys.data.batch import RolloutBatch
-from rlsys.data.step_batch import BatchMeta
+from rlsys.data.step_batch import BatchMeta, in_batch_order
 
 ANCHORS_FILE = "anchors.pkl"
 
@@ -117,14 +117,8 @@ class RolloutManager:
 
     def attach(self, step: int, column: str, parts: list, results: list) -> None:
         """Per-sample results of the learner ranks (references, one list per part) into `column`."""
-        import ray
-
         batch = self.batches[step]
-        out: list = [None] * len(batch)
-        for part, values in zip(parts, ray.get(results)):
-            for i, v in zip(part, values):
-                out[int(i)] = v
-        setattr(batch, column, out)
+        setattr(batch, column, in_batch_order(len(batch), parts, results))
 
     def alias(self, step: int, column: str, source: str) -> None:
         batch = self.batches[step]
