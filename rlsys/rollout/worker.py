@@ -33,7 +33,7 @@ class EngineSpec:
     kwargs: dict  # vLLM engine arguments
     setup_calls: tuple[str, ...]  # worker-extension methods run once after start-up
     kv_cache_gb: float  # VLLM_CPU_KVCACHE_SPACE (CPU backend)
-    node_cores: bool = False  # CPU backend: bind vLLM's OpenMP threads to every core of the node (it generates alone)
+    node_cores: bool = False  # CPU backend: the model runs in the engine-core process on every core of the node (it generates alone)
 
 
 @dataclass
@@ -75,12 +75,18 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
         worker_extension_cls="rlsys.rollout.extension.WeightSyncExtension",
         disable_log_stats=True,
     )
+    if cfg.cluster.rollout.gpus == 0:
+        # vLLM's CPU default (256 sequences, 2048 tokens per engine step) splits a step's batch into
+        # waves and its prefill into chunks; one wave of the engine's share is fewer engine steps
+        # (tiny default, 512 samples: 0.38 vs 0.48 s, benchmarks/README.md "Tiny default vs TRL").
+        per_engine = -(-cfg.trainer.prompts_per_step * r.n // r.num_engines)
+        kwargs.update(max_num_seqs=min(max(256, per_engine), 1024), max_num_batched_tokens=8192)
     # speculative decoding, native weight transfer, sleep mode (drafts turn the stats back on)
     kwargs.update(engine_options(cfg, model_path))
     # vLLM's CPU auto-binding keeps one core for its scheduler: on a small node that costs a third of
     # generation (SmolLM2-135M, 2 cores, 128 / 32 sequences of 64 tokens: 101 vs 168 / 89 vs 139 tok/s).
     # A lone engine of a synchronous run has the node to itself while it generates (the learners wait),
-    # so with cluster.threads=auto it takes every core.
+    # so with cluster.threads=auto it takes every core, in its engine-core process (RolloutWorker).
     alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout.gpus == 0
              and r.num_engines == 1 and r.tensor_parallel_size == 1)
     return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb, node_cores=alone)
@@ -93,10 +99,7 @@ class RolloutWorker:
         pin_to_cpus("RLSYS_ROLLOUT_CPUS")  # before the engine starts its processes: they inherit it
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.kv_cache_gb))
         if spec.node_cores and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            from rlsys.runtime.threads import node_core_ids
-
-            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, node_core_ids()))
-            os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+            _run_model_in_engine_core()
         self.error_log = _log_engine_errors()
         self.kwargs = dict(spec.kwargs)
         self.engine_index, self.version, self.llm = spec.index, 0, None
@@ -324,6 +327,21 @@ def _merge(per_worker: list[dict]) -> EngineLoad:
     return EngineLoad(tensors=max(w["tensors"] for w in per_worker), load_s=max(w["load_s"] for w in per_worker),
                       repack_s=max(w["repack_s"] for w in per_worker), start=min(w["start"] for w in per_worker),
                       end=max(w["end"] for w in per_worker), paths=first.get("paths"), written=first.get("written"))
+
+
+def _run_model_in_engine_core() -> None:
+    """A lone CPU engine (TP 1) runs its model in the engine-core process on every core of the node.
+
+    vLLM's CPU platform otherwise starts a third process for the model, only to set its OpenMP
+    threads, and the two busy-poll each other for a second after every message: while the learners
+    train, that polling takes cores from them. The engine-core process inherits these variables, as
+    vLLM's own worker process would (OpenMP reads them at start-up; Ray set OMP_NUM_THREADS=1 here).
+    """
+    from rlsys.runtime.threads import node_core_ids
+
+    cores = node_core_ids()
+    os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", OMP_NUM_THREADS=str(len(cores)),
+                      GOMP_CPU_AFFINITY=" ".join(map(str, cores)), VLLM_CPU_NUM_OF_RESERVED_CPU="0")
 
 
 def _log_engine_errors() -> str:

@@ -54,7 +54,7 @@ def test_seeded_samples_survive_chunked_prefill_and_reproduce(real_model):
     budget = 24
     assert min(len(p) for p in prompts) > 2 * budget  # every prompt needs 3+ prefill chunks
     seeds = [1000 + i for i in range(PROMPTS)]
-    chunked = sample(real_model, prompts, seeds, max_num_batched_tokens=budget)
+    chunked = sample(real_model, prompts, seeds, max_num_batched_tokens=budget, max_num_seqs=budget)  # vLLM: seqs <= tokens
     whole = sample(real_model, prompts, seeds, max_num_batched_tokens=4096)
     assert len(chunked.response_token_ids) == PROMPTS * G
     same = [np.array_equal(a, b) for a, b in zip(chunked.response_token_ids, whole.response_token_ids)]
