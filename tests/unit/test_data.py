@@ -135,6 +135,11 @@ def test_batch_select_concat_and_arrow():
     table = c.to_arrow()
     assert table.num_rows == 3 and table.column("response_token_ids").to_pylist()[0] == [0, 1, 2, 3]
     assert table.column("verifier_details").to_pylist()[0] == '{"parsed": "3", "reason": "match", "seconds": 0.5}'
+    lp = [np.array([-0.1, -2.5, -1e-7, -30.0], np.float32), np.array([], np.float32), np.array([-0.3], np.float32)]
+    c.behaviour_logprobs = lp
+    back = c.to_arrow().column("behaviour_logprobs")  # per-token values stored as sampled: float32, exact
+    assert str(back.type) == "list<item: float>" and [len(x) for x in back.to_pylist()] == [4, 0, 1]
+    assert all(np.array_equal(np.array(x, np.float32), y) for x, y in zip(back.to_pylist(), lp))
 
 
 def test_split_balanced_covers_everything_with_even_tokens():
