@@ -2,7 +2,7 @@
 model, task and batch, stage by stage, side by side, in one run.
 
     .venv/bin/python benchmarks/tiny_vs_trl.py [--steps 10] [--out benchmarks/results/tiny_vs_trl]
-        [--skip-rlsys] [--skip-trl] [-- HYDRA_OVERRIDES ...]
+        [--skip-rlsys] [--skip-trl] [--skip-bare] [-- HYDRA_OVERRIDES ...]
 
 rlsys runs `rlsys train trainer.steps=N eval.before_after_samples=0 trainer.save_checkpoint=false
 trainer.output_dir=OUT/rlsys cluster.address=local logger.print_every=1` (+ overrides): the embedded default
@@ -47,8 +47,12 @@ the medians of the stages need not add up to the median step.
 - process wall: launch to exit of each side's process (start-up, model build or load, Ray included).
 - load average: the machine's 1-min load average at each side's launch and exit: a side that shares the
   machine with another job measures that job too.
-Writes OUT/results.json (per-step figures of both sides, settings) and OUT/table.md; logs OUT/rlsys.log,
-OUT/trl.log. results.json gets the rlsys side as soon as it is done; --skip-rlsys / --skip-trl reuse a
+bare engine: the generation floor, measured in the same run: rlsys's own engine (RolloutWorker with the run's
+engine arguments; a lone CPU engine runs its model in the engine-core process) called in one process, no Ray,
+fleet, rollout manager or verifier, with all of a step's groups at once on the run's prompts in its order, at the
+initial weights (`generation` is that call's wall time; --skip-bare leaves it out).
+Writes OUT/results.json (per-step figures of every side, settings) and OUT/table.md; logs OUT/rlsys.log,
+OUT/trl.log, OUT/bare.log. results.json gets the rlsys side as soon as it is done; --skip-rlsys / --skip-trl reuse a
 side from it.
 """
 
@@ -119,6 +123,54 @@ def run_rlsys(args, out: Path) -> dict:
     return {"steps": steps, "process_wall_s": wall, "loadavg": [load0, os.getloadavg()[0]], "run_dir": str(run_dir),
             "model_dir": summary["base_model"],
             "train_path": str(ROOT / (task["train_path"] or run_dir / "data" / "train.parquet")), "config": cfg}
+
+
+def run_bare(args, rl: dict, out: Path) -> dict:
+    """The generation floor: rlsys's engine (RolloutWorker, the run's engine arguments) in one process, no
+    Ray, fleet, rollout manager or verifier, on the run's prompts in its order (the initial weights)."""
+    conf, result = out / "bare_config.json", out / "bare_result.json"
+    conf.write_text(json.dumps({"overrides": args.overrides, "steps": args.steps, "result_path": str(result),
+                                "run_dir": str(out / "bare_run")}))
+    cmd = [str(ROOT / ".venv/bin/python"), str(Path(__file__).resolve()), "--bare-worker", str(conf)]
+    print("$", " ".join(cmd), flush=True)
+    result.unlink(missing_ok=True)
+    launch, load0 = time.time(), os.getloadavg()[0]
+    with open(out / "bare.log", "w") as log:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not result.exists():
+        sys.exit(f"bare engine worker failed (exit {rc}); see {out / 'bare.log'}")
+    return {**json.loads(result.read_text()), "process_wall_s": time.time() - launch,
+            "loadavg": [load0, os.getloadavg()[0]]}
+
+
+def bare_worker(conf_path: str) -> None:
+    import asyncio
+
+    from hydra import compose, initialize_config_dir
+
+    from rlsys.config import register_configs, to_dataclass
+    from rlsys.loop.prepare import prepare_data_and_model
+    from rlsys.rollout.worker import RolloutWorker, engine_spec
+
+    w = json.loads(Path(conf_path).read_text())
+    register_configs()
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = to_dataclass(compose("config", overrides=[*w["overrides"], f"run_dir={w['run_dir']}"]))
+    train, _, model_path, _ = prepare_data_and_model(cfg, print)
+    r, t = cfg.rollout, cfg.trainer
+    engine, loop, order, steps = RolloutWorker(engine_spec(cfg, model_path)), asyncio.new_event_loop(), \
+        train.batches(t.prompts_per_step, t.seed), []
+    for step in range(1, w["steps"] + 1):
+        idx = next(order)
+        t0 = time.perf_counter()
+        outs = loop.run_until_complete(engine.generate([train.prompt_token_ids[i] for i in idx],
+                                                       [t.seed + 1000 * step + k for k in range(len(idx))],
+                                                       r.n, r.temperature, r.top_p, r.max_new_tokens))
+        gen = time.perf_counter() - t0
+        steps.append({"step": step, "gen": gen, "step_s": gen, "period_s": gen,
+                      "response_length": statistics.fmean(len(x) for x in outs.response_token_ids)})
+    engine.shutdown()
+    Path(w["result_path"]).write_text(json.dumps({"steps": steps}, indent=2))
 
 
 def run_trl(rl: dict, steps: int, out: Path) -> dict:
@@ -274,29 +326,30 @@ def medians(side: dict) -> dict:
             if any(s.get(k) is not None for s in steps)}
 
 
-def report(rl: dict | None, tr: dict | None) -> tuple[dict, str]:
-    sides = {name: side for name, side in (("rlsys", rl), ("TRL", tr)) if side}
+def report(rl: dict | None, tr: dict | None, bare: dict | None = None) -> tuple[dict, str]:
+    sides = {name: side for name, side in (("rlsys", rl), ("TRL", tr), ("bare engine", bare)) if side}
     med = {name: medians(side) for name, side in sides.items()}
     n = {name: len(side["steps"]) for name, side in sides.items()}
     fmt = lambda m, k, spec=".3f": format(m[k], spec) if k in m else "-"  # noqa: E731
     head = " | ".join(f"{name} (steps 2..{n[name]})" for name in sides)
-    lines = [f"| median s per step | {head} |" + (" TRL / rlsys |" if len(sides) == 2 else ""),
-             "|---|" + "---:|" * (len(sides) + (len(sides) == 2))]
+    both = "rlsys" in sides and "TRL" in sides  # then a ratio column
+    lines = [f"| median s per step | {head} |" + (" TRL / rlsys |" if both else ""),
+             "|---|" + "---:|" * (len(sides) + both)]
     for key, label in ROWS:
         cells = [fmt(med[name], key) for name in sides]
         if key == "sync" and "TRL" in sides:
             cells[list(sides).index("TRL")] = "none (one process)"
         ratio = ""
-        if len(sides) == 2:
+        if both:
             a, b = med["rlsys"].get(key), med["TRL"].get(key)
             ratio = f" {b / a:.2f} |" if a and b is not None and a > 1e-4 and key not in ("other",) else " |"
         lines.append(f"| {label} | " + " | ".join(cells) + " |" + ratio)
     for key, label, spec in INFO:
         lines.append(f"| {label} | " + " | ".join(fmt(med[name], key, spec) for name in sides) + " |"
-                     + (" |" if len(sides) == 2 else ""))
+                     + (" |" if both else ""))
     lines.append("| process wall (s, start-up included) | "
                  + " | ".join(f"{side['process_wall_s']:.1f}" for side in sides.values()) + " |"
-                 + (" |" if len(sides) == 2 else ""))
+                 + (" |" if both else ""))
     cfg = (rl or {}).get("config")
     if cfg:
         t, r = cfg["trainer"], cfg["rollout"]
@@ -324,11 +377,15 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/tiny_vs_trl"))
     p.add_argument("--skip-rlsys", action="store_true", help="reuse the rlsys side of OUT/results.json")
     p.add_argument("--skip-trl", action="store_true", help="reuse the TRL side of OUT/results.json")
+    p.add_argument("--skip-bare", action="store_true", help="no bare-engine side (or reuse it from OUT/results.json)")
     p.add_argument("--trl-worker", metavar="CONFIG_JSON", help="internal: the TRL side (run under .venv-trl)")
+    p.add_argument("--bare-worker", metavar="CONFIG_JSON", help="internal: the bare-engine side")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for rlsys, after -- (not with --skip-rlsys)")
     args = p.parse_args()
     if args.trl_worker:
         return trl_worker(args.trl_worker)
+    if args.bare_worker:
+        return bare_worker(args.bare_worker)
     if args.steps < 1:
         p.error("--steps must be >= 1")
     if args.skip_rlsys and args.overrides:
@@ -342,11 +399,13 @@ def main() -> None:
     rl = prev["rlsys"] if args.skip_rlsys else run_rlsys(args, out)
     (out / "results.json").write_text(json.dumps({**prev, "rlsys": rl}, indent=2))  # kept if TRL fails
     tr = prev["trl"] if args.skip_trl else run_trl(rl, args.steps, out)
-    med, table = report(rl, tr)
+    bare = prev.get("bare") if args.skip_bare else run_bare(args, rl, out)
+    med, table = report(rl, tr, bare)
     (out / "table.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({"rlsys": rl, "trl": tr, "medians": med, "table": table}, indent=2))
+    (out / "results.json").write_text(json.dumps({"rlsys": rl, "trl": tr, "bare": bare, "medians": med,
+                                                  "table": table}, indent=2))
     print(table)
-    print(f"\n{out}: table.md, results.json, rlsys.log, trl.log")
+    print(f"\n{out}: table.md, results.json, rlsys.log, trl.log, bare.log")
 
 
 if __name__ == "__main__":
