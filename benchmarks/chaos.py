@@ -7,9 +7,9 @@
 Chaos: both runs are the embedded default with a reference (algorithm.kl.coef) and 2 learner
 ranks, checkpointing every --every steps. Once step s (a multiple of --every) is logged, one victim
 is killed a random moment later, so the kill lands inside step s + 1: an engine, a verifier, the
-reference server, a learner rank, or the controller itself (then the same command is rerun in the
+reference server, a learner rank, the rollout manager, or the controller itself (then the same command is rerun in the
 same run directory with trainer.resume=auto, as a job scheduler would). Every kind is killed once
-per five kills, in a seeded order. Reports the kills, whether the run finished every step, the
+per six kills, in a seeded order. Reports the kills, whether the run finished every step, the
 restarts and lost samples the run counted (faults/* metrics), and whether its metrics and
 rollouts equal the undisturbed run's bitwise (scripts/compare_runs.py; the fault counts aside).
 
@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 KINDS = {"engine": b"ray::RolloutWorker", "verifier": b"ray::VerifierWorker", "reference": b"ray::ReferenceServer",
-         "learner": b"ray::LearnerWorker", "controller": None}
+         "learner": b"ray::LearnerWorker", "manager": b"ray::RolloutManager", "controller": None}
 
 
 def args_for(steps: int, every: int) -> list[str]:
@@ -91,12 +91,14 @@ HUNG = {"engine": "sent nothing for", "verifier": "[rlsys] verifier actor ", "re
         "learner": "[rlsys] learner rank(s) "}  # the line each role's deadline check writes when it finds a hang
 
 
-def found_hangs(log_path: Path, kills: list[dict]) -> None:
-    """A new hang line of a kind: the oldest stop of that kind not yet found was found now."""
-    text = log_path.read_text(errors="replace")
+def found_hangs(logs: list[Path], kills: list[dict]) -> None:
+    """A new hang line of a kind: the oldest stop of that kind not yet found was found now. logs: the console's
+    and the run's actor log (the rollout manager writes its lines there at once; the console gets them with
+    the step), so a line counts where it came first."""
+    texts = [p.read_text(errors="replace") if p.is_file() else "" for p in logs]
     for kind, line in HUNG.items():
         mine = [k for k in kills if k["kind"] == kind]
-        new = text.count(line) - sum("detected_after_s" in k for k in mine)
+        new = max(t.count(line) for t in texts) - sum("detected_after_s" in k for k in mine)
         for k in [k for k in mine if "stopped_at" in k][:max(0, new)]:
             k["detected_after_s"] = round(time.monotonic() - k.pop("stopped_at"), 1)
 
@@ -112,7 +114,7 @@ def chaos_run(cmd: list[str], run_dir: Path, steps: int, every: int, seed: int, 
         if proc.poll() is not None:  # the controller was killed: rerun the same command, resuming
             proc = launch([*cmd, "trainer.resume=auto"], log)
         if hangs:
-            found_hangs(log_path, kills)
+            found_hangs([log_path, run_dir / "rlsys.log"], kills)
         logged = steps_logged(run_dir)
         due = [s for s in logged if s % every == 0 and s < steps and s not in done]
         if not due:
@@ -231,7 +233,8 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "chaos"))
     p.add_argument("--hangs", action="store_true", help="stop (SIGSTOP) actors instead of killing processes")
     p.add_argument("--kinds", nargs="+", default=["engine", "verifier", "reference", "learner"],
-                   choices=[k for k in KINDS if k != "controller"], help="with --hangs: the roles stopped, in turn")
+                   choices=[k for k in KINDS if k not in ("controller", "manager")],  # the manager's calls have no deadline
+                   help="with --hangs: the roles stopped, in turn")
     p.add_argument("--checkpoint-io", nargs="*", metavar="MODEL", help="time checkpoint save/load for these models instead")
     p.add_argument("overrides", nargs="*", help="more Hydra overrides for both runs")
     a = p.parse_args()

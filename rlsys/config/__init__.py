@@ -234,7 +234,7 @@ class TrainerConfig:
     save_every: int = 0  # resumable checkpoint (sharded learner state + run state) every N steps (0 = off)
     keep_last: int = 2  # resumable checkpoints kept (older ones are deleted)
     resume: str = "none"  # none | auto (latest in this run dir, else the newest run under output_dir) | PATH
-    max_restarts: int = 2  # a learner rank that dies: rebuild the group from the last checkpoint, at most this often
+    max_restarts: int = 2  # a learner rank or the rollout manager that dies: rebuild it, go on from the last checkpoint, at most this often
 
 
 @dataclass

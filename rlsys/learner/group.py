@@ -16,6 +16,7 @@ from rlsys.learner.role_config import LearnerRoleConfig
 from rlsys.sync.result import SyncResult
 from rlsys.learner.objective import advantage_only, combine, reductions
 from rlsys.runtime.deadlines import Deadlines, next_check
+from rlsys.runtime.notices import notice
 from rlsys.runtime.watchdog import WAITS
 
 
@@ -123,7 +124,7 @@ class LearnerGroup:
                f"did not finish within the deadline of {hung:.0f} s")
         msg = (f"learner rank(s) {stuck} of {len(self.actors)} {why}, {elapsed:.0f} s into a {kind} call "
                f"(cluster.deadline_scale={self.deadlines.scale}): hung, handled as a death")
-        print(f"[rlsys] {msg}", flush=True)
+        notice(msg)
         raise LearnerHung(msg)
 
     def reset(self, cfg: LearnerRoleConfig) -> None:

@@ -22,7 +22,7 @@ from rlsys.loggers.run_logger import RunLogger
 from rlsys.loop.metrics import StepTimer, step_metrics
 from rlsys.loop.prepare import prepare_data_and_model  # noqa: F401  (also imported from here by tests)
 from rlsys.loop.roles import Roles, shutdown_roles, start_roles
-from rlsys.rollout.manager import Rollout, end_run, start_rollout
+from rlsys.rollout.manager import Rollout, RolloutLost, end_run, start_rollout
 from rlsys.runtime.cluster import stop_ray
 from rlsys.runtime.signals import Terminated, raise_if_terminated, signals_kill
 from rlsys.runtime.watchdog import Watchdog
@@ -79,8 +79,8 @@ def _summed(*counts: dict) -> dict:
 def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: PromptDataset | None,
         log=print, base_model: str = "", resume_from: Path | None = None, progress: dict | None = None) -> dict:
     """The RL phase (run_from) with a rollout manager on the roles, surviving up to trainer.max_restarts
-    learner rank deaths: the group is rebuilt and the run goes on from its last checkpoint (from the
-    start if it has none yet)."""
+    deaths of a learner rank or of the manager: the lost part is rebuilt and the run goes on from its
+    last checkpoint (from the start if it has none yet)."""
     rollout = start_rollout(cfg, roles, train_data, held_out)
     try:
         for restart in range(1, cfg.trainer.max_restarts + 2):
@@ -88,17 +88,14 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
                 out = run_from(cfg, roles, rollout, train_data, held_out, log, base_model, resume_from, progress)
                 end_run(rollout, roles)
                 return out
-            except LearnerLost as err:
+            except (LearnerLost, RolloutLost) as err:
                 if restart > cfg.trainer.max_restarts:
                     raise
                 resume_from = latest_intact(complete_checkpoints(cfg.run_dir), log) or resume_from
-                log(f"{err}: rebuilding the learners (restart {restart} of trainer.max_restarts="
+                lost = "rollout manager" if isinstance(err, RolloutLost) else "learners"
+                log(f"{err}: rebuilding the {lost} (restart {restart} of trainer.max_restarts="
                     f"{cfg.trainer.max_restarts}) and going on from {resume_from or 'step 0 (no checkpoint yet)'}")
-                rollout.end()  # the round in flight ends first: weights move next
-                roles.learners.rebuild()
-                rollout.set_learners(roles.learners.actors)
-                roles.faults.add("faults/learner_restarts")  # reported by the next step that finishes
-                roles.faults.add("faults/hangs_learner", isinstance(err, LearnerHung))
+                rollout = _rebuild(cfg, roles, rollout, err, resume_from, train_data, held_out)
                 if resume_from is None:  # the engines serve weights the new learners never had
                     rollout.push_now(0)
                     truncate_metrics(Path(cfg.run_dir), 0)
@@ -108,6 +105,28 @@ def run(cfg: RLSysConfig, roles: Roles, train_data: PromptDataset, held_out: Pro
         except Exception:  # noqa: BLE001  the manager itself is gone: the first error is the one to report
             pass
         raise
+
+
+def _rebuild(cfg, roles: Roles, rollout: Rollout, err: Exception, resume_from, train_data, held_out) -> Rollout:
+    """After a lost learner rank: a new learner group. After a lost rollout manager: a new manager on the
+    fleet's engines (a dead one is restarted by its next call), and new learners only when there is no
+    checkpoint to load into the ones that trained on."""
+    import ray
+
+    if isinstance(err, RolloutLost):
+        ray.kill(rollout.actor, no_restart=True)
+        roles.rollout = None
+        rollout = start_rollout(cfg, roles, train_data, held_out)
+        roles.faults.add("faults/rollout_restarts")  # reported by the next step that finishes
+        if resume_from is not None:
+            return rollout
+    else:
+        rollout.end()  # the round in flight ends first: weights move next
+        roles.faults.add("faults/learner_restarts")
+        roles.faults.add("faults/hangs_learner", isinstance(err, LearnerHung))
+    roles.learners.rebuild()
+    rollout.set_learners(roles.learners.actors)
+    return rollout
 
 
 def run_from(cfg: RLSysConfig, roles: Roles, rollout: Rollout, train_data: PromptDataset,

@@ -30,6 +30,7 @@ from rlsys.rollout.speculative import spec_metrics
 from rlsys.rollout.worker import EngineOutput
 from rlsys.runtime.deadlines import Deadlines
 from rlsys.runtime.faults import FaultLog
+from rlsys.runtime.notices import notice
 from rlsys.runtime.watchdog import WAITS
 from rlsys.seeds import group_seed
 
@@ -179,7 +180,7 @@ class RolloutFleet:
         self.faults.add("faults/hangs_rollout")
         err = EngineHung(f"rollout engine {e} sent nothing for {deadline:.0f} s ({waiting_for}); its deadline "
                          f"(cluster.deadline_scale={self.deadlines.scale}) passed: killed and handled as a death")
-        print(f"[rlsys] {err}", flush=True)
+        notice(str(err))
         ray.kill(self.engines[e])
         return err
 
@@ -334,15 +335,14 @@ class RolloutFleet:
         if cause and any(c == cause and groups & gs for gs, c in self.deaths):
             msg = (f"rollout engine {e} died again with the same error on groups an earlier death also held, so "
                    f"restarting will not help{said}. The engine log (above) has the full trace.")
-            print(f"[rlsys] {msg}", flush=True)
+            notice(msg)
             raise FleetError(msg) from err
         self.deaths.append((set(groups), cause))
         if self.make_engine is None or self.restarts > self.rollout.max_engine_restarts:
             why = ("the fleet cannot start engines" if self.make_engine is None else
                    f"rollout.max_engine_restarts={self.rollout.max_engine_restarts} restarts are used up")
             raise FleetError(f"rollout engine {e} died ({type(err).__name__}{said}) and {why}") from err
-        print(f"[rlsys] rollout engine {e} died ({type(err).__name__}{said}); restarting it, its groups go to "
-              f"the others", flush=True)
+        notice(f"rollout engine {e} died ({type(err).__name__}{said}); restarting it, its groups go to the others")
         ray.kill(self.engines[e])  # if only its engine core died, free the bundle for the new actor
         self.engines[e] = self.make_engine(e)
         self.load[e] = 0

@@ -26,6 +26,7 @@ import numpy as np
 
 from rlsys.data.batch import RolloutBatch
 from rlsys.data.step_batch import BatchMeta, in_batch_order
+from rlsys.runtime import notices
 
 ANCHORS_FILE = "anchors.pkl"
 
@@ -106,7 +107,8 @@ class RolloutManager:
         now = time.perf_counter()
         return {"meta": BatchMeta.of(batch, verifier_stats(batch.verifier_details or [])), "extra": extra,
                 "ago": {k: [(now - a, now - b) for a, b in v] for k, v in timer.intervals.items()},
-                "faults": self.roles.faults.take(), "drawn": self.drawn.pop(step, self.prompts.drawn)}
+                "faults": self.roles.faults.take(), "drawn": self.drawn.pop(step, self.prompts.drawn),
+                "notices": notices.take()}
 
     def rows(self, step: int, parts: list) -> list:
         """Per part (row indices of the step's batch), a reference to those rows as a RolloutBatch."""
@@ -267,9 +269,15 @@ def load_anchors(path: Path):
     return anchors
 
 
+class RolloutLost(RuntimeError):
+    """The rollout manager actor died (its queue, prompt cursor and the engines it restarted went with
+    it): a new one is started on the fleet's engines and the run goes on from its last checkpoint
+    (trainer.max_restarts; rlsys/loop/controller.py)."""
+
+
 class Rollout:
     """The controller's side of the manager: each call waits for the actor and re-raises its error as
-    the error's own type."""
+    the error's own type; the actor's own death as RolloutLost."""
 
     def __init__(self, actor):
         self.actor = actor
@@ -278,10 +286,12 @@ class Rollout:
 
     def call(self, method: str, *args):
         import ray
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import RayActorError, RayTaskError
 
         try:
             return ray.get(getattr(self.actor, method).remote(*args))
+        except RayActorError as e:  # the manager itself (an actor it called fails inside: RayTaskError)
+            raise RolloutLost(f"the rollout manager died during its {method} call ({type(e).__name__})") from None
         except RayTaskError as e:
             cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else None
             if cause is None:
@@ -296,6 +306,8 @@ class Rollout:
             for a, b in spans:
                 timer.add(stage, now - a, now - b)
         self.faults, self.drawn = out["faults"], out["drawn"]
+        for line in out["notices"]:  # printed in the manager's log; the console gets them here
+            print(f"[rlsys] {line}", flush=True)
         return StepRef(self, step, out["meta"]), out["extra"]
 
     def __getattr__(self, method: str):  # the actor's other calls, by name

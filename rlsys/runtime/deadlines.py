@@ -141,6 +141,8 @@ def kill_hung(actor, message: str) -> ActorHung:
     """Kill a stuck actor (Ray restarts it if its max_restarts allows); the error to raise, logged."""
     import ray
 
-    print(f"[rlsys] {message}", flush=True)
+    from rlsys.runtime.notices import notice
+
+    notice(message)
     ray.kill(actor, no_restart=False)
     return ActorHung(message)

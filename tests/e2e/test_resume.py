@@ -1,7 +1,8 @@
 """Exact resume: kill -9 the controller after step 3 (checkpoint at step 2), rerun the same command
 in the same run directory with trainer.resume=auto, and the run's metrics and rollouts equal an
-uninterrupted run's bitwise, with no step missing or duplicated. The same for a learner rank
-killed during step 4: the run rebuilds its learners from the step-2 checkpoint by itself. Ctrl-C
+uninterrupted run's bitwise, with no step missing or duplicated. The same for a learner rank, and
+for the rollout manager, killed during step 4: the run rebuilds what it lost and goes on from the
+step-2 checkpoint by itself. Ctrl-C
 ends a run within a bounded time, releasing every process, and says where resume goes on."""
 
 import json
@@ -34,8 +35,8 @@ def train(rlsys_cmd, run_dir, *extra, timeout=900):
     return proc.stdout + proc.stderr
 
 
-def learner_pids(root_pid: int) -> list[int]:
-    """The LearnerWorker processes (Ray sets their title) among root_pid's descendants."""
+def actor_pids(root_pid: int, title: bytes = b"ray::LearnerWorker") -> list[int]:
+    """The processes of one actor class (Ray sets their title) among root_pid's descendants."""
     parent = {}
     for d in os.listdir("/proc"):
         try:
@@ -54,10 +55,10 @@ def learner_pids(root_pid: int) -> list[int]:
     found = []
     for pid in parent:
         try:
-            title = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0]
+            name = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0]
         except OSError:
             continue
-        if title.startswith(b"ray::LearnerWorker") and under(pid):
+        if name.startswith(title) and under(pid):
             found.append(pid)
     return sorted(found)
 
@@ -113,10 +114,9 @@ def test_resumed_run_equals_the_uninterrupted_run_bitwise(runs):
     assert lrs[2] > lrs[3] > 0 and lrs[0] < lrs[1] < lrs[2]
 
 
-@pytest.fixture(scope="module")
-def learner_killed(whole, tmp_path_factory, rlsys_cmd):
-    """The run with rank 1 of its 2 learners killed (SIGKILL) once step 3 was logged."""
-    run_dir = tmp_path_factory.mktemp("resume") / "learner_killed"
+def killed_during_step_4(rlsys_cmd, run_dir, title: bytes, expected: int):
+    """The run with one process of an actor class (the last of `expected`) killed (SIGKILL) once step 3
+    was logged (checkpoint at step 2)."""
     proc = subprocess.Popen([*rlsys_cmd, "train", *ARGS, f"hydra.run.dir={run_dir}", "trainer.max_restarts=1"],
                             cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -124,12 +124,19 @@ def learner_killed(whole, tmp_path_factory, rlsys_cmd):
     while 3 not in steps_logged(run_dir):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before step 3"
         time.sleep(0.2)
-    pids = learner_pids(proc.pid)
-    assert len(pids) == 2, pids
-    os.kill(pids[1], signal.SIGKILL)
+    pids = actor_pids(proc.pid, title)
+    assert len(pids) == expected, pids
+    os.kill(pids[-1], signal.SIGKILL)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-5000:]
     return run_dir, out, pids
+
+
+@pytest.fixture(scope="module")
+def learner_killed(whole, tmp_path_factory, rlsys_cmd):
+    """Rank 1 of the run's 2 learners killed during step 4."""
+    return killed_during_step_4(rlsys_cmd, tmp_path_factory.mktemp("resume") / "learner_killed",
+                                b"ray::LearnerWorker", 2)
 
 
 def test_a_killed_learner_rank_is_rebuilt_from_the_last_checkpoint_and_the_run_is_unchanged(whole, learner_killed):
@@ -142,9 +149,24 @@ def test_a_killed_learner_rank_is_rebuilt_from_the_last_checkpoint_and_the_run_i
     assert "learner rank" in out and "died" in out and "restart 1 of trainer.max_restarts=1" in out
     assert "step_000002" in out  # went on from the step-2 checkpoint
     assert steps_logged(run_dir) == [1, 2, 3, 4]
-    assert not set(pids) & set(learner_pids(os.getpid()))  # (the run's processes are gone)
+    assert not set(pids) & set(actor_pids(os.getpid()))  # (the run's processes are gone)
     # bitwise the uninterrupted run; the one difference: the redone step 3 reports the restart
     assert compare(whole, run_dir) == ["step 3: faults/learner_restarts None != 1"]
+
+
+def test_a_killed_rollout_manager_is_replaced_and_the_run_goes_on_from_the_last_checkpoint_unchanged(
+        whole, tmp_path_factory, rlsys_cmd):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from compare_runs import compare
+
+    run_dir, out, _ = killed_during_step_4(rlsys_cmd, tmp_path_factory.mktemp("resume") / "manager_killed",
+                                           b"ray::RolloutManager", 1)
+    assert "the rollout manager died" in out and "rebuilding the rollout manager (restart 1" in out
+    assert "step_000002" in out  # went on from the step-2 checkpoint
+    assert steps_logged(run_dir) == [1, 2, 3, 4]
+    assert compare(whole, run_dir) == ["step 3: faults/rollout_restarts None != 1"]
 
 
 CTRL_C_ARGS = ["trainer.steps=4", "trainer.save_every=1", "eval.before_after_samples=0",  # small and quick
