@@ -105,6 +105,7 @@ class RolloutWorker:
         self.engine_index, self.version, self.llm = spec.index, 0, None
         self._ids = itertools.count()
         self._setup_calls, self._setup_lock = list(spec.setup_calls), None  # extension set-up, run once
+        self._loaded, self._next_bucket = None, {}  # load_weights: the next bucket index of the sync in progress
 
     def _engine(self):
         """Built lazily inside the actor's event loop: AsyncLLM's output handler runs on that loop."""
@@ -192,10 +193,21 @@ class RolloutWorker:
         await (await self._ready()).collective_rpc("rlsys_begin_weight_update")
 
     async def load_weights(self, bucket: Bucket, version: int) -> EngineLoad:
-        """One bucket; the one marked last also finishes the sync (see finish_weight_update)."""
+        """One bucket; the one marked last also finishes the sync (see finish_weight_update). A sync's
+        buckets arrive as concurrent calls, and Ray does not keep an async actor's calls in order: each
+        waits for the one before it, so the last is loaded last and the version flips when all are in."""
         if bucket.data is not None:
             bucket = self._relay(bucket)
-        stats = _merge(await (await self._ready()).collective_rpc("rlsys_load_weights", args=(bucket.wire(),)))
+        llm = await self._ready()
+        self._loaded = self._loaded or asyncio.Condition()
+        async with self._loaded:
+            await self._loaded.wait_for(lambda: self._next_bucket.get(bucket.sync, 0) == bucket.index)
+        try:
+            stats = _merge(await llm.collective_rpc("rlsys_load_weights", args=(bucket.wire(),)))
+        finally:
+            async with self._loaded:
+                self._next_bucket = {bucket.sync: bucket.index + 1}  # earlier syncs are over
+                self._loaded.notify_all()
         if bucket.last:
             await self._new_version(version)
         return stats

@@ -90,6 +90,7 @@ class Bucket:
     nbytes: int  # bytes the tensors span in the buffer
     sync: str | None = None  # the sync it belongs to: a new id begins a sync on the engine
     last: bool = False  # the sync's last bucket: the engine finishes the sync after loading it
+    index: int = 0  # position in its sync: an engine loads a sync's buckets in this order
     path: str | None = None  # a shared-memory file holding the bytes (engines on the sender's node)
     data: np.ndarray | bytes | None = None  # the bytes themselves (a Ray object, for engines elsewhere)
 

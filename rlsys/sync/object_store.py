@@ -81,7 +81,7 @@ class ObjectStoreSync:
             path, buf = self.ring.slot(slot, wire.nbytes)
             st.timed("pack_s", pack_into, bucket, buf, wire, order)
             # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
-            wire.sync, wire.last = sync_id, k == total - 1
+            wire.sync, wire.last, wire.index = sync_id, k == total - 1, k
             del bucket
             nbytes += wire.nbytes
             in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version, st.alive,
