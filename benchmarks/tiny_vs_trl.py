@@ -131,16 +131,22 @@ def run_bare(args, rl: dict, out: Path) -> dict:
     conf, result = out / "bare_config.json", out / "bare_result.json"
     conf.write_text(json.dumps({"overrides": args.overrides, "steps": args.steps, "result_path": str(result),
                                 "run_dir": str(out / "bare_run")}))
-    cmd = [str(ROOT / ".venv/bin/python"), str(Path(__file__).resolve()), "--bare-worker", str(conf)]
+    r, launch, load0 = run_worker(ROOT / ".venv/bin/python", "--bare-worker", conf, result, out / "bare.log")
+    return {**r, "process_wall_s": time.time() - launch, "loadavg": [load0, os.getloadavg()[0]]}
+
+
+def run_worker(python: Path, flag: str, conf: Path, result: Path, log_path: Path) -> tuple[dict, float, float]:
+    """This file as a worker (`flag CONF`) under `python`, its output in log_path: the result it wrote,
+    its launch time (time.time()) and the load average then."""
+    cmd = [str(python), str(Path(__file__).resolve()), flag, str(conf)]
     print("$", " ".join(cmd), flush=True)
     result.unlink(missing_ok=True)
     launch, load0 = time.time(), os.getloadavg()[0]
-    with open(out / "bare.log", "w") as log:
+    with open(log_path, "w") as log:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc != 0 or not result.exists():
-        sys.exit(f"bare engine worker failed (exit {rc}); see {out / 'bare.log'}")
-    return {**json.loads(result.read_text()), "process_wall_s": time.time() - launch,
-            "loadavg": [load0, os.getloadavg()[0]]}
+        sys.exit(f"{flag} failed (exit {rc}); see {log_path}")
+    return json.loads(result.read_text()), launch, load0
 
 
 def bare_worker(conf_path: str) -> None:
@@ -181,15 +187,7 @@ def run_trl(rl: dict, steps: int, out: Path) -> dict:
     conf.write_text(json.dumps({k: rl[k] for k in ("config", "model_dir", "train_path")}
                                | {"steps": steps, "output_dir": str(out / "trl_out"), "result_path": str(result)},
                                indent=2))
-    cmd = [str(python), str(Path(__file__).resolve()), "--trl-worker", str(conf)]
-    print("$", " ".join(cmd), flush=True)
-    result.unlink(missing_ok=True)
-    launch, load0 = time.time(), os.getloadavg()[0]
-    with open(out / "trl.log", "w") as log:
-        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    if rc != 0 or not result.exists():
-        sys.exit(f"TRL worker failed (exit {rc}); see {out / 'trl.log'}")
-    r = json.loads(result.read_text())
+    r, launch, load0 = run_worker(python, "--trl-worker", conf, result, out / "trl.log")
     return {**r, "process_wall_s": time.time() - launch, "startup_s": r["train_begin_wall"] - launch,
             "loadavg": [load0, os.getloadavg()[0]]}
 

@@ -25,6 +25,7 @@ from collections import deque
 
 import numpy as np
 
+from rlsys.runtime.notices import notice
 from rlsys.runtime.watchdog import WAITS
 
 FLOOR_S, SUSPECT_FACTOR, HANG_FACTOR, START_S = 30.0, 3.0, 10.0, 900.0
@@ -140,8 +141,6 @@ def get_within(ref, actor, kind: str, deadlines: Deadlines, units: float = 1.0, 
 def kill_hung(actor, message: str) -> ActorHung:
     """Kill a stuck actor (Ray restarts it if its max_restarts allows); the error to raise, logged."""
     import ray
-
-    from rlsys.runtime.notices import notice
 
     notice(message)
     ray.kill(actor, no_restart=False)
