@@ -14,6 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rlsys.config.agent import AgentConfig, check_agent
 from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by check_config)
 
 
@@ -33,7 +34,7 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "arithmetic"  # built-in task when no paths are given: arithmetic | word_problems (chat, \boxed{}) | reverse_words (chat, dense reward)
+    name: str = "arithmetic"  # built-in task when no paths are given: arithmetic | word_problems (chat, \boxed{}) | reverse_words (chat, dense reward) | calc, calc_chat (products with a calculator tool: episodes)
     train_path: str | None = None  # prompt parquet (prompt, ground_truth, data_source); null = built-in
     eval_path: str | None = None  # held-out parquet; null = built-in
     num_train: int = 4000  # built-in task: training prompts to generate
@@ -168,6 +169,7 @@ class RolloutConfig:
     num_speculative_tokens: int = 3  # tokens proposed per step when speculative != none
     draft_model: str | None = None  # draft: HF checkpoint with the policy's tokenizer, or "layers:K" (the policy's first K layers); eagle: the EAGLE head
     draft_sync: bool = False  # draft: load the policy's new weights into the draft at every sync (false = draft stays frozen)
+    agent: AgentConfig = field(default_factory=AgentConfig)  # multi-turn episodes of rows with an environment (rlsys/config/agent.py, docs/agents.md)
 
 
 @dataclass
@@ -290,7 +292,7 @@ class RLSysConfig:
     run_dir: str = MISSING  # set from Hydra's output dir; where everything of one run goes
 
 
-BUILTIN_TASKS = ("arithmetic", "word_problems", "reverse_words")
+BUILTIN_TASKS = ("arithmetic", "word_problems", "reverse_words", "calc", "calc_chat")
 
 
 def register_configs() -> None:
@@ -324,6 +326,7 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
     _check(r.max_model_len > r.max_new_tokens, "rollout.max_model_len", "must exceed rollout.max_new_tokens")
     _check(r.num_engines >= 1, "rollout.num_engines", f"must be >= 1, got {r.num_engines}")
+    check_agent(r.agent, _check)
     _check(r.max_engine_restarts >= 0, "rollout.max_engine_restarts", f"must be >= 0, got {r.max_engine_restarts}")
     _check(r.sync_backend in SYNC_BACKENDS, "rollout.sync_backend", f"unknown backend {r.sync_backend!r}; known: {sorted(SYNC_BACKENDS)}")
     _check(r.sync_bucket_mb >= 1, "rollout.sync_bucket_mb", f"must be >= 1, got {r.sync_bucket_mb}")

@@ -42,7 +42,10 @@ class RolloutBatch:
     anchor: np.ndarray | None = None  # bool per sample: an initial-policy sample for DPH-RL, not RL
     old_logprobs: list[np.ndarray] | None = None  # float32 per response token: logp_old, the learner's before the step's updates
     extra_info: list[dict | None] | None = None  # the prompt row's extra_info (verl datasets), for verifiers that take it
-    token_versions: list[np.ndarray] | None = None  # int64 per response token: the version that sampled it (trainer.in_flight_updates)
+    token_versions: list[np.ndarray] | None = None  # int64 per response token: the version that sampled it (in-flight updates, episodes)
+    token_mask: list[np.ndarray] | None = None  # episodes: int8 per response token, 1 = sampled by the policy, 0 = observation or template (None = all 1)
+    turn_index: list[np.ndarray] | None = None  # episodes: int16 per response token, the model turn it belongs to (observations: the turn they answer)
+    episode: list[dict] | None = None  # episodes: per sample its status, turns, tool calls, observation tokens, environment reward and info
 
     def __len__(self) -> int:
         return len(self.prompt_id)
@@ -55,6 +58,13 @@ class RolloutBatch:
     @property
     def response_lengths(self) -> np.ndarray:
         return np.array([len(r) for r in self.response_token_ids], dtype=np.int64)
+
+    @property
+    def sampled_lengths(self) -> np.ndarray:
+        """Response tokens the policy sampled (mask 1): what losses, lengths and throughput count."""
+        if self.token_mask is None:
+            return self.response_lengths
+        return np.array([int(np.count_nonzero(m)) for m in self.token_mask], dtype=np.int64)
 
     def select(self, idx) -> "RolloutBatch":
         idx = np.asarray(idx, dtype=np.int64)
@@ -83,8 +93,10 @@ class RolloutBatch:
                 continue
             if f.name == "verifier_details":
                 cols[f.name] = [_json(d.to_dict()) for d in col]
-            elif f.name == "extra_info":
+            elif f.name in ("extra_info", "episode"):
                 cols[f.name] = [_json(d) for d in col]
+            elif f.name == "behaviour_logprobs" and self.token_mask is not None:  # none where the policy sampled nothing
+                cols[f.name] = _list_array(col, valid=self.token_mask)
             elif isinstance(col, np.ndarray):
                 cols[f.name] = col
             elif col and all(isinstance(c, np.ndarray) for c in col):
@@ -94,14 +106,16 @@ class RolloutBatch:
         return pa.table(cols)
 
 
-def _list_array(rows: list[np.ndarray]) -> pa.ListArray:
+def _list_array(rows: list[np.ndarray], valid: list[np.ndarray] | None = None) -> pa.ListArray:
     """Ragged per-token rows as one Arrow list column, built from the concatenated values and offsets
-    (no Python object per token: 8k samples x 4k tokens is seconds, not minutes); dtypes are kept."""
+    (no Python object per token: 8k samples x 4k tokens is seconds, not minutes); dtypes are kept.
+    valid: per-token flags, null where 0."""
     offsets = np.zeros(len(rows) + 1, np.int64)
     np.cumsum([len(r) for r in rows], out=offsets[1:])
+    values = pa.array(np.concatenate(rows), mask=None if valid is None else np.concatenate(valid) == 0)
     if offsets[-1] < 2**31:  # Arrow's list offsets are int32; past that, a large list
-        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(np.concatenate(rows)))
-    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(rows)))
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), values)
 
 
 def _take(col, idx: np.ndarray):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from rlsys.agents.env import env_of_row
 from rlsys.data.verl_format import is_verl, verl_rows
 from rlsys.verify import check_ground_truth
 
@@ -26,6 +27,16 @@ class PromptDataset:
     ground_truth: list[str]
     data_source: list[str]
     extra_info: list[dict | None] | None = None  # per row, when the file has an extra_info column (verl's)
+    env: list[str | None] | None = None  # per row, the environment its episodes run in (None: one turn); None when no row has one
+    chat: list[bool] | None = None  # per row: the prompt was chat messages (observations then use the chat template)
+
+    def episode(self, i: int) -> dict | None:
+        """What an engine needs to run row i's samples as episodes (rlsys/agents/), or None: one turn."""
+        if self.env is None or self.env[i] is None:
+            return None
+        return {"env": self.env[i], "row": {"prompt": self.prompts[i], "ground_truth": self.ground_truth[i],
+                                            "data_source": self.data_source[i], "chat": bool(self.chat[i]),
+                                            "extra_info": None if self.extra_info is None else self.extra_info[i]}}
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -56,7 +67,10 @@ def render_prompt(prompt, tokenizer, where: str) -> str:
                        f"got {str(prompt)[:120]!r}")
 
 
-def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: int) -> PromptDataset:
+def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: int,
+                 episodes: bool = True) -> PromptDataset:
+    """episodes: rows with an environment (an `env` column, or a data_source one is registered for) run
+    as multi-turn episodes (rollout.agent.enabled); false: every row is one turn."""
     path = str(path)
     if not Path(path).exists():
         raise DatasetError(f"{path}: prompt file does not exist")
@@ -72,10 +86,10 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
     if table.num_rows == 0:
         raise DatasetError(f"{path}: dataset is empty (0 rows)")
     has_extra = "extra_info" in table.column_names
-    rows = verl_rows(table, path, DatasetError) if verl else \
-        table.select([*REQUIRED_COLUMNS, *(["extra_info"] if has_extra else [])]).to_pylist()
+    optional = [c for c in ("extra_info", "env") if c in table.column_names]
+    rows = verl_rows(table, path, DatasetError) if verl else table.select([*REQUIRED_COLUMNS, *optional]).to_pylist()
     truth_col = "reward_model.ground_truth" if verl else "ground_truth"
-    prompts, ids, truths, sources, extras = [], [], [], [], []
+    prompts, ids, truths, sources, extras, envs = [], [], [], [], [], []
     for i, row in enumerate(rows):
         where = f"{path} row {i}"
         if row["ground_truth"] is None or str(row["ground_truth"]).strip() == "":
@@ -95,9 +109,15 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
         if not tok or len(tok) > max_prompt_tokens:
             raise DatasetError(f"{where}: prompt has {len(tok)} tokens; must be 1..{max_prompt_tokens} "
                                "(raise rollout.max_model_len or shorten the prompt)")
+        try:
+            envs.append(env_of_row(row.get("env"), row["data_source"], where) if episodes else None)
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
         prompts.append(text)
         ids.append(np.asarray(tok, dtype=np.int64))
         truths.append(str(row["ground_truth"]))
         sources.append(row["data_source"])
         extras.append(row.get("extra_info"))
-    return PromptDataset(path, prompts, ids, truths, sources, extras if has_extra else None)
+    chat = [not isinstance(r["prompt"], str) for r in rows]
+    return PromptDataset(path, prompts, ids, truths, sources, extras if has_extra else None,
+                         envs if any(e is not None for e in envs) else None, chat)

@@ -27,12 +27,13 @@ class BatchMeta:
     policy_version: np.ndarray  # int64: the version that sampled the response
     reward: np.ndarray | None  # float32, from the verifier pool
     prompt_lengths: np.ndarray  # int64 tokens
-    response_lengths: np.ndarray  # int64 tokens
+    response_lengths: np.ndarray  # int64 tokens (episodes: observations included)
     truncated: np.ndarray  # bool: hit rollout.max_new_tokens (finish reason "length")
     loss_mask: np.ndarray | None = None  # bool: enters the policy loss (None = all do)
     anchor: np.ndarray | None = None  # bool: a DPH-RL anchor sample
     moves: np.ndarray | None = None  # bool: some advantage != 0 (None: advantages not computed yet)
     has_ref: bool = False  # reference log-probs are attached
+    sampled_lengths: np.ndarray | None = None  # int64: response tokens the policy sampled (None: all of them)
     stats: dict = field(default_factory=dict)  # metrics computed where the data is (advantages, verifiers)
 
     def __len__(self) -> int:
@@ -47,6 +48,11 @@ class BatchMeta:
         """Prompt + response tokens per sample: the learners' work."""
         return self.prompt_lengths + self.response_lengths
 
+    @property
+    def policy_tokens(self) -> np.ndarray:
+        """Response tokens the policy sampled per sample (what loss denominators and length metrics count)."""
+        return self.response_lengths if self.sampled_lengths is None else self.sampled_lengths
+
     @staticmethod
     def of(batch: RolloutBatch, stats: dict | None = None) -> "BatchMeta":
         return BatchMeta(
@@ -57,7 +63,8 @@ class BatchMeta:
             truncated=np.array([f == "length" for f in batch.finish_reason], bool),
             loss_mask=batch.loss_mask, anchor=batch.anchor,
             moves=None if batch.advantages is None else np.array([bool(np.any(a != 0)) for a in batch.advantages], bool),
-            has_ref=batch.ref_logprobs is not None, stats=dict(stats or {}))
+            has_ref=batch.ref_logprobs is not None, stats=dict(stats or {}),
+            sampled_lengths=None if batch.token_mask is None else batch.sampled_lengths)
 
 
 class LocalBatch:

@@ -69,7 +69,7 @@ def _reinforce_pp(batch: RolloutBatch, cfg, outcome: np.ndarray) -> tuple[list[n
     for i, r in enumerate(batch.response_token_ids):
         tok = np.zeros(len(r), dtype=np.float64)
         if cfg.kl.placement == "reward" and cfg.kl.coef:
-            tok -= cfg.kl.coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
+            tok -= cfg.kl.coef * _k1(batch, i)
         if len(r):
             tok[-1] += outcome[i]
         returns.append(np.cumsum(tok[::-1])[::-1])
@@ -121,7 +121,7 @@ def gae(batch: RolloutBatch, cfg):
     for i, r in enumerate(batch.response_token_ids):
         rew = np.zeros(len(r), dtype=np.float64)
         if cfg.kl.placement == "reward" and cfg.kl.coef:
-            rew -= cfg.kl.coef * (batch.behaviour_logprobs[i] - batch.ref_logprobs[i])
+            rew -= cfg.kl.coef * _k1(batch, i)
         if len(r):
             rew[-1] += batch.reward[i]
         v = batch.values[i].astype(np.float64)
@@ -184,5 +184,12 @@ def compute_advantages(batch: RolloutBatch, cfg, max_new_tokens: int | None = No
 
 def kl_return_to_go(batch: RolloutBatch, i: int) -> np.ndarray:
     """sum_{s >= t} k1_s on sample i: the KL-in-reward term each token's advantage carries."""
-    k1 = batch.behaviour_logprobs[i].astype(np.float64) - batch.ref_logprobs[i]
+    k1 = _k1(batch, i)
     return np.cumsum(k1[::-1])[::-1].astype(np.float32)
+
+
+def _k1(batch: RolloutBatch, i: int) -> np.ndarray:
+    """k1 = logp_behaviour - logp_ref per token of sample i; 0 on tokens the policy did not sample
+    (episodes' observations have no behaviour log-prob)."""
+    k1 = batch.behaviour_logprobs[i].astype(np.float64) - batch.ref_logprobs[i]
+    return k1 if batch.token_mask is None else k1 * (batch.token_mask[i] > 0)

@@ -188,7 +188,7 @@ class LearnerGroup:
         meta = batch.meta
         anchor = np.zeros(len(rows), bool) if meta.anchor is None else meta.anchor[rows]
         keep = ~anchor if meta.loss_mask is None else meta.loss_mask[rows] & ~anchor
-        lengths = meta.response_lengths[rows]
+        lengths = meta.policy_tokens[rows]  # tokens the policy sampled: observations are in no denominator
         denom = Denominators(tokens=max(1.0, float(lengths[keep].sum())), sequences=max(1.0, float(keep.sum())),
                              max_len=float(self.cfg.rollout.max_new_tokens),
                              anchor_tokens=max(1.0, float(lengths[anchor].sum())))

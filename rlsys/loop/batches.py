@@ -79,8 +79,9 @@ class Rollouts:
             batch = batch.select(np.nonzero(keep)[0])
         kept = stale[keep]
         extra = {}
-        if batch.token_versions is not None:  # weights changed in flight: staleness of each token
-            tokens = np.concatenate([version - v for v in batch.token_versions] or [np.zeros(0)])
+        if batch.token_versions is not None:  # weights changed in flight, or episodes: staleness of each sampled token
+            masks = batch.token_mask or [np.ones(len(v), bool) for v in batch.token_versions]
+            tokens = np.concatenate([version - v[m > 0] for v, m in zip(batch.token_versions, masks)] or [np.zeros(0)])
             extra["training/off_policy/token_staleness_mean"] = float(tokens.mean()) if len(tokens) else 0.0
         return batch, {**extra, "training/off_policy/staleness_mean": float(kept.mean()) if len(kept) else 0.0,
                        "training/off_policy/staleness_max": int(kept.max()) if len(kept) else 0,

@@ -72,7 +72,7 @@ def step_metrics(step: int, version: int, batch, train: dict, sync: SyncResult, 
         BatchMeta.of(batch, {**verifier_stats(batch.verifier_details or []), **spread_stats(batch)})
     rl = np.ones(len(meta), bool) if meta.anchor is None else ~meta.anchor  # DPH-RL anchors are not the step's samples
     tokens = max(train["tokens"], 1.0)
-    lengths, reward = meta.response_lengths[rl], meta.reward[rl]
+    lengths, reward = meta.policy_tokens[rl], meta.reward[rl]  # episodes: tokens the policy sampled
     wall, seconds = timer.total(), timer.seconds
     m = {
         "step": step,
@@ -110,7 +110,7 @@ def step_metrics(step: int, version: int, batch, train: dict, sync: SyncResult, 
 
 def spread_stats(batch: RolloutBatch) -> dict:
     """Max/min of rewards and response lengths, prompt length, advantage spread (verl's critic/*, *_length/*)."""
-    lengths = batch.response_lengths
+    lengths = batch.sampled_lengths
     m = {"critic/score/max": float(batch.reward.max()), "critic/score/min": float(batch.reward.min()),
          "response_length/max": float(lengths.max()), "response_length/min": float(lengths.min()),
          "prompt_length/mean": float(np.mean([len(p) for p in batch.prompt_token_ids]))}
@@ -118,6 +118,26 @@ def spread_stats(batch: RolloutBatch) -> dict:
         adv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in batch.advantages] or [np.zeros(1)])
         m.update({"critic/advantages/mean": float(adv.mean()), "critic/advantages/max": float(adv.max()),
                   "critic/advantages/min": float(adv.min())})
+    return m
+
+
+def episode_stats(batch: RolloutBatch) -> dict:
+    """Episodes (rlsys/agents/): how each ended, turns, tool calls and observations per sample; {} without."""
+    from rlsys.agents.episode import STATUSES
+
+    eps = batch.episode
+    if not eps:
+        return {}
+    m = {f"episode/{s}": float(np.mean([e["status"] == s for e in eps])) for s in STATUSES}  # fraction of samples
+    for key in ("turns", "tool_calls", "observation_tokens"):
+        m[f"episode/{key}_mean"] = float(np.mean([e.get(key, 0) for e in eps]))
+    m["episode/observation_cut"] = int(sum(e.get("observation_cut", 0) for e in eps))  # observations cut to their cap
+    if batch.reward is not None:  # accuracy of the samples that called a tool, and of those that did not
+        used = np.array([e.get("tool_calls", 0) > 0 for e in eps])
+        m["episode/tool_use_frac"] = float(used.mean())
+        for name, sel in (("with_tool", used), ("without_tool", ~used)):
+            if sel.any():
+                m[f"episode/accuracy_{name}"] = float(batch.correct[sel].mean())
     return m
 
 

@@ -18,9 +18,16 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
 
     from rlsys.models.resolve import check_model_path, file_digest, tiny_model
 
+    from rlsys.agents.modules import load_env_modules
+
     train_path, eval_path = _dataset_paths(cfg)
     configure(cfg.verifier)
+    try:
+        load_env_modules(cfg.rollout.agent.modules)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(f"config key 'rollout.agent.modules': {e}") from e
     sources = known_sources(cfg.verifier)
+    episodes = cfg.rollout.agent.enabled
     max_prompt = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
     if cfg.model.path:
         model_path = check_model_path(cfg.model.path)
@@ -32,8 +39,8 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         from rlsys.models.tiny import build_char_tokenizer
 
         char_tok = build_char_tokenizer()
-        rows = load_prompts(train_path, char_tok, sources, max_prompt)
-        load_prompts(eval_path, char_tok, sources, max_prompt)
+        rows = load_prompts(train_path, char_tok, sources, max_prompt, episodes)
+        load_prompts(eval_path, char_tok, sources, max_prompt, episodes)
         model_path = tiny_model(cfg, rows, file_digest(train_path), log=log)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if cfg.algorithm.distill.teacher_path:
@@ -42,13 +49,14 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
             raise ConfigError(f"config key 'algorithm.distill.teacher_path': {teacher} has a different tokenizer "
                               f"than the student {model_path}; distillation compares per-token log-probs")
     prepare_speculative(cfg, str(model_path))  # draft checks (and a layers:K draft) before any actor starts
-    train = load_prompts(train_path, tokenizer, sources, max_prompt)
-    held_out = load_prompts(eval_path, tokenizer, sources, max_prompt)
+    train = load_prompts(train_path, tokenizer, sources, max_prompt, episodes)
+    held_out = load_prompts(eval_path, tokenizer, sources, max_prompt, episodes)
     return train, held_out, str(model_path), tokenizer
 
 
 def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
     """The user's parquet files, or the built-in task's splits written into the run directory."""
+    from rlsys.agents import calculator
     from rlsys.data import arithmetic, reverse_words, word_problems
 
     t, out = cfg.task, Path(cfg.run_dir) / "data"
@@ -58,6 +66,8 @@ def _dataset_paths(cfg: RLSysConfig) -> tuple[str, str]:
         built = word_problems.write_splits(out, t.num_train, t.num_eval, t.max_ops, t.max_digits, t.seed)
     elif t.name == "reverse_words":
         built = reverse_words.write_splits(out, t.num_train, t.num_eval, t.max_words, t.seed)
+    elif t.name in ("calc", "calc_chat"):
+        built = calculator.write_splits(out, t.num_train, t.num_eval, t.seed, chat=t.name == "calc_chat")
     elif t.name == "arithmetic":
         built = arithmetic.write_builtin_splits(out, t.num_train, t.num_eval, t.max_digits, t.seed)
     else:

@@ -29,12 +29,14 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def tiny_model_key(cfg: RLSysConfig, train_digest: str) -> str:
+def tiny_model_key(cfg: RLSysConfig, train_digest: str, demos: str | None = None) -> str:
     m = cfg.model
     # "warmup_*": model.pretrain_*'s names of before, kept so the key (and the cached model) stays the same
     spec = {"format": CACHE_FORMAT, "hidden": m.hidden_size, "layers": m.num_layers, "heads": m.num_heads,
             "warmup_steps": m.pretrain_steps, "warmup_lr": m.pretrain_lr, "seed": cfg.trainer.seed,
             "data": train_digest}
+    if demos:  # digest of the warm-up targets, some of them environments' worked episodes (tool use)
+        spec["demos"] = demos
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -44,7 +46,11 @@ def tiny_model(cfg: RLSysConfig, train: "PromptDataset", train_digest: str, log=
     from rlsys.models.warmup import supervised_warmup
 
     m = cfg.model
-    dest = Path(m.cache_dir).expanduser() / f"tiny-{tiny_model_key(cfg, train_digest)}"
+    rows = warmup_rows(train)
+    demos = None
+    if any(r["ground_truth"] != g for r, g in zip(rows, train.ground_truth)):
+        demos = hashlib.sha256("\0".join(r["ground_truth"] for r in rows).encode()).hexdigest()[:16]
+    dest = Path(m.cache_dir).expanduser() / f"tiny-{tiny_model_key(cfg, train_digest, demos)}"
     if (dest / "config.json").exists():
         log(f"base model: cached {dest}")
         return dest
@@ -54,7 +60,6 @@ def tiny_model(cfg: RLSysConfig, train: "PromptDataset", train_digest: str, log=
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
-        rows = [{"prompt": p, "ground_truth": g} for p, g in zip(train.prompts, train.ground_truth)]
         supervised_warmup(model, tokenizer, rows, m.pretrain_steps, m.pretrain_lr, cfg.trainer.seed, log=log)
     finally:
         torch.set_num_threads(threads)
@@ -66,3 +71,13 @@ def tiny_model(cfg: RLSysConfig, train: "PromptDataset", train_digest: str, log=
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # another run finished first; theirs is identical
     return dest
+
+
+def warmup_rows(train) -> list[dict]:
+    """(prompt, target) pairs of the warm-up: a row's environment's worked episode (Environment.demo: a tool
+    call, its output, the answer) where it has one, else the ground truth."""
+    from rlsys.agents.env import ENVS
+
+    envs = train.env or [None] * len(train)
+    return [{"prompt": p, "ground_truth": (ENVS[e].demo(p, g) if e else None) or g}
+            for p, g, e in zip(train.prompts, train.ground_truth, envs)]

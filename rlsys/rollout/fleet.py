@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -229,7 +230,8 @@ class RolloutFleet:
                 per_engine.setdefault(e, []).append(g)
                 self.load[e] += cost[g]
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
-                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g)) for g in gs]
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g), data.episode(int(prompt_idx[g])))
+                        for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call], heard[call] = (e, set(gs)), time.monotonic()
 
@@ -294,7 +296,7 @@ class RolloutFleet:
         if items:  # the group times the streaming deadline derives from
             self.deadlines.record_many("rollout", [(float(out.seconds), 1.0) for _, out in items])
         for g, out in items:
-            yield group_batch(data, int(prompt_idx[g]), g, out, self.in_flight)
+            yield group_batch(data, int(prompt_idx[g]), g, out, self.in_flight or data.env is not None)
 
     def _answers_probe(self, e: int) -> bool:
         """Engine e's actor answers a short call (a dead one counts as answering: its call reports the death)."""
@@ -385,12 +387,21 @@ class RolloutFleet:
 
 
 def group_batch(data: PromptDataset, pid: int, g: int, out: EngineOutput, per_token: bool = False) -> RolloutBatch:
-    """One group's samples. per_token (weights changed in flight): each token's version is kept, and a
-    sample's policy_version is its oldest token's (what staleness is bounded by)."""
+    """One group's samples. per_token (weights changed in flight, or episodes): each token's version is kept,
+    and a sample's policy_version is its oldest sampled token's (what staleness is bounded by). When the data
+    has episodes, every group carries the episode columns (a one-turn group: all tokens sampled, one turn)."""
     n = len(out.response_token_ids)
     versions = out.token_versions if per_token and out.token_versions else None
-    oldest = [int(v.min()) if len(v) else out.policy_version for v in versions] if versions else [out.policy_version] * n
-    return RolloutBatch(
+    masks = out.token_mask or [np.ones(len(r), np.int8) for r in out.response_token_ids]
+    oldest = [int(v[m > 0].min()) if m.any() else out.policy_version for v, m in zip(versions, masks)] if versions \
+        else [out.policy_version] * n
+    episodes = data.env is not None
+    if episodes and out.episodes is None:  # a one-turn row among episodes
+        out = replace(out, token_mask=masks, turn_index=[np.zeros(len(r), np.int16) for r in out.response_token_ids],
+                      episodes=[{"status": "completed" if f == "stop" else "truncated", "turns": 1, "tool_calls": 0}
+                                for f in out.finish_reason])
+    return RolloutBatch(token_mask=out.token_mask if episodes else None, turn_index=out.turn_index if episodes else None,
+                        episode=out.episodes if episodes else None,
         prompt_id=np.full(n, pid, np.int64), group_id=np.full(n, g, np.int64),
         sample_index=np.arange(n, dtype=np.int64), prompt_token_ids=[data.prompt_token_ids[pid]] * n,
         response_token_ids=out.response_token_ids, behaviour_logprobs=out.behaviour_logprobs,

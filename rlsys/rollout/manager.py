@@ -130,12 +130,12 @@ class RolloutManager:
         """Advantages and loss mask of the step's batch (the estimator reads rewards, values and log-probs
         here), then DPH-RL's anchor samples appended; the batch's metadata as trained."""
         from rlsys.learner.advantages import compute_advantages
-        from rlsys.loop.metrics import spread_stats, verifier_stats
+        from rlsys.loop.metrics import episode_stats, spread_stats, verifier_stats
         from rlsys.loop.pipeline import with_anchors
 
         a, batch = self.cfg.algorithm, self.batches[step]
         batch.advantages, batch.loss_mask = compute_advantages(batch, a, self.cfg.rollout.max_new_tokens)
-        stats = {**verifier_stats(batch.verifier_details or []), **spread_stats(batch)}
+        stats = {**verifier_stats(batch.verifier_details or []), **spread_stats(batch), **episode_stats(batch)}
         if self.anchors is not None:
             self.batches[step] = with_anchors(batch, self.anchors.next(a.divergence.anchor_samples))
         return BatchMeta.of(self.batches[step], stats)

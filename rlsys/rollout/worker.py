@@ -14,11 +14,11 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rlsys.config import RLSysConfig
+from rlsys.config import AgentConfig, RLSysConfig
 from rlsys.rollout.engine_options import engine_options, engine_setup_calls
 from rlsys.seeds import engine_seed
 from rlsys.sync.bucket import Bucket
@@ -33,6 +33,7 @@ class EngineSpec:
     kwargs: dict  # vLLM engine arguments
     setup_calls: tuple[str, ...]  # worker-extension methods run once after start-up
     kv_cache_gb: float  # VLLM_CPU_KVCACHE_SPACE (CPU backend)
+    agent: AgentConfig = field(default_factory=AgentConfig)  # episodes' budgets and environment modules (rollout.agent)
     node_cores: bool = False  # CPU backend: the model runs in the engine-core process on every core of the node (it generates alone)
 
 
@@ -48,15 +49,17 @@ class EngineOutput:
     policy_version: int = 0  # weights version that sampled them (the newest, if weights changed in flight)
     seconds: float = 0.0  # wall time of the call
     token_versions: list[np.ndarray] | None = None  # int64 per sample: the version that sampled each token
+    token_mask: list[np.ndarray] | None = None  # episodes: int8 per token, 1 = sampled, 0 = observation
+    turn_index: list[np.ndarray] | None = None  # episodes: int16 per token, its model turn
+    episodes: list[dict] | None = None  # episodes: status, turns, tool calls ... per sample (Episode.summary)
 
     @staticmethod
     def join(parts: list[EngineOutput], policy_version: int, seconds: float) -> EngineOutput:
         """Several groups' samples as one output, in order."""
-        return EngineOutput([x for p in parts for x in p.response_token_ids],
-                            [x for p in parts for x in p.behaviour_logprobs],
-                            [x for p in parts for x in p.finish_reason], [x for p in parts for x in p.response_text],
-                            int(sum(p.tokens for p in parts)), policy_version, seconds,
-                            [x for p in parts for x in p.token_versions or []] or None)
+        col = lambda name: [x for p in parts for x in getattr(p, name) or []] or None  # noqa: E731
+        return EngineOutput(col("response_token_ids"), col("behaviour_logprobs"), col("finish_reason"),
+                            col("response_text"), int(sum(p.tokens for p in parts)), policy_version, seconds,
+                            col("token_versions"), col("token_mask"), col("turn_index"), col("episodes"))
 
 
 def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> EngineSpec:
@@ -89,7 +92,7 @@ def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> Eng
     # so with cluster.threads=auto it takes every core, in its engine-core process (RolloutWorker).
     alone = (cfg.cluster.threads == "auto" and cfg.trainer.max_staleness == 0 and cfg.cluster.rollout.gpus == 0
              and r.num_engines == 1 and r.tensor_parallel_size == 1)
-    return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb, node_cores=alone)
+    return EngineSpec(engine_index, kwargs, tuple(engine_setup_calls(cfg)), r.kv_cache_gb, r.agent, node_cores=alone)
 
 
 class RolloutWorker:
@@ -103,6 +106,7 @@ class RolloutWorker:
         self.error_log = _log_engine_errors()
         self.kwargs = dict(spec.kwargs)
         self.engine_index, self.version, self.llm = spec.index, 0, None
+        self.agent, self._episodes = spec.agent, None  # the episode runner, made on the first episode
         self._ids = itertools.count()
         self._setup_calls, self._setup_lock = list(spec.setup_calls), None  # extension set-up, run once
         self._loaded, self._next_bucket = None, {}  # load_weights: the next bucket index of the sync in progress
@@ -136,24 +140,50 @@ class RolloutWorker:
         return final
 
     async def generate_group(self, prompt_ids, seed: int, n: int, temperature: float, top_p: float,
-                             max_tokens: int) -> EngineOutput:
-        """The n samples of one prompt: token ids, sampled-token log-probs, finish reasons, texts."""
+                             max_tokens: int, episode: dict | None = None) -> EngineOutput:
+        """The n samples of one prompt: token ids, sampled-token log-probs, finish reasons, texts.
+        episode: {"env": name, "row": the dataset row}: each sample is an episode in that environment."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         t0 = time.perf_counter()
+        if episode is not None:
+            return await self._episode_group(prompt_ids, seed, n, dict(temperature=temperature, top_p=top_p),
+                                             max_tokens, episode, t0)
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
                                 seed=seed, skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
         out = _unpack([await self._request(prompt_ids, params)], self.version)
         return replace(out, policy_version=self.version, seconds=time.perf_counter() - t0)
 
-    async def generate_groups(self, groups: list[tuple[int, list[int], int]], n: int, temperature: float,
-                              top_p: float, max_tokens: int):
-        """(key, prompt ids, seed) per group, all in flight at once; an async generator (call it with
+    async def _episode_group(self, prompt_ids, seed: int, n: int, sampling: dict, max_tokens: int, episode: dict,
+                             t0: float) -> EngineOutput:
+        """n episodes of one row, run concurrently (rlsys/agents/episode.py); the prompt's KV blocks are shared
+        through the prefix cache, and each turn's request extends the previous one's ids."""
+        from rlsys.agents.episode import EpisodeRunner, episode_arrays
+
+        if self._episodes is None:
+            from transformers import AutoTokenizer
+
+            from rlsys.agents.modules import load_env_modules
+            from rlsys.agents.tools import ToolPool
+
+            load_env_modules(self.agent.modules)  # stop strings and roles; reset and step run in the tool processes
+            tools = ToolPool(self.agent.modules, self.agent.tool_workers, 32 * self.agent.max_observation_tokens)
+            self._episodes = EpisodeRunner(self.agent, AutoTokenizer.from_pretrained(self.kwargs["model"]), self._request,
+                                           tools, lambda c, k: token_versions(getattr(c, "weight_versions", None), k, self.version))
+        eps = await asyncio.gather(*[self._episodes.run(episode["env"], episode["row"], prompt_ids, seed, j, sampling,
+                                                        max_tokens) for j in range(n)])
+        cols = episode_arrays(eps)
+        texts = [self._episodes.tok.decode(ids, skip_special_tokens=True) for ids in cols["response_token_ids"]]
+        return EngineOutput(**cols, response_text=texts, tokens=int(sum(sum(e.mask) for e in eps)),
+                            policy_version=self.version, seconds=time.perf_counter() - t0)
+
+    async def generate_groups(self, groups: list[tuple], n: int, temperature: float, top_p: float, max_tokens: int):
+        """(key, prompt ids, seed[, episode]) per group, all in flight at once; an async generator (call it with
         num_returns="streaming") yielding [(key, group output), ...]: every group finished since the
         last yield, so a busy engine sends few, larger messages."""
-        pending = {asyncio.ensure_future(self.generate_group(p, s, n, temperature, top_p, max_tokens)): k
-                   for k, p, s in groups}
+        pending = {asyncio.ensure_future(self.generate_group(g[1], g[2], n, temperature, top_p, max_tokens, *g[3:])): g[0]
+                   for g in groups}
         try:
             while pending:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -292,6 +322,9 @@ class RolloutWorker:
         if self.llm is not None:
             self.llm.shutdown()
             self.llm = None
+        if self._episodes is not None:
+            self._episodes.tools.close()
+            self._episodes = None
 
     async def get_version(self) -> int:
         """Also the readiness probe: the first call builds the engine."""

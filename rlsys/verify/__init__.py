@@ -8,7 +8,7 @@ load time. Verifiers run in scorer processes of the pool (rlsys/verify/worker.py
 the per-sample timeout and turn exceptions into reward 0 with an error.
 
 Built in: arithmetic (exact match), math (\\boxed{} / "the answer is" + math-verify),
-code (a Python program against tests, sandboxed), remote (POST to verifier.remote_url), gsm8k
+calc (the tool task's answer after its last tool output), code (a Python program against tests, sandboxed), remote (POST to verifier.remote_url), gsm8k
 ("#### n" answers), similarity (word-sequence similarity in [0, 1], a dense reward), and verl's
 data_source names as aliases (rlsys/verify/verl_sources.py).
 """
@@ -36,6 +36,12 @@ def arithmetic_exact_match(response: str, ground_truth: str) -> tuple[float, dic
         return 0.0, {"parsed": None, "reason": "no integer in response"}
     ok = int(answer) == int(ground_truth)
     return float(ok), {"parsed": answer, "reason": "match" if ok else "mismatch"}
+
+
+@register_verifier("calc", check=_is_int)
+def calc_answer(response: str, ground_truth: str) -> tuple[float, dict]:
+    """The tool task (rlsys/agents/calculator.py): the last integer after the last tool output `</out>`."""
+    return arithmetic_exact_match(response.rsplit("</out>", 1)[-1], ground_truth)
 
 
 # Importing them registers the other built-in verifiers.

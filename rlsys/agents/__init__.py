@@ -1,0 +1,10 @@
+"""Agentic RL: multi-turn episodes with tools (docs/agents.md).
+
+  env.py        the Environment interface (reset, step -> Step) and its registry (@register_env)
+  modules.py    imports the built-in environments and the user's (rollout.agent.modules)
+  tools.py      tool processes: environment calls run there, each with a timeout, killable
+  episode.py    one episode on an engine: token-in/token-out turns, observation suffixes, budgets
+  calculator.py the built-in tool task (multi-digit products with a calculator)
+"""
+
+from rlsys.agents.env import ENVS, Environment, Step, register_env  # noqa: F401
