@@ -12,6 +12,7 @@ never crosses the socket. Run as `python -m rlsys.agents.tools FD`.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -127,6 +128,8 @@ def _serve(conn: Connection) -> None:
                 if not isinstance(value, Step):
                     raise TypeError(f"step returned {type(value).__name__}, not rlsys.agents.Step")
                 value.state = state if value.state is KEEP else value.state
+                if value.reward is not None and not math.isfinite(float(value.reward)):
+                    raise ValueError(f"Step.reward must be a finite number, got {value.reward!r}")
                 obs = value.observation
                 if obs is not None and not isinstance(obs, str):
                     raise TypeError(f"Step.observation must be text, got {type(obs).__name__}")

@@ -46,8 +46,25 @@ class VerifierPool:
         self._lock = threading.Lock()
 
     def score(self, batch: RolloutBatch) -> RolloutBatch:
-        batch.reward, batch.verifier_details = self.score_texts(batch.response_text, batch.ground_truth,
-                                                                batch.data_source, batch.extra_info)
+        """Rewards of the batch's samples; an episode whose environment gave a reward at its end keeps that
+        one (Step.reward, rlsys/agents/env.py), the others are scored by the verifiers."""
+        own = [i for i, e in enumerate(batch.episode or []) if e.get("reward") is not None]
+        if not own:
+            batch.reward, batch.verifier_details = self.score_texts(batch.response_text, batch.ground_truth,
+                                                                    batch.data_source, batch.extra_info)
+            return batch
+        rest = np.setdiff1d(np.arange(len(batch)), own)
+        reward, details = np.zeros(len(batch), np.float32), [None] * len(batch)
+        for i in own:
+            reward[i] = float(batch.episode[i]["reward"])
+            details[i] = VerifierDetails(reason="environment reward", extra={"environment": True})
+        if len(rest):
+            pick = lambda col: None if col is None else [col[i] for i in rest]  # noqa: E731
+            reward[rest], scored = self.score_texts(pick(batch.response_text), pick(batch.ground_truth),
+                                                    pick(batch.data_source), pick(batch.extra_info))
+            for i, d in zip(rest, scored):
+                details[i] = d
+        batch.reward, batch.verifier_details = reward, details
         return batch
 
     def score_texts(self, responses: list[str], truths: list[str], sources: list[str],

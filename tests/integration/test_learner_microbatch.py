@@ -167,3 +167,29 @@ def test_samples_without_advantage_are_skipped_with_the_same_update(worker):
     for adv in batch.advantages:
         adv[:] = 0
     assert len(with_gradient(batch, [0, 1])) == 2
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_observation_tokens_get_exactly_zero_gradient(worker, packed):
+    """Episodes: tokens with mask 0 (observations) are context only. Whatever their advantage, behaviour
+    and reference log-probs, the update is bitwise the same; only mask-1 tokens are counted."""
+    cfg = fresh_config()
+    cfg.algorithm.kl.coef, cfg.algorithm.entropy_coef, cfg.algorithm.loss_agg = 0.1, 0.01, "token_mean"
+    cfg.learner.packed, cfg.learner.micro_batch_size = packed, 4
+    batch, rng = rollouts(seed=3), np.random.default_rng(5)
+    batch.token_mask = [(rng.random(len(r)) < 0.6).astype(np.int8) for r in batch.response_token_ids]
+    for m in batch.token_mask:
+        m[-1] = 1  # an episode ends on a model turn
+    sampled = sum(int(m.sum()) for m in batch.token_mask)
+    denom = Denominators(tokens=float(sampled), sequences=float(len(batch)), max_len=16.0)
+    want_stats, want = one_step(worker, cfg, batch, 3, denom)
+    junk = copy.deepcopy(batch)
+    for col in ("advantages", "behaviour_logprobs", "ref_logprobs"):
+        for v, m in zip(getattr(junk, col), junk.token_mask):
+            v[m == 0] = rng.standard_normal(int((m == 0).sum())) * 50  # anything at all
+    stats, got = one_step(worker, cfg, junk, 3, denom)
+    assert want_stats["tokens"] == stats["tokens"] == sampled < batch.response_lengths.sum()
+    assert want_stats["actor/grad_norm"] > 1e-3
+    assert stats["actor/pg_loss"] == want_stats["actor/pg_loss"] and stats["kl_sum"] == want_stats["kl_sum"]
+    for name, g in want.items():
+        assert torch.equal(got[name], g), name
