@@ -2,7 +2,7 @@
 
 import time
 
-from rlsys.agents import Environment, Step, register_env
+from rlsys.agents import Environment, Step, register_agent, register_env
 
 
 @register_env("test_chatty")
@@ -45,3 +45,26 @@ class Flood(Environment):
 
     def step(self, state, action):
         return Step(observation="x" * 100_000_000)
+
+
+@register_agent("test_chat_agent")
+async def chat_agent(client, row):
+    """Three calls through the OpenAI client, a tool message between them; reward 1 if the last reply says anything."""
+    messages = list(row["messages"])
+    for k in range(2):
+        r = await client.chat.completions.create(model="policy", messages=messages, max_tokens=24)
+        said = r.choices[0].message.content
+        messages += [{"role": "assistant", "content": said}, {"role": "tool", "content": f"{len(said)} characters"}]
+    r = await client.chat.completions.create(model="policy", messages=messages, max_tokens=24)
+    return float(bool(r.choices[0].message.content.strip()))
+
+
+@register_agent("test_rewriting_agent")
+async def rewriting_agent(client, row):
+    """Edits its first reply before the second call: the episode no longer extends what was sampled."""
+    messages = list(row["messages"])
+    r = await client.chat.completions.create(model="policy", messages=messages, max_tokens=16)
+    messages += [{"role": "assistant", "content": "Edited: " + r.choices[0].message.content},
+                 {"role": "user", "content": "And?"}]
+    await client.chat.completions.create(model="policy", messages=messages, max_tokens=16)
+    return 1.0

@@ -4,7 +4,9 @@
   modules.py    imports the built-in environments and the user's (rollout.agent.modules)
   tools.py      tool processes: environment calls run there, each with a timeout, killable
   episode.py    one episode on an engine: token-in/token-out turns, observation suffixes, budgets
+  gateway.py    agents written against the OpenAI API: each engine's chat-completions endpoint
   calculator.py the built-in tool task (multi-digit products with a calculator)
 """
 
 from rlsys.agents.env import ENVS, Environment, Step, register_env  # noqa: F401
+from rlsys.agents.gateway import register_agent  # noqa: F401

@@ -50,13 +50,15 @@ class Episode:
     observation_cut: int = 0  # observations cut to rollout.agent.max_observation_tokens
     reward: float | None = None  # the environment's, if it gave one
     info: dict = field(default_factory=dict)
+    prompt: list[int] | None = None  # agents: the ids of their first call (else the row's prompt)
+    ended: bool = False
 
     @property
     def num_turns(self) -> int:
         return len(self.requests)
 
     def end(self, status: str, reason: str | None = None) -> "Episode":
-        self.status = status
+        self.status, self.ended = status, True
         self.finish_reason = {"completed": "stop", "truncated": "length"}.get(status, status)
         if reason:
             self.info["end"] = reason
@@ -118,6 +120,7 @@ class EpisodeRunner:
     def __init__(self, agent, tokenizer, request, tools, versions):
         self.agent, self.tok, self.request, self.tools, self.versions = agent, tokenizer, request, tools, versions
         self.formats: dict = {}
+        self.gateway = None  # the OpenAI endpoint, started by the first agent episode
 
     def observations(self, env, chat: bool) -> Observations:
         key = (env.role, chat)
@@ -129,14 +132,59 @@ class EpisodeRunner:
                   max_tokens: int) -> Episode:
         """Sample `sample` of the group of `row` (seed: the group's) in environment `env_name`; sampling:
         SamplingParams keywords of every turn; max_tokens: all the response's tokens."""
-        ep = Episode()
+        from rlsys.agents.env import ENVS
+        from rlsys.agents.gateway import AgentEnv
+
+        ep, seed = Episode(), episode_seed(seed, sample, 0)
+        if isinstance(ENVS[env_name], AgentEnv):
+            body = self._agent(ep, ENVS[env_name], row, seed, sampling, max_tokens)
+        else:
+            body = self._turns(ep, env_name, row, list(map(int, prompt_ids)), seed, sampling, max_tokens)
         try:
-            await asyncio.wait_for(self._turns(ep, env_name, row, list(map(int, prompt_ids)), episode_seed(seed, sample, 0),
-                                               sampling, max_tokens),
-                                   self.agent.episode_timeout_s)
+            await asyncio.wait_for(body, self.agent.episode_timeout_s)
         except asyncio.TimeoutError:
             ep.end("aborted", f"rollout.agent.episode_timeout_s={self.agent.episode_timeout_s:g} s passed")
         return ep
+
+    def append(self, ep: Episode, ids: list[int], completion, turn: int) -> None:
+        """ids after the episode's: sampled by the engine (completion: vLLM's, mask 1, with their log-probs and
+        versions) or an observation (completion None: mask 0, the version of the turn it answers)."""
+        ep.ids += ids
+        ep.turns += [turn] * len(ids)
+        if completion is not None:
+            ep.logprobs += [lp[t].logprob for lp, t in zip(completion.logprobs, ids)]
+            ep.mask += [1] * len(ids)
+            ep.versions += self.versions(completion, len(ids)).tolist()
+        else:
+            ep.logprobs += [0.0] * len(ids)
+            ep.mask += [0] * len(ids)
+            ep.versions += [ep.versions[-1] if ep.versions else 0] * len(ids)
+            ep.observation_tokens += len(ids)
+
+    async def _agent(self, ep: Episode, env, row: dict, seed: int, sampling: dict, max_tokens: int) -> None:
+        """An agent function drives the episode through this engine's OpenAI endpoint (rlsys/agents/gateway.py)."""
+        from rlsys.agents.gateway import Gateway, Recorder
+
+        if self.gateway is None:  # the first agent episode starts it; those arriving meanwhile wait for it
+            self.gateway = Gateway()
+            self.gateway.started = asyncio.ensure_future(self.gateway.start())
+        await asyncio.shield(self.gateway.started)
+        rec = Recorder(ep, self, seed, sampling, max_tokens)
+        key, client = self.gateway.client(rec)
+        try:
+            reward = await env.fn(client, row)
+            if not ep.ended:
+                ep.reward = None if reward is None else float(reward)
+                ep.end("completed" if ep.finish_reason == "stop" else "truncated",
+                       None if ep.requests else "the agent made no call")
+        except Exception as e:  # a call the gateway refused ended the episode already; else the agent failed
+            if not ep.ended:
+                cause = f" (from {type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ else ""
+                ep.end("tool_error", f"the agent raised {type(e).__name__}: {e}{cause}"[:2000])
+        finally:
+            self.gateway.open.pop(key, None)
+            await client.close()
+        ep.prompt, ep.tool_calls = rec.prompt, max(0, ep.num_turns - 1)
 
     async def _turns(self, ep: Episode, env_name: str, row: dict, prompt: list[int], seed: int, sampling: dict,
                      max_tokens: int) -> None:
@@ -164,11 +212,7 @@ class EpisodeRunner:
             ep.requests.append(len(ep.ids))
             c = (await self.request(prompt + ep.ids, params)).outputs[0]
             ids = list(c.token_ids)
-            ep.ids += ids
-            ep.logprobs += [lp[t].logprob for lp, t in zip(c.logprobs, ids)]
-            ep.mask += [1] * len(ids)
-            ep.turns += [turn] * len(ids)
-            ep.versions += self.versions(c, len(ids)).tolist()
+            self.append(ep, ids, c, turn)
             try:
                 step = await self.tools.call(env_name, "step", (state, self.tok.decode(ids, skip_special_tokens=True)),
                                              ag.tool_timeout_s)
@@ -196,12 +240,7 @@ class EpisodeRunner:
             if len(ep.ids) + len(obs) >= max_tokens:  # no room left for a turn after it
                 ep.end("truncated", "rollout.max_new_tokens (response and observations together)")
                 return
-            ep.ids += obs
-            ep.logprobs += [0.0] * len(obs)
-            ep.mask += [0] * len(obs)
-            ep.turns += [turn] * len(obs)
-            ep.versions += [ep.versions[-1] if ep.versions else 0] * len(obs)
-            ep.observation_tokens += len(obs)
+            self.append(ep, obs, None, turn)
             ep.observation_cut += int(cut > 0 or "observation_chars" in step.info)
 
 
@@ -213,4 +252,5 @@ def episode_arrays(episodes: list[Episode]) -> dict:
             "turn_index": [np.asarray(e.turns, np.int16) for e in episodes],
             "token_versions": [np.asarray(e.versions, np.int64) for e in episodes],
             "finish_reason": [e.finish_reason for e in episodes],
-            "episodes": [e.summary() for e in episodes]}
+            "episodes": [e.summary() for e in episodes],
+            "prompt_token_ids": [None if e.prompt is None else np.asarray(e.prompt, np.int64) for e in episodes]}

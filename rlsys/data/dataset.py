@@ -28,14 +28,15 @@ class PromptDataset:
     data_source: list[str]
     extra_info: list[dict | None] | None = None  # per row, when the file has an extra_info column (verl's)
     env: list[str | None] | None = None  # per row, the environment its episodes run in (None: one turn); None when no row has one
-    chat: list[bool] | None = None  # per row: the prompt was chat messages (observations then use the chat template)
+    messages: list[list | None] | None = None  # per row: its chat messages (None: a text prompt); episodes' observations then use the chat template
 
     def episode(self, i: int) -> dict | None:
         """What an engine needs to run row i's samples as episodes (rlsys/agents/), or None: one turn."""
         if self.env is None or self.env[i] is None:
             return None
         return {"env": self.env[i], "row": {"prompt": self.prompts[i], "ground_truth": self.ground_truth[i],
-                                            "data_source": self.data_source[i], "chat": bool(self.chat[i]),
+                                            "data_source": self.data_source[i],
+                                            "messages": self.messages[i], "chat": self.messages[i] is not None,
                                             "extra_info": None if self.extra_info is None else self.extra_info[i]}}
 
     def __len__(self) -> int:
@@ -118,6 +119,6 @@ def load_prompts(path: str | Path, tokenizer, known_sources, max_prompt_tokens: 
         truths.append(str(row["ground_truth"]))
         sources.append(row["data_source"])
         extras.append(row.get("extra_info"))
-    chat = [not isinstance(r["prompt"], str) for r in rows]
+    messages = [None if isinstance(r["prompt"], str) else list(r["prompt"]) for r in rows]
     return PromptDataset(path, prompts, ids, truths, sources, extras if has_extra else None,
-                         envs if any(e is not None for e in envs) else None, chat)
+                         envs if any(e is not None for e in envs) else None, messages)

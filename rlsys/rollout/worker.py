@@ -52,6 +52,7 @@ class EngineOutput:
     token_mask: list[np.ndarray] | None = None  # episodes: int8 per token, 1 = sampled, 0 = observation
     turn_index: list[np.ndarray] | None = None  # episodes: int16 per token, its model turn
     episodes: list[dict] | None = None  # episodes: status, turns, tool calls ... per sample (Episode.summary)
+    prompt_token_ids: list | None = None  # agents: per sample the ids of its first call (None: the row's prompt)
 
     @staticmethod
     def join(parts: list[EngineOutput], policy_version: int, seconds: float) -> EngineOutput:
@@ -59,7 +60,8 @@ class EngineOutput:
         col = lambda name: [x for p in parts for x in getattr(p, name) or []] or None  # noqa: E731
         return EngineOutput(col("response_token_ids"), col("behaviour_logprobs"), col("finish_reason"),
                             col("response_text"), int(sum(p.tokens for p in parts)), policy_version, seconds,
-                            col("token_versions"), col("token_mask"), col("turn_index"), col("episodes"))
+                            col("token_versions"), col("token_mask"), col("turn_index"), col("episodes"),
+                            col("prompt_token_ids"))
 
 
 def engine_spec(cfg: RLSysConfig, model_path: str, engine_index: int = 0) -> EngineSpec:

@@ -21,7 +21,8 @@ QUESTION = [{"role": "user", "content": "Name three animals, one per turn."}]
 
 
 @pytest.fixture(scope="module")
-def episodes():
+def engine():
+    """One SmolLM2 engine for the module; run(env, n) -> that group's EngineOutput."""
     from transformers import AutoTokenizer
 
     from rlsys.agents.modules import load_env_modules
@@ -35,29 +36,43 @@ def episodes():
     load_env_modules([ENVS_FILE])
     prompt_text = tok.apply_chat_template(QUESTION, tokenize=False, add_generation_prompt=True)
     prompt = tok.encode(prompt_text, add_special_tokens=False)
-    row = {"prompt": prompt_text, "ground_truth": "-", "data_source": "test", "chat": True, "extra_info": None}
+    row = {"prompt": prompt_text, "ground_truth": "-", "data_source": "test", "messages": QUESTION, "chat": True,
+           "extra_info": None}
     w, loop = RolloutWorker(engine_spec(cfg, model)), asyncio.new_event_loop()
-    try:
-        out = loop.run_until_complete(w.generate_group(prompt, 11, G, 1.0, 1.0, MAX_TOKENS,
-                                                       {"env": "test_chatty", "row": row}))
-    finally:
-        w.shutdown()
-        loop.close()
-        del w
-        gc.collect()
-    return model, tok, prompt, out
+
+    def run(env: str, n: int = G):
+        return loop.run_until_complete(w.generate_group(prompt, 11, n, 1.0, 1.0, MAX_TOKENS, {"env": env, "row": row}))
+
+    yield model, tok, prompt, run
+    w.shutdown()
+    loop.close()
+    del w
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def episodes(engine):
+    model, tok, prompt, run = engine
+    return model, tok, prompt, run("test_chatty")
 
 
 def test_every_trained_token_is_one_the_engine_sampled(episodes):
     """Replay: prompt + response ids through the HF model give, at every mask-1 position, the engine's
     log-prob of that token (the ids are the engine's, never re-tokenized text); mask-0 ids are context."""
-    from transformers import AutoModelForCausalLM
-
     model_path, tok, prompt, out = episodes
     assert sum((m == 0).any() for m in out.token_mask) >= 2  # multi-turn episodes happened
-    model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32).eval()
+    assert replay_gap(model_path, [prompt] * len(out.token_mask), out) < 1e-3
+
+
+def replay_gap(model_path: str, prompts: list, out) -> float:
+    """The largest |learner - engine| log-prob over the sampled tokens of every sample (the learner's
+    view: the HF model on prompt + response ids); mask-0 tokens must carry no behaviour log-prob."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
     worst = 0.0
-    for ids, beh, mask in zip(out.response_token_ids, out.behaviour_logprobs, out.token_mask):
+    for prompt, ids, beh, mask in zip(prompts, out.response_token_ids, out.behaviour_logprobs, out.token_mask):
+        prompt = list(map(int, prompt))
         seq = torch.tensor([prompt + ids.tolist()])
         with torch.no_grad():
             logp = torch.log_softmax(model(seq).logits[0, :-1].float(), -1)
@@ -65,7 +80,7 @@ def test_every_trained_token_is_one_the_engine_sampled(episodes):
         sampled = mask > 0
         worst = max(worst, float(np.abs(mine[sampled] - beh[sampled]).max()))
         assert (beh[~sampled] == 0).all()
-    assert worst < 1e-3, f"learner vs engine log-prob gap {worst:.2e}: the trained ids are not the sampled ones"
+    return worst
 
 
 def test_observations_are_the_chat_templates_text(episodes):
@@ -89,3 +104,29 @@ def test_observations_are_the_chat_templates_text(episodes):
         # the template closes the last turn (with "<|im_end|>\n", or all of it after a token cap); the rest is equal
         assert rendered.startswith(text), (text, rendered)
         assert "<|im_end|><|im_end|>" not in text and ("You wrote" in text) == ((mask == 0).any())
+
+
+def test_agent_on_the_openai_endpoint_trains_on_what_it_was_served(engine):
+    """An agent written against the OpenAI client: three calls with tool messages between them become one
+    sample; its prompt is the first call's, its ids the replies' (mask 1) and the messages' suffixes (mask 0)."""
+    model, tok, _, run = engine
+    out = run("test_chat_agent", n=2)
+    for ids, mask, turns, ep, prompt in zip(out.response_token_ids, out.token_mask, out.turn_index, out.episodes,
+                                            out.prompt_token_ids):
+        assert ep["status"] in ("completed", "truncated") and ep["turns"] == 3, ep["info"]
+        assert list(prompt) == tok.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=True,
+                                                       return_dict=False)
+        assert sorted(set(turns[mask > 0].tolist())) == [0, 1, 2] and (mask == 0).any()
+        text = tok.decode(list(prompt) + ids.tolist())
+        assert text.count("<|im_start|>tool") == 2 and "<|im_end|><|im_end|>" not in text
+    assert replay_gap(model, out.prompt_token_ids, out) < 1e-3
+
+
+def test_agent_that_edits_history_is_stopped(engine):
+    """An agent whose second call does not extend the first (its reply edited) gets HTTP 400; the episode
+    ends aborted, its tokens kept without gradient, the reason logged."""
+    _, _, _, run = engine
+    out = run("test_rewriting_agent", n=1)
+    ep = out.episodes[0]
+    assert ep["status"] == "aborted" and "append-only" in ep["info"]["end"] and ep["turns"] == 1
+    assert len(out.response_token_ids[0]) > 0 and not out.token_mask[0].any()
