@@ -173,10 +173,11 @@ class EpisodeRunner:
         key, client = self.gateway.client(rec)
         try:
             reward = await env.fn(client, row)
-            if not ep.ended:
+            if not ep.ended and not ep.requests:
+                ep.end("tool_error", "the agent returned without a call")
+            elif not ep.ended:
                 ep.reward = None if reward is None else float(reward)
-                ep.end("completed" if ep.finish_reason == "stop" else "truncated",
-                       None if ep.requests else "the agent made no call")
+                ep.end("completed" if ep.finish_reason == "stop" else "truncated")
         except Exception as e:  # a call the gateway refused ended the episode already; else the agent failed
             if not ep.ended:
                 cause = f" (from {type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ else ""

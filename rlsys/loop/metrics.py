@@ -123,21 +123,22 @@ def spread_stats(batch: RolloutBatch) -> dict:
 
 def episode_stats(batch: RolloutBatch) -> dict:
     """Episodes (rlsys/agents/): how each ended, turns, tool calls and observations per sample; {} without."""
-    from rlsys.agents.episode import STATUSES
-
     eps = batch.episode
     if not eps:
         return {}
-    m = {f"episode/{s}": float(np.mean([e["status"] == s for e in eps])) for s in STATUSES}  # fraction of samples
-    for key in ("turns", "tool_calls", "observation_tokens"):
-        m[f"episode/{key}_mean"] = float(np.mean([e.get(key, 0) for e in eps]))
-    m["episode/observation_cut"] = int(sum(e.get("observation_cut", 0) for e in eps))  # observations cut to their cap
-    if batch.reward is not None:  # accuracy of the samples that called a tool, and of those that did not
-        used = np.array([e.get("tool_calls", 0) > 0 for e in eps])
-        m["episode/tool_use_frac"] = float(used.mean())
-        for name, sel in (("with_tool", used), ("without_tool", ~used)):
-            if sel.any():
-                m[f"episode/accuracy_{name}"] = float(batch.correct[sel].mean())
+    status = np.array([e["status"] for e in eps])
+    mean = lambda key: float(np.mean([e.get(key, 0) for e in eps]))  # noqa: E731
+    used = np.array([e.get("tool_calls", 0) > 0 for e in eps])
+    m = {"episode/completed": float((status == "completed").mean()), "episode/truncated": float((status == "truncated").mean()),
+         "episode/aborted": float((status == "aborted").mean()), "episode/tool_error": float((status == "tool_error").mean()),
+         "episode/turns_mean": mean("turns"), "episode/tool_calls_mean": mean("tool_calls"),
+         "episode/observation_tokens_mean": mean("observation_tokens"),
+         "episode/observation_cut": int(sum(e.get("observation_cut", 0) for e in eps)),
+         "episode/tool_use_frac": float(used.mean())}
+    if batch.reward is not None and used.any():
+        m["episode/accuracy_with_tool"] = float(batch.correct[used].mean())
+    if batch.reward is not None and (~used).any():
+        m["episode/accuracy_without_tool"] = float(batch.correct[~used].mean())
     return m
 
 

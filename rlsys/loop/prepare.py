@@ -18,6 +18,7 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
 
     from rlsys.models.resolve import check_model_path, file_digest, tiny_model
 
+    from rlsys.agents.env import ENVS
     from rlsys.agents.modules import load_env_modules
 
     train_path, eval_path = _dataset_paths(cfg)
@@ -26,8 +27,9 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
         load_env_modules(cfg.rollout.agent.modules)
     except (ImportError, ValueError) as e:
         raise ConfigError(f"config key 'rollout.agent.modules': {e}") from e
-    sources = known_sources(cfg.verifier)
     episodes = cfg.rollout.agent.enabled
+    # an environment registered under a data_source name serves (and rewards) rows of that source
+    sources = known_sources(cfg.verifier) | (set(ENVS) if episodes else set())
     max_prompt = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
     if cfg.model.path:
         model_path = check_model_path(cfg.model.path)

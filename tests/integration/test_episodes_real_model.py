@@ -46,7 +46,6 @@ def engine():
     yield model, tok, prompt, run
     w.shutdown()
     loop.close()
-    del w
     gc.collect()
 
 
