@@ -3,8 +3,8 @@
 "482*37=" asks for 17834. A model writes `<calc>482*37</calc>`; the calculator answers `<out>17834</out>`
 as the next observation; the model's next turn gives the answer. The tiny model cannot multiply in its
 head, so the tool is what makes the task solvable (benchmarks/agent_tool.py measures both). Rows have
-data_source "calc": the environment "calc" serves them (rollout.agent.enabled=false: one turn, no tool),
-and the verifier "calc" (rlsys/verify/__init__.py) reads the last integer after the last tool output. task.name=calc writes plain
+data_source "calc" and env "calculator" (rollout.agent.enabled=false: one turn, no tool); the environment
+gives no reward: the verifier "calc" (rlsys/verify/__init__.py) reads the last integer after the last tool output. task.name=calc writes plain
 prompts (the tiny model); calc_chat writes chat messages that explain the tool (a chat model).
 """
 
@@ -49,7 +49,7 @@ def calculate(expr: str) -> int:
         raise ValueError(str(e)) from None
 
 
-@register_env(DATA_SOURCE)
+@register_env("calculator")
 class Calculator(Environment):
     """A turn that writes <calc>expr</calc> gets <out>value</out> back (<out>error</out> if expr is not
     integer arithmetic); a turn without one is the answer, and ends the episode."""
@@ -85,7 +85,7 @@ def rows(num: int, seed: int, chat: bool, exclude: set[str] = frozenset()) -> li
             continue
         seen.add(text)
         prompt = [{"role": "user", "content": f"{CHAT_INSTRUCTION} What is {a}*{b}?"}] if chat else text
-        out.append({"prompt": prompt, "ground_truth": str(a * b), "data_source": DATA_SOURCE})
+        out.append({"prompt": prompt, "ground_truth": str(a * b), "data_source": DATA_SOURCE, "env": "calculator"})
     return out
 
 

@@ -2,7 +2,8 @@
 
 An environment is a class with `reset(row) -> state` and `step(state, action) -> Step`, registered
 under a name with @register_env. A row runs as an episode when its `env` column names one, or when an
-environment is registered under its data_source; any other row is an episode of one turn, as before.
+environment is registered under its data_source (it then owns that source's reward: an episode it ends
+without one, or a budget cuts, gets 0); any other row is an episode of one turn, as before.
 Both methods run in a tool process (rlsys/agents/tools.py), never in the engine: a step that hangs,
 raises or prints a gigabyte ends its own episode, not the run. The state travels there and back
 pickled, so changes made to it in place are kept (or return a new one in Step.state).

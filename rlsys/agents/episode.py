@@ -144,6 +144,8 @@ class EpisodeRunner:
             await asyncio.wait_for(body, self.agent.episode_timeout_s)
         except asyncio.TimeoutError:
             ep.end("aborted", f"rollout.agent.episode_timeout_s={self.agent.episode_timeout_s:g} s passed")
+        if ep.reward is None and row.get("data_source") == env_name:  # it owns its data_source's reward
+            ep.reward = 0.0
         return ep
 
     def append(self, ep: Episode, ids: list[int], completion, turn: int) -> None:
@@ -223,12 +225,13 @@ class EpisodeRunner:
             state, ep.tool_calls = step.state, ep.tool_calls + step.tool_calls
             if step.info:
                 ep.info.setdefault("steps", []).append(step.info)
-            if c.finish_reason == "length":
-                ep.end("truncated", f"turn {turn} reached its token cap")
-                return
             if step.done or step.observation is None:
                 ep.reward = step.reward
-                ep.end("completed")
+                ep.end("completed" if c.finish_reason != "length" else "truncated",
+                       None if c.finish_reason != "length" else f"turn {turn} reached its token cap")
+                return
+            if c.finish_reason == "length":
+                ep.end("truncated", f"turn {turn} reached its token cap")
                 return
             if ep.tool_calls > ag.max_tool_calls:
                 ep.end("truncated", f"rollout.agent.max_tool_calls={ag.max_tool_calls}")

@@ -68,11 +68,11 @@ def tools():
     pool.close()
 
 
-def run(loop, tools, env: str, max_tokens: int = 200, engine=None, **budgets):
+def run(loop, tools, env: str, max_tokens: int = 200, engine=None, source: str = "test", **budgets):
     agent = AgentConfig(**{"max_observation_tokens": 64, **budgets})
     engine = engine or ScriptedEngine()
     runner = EpisodeRunner(agent, TOK, engine, tools, lambda c, k: np.full(k, 7))
-    row = {"prompt": "12*34=", "ground_truth": "408", "data_source": "test", "chat": False, "extra_info": None}
+    row = {"prompt": "12*34=", "ground_truth": "408", "data_source": source, "chat": False, "extra_info": None}
     ep = loop.run_until_complete(runner.run(env, row, PROMPT, seed=1, sample=0, sampling={"temperature": 1.0},
                                             max_tokens=max_tokens))
     return ep, engine
@@ -102,6 +102,13 @@ def test_each_budget_truncates(loop, tools, budgets, max_tokens, turns, reason):
     ep, _ = run(loop, tools, "test_chatty", max_tokens=max_tokens, **budgets)
     assert ep.status == "truncated" and ep.finish_reason == "length" and reason in ep.info["end"]
     assert ep.num_turns == turns and len(ep.ids) <= max_tokens and ep.mask[-1] == 1
+
+
+def test_an_environment_named_as_the_data_source_owns_its_reward(loop, tools):
+    ep, _ = run(loop, tools, "test_chatty", max_turns=2)
+    assert ep.reward is None  # the row's verifier will score it
+    ep, _ = run(loop, tools, "test_chatty", max_turns=2, source="test_chatty")
+    assert ep.status == "truncated" and ep.reward == 0.0  # cut by a budget: no verifier has its name
 
 
 def test_long_observation_keeps_its_first_tokens(loop, tools):
