@@ -6,6 +6,7 @@
   episode.py    one episode on an engine: token-in/token-out turns, observation suffixes, budgets
   gateway.py    agents written against the OpenAI API: each engine's chat-completions endpoint
   calculator.py the built-in tool task (multi-digit products with a calculator)
+  python_tool.py Python in the verifier's sandbox as a tool (env: python)
 """
 
 from rlsys.agents.env import ENVS, Environment, Step, register_env  # noqa: F401

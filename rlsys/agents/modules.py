@@ -11,6 +11,7 @@ from pathlib import Path
 def load_env_modules(modules: list[str]) -> None:
     """Import the user's environment modules (dotted names or .py paths); the built-ins always."""
     import rlsys.agents.calculator  # noqa: F401  (registers the built-in calculator)
+    import rlsys.agents.python_tool  # noqa: F401  (and the Python tool, in the verifier's sandbox)
 
     for name in modules:
         if name.endswith(".py"):

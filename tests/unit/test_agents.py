@@ -230,3 +230,16 @@ def test_unknown_env_column_names_the_row(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), path)
     data = load_prompts(path, TOK, {"arithmetic"}, 64)
     assert data.env == [None, "test_counter"] and data.episode(1)["row"]["ground_truth"] == "4"
+
+
+def test_python_tool_runs_in_the_verifiers_sandbox(loop, tools):
+    """The built-in code tool: the model's program runs sandboxed in the tool process; a runaway one is
+    stopped by the sandbox's limit and reported as the observation, the episode goes on."""
+    from rlsys.agents.python_tool import PythonTool
+
+    run = lambda action: loop.run_until_complete(tools.call("python", "step", ({}, action), 30.0))  # noqa: E731
+    assert run("<python>print(6 * 7)</python>").observation == "<out>42</out>"
+    t0 = time.monotonic()
+    step = run("<python>while True: pass</python>")
+    assert step.observation.startswith("<out>timeout") and time.monotonic() - t0 < 20 and not step.info["tool_ok"]
+    assert run("The answer is 42.").done and PythonTool.stop == ("</python>",)
