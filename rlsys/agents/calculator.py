@@ -23,8 +23,9 @@ DATA_SOURCE = "calc"
 CALL = re.compile(r"<calc>(.*?)</calc>", re.S)
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
         ast.Mod: operator.mod, ast.USub: operator.neg}
-CHAT_INSTRUCTION = ("You have a calculator. To use it, write <calc>expression</calc> and stop; its result comes "
-                    "back as <out>value</out>. Then give the final answer as a number.")
+CHAT_INSTRUCTION = ("You have a calculator. To use it, write the expression between <calc> and </calc>, for example "
+                    "<calc>12*34</calc>, and its result comes back as <out>408</out>. Then give the final answer "
+                    "as a number.")
 
 
 def calculate(expr: str) -> int:

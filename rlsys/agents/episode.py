@@ -184,10 +184,10 @@ class EpisodeRunner:
             if not ep.ended:
                 cause = f" (from {type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ else ""
                 ep.end("tool_error", f"the agent raised {type(e).__name__}: {e}{cause}"[:2000])
-        finally:
+        finally:  # also when the episode's timeout cancels it: its ids belong to this prompt
+            ep.prompt, ep.tool_calls = rec.prompt, max(0, ep.num_turns - 1)
             self.gateway.open.pop(key, None)
             await client.close()
-        ep.prompt, ep.tool_calls = rec.prompt, max(0, ep.num_turns - 1)
 
     async def _turns(self, ep: Episode, env_name: str, row: dict, prompt: list[int], seed: int, sampling: dict,
                      max_tokens: int) -> None:
