@@ -76,8 +76,11 @@ def per_turn_gap(checkpoint: str, eval_path: str, rows: int = 32, n: int = 8) ->
     data = load_prompts(eval_path, tok, known_sources(), cfg.rollout.max_model_len - 48)
     w, loop = RolloutWorker(engine_spec(cfg, checkpoint)), asyncio.new_event_loop()
     try:
-        outs = loop.run_until_complete(asyncio.gather(*[
-            w.generate_group(data.prompt_token_ids[i], 1000 + i, n, 1.0, 1.0, 48, data.episode(i)) for i in range(rows)]))
+        async def groups():
+            return await asyncio.gather(*[w.generate_group(data.prompt_token_ids[i], 1000 + i, n, 1.0, 1.0, 48,
+                                                           data.episode(i)) for i in range(rows)])
+
+        outs = loop.run_until_complete(groups())
     finally:
         w.shutdown()
     model, gaps = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval(), {}
@@ -124,12 +127,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/agent_tool"))
+    ap.add_argument("--gap-only", action="store_true", help="reuse OUT/results.json's runs; only the per-turn gap")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     out = Path(args.out)
-    tool = run("tool", out / "tool", args.steps, args.overrides)
-    bare = run("no_tool", out / "no_tool", args.steps, ["rollout.agent.enabled=false", "trainer.save_checkpoint=false",
-                                                        *args.overrides])
+    if args.gap_only:
+        done = json.loads((out / "results.json").read_text())
+        tool, bare = done["tool"], done["no_tool"]
+    else:
+        tool = run("tool", out / "tool", args.steps, args.overrides)
+        bare = run("no_tool", out / "no_tool", args.steps, ["rollout.agent.enabled=false", "trainer.save_checkpoint=false",
+                                                            *args.overrides])
+        (out / "results.json").write_text(json.dumps({"tool": tool, "no_tool": bare, "argv": sys.argv[1:]}, indent=2))
     tool["per_turn_gap"] = per_turn_gap(tool["checkpoint"], tool["eval_path"])
     (out / "results.json").write_text(json.dumps({"tool": tool, "no_tool": bare, "argv": sys.argv[1:]}, indent=2))
     text = table(tool, bare)
