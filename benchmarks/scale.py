@@ -63,6 +63,11 @@ class GroupOutput:
     tokens: int
     policy_version: int = 0
     seconds: float = 0.0
+    token_versions: list | None = None
+    token_mask: list | None = None  # one-turn groups: none of the episode columns
+    turn_index: list | None = None
+    episodes: list | None = None
+    prompt_token_ids: list | None = None
 
 
 @dataclass

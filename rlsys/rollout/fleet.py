@@ -213,6 +213,8 @@ class RolloutFleet:
                   r.max_new_tokens)
         cost = [n * (len(data.prompt_token_ids[i]) + r.max_new_tokens) for i in prompt_idx]
         seed_of = lambda g: group_seed(seed, int(prompt_idx[g]))  # noqa: E731  (also names the group)
+        # a group of a row with an environment carries it (its samples are episodes); a one-turn group does not
+        episode_of = lambda g: [e] if (e := data.episode(int(prompt_idx[g]))) else []  # noqa: E731
         calls: dict = {}  # streaming call -> (engine index, group positions it still owes)
         heard: dict = {}  # streaming call -> when it was sent or last sent a message (its deadline runs from there)
         alive: set = set()  # streaming calls whose engine answered a probe since their last message
@@ -230,8 +232,7 @@ class RolloutFleet:
                 per_engine.setdefault(e, []).append(g)
                 self.load[e] += cost[g]
             for e, gs in per_engine.items():  # the per-prompt seed makes a group the same on any engine
-                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g), data.episode(int(prompt_idx[g])))
-                        for g in gs]
+                todo = [(g, data.prompt_token_ids[int(prompt_idx[g])], seed_of(g), *episode_of(g)) for g in gs]
                 call = self.engines[e].generate_groups.options(num_returns="streaming").remote(todo, *params)
                 calls[call], heard[call] = (e, set(gs)), time.monotonic()
 
