@@ -148,6 +148,20 @@ class EpisodeRunner:
             ep.reward = 0.0
         return ep
 
+    async def turn(self, ep: Episode, prompt: list[int], sampling: dict, max_tokens: int, seed: int, stop: list[str]):
+        """One model turn: a request of the prompt and every id of the episode so far, its sampled ids appended
+        (mask 1); vLLM's completion. Stop strings stay in the turn's tokens (they were sampled)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(**sampling, n=1, max_tokens=max_tokens, logprobs=0, seed=seed, stop=stop,
+                                include_stop_str_in_output=True, skip_special_tokens=True,
+                                output_kind=RequestOutputKind.FINAL_ONLY)
+        ep.requests.append(len(ep.ids))
+        c = (await self.request(prompt + ep.ids, params)).outputs[0]
+        self.append(ep, list(c.token_ids), c, ep.num_turns - 1)
+        return c
+
     def append(self, ep: Episode, ids: list[int], completion, turn: int) -> None:
         """ids after the episode's: sampled by the engine (completion: vLLM's, mask 1, with their log-probs and
         versions) or an observation (completion None: mask 0, the version of the turn it answers)."""
@@ -192,9 +206,6 @@ class EpisodeRunner:
     async def _turns(self, ep: Episode, env_name: str, row: dict, prompt: list[int], seed: int, sampling: dict,
                      max_tokens: int) -> None:
         """The turns, appended to `ep` as they come (a timeout keeps what was appended); turn k's seed: seed + k."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
         from rlsys.agents.env import ENVS, Environment
         from rlsys.agents.tools import ToolError
 
@@ -208,14 +219,8 @@ class EpisodeRunner:
             return
         for turn in range(ag.max_turns):
             room = max_tokens - len(ep.ids)
-            params = SamplingParams(**sampling, n=1, max_tokens=min(room, ag.max_turn_tokens or room), logprobs=0,
-                                    seed=seed + turn, stop=list(env.stop),
-                                    include_stop_str_in_output=True, skip_special_tokens=True,
-                                    output_kind=RequestOutputKind.FINAL_ONLY)
-            ep.requests.append(len(ep.ids))
-            c = (await self.request(prompt + ep.ids, params)).outputs[0]
+            c = await self.turn(ep, prompt, sampling, min(room, ag.max_turn_tokens or room), seed + turn, list(env.stop))
             ids = list(c.token_ids)
-            self.append(ep, ids, c, turn)
             try:
                 step = await self.tools.call(env_name, "step", (state, self.tok.decode(ids, skip_special_tokens=True)),
                                              ag.tool_timeout_s)

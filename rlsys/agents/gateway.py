@@ -53,9 +53,6 @@ class Recorder:
         self.text = ""  # the episode so far as text, in the template's terms
 
     async def complete(self, body: dict) -> dict:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
         ag, tok, ep = self.runner.agent, self.runner.tok, self.ep
         text = tok.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
         if self.prompt is None:
@@ -74,13 +71,9 @@ class Recorder:
         room = self.max_tokens - len(ep.ids)
         cap = min(room, ag.max_turn_tokens or room, int(body.get("max_tokens") or body.get("max_completion_tokens") or room))
         stop = body.get("stop") or []
-        params = SamplingParams(**self.sampling, n=1, max_tokens=cap, logprobs=0, seed=self.seed + ep.num_turns,
-                                stop=[stop] if isinstance(stop, str) else list(stop), include_stop_str_in_output=True,
-                                skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
-        ep.requests.append(len(ep.ids))
-        c = (await self.runner.request(self.prompt + ep.ids, params)).outputs[0]
+        c = await self.runner.turn(ep, self.prompt, self.sampling, cap, self.seed + ep.num_turns,
+                                   [stop] if isinstance(stop, str) else list(stop))
         ids = list(c.token_ids)
-        self.runner.append(ep, ids, c, ep.num_turns - 1)
         self.text = text + tok.decode(ids)
         ep.finish_reason = "length" if c.finish_reason == "length" else "stop"
         content = tok.decode(ids, skip_special_tokens=True)

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
 from multiprocessing.connection import Connection
+
+from rlsys.runtime.child import kill_child, start_child
 
 START_TIMEOUT_S = 60.0  # a tool process must import the environments within this
 
@@ -36,11 +34,7 @@ class ToolProcess:
     """Parent side of one child; one call at a time (the pool hands it to one caller)."""
 
     def __init__(self, modules: list[str], max_chars: int):
-        ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen([sys.executable, "-m", "rlsys.agents.tools", str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], start_new_session=True)
-        theirs.close()
-        self.conn = Connection(ours.detach())
+        self.proc, self.conn = start_child("rlsys.agents.tools")
         self.conn.send((list(modules), max_chars))
         self.ready = False
 
@@ -64,12 +58,7 @@ class ToolProcess:
         return value
 
     def close(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        self.conn.close()
+        kill_child(self.proc, self.conn)
 
 
 class ToolPool:

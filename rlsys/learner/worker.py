@@ -140,13 +140,13 @@ class LearnerWorker:
     def _micro_batch_loss(self, mb: RolloutBatch, denom: Denominators, progress: float):
         a = self.cfg.algorithm
         inputs = self._inputs(mb)
+        per_token = lambda cols: None if cols is None else pad_per_token(cols, inputs.mask.cpu()).to(self.device)  # noqa: E731
         mask = inputs.mask  # [B, R]: response tokens; every per-token tensor below has this layout
         if mb.token_mask is not None:  # episodes: only tokens the policy sampled enter any term (observations: 0)
-            mask = mask & (pad_per_token(mb.token_mask, inputs.mask.cpu()).to(self.device) > 0)
+            mask = mask & (per_token(mb.token_mask) > 0)
         loss_spec = spec("loss", a.loss)
         head = loss_spec.head(a) if loss_spec.head else {}  # full_distribution terms, from the chunked head
         out = response_logprobs(self.model, inputs, self.cfg.rollout.temperature, with_entropy=True, **head)
-        per_token = lambda cols: None if cols is None else pad_per_token(cols, inputs.mask.cpu()).to(self.device)  # noqa: E731
         per_sample = lambda flags: torch.as_tensor(np.asarray(flags, bool), device=self.device)[:, None]  # noqa: E731
         rl = mask & ~per_sample(mb.anchor if mb.anchor is not None else np.zeros(len(mb), bool))
         # Samples an estimator dropped (PSR drops the wrong ones, NSR the correct ones) leave the policy loss.

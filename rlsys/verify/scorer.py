@@ -11,15 +11,13 @@ Run as `python -m rlsys.verify.scorer FD`.
 from __future__ import annotations
 
 import math
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
 
 from rlsys.config import VerifierConfig
+from rlsys.runtime.child import kill_child, start_child
 from rlsys.verify.details import VerifierDetails
 
 GRACE_S = 2.0  # beyond verifier.timeout_s: the code verifier kills and reads back its sandbox in this
@@ -53,11 +51,7 @@ class ScorerProcess:
 
     def __init__(self, cfg: VerifierConfig):
         self.cfg = cfg
-        ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen([sys.executable, "-m", "rlsys.verify.scorer", str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], start_new_session=True)
-        theirs.close()
-        self.conn = Connection(ours.detach())
+        self.proc, self.conn = start_child("rlsys.verify.scorer")
         self.conn.send(cfg)
         self.ready = False
 
@@ -88,12 +82,7 @@ class ScorerProcess:
             code = self.proc.wait(timeout=0.2)  # a crashed process may not be reaped the instant its socket closes
         except subprocess.TimeoutExpired:
             code = None
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        self.conn.close()
+        kill_child(self.proc, self.conn)
         return code
 
 
