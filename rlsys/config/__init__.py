@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlsys.config.agent import AgentConfig, check_agent
+from rlsys.config.lora import LoraConfig, check_lora
 from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by check_config)
 
 
@@ -184,6 +185,7 @@ class LearnerConfig:
     attn_implementation: str = "auto"  # auto (flash_attention_2 on CUDA if importable, else sdpa) | flash_attention_2 | sdpa | eager; reference and critic follow
     activation_checkpointing: bool = False  # recompute each decoder layer in backward (less memory, ~1/3 more compute)
     mixed_precision: str = "auto"  # auto (bf16 compute + fp32 master weights on GPU, fp32 on CPU) | float32 | bfloat16 (CPU: only with native bf16)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters instead of full fine-tuning (rlsys/config/lora.py, docs/lora.md)
 
 
 @dataclass
@@ -339,6 +341,7 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")
     _check(lr_.backend in ("auto", "gloo", "nccl"), "learner.backend", f"must be auto, gloo or nccl, got {lr_.backend!r}")
     _validate_learner_speed(lr_, c)
+    check_lora(cfg, _check)
     _check(cfg.model.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {cfg.model.dtype!r}")
     _check(c.num_verifiers >= 1, "cluster.num_verifiers", f"must be >= 1, got {c.num_verifiers}")
     _check(c.deadline_scale >= 0, "cluster.deadline_scale", f"must be >= 0 (0 = wait forever), got {c.deadline_scale}")

@@ -57,13 +57,24 @@ def load_causal_lm(path: str, dtype: str, learner_cfg, device, checkpointing: bo
 
 
 def shard(model: torch.nn.Module, layers, policy: MixedPrecisionPolicy) -> torch.nn.Module:
-    """One FSDP unit per decoder layer, the root holds the rest."""
+    """One FSDP unit per decoder layer, the root holds the rest; a layer's LoRA adapters are a unit of
+    their own (trainable apart from frozen: no gradient buffers or reduce-scatters for the base)."""
+    from rlsys.learner.lora import adapter_modules
+
     for layer in layers:
+        adapters = adapter_modules(layer)
+        if adapters:
+            fully_shard(adapters, mp_policy=policy)
         fully_shard(layer, mp_policy=policy)
     return fully_shard(model, mp_policy=policy)
 
 
 def build_policy(path: str, cfg, device: torch.device) -> torch.nn.Module:
+    """The policy to train: the whole model, or a frozen base with LoRA adapters (learner.lora.rank > 0)."""
     lc = cfg.learner
     model = load_causal_lm(path, cfg.model.dtype, lc, device, lc.activation_checkpointing)
+    if lc.lora.rank > 0:
+        from rlsys.learner.lora import add_adapters
+
+        model = add_adapters(model, lc.lora)
     return shard(model, model.model.layers, mixed_precision_policy(lc.mixed_precision, device))

@@ -82,7 +82,8 @@ class LearnerWorker:
         load_plugins(a.modules)  # terms registered by the user's files, in this process too
         lc = cfg.learner
         self.model = model = build_policy(self.model_path, cfg, self.device)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=a.optim.lr, weight_decay=a.optim.weight_decay)
+        trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+        self.optimizer = torch.optim.AdamW(trainable, lr=a.optim.lr, weight_decay=a.optim.weight_decay)
         self.critic = self.critic_optimizer = None
         if a.critic.enabled:
             attn = resolve_attn_implementation(lc.attn_implementation, self.device, lc.packed)
@@ -91,7 +92,7 @@ class LearnerWorker:
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=a.critic.lr)
         self.scheduler = lr_scheduler(self.optimizer, a.optim.warmup_steps, a.optim.schedule, cfg.total_steps)
         self.reference = None  # the frozen initial policy, sharded like the policy (cluster.reference_with_learners)
-        if cfg.reference:
+        if cfg.reference and lc.lora.rank == 0:  # with LoRA the reference is the policy with its adapters off
             self.reference = build_policy(self.model_path, cfg, self.device).eval().requires_grad_(False)
 
     # ---- training ------------------------------------------------------------------------------
@@ -220,9 +221,16 @@ class LearnerWorker:
 
     @torch.no_grad()
     def ref_logprobs(self, shard: RolloutBatch, num_micro: int) -> list[np.ndarray]:
-        """The reference's log-probs of this rank's shard (a collective: each rank holds a shard of it)."""
-        return self._per_sample(shard, num_micro,
-                                lambda inputs: response_logprobs(self.reference, inputs, self.cfg.rollout.temperature).logp)
+        """The reference's log-probs of this rank's shard (a collective: each rank holds a shard of it).
+        With LoRA the reference is the base: the policy with its adapters switched off, no second copy."""
+        if self.reference is not None:
+            return self._per_sample(shard, num_micro, lambda inputs: response_logprobs(
+                self.reference, inputs, self.cfg.rollout.temperature).logp)
+        from rlsys.learner.lora import adapters_disabled
+
+        with adapters_disabled(self.model) as base:
+            return self._per_sample(shard, num_micro,
+                                    lambda inputs: response_logprobs(base, inputs, self.cfg.rollout.temperature).logp)
 
     def _per_sample(self, shard: RolloutBatch, num_micro: int, per_token) -> list[np.ndarray]:
         """per_token(inputs) -> [B, R] of every micro-batch, as one array per sample in shard order
@@ -289,10 +297,17 @@ class LearnerWorker:
         load_rank(self, path)
 
     def save_checkpoint(self, path: str) -> str | None:
-        """HF-format checkpoint (weights + config + tokenizer) written by rank 0."""
+        """HF-format checkpoint (weights + config + tokenizer) written by rank 0. With LoRA: the merged
+        model there, and the PEFT adapter alone in path/adapter."""
         sd = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if self.rank == 0:
             Path(path).mkdir(parents=True, exist_ok=True)
+            lora = self.cfg.learner.lora
+            if lora.rank > 0:
+                from rlsys.learner.lora import merged_state_dict, save_adapter, scale
+
+                save_adapter(sd, lora, self.model_path, str(Path(path) / "adapter"))
+                sd = merged_state_dict(sd, scale(lora))
             self.model.save_pretrained(path, state_dict=sd, safe_serialization=True)
             AutoTokenizer.from_pretrained(self.model_path).save_pretrained(path)
         dist.barrier()

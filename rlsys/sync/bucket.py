@@ -21,9 +21,15 @@ _DTYPES = {str(d): d for d in (torch.float32, torch.bfloat16, torch.float16, tor
                                torch.int64, torch.int32, torch.uint8, torch.bool)}
 
 
-def sync_params(model: torch.nn.Module, skip_frozen: bool) -> list[tuple[str, torch.nn.Parameter]]:
+def sync_params(model: torch.nn.Module, skip_frozen: bool, lora=None) -> list[tuple[str, torch.nn.Parameter]]:
     """The parameters a sync sends, HF-named: frozen ones (requires_grad False) never change after
-    the engines load the checkpoint, so they can stay home. Same list on every rank."""
+    the engines load the checkpoint, so they can stay home. Same list on every rank.
+    lora (learner.lora, rank > 0): the adapters only, or with lora.merge each adapted linear's merged
+    weight (rlsys/learner/lora.py), under the base checkpoint's name."""
+    if lora is not None and lora.rank > 0:
+        from rlsys.learner.lora import adapter_params, merged_params, scale
+
+        return merged_params(model, scale(lora)) if lora.merge else adapter_params(model)
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad or not skip_frozen]
 
 
@@ -59,14 +65,14 @@ def bucket_plan(params: list[tuple[str, torch.nn.Parameter]], bucket_mb: int,
 
 
 def iter_buckets(model: torch.nn.Module, bucket_mb: int, keep: bool = True, skip_frozen: bool = False,
-                 dtype: torch.dtype | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+                 dtype: torch.dtype | None = None, lora=None) -> Iterator[list[tuple[str, torch.Tensor]]]:
     """Full parameters under their HF names, gathered one at a time, in bucket_plan's buckets.
 
     Every rank must iterate (an FSDP2 gather is a collective); ranks that do not send pass
     keep=False and drop each gathered tensor at once. Only one bucket of full tensors exists at a
     time, never a second full copy of the model; CPU tensors are not copied here at all.
     """
-    params = sync_params(model, skip_frozen)
+    params = sync_params(model, skip_frozen, lora)
     for idx in bucket_plan(params, bucket_mb, dtype):
         bucket = []
         for i in idx:

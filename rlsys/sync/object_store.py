@@ -48,10 +48,12 @@ class ObjectStoreSync:
         r = cfg.rollout
         self.bucket_mb, self.transport, self.skip_frozen = r.sync_bucket_mb, r.sync_transport, not r.sync_frozen
         self.dtype, self.ring, self.nodes = sync_dtype(cfg), None, {}
+        self.lora = cfg.learner.lora if cfg.learner.lora.rank > 0 else None  # adapters, or merged weights
         self.direct = DirectWriter() if r.cpu_gemm == "plain" else None  # see rlsys/sync/direct_write.py
 
     def _buckets(self, model, keep: bool):
-        return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype)
+        return iter_buckets(model, self.bucket_mb, keep=keep, skip_frozen=self.skip_frozen, dtype=self.dtype,
+                            lora=self.lora)
 
     def push(self, model, engines, version: int, is_sender: bool, keep_snapshot: bool = False) -> SyncResult:
         t0 = time.perf_counter()
@@ -64,13 +66,13 @@ class ObjectStoreSync:
         shm, same_node = self._transports(engines)
         st, kept = _Stages(len(engines), same_node), []
         if self.direct is not None and not keep_snapshot and all(same_node) and all(shm) and \
-                self.direct.ready(engines, [n for n, _ in sync_params(model, self.skip_frozen)]):
+                self.direct.ready(engines, [n for n, _ in sync_params(model, self.skip_frozen, self.lora)]):
             out = self.direct.push(self._buckets(model, keep=True), engines, version, st)
             if out is not None:
                 return replace(out, seconds=time.perf_counter() - t0, buckets=0, stages=st.summary(),
                                shm_engines=len(engines), ray_engines=0)
         self.ring = self.ring or ShmRing(SLOTS)
-        total = len(bucket_plan(sync_params(model, self.skip_frozen), self.bucket_mb, self.dtype))
+        total = len(bucket_plan(sync_params(model, self.skip_frozen, self.lora), self.bucket_mb, self.dtype))
         sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
         it, nbytes = iter(self._buckets(model, keep=True)), 0
         for k in range(total):
