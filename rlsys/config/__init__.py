@@ -165,6 +165,7 @@ class RolloutConfig:
     sync_transport: str = "auto"  # object_store: auto (shared memory on the sender's node, Ray objects across nodes) | shm | ray
     sync_dtype: str = "auto"  # dtype weights travel in: auto (the engine's, model.dtype) | float32 | bfloat16 | float16
     sync_frozen: bool = False  # also send parameters with requires_grad=False (false: they never change, they stay home)
+    check_weights: str = "auto"  # after each sync, check the engines serve what was sent: off | probe (log-probs of a fixed text) | checksum (probe + sha256 of every tensor) | auto (probe; + checksum for LoRA adapters) (rlsys/sync/check.py)
     cpu_gemm: str = "packed"  # CPU engines' linears: packed (vLLM's oneDNN layout; a sync re-packs them) | plain (checkpoint layout from the first sync on: the sender then writes the engines' weights itself, generation is slower; benchmarks/README.md)
     speculative: str = "none"  # speculative decoding: none | ngram | draft | eagle | mtp (lossless: same distribution)
     num_speculative_tokens: int = 3  # tokens proposed per step when speculative != none
@@ -336,6 +337,8 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
            f"must be auto, shm or ray, got {r.sync_transport!r}")
     _check(r.sync_dtype in ("auto", "float32", "bfloat16", "float16"), "rollout.sync_dtype",
            f"must be auto, float32, bfloat16 or float16, got {r.sync_dtype!r}")
+    _check(r.check_weights in ("off", "probe", "checksum", "auto"), "rollout.check_weights",
+           f"must be off, probe, checksum or auto, got {r.check_weights!r}")
     _check(r.cpu_gemm in ("packed", "plain"), "rollout.cpu_gemm", f"must be packed or plain, got {r.cpu_gemm!r}")
     _check(lr_.world_size >= 1, "learner.world_size", f"must be >= 1, got {lr_.world_size}")
     _check(lr_.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {lr_.micro_batch_size}")

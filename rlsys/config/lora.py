@@ -23,6 +23,7 @@ def check_lora(cfg, check) -> None:
     check(lo.rank >= 0, "learner.lora.rank", f"must be >= 0 (0 = off), got {lo.rank}")
     if lo.rank == 0:
         return
+    check(lo.rank <= 512, "learner.lora.rank", f"must be <= 512 (vLLM's largest LoRA rank), got {lo.rank}")
     check(lo.alpha > 0, "learner.lora.alpha", f"must be > 0, got {lo.alpha}")
     check(0 <= lo.dropout < 1, "learner.lora.dropout", f"must be in [0, 1), got {lo.dropout}")
     check(len(lo.target_modules) > 0, "learner.lora.target_modules", "name at least one module, e.g. [q_proj, v_proj]")

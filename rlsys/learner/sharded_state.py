@@ -1,6 +1,7 @@
 """A learner rank's part of a checkpoint: FSDP2 model and optimizer state as one sharded
 torch.distributed.checkpoint (each rank writes and reads only its own shards), the critic's the
-same way, and the rank's RNG and lr-scheduler state. Every rank calls these (DCP is collective).
+same way, and the rank's RNG and lr-scheduler state. With LoRA only the adapters and their
+optimizer state are written (the frozen base is the checkpoint the run started from). Every rank calls these (DCP is collective).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 
 def lr_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, schedule: str, total_steps: int):
@@ -33,9 +34,16 @@ def _modules(worker) -> dict[str, tuple]:
     return out
 
 
+def _options(model) -> StateDictOptions:
+    """Frozen parameters (a LoRA base) never change: the engines and a resume reload them from the
+    checkpoint, so a resumable checkpoint holds the trainable ones and the optimizer only."""
+    frozen = any(not p.requires_grad for p in model.parameters())
+    return StateDictOptions(ignore_frozen_params=frozen, strict=not frozen)
+
+
 def save_rank(worker, path: str) -> None:
     for name, (model, optim) in _modules(worker).items():
-        model_sd, optim_sd = get_state_dict(model, optim)
+        model_sd, optim_sd = get_state_dict(model, optim, options=_options(model))
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(Path(path) / name))
     rng = {"torch": torch.get_rng_state(), "scheduler": worker.scheduler.state_dict()}
     if torch.cuda.is_available():
@@ -48,10 +56,11 @@ def load_rank(worker, path: str) -> None:
         if not (Path(path) / name).is_dir():
             raise FileNotFoundError(f"checkpoint {path} has no {name} state (was it made with algorithm.critic.enabled "
                                     f"set the same way?)")
-        model_sd, optim_sd = get_state_dict(model, optim)
+        model_sd, optim_sd = get_state_dict(model, optim, options=_options(model))
         state = {"model": model_sd, "optim": optim_sd}
         dcp.load(state, checkpoint_id=str(Path(path) / name))
-        set_state_dict(model, optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        set_state_dict(model, optim, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                       options=_options(model))
     rng = torch.load(Path(path) / f"rank_{worker.rank}.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():

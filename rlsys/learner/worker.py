@@ -282,8 +282,26 @@ class LearnerWorker:
 
             self._sync = SYNC_BACKENDS[self.cfg.rollout.sync_backend](self.cfg)
         # async: the pushed version is kept for engines restarted while the learners move on
-        return self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
-                               keep_snapshot=self.cfg.max_staleness >= 1)
+        out = self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
+                              keep_snapshot=self.cfg.max_staleness >= 1)
+        if self.cfg.rollout.check_weights != "off":
+            self._probe(out, [e for i, e in enumerate(engines) if i not in out.failed], version)
+        return out
+
+    def _probe(self, out: SyncResult, engines: list, version: int) -> None:
+        """Every live engine's log-probs of the probe text against the learners' (rlsys/sync/check.py):
+        a collective forward on every rank; rank 0 compares and raises WeightSyncError on a gap."""
+        from rlsys.sync.check import ProbeCheck
+
+        t0 = time.perf_counter()
+        if getattr(self, "_probe_check", None) is None:
+            self._probe_check = ProbeCheck(AutoTokenizer.from_pretrained(self.model_path), DTYPES[self.cfg.model.dtype])
+        learner = self._probe_check.learner_logprobs(self.model, self.device)
+        if self.rank == 0:
+            out.probe_gap = self._probe_check.check(learner, engines, version)
+            out.checked = "checksum" if out.checked == "checksum" else "probe"
+        out.check_s += time.perf_counter() - t0
+        out.seconds += time.perf_counter() - t0
 
     def end_step(self) -> None:
         """One RL step done (all its PPO updates): the lr schedule moves per RL step."""

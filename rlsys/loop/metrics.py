@@ -95,12 +95,18 @@ def step_metrics(step: int, version: int, batch, train: dict, sync: SyncResult, 
         "perf/update_weights_gbps": sync.bytes / 1e9 / max(sync.seconds, 1e-9),
         # 1: the sender wrote the engines' weights itself (rollout.cpu_gemm=plain, rlsys/sync/direct_write.py)
         "perf/update_weights_by_sender": float(sync.by_sender),
+        # the path taken: 1 = LoRA adapters only / LoRA merged into a copy (both 0: full weights)
+        "perf/update_weights_adapter": float(sync.content == "adapter"),
+        "perf/update_weights_merged": float(sync.content == "merged"),
+        "timing_s/check_weights": sync.check_s,  # the probe after the push (in timing_s/update_weights)
         "timing_s/step": wall,
         "timing_s/stage_sum": sum(seconds.get(k, 0.0) for k in STAGES),  # > timing_s/step: stages overlapped
         "perf/throughput": float(lengths.sum()) / max(wall, 1e-9),
         "perf/gen_throughput": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
     }
     m.update({STAGE_METRICS[k]: seconds.get(k, 0.0) for k in STAGES})
+    if sync.probe_gap is not None:  # largest |engine - learner| log-prob of the probe text (rlsys/sync/check.py)
+        m["sync/probe_gap"] = sync.probe_gap
     m["perf/max_memory_gb"] = train.get("perf/max_memory_gb", 0.0)  # the fullest learner rank
     m.update(meta.stats)  # spread_stats and verifier_stats, computed where the samples are
     # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)

@@ -30,6 +30,12 @@ def engine_options(cfg: RLSysConfig, model_path: str) -> dict:
         opts["weight_transfer_config"] = WeightTransferConfig(backend=r.sync_backend)
     if cfg.cluster.colocate:
         opts["enable_sleep_mode"] = True
+    lora = cfg.learner.lora
+    if lora.rank > 0 and not lora.merge:  # adapters arrive from the learners (rlsys/rollout/adapters.py)
+        from rlsys.rollout.adapters import max_lora_rank
+
+        # one adapter per batch (the version served); two registered while one replaces the other
+        opts.update(enable_lora=True, max_lora_rank=max_lora_rank(lora.rank), max_loras=1, max_cpu_loras=2)
     return opts
 
 

@@ -14,9 +14,11 @@ import time
 
 class WeightSyncExtension:
     def rlsys_begin_weight_update(self, sync_id: str | None = None) -> None:
-        self._rlsys_sync = sync_id
-        for loader, _ in self._rlsys_loaders():
-            loader.begin()
+        self._rlsys_sync, self._rlsys_adapter = sync_id, {}
+        self._rlsys_checksum = False
+        if not getattr(self, "_rlsys_skip", False):
+            for loader, _ in self._rlsys_loaders():
+                loader.begin()
 
     def rlsys_load_weights(self, wire: dict) -> dict:
         """One bucket (Bucket.wire(): vLLM's RPC carries plain data). A bucket naming a new sync begins
@@ -30,26 +32,72 @@ class WeightSyncExtension:
         if bucket.sync != getattr(self, "_rlsys_sync", None):
             self.rlsys_begin_weight_update(bucket.sync)
         named = unpack_bucket(bucket)
-        with set_current_vllm_config(self.vllm_config):
-            for loader, names in self._rlsys_loaders():
-                repack += loader.load(named if names is None else [(n, t) for n, t in named if n in names])
-        stats = _stats(len(named), start, repack)
+        self._rlsys_checksum = bucket.checksum
+        if getattr(self, "_rlsys_skip", False):  # the drill of skip_next_sync: nothing loaded
+            named = []
+        adapter = [(n, t) for n, t in named if ".lora_A." in n or ".lora_B." in n]
+        self._rlsys_adapter.update((n, t.clone()) for n, t in adapter)  # the bucket's buffer is reused
+        named = [(n, t) for n, t in named if not (".lora_A." in n or ".lora_B." in n)]
+        if named:
+            with set_current_vllm_config(self.vllm_config):
+                for loader, names in self._rlsys_loaders():
+                    repack += loader.load(named if names is None else [(n, t) for n, t in named if n in names])
+            if bucket.checksum:
+                self._rlsys_received_digests(named)
+        stats = _stats(len(named) + len(adapter), start, repack)
         if not bucket.last:
             return stats
-        done = self.rlsys_finish_weight_update()
+        done = self.rlsys_finish_weight_update(bucket.version, bucket.lora)
         return {**done, "tensors": stats["tensors"], "start": start, "repack_s": repack + done["repack_s"],
                 "load_s": stats["load_s"] + done["load_s"]}
 
-    def rlsys_finish_weight_update(self) -> dict:
+    def rlsys_finish_weight_update(self, version: int = 0, lora: dict | None = None) -> dict:
+        """lora: the adapter's PEFT config (r, lora_alpha, target_modules) when the sync carried one: it is
+        registered now (rlsys/rollout/adapters.py) and its name and id returned for the requests."""
         from vllm.config import set_current_vllm_config
 
-        start, repack, paths = time.perf_counter(), 0.0, {}
-        with set_current_vllm_config(self.vllm_config):
-            for loader, _ in self._rlsys_loaders():
-                seconds, counts = loader.finish()
-                repack += seconds
-                paths = {k: paths.get(k, 0) + v for k, v in counts.items()}
-        return {**_stats(0, start, repack), "paths": paths}
+        start, repack, paths, out = time.perf_counter(), 0.0, {}, {}
+        skipped, self._rlsys_skip = getattr(self, "_rlsys_skip", False), False
+        adapter, self._rlsys_adapter = getattr(self, "_rlsys_adapter", {}), {}
+        if adapter:
+            out["adapter"] = self._rlsys_adapters().register(adapter, lora, version)
+        elif not skipped and lora is None:
+            with set_current_vllm_config(self.vllm_config):
+                for loader, _ in self._rlsys_loaders():
+                    seconds, counts = loader.finish()
+                    repack += seconds
+                    paths = {k: paths.get(k, 0) + v for k, v in counts.items()}
+        if getattr(self, "_rlsys_checksum", False):
+            out["digests"] = {**getattr(self, "_rlsys_digests", {}),
+                              **(self._rlsys_adapters().served_digests() if lora is not None else {})}
+        return {**_stats(0, start, repack), "paths": paths, **out}
+
+    def rlsys_skip_next_sync(self) -> None:
+        """The drill behind RolloutWorker.skip_next_sync: the next sync loads nothing."""
+        self._rlsys_skip = True
+
+    def _rlsys_adapters(self):
+        from rlsys.rollout.adapters import AdapterRegistry
+
+        if getattr(self, "_rlsys_registry", None) is None:
+            self._rlsys_registry = AdapterRegistry(self.model_runner)
+        return self._rlsys_registry
+
+    def _rlsys_received_digests(self, named: list) -> None:
+        """sha256 of each full-weight tensor this engine holds: its own parameter where that holds the
+        tensor whole (norms, embeddings), else the tensor as it read it (a packed CPU linear keeps no
+        readable weight: the probe covers those, rlsys/sync/check.py). Kept across syncs, so a sync
+        that never arrived leaves the previous version's."""
+        from rlsys.sync.check import tensor_digest
+
+        held = getattr(self, "_rlsys_digests", None)
+        held = self._rlsys_digests = {} if held is None else held
+        routes = {n: r for loader, _ in self._rlsys_loaders() for n, r in loader.routes.items()}
+        for name, t in named:
+            r = routes.get(name, [])
+            whole = len(r) == 1 and r[0].kind == "param" and r[0].param is not None and \
+                r[0].param.shape == t.shape and r[0].param.dtype == t.dtype and not r[0].args
+            held[name] = tensor_digest(r[0].param if whole else t)
 
     def rlsys_set_sync_mode(self, mode: str) -> None:
         """direct (default), plain (rollout.cpu_gemm=plain: CPU linears keep the checkpoint layout

@@ -112,6 +112,7 @@ class RolloutWorker:
         self._ids = itertools.count()
         self._setup_calls, self._setup_lock = list(spec.setup_calls), None  # extension set-up, run once
         self._loaded, self._next_bucket = None, {}  # load_weights: the next bucket index of the sync in progress
+        self.adapter = None  # learner.lora: the LoRARequest of the adapter every request runs with (None: the base)
 
     def _engine(self):
         """Built lazily inside the actor's event loop: AsyncLLM's output handler runs on that loop."""
@@ -137,7 +138,8 @@ class RolloutWorker:
         """One request to the final output (intermediate outputs are never produced)."""
         final = None
         async for out in (await self._ready()).generate({"prompt_token_ids": [int(t) for t in prompt_ids]}, params,
-                                                 request_id=f"e{self.engine_index}-{next(self._ids)}"):
+                                                        request_id=f"e{self.engine_index}-{next(self._ids)}",
+                                                        lora_request=self.adapter):
             final = out
         return final
 
@@ -220,6 +222,19 @@ class RolloutWorker:
             result.append(np.stack(rows))
         return result
 
+    async def probe_logprobs(self, token_ids: list[int]) -> np.ndarray:
+        """The log-prob of each token of a fixed text after the first, under the weights served now
+        (rlsys/sync/check.py: did the sync reach this engine?)."""
+        from vllm import SamplingParams
+
+        out = await self._request(token_ids, SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0))
+        return np.asarray([pos[t].logprob for pos, t in zip(out.prompt_logprobs[1:], token_ids[1:])], dtype=np.float64)
+
+    async def skip_next_sync(self) -> None:
+        """A drill: this engine answers the next sync's calls without loading anything, as an engine whose
+        sync was lost would (the weight checks must catch it; tests/integration/test_lora.py)."""
+        await (await self._ready()).collective_rpc("rlsys_skip_next_sync")
+
     # ---- weight sync (called by the sync backend) ----------------------------------------------
     async def begin_weight_update(self, version: int) -> None:
         await (await self._ready()).collective_rpc("rlsys_begin_weight_update")
@@ -241,7 +256,7 @@ class RolloutWorker:
                 self._next_bucket = {bucket.sync: bucket.index + 1}  # earlier syncs are over
                 self._loaded.notify_all()
         if bucket.last:
-            await self._new_version(version)
+            await self._new_version(version, stats.adapter)
         return stats
 
     def _relay(self, bucket: Bucket) -> Bucket:
@@ -260,10 +275,17 @@ class RolloutWorker:
 
     async def finish_weight_update(self, version: int) -> EngineLoad:
         stats = _merge(await (await self._ready()).collective_rpc("rlsys_finish_weight_update"))
-        await self._new_version(version)
+        await self._new_version(version, stats.adapter)
         return stats
 
-    async def _new_version(self, version: int) -> None:
+    async def _new_version(self, version: int, adapter: dict | None = None) -> None:
+        """adapter: the LoRA adapter the sync registered (its name and id, rlsys/rollout/extension.py):
+        requests run with it from now on."""
+        if adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            # the path is never read: the adapter is in every worker's manager under this id already
+            self.adapter = LoRARequest(adapter["name"], adapter["id"], lora_path=adapter["name"])
         await self._engine().reset_prefix_cache()  # cached KV blocks were computed by the old weights
         await self._engine().update_weight_version(str(version))  # the label vLLM gives each token it samples
         self.version = version
@@ -373,7 +395,15 @@ def _merge(per_worker: list[dict]) -> EngineLoad:
     first = per_worker[0]
     return EngineLoad(tensors=max(w["tensors"] for w in per_worker), load_s=max(w["load_s"] for w in per_worker),
                       repack_s=max(w["repack_s"] for w in per_worker), start=min(w["start"] for w in per_worker),
-                      end=max(w["end"] for w in per_worker), paths=first.get("paths"), written=first.get("written"))
+                      end=max(w["end"] for w in per_worker), paths=first.get("paths"), written=first.get("written"),
+                      digests=_agreed([w.get("digests") for w in per_worker]), adapter=first.get("adapter"))
+
+
+def _agreed(digests: list[dict | None]) -> dict | None:
+    """One engine's checksums from its TP workers: a tensor whose workers disagree gets none (a mismatch)."""
+    if any(d is None for d in digests):
+        return None
+    return {n: h for n, h in digests[0].items() if all(d.get(n) == h for d in digests[1:])}
 
 
 def _run_model_in_engine_core() -> None:

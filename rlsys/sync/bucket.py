@@ -97,6 +97,9 @@ class Bucket:
     sync: str | None = None  # the sync it belongs to: a new id begins a sync on the engine
     last: bool = False  # the sync's last bucket: the engine finishes the sync after loading it
     index: int = 0  # position in its sync: an engine loads a sync's buckets in this order
+    checksum: bool = False  # the engine answers the sync's last bucket with sha256 of what it holds (rlsys/sync/check.py)
+    version: int = 0  # the policy version the sync brings (names the engine's LoRA adapter)
+    lora: dict | None = None  # an adapter sync: its PEFT config (r, lora_alpha, target_modules), on every bucket
     path: str | None = None  # a shared-memory file holding the bytes (engines on the sender's node)
     data: np.ndarray | bytes | None = None  # the bytes themselves (a Ray object, for engines elsewhere)
 
@@ -126,11 +129,11 @@ def layout(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype | None = No
 def pack_into(named: list[tuple[str, torch.Tensor]], buf: torch.Tensor, bucket: Bucket, order: list[int]) -> None:
     """Write each tensor into its slice of buf (uint8, at least bucket.nbytes): one copy, cast to
     the wire dtype on the way. order: layout's."""
-    for i, views in zip(order, _views(buf, bucket)):
+    for i, views in zip(order, wire_views(buf, bucket)):
         views.copy_(named[i][1].detach())
 
 
-def _views(buf: torch.Tensor, bucket: Bucket) -> list[torch.Tensor]:
+def wire_views(buf: torch.Tensor, bucket: Bucket) -> list[torch.Tensor]:
     out = []
     for dt, shape, off in zip(bucket.dtypes, bucket.shapes, bucket.offsets):
         dtype = _DTYPES[dt]
@@ -165,4 +168,4 @@ def bucket_buffer(bucket: Bucket) -> torch.Tensor:
 
 def unpack_bucket(bucket: Bucket) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) views into the bucket's buffer, in wire order."""
-    return list(zip(bucket.names, _views(bucket_buffer(bucket), bucket)))
+    return list(zip(bucket.names, wire_views(bucket_buffer(bucket), bucket)))

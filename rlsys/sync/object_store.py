@@ -27,7 +27,8 @@ from dataclasses import replace
 
 import torch
 
-from rlsys.sync.bucket import Bucket, bucket_plan, iter_buckets, layout, pack_into, sync_params
+from rlsys.sync.bucket import Bucket, bucket_plan, iter_buckets, layout, pack_into, sync_params, wire_views
+from rlsys.sync.check import compare_digests, tensor_digest
 from rlsys.sync.direct_write import DirectWriter
 from rlsys.sync.result import SyncResult
 
@@ -49,6 +50,9 @@ class ObjectStoreSync:
         self.bucket_mb, self.transport, self.skip_frozen = r.sync_bucket_mb, r.sync_transport, not r.sync_frozen
         self.dtype, self.ring, self.nodes = sync_dtype(cfg), None, {}
         self.lora = cfg.learner.lora if cfg.learner.lora.rank > 0 else None  # adapters, or merged weights
+        self.content = "full" if self.lora is None else "merged" if self.lora.merge else "adapter"
+        check = r.check_weights  # sha256 of every tensor sent vs what each engine holds (rlsys/sync/check.py)
+        self.checksum = check == "checksum" or (check == "auto" and self.content == "adapter")
         self.direct = DirectWriter() if r.cpu_gemm == "plain" else None  # see rlsys/sync/direct_write.py
 
     def _buckets(self, model, keep: bool):
@@ -69,12 +73,12 @@ class ObjectStoreSync:
                 self.direct.ready(engines, [n for n, _ in sync_params(model, self.skip_frozen, self.lora)]):
             out = self.direct.push(self._buckets(model, keep=True), engines, version, st)
             if out is not None:
-                return replace(out, seconds=time.perf_counter() - t0, buckets=0, stages=st.summary(),
+                return replace(out, seconds=time.perf_counter() - t0, buckets=0, stages=st.summary(), content=self.content,
                                shm_engines=len(engines), ray_engines=0)
         self.ring = self.ring or ShmRing(SLOTS)
         total = len(bucket_plan(sync_params(model, self.skip_frozen, self.lora), self.bucket_mb, self.dtype))
         sync_id, in_flight = uuid.uuid4().hex[:12], [[] for _ in range(len(self.ring))]
-        it, nbytes = iter(self._buckets(model, keep=True)), 0
+        it, nbytes, sent = iter(self._buckets(model, keep=True)), 0, {}
         for k in range(total):
             bucket = st.timed("gather_s", next, it)
             slot = k % len(self.ring)
@@ -82,8 +86,11 @@ class ObjectStoreSync:
             wire, order = layout(bucket, self.dtype)
             path, buf = self.ring.slot(slot, wire.nbytes)
             st.timed("pack_s", pack_into, bucket, buf, wire, order)
+            if self.checksum:
+                st.timed("checksum_s", sent.update, {n: tensor_digest(v) for n, v in zip(wire.names, wire_views(buf, wire))})
             # the first bucket of a sync begins it on the engines, the last finishes it: no other calls
-            wire.sync, wire.last, wire.index = sync_id, k == total - 1, k
+            wire.sync, wire.last, wire.index, wire.checksum = sync_id, k == total - 1, k, self.checksum
+            wire.version, wire.lora = version, self._adapter_config()
             del bucket
             nbytes += wire.nbytes
             in_flight[slot] = st.timed("transport_s", _send, wire, path, buf, engines, shm, version, st.alive,
@@ -93,9 +100,21 @@ class ObjectStoreSync:
         if total == 0:  # nothing to send (every parameter frozen): the engines still take the version
             now = time.perf_counter()
             st.collect([(engines[i].finish_weight_update.remote(version), i, now) for i in sorted(st.alive)])
+        checked = "checksum" if self.checksum and total else "off"
+        if checked == "checksum":
+            for i in sorted(st.alive):
+                compare_digests(sent, st.digests.get(i), i, version)
         return SyncResult(bytes=nbytes, seconds=time.perf_counter() - t0, buckets=total, stages=st.summary(),
                           shm_engines=sum(shm), ray_engines=len(shm) - sum(shm), engine_paths=st.paths,
-                          failed=sorted(set(range(len(engines))) - st.alive), snapshot=kept if keep_snapshot else None)
+                          failed=sorted(set(range(len(engines))) - st.alive), snapshot=kept if keep_snapshot else None,
+                          content=self.content, checked=checked)
+
+    def _adapter_config(self) -> dict | None:
+        """An adapter sync's PEFT config, as vLLM reads it from adapter_config.json (plain JSON types)."""
+        if self.content != "adapter":
+            return None
+        lo = self.lora
+        return {"r": lo.rank, "lora_alpha": lo.alpha, "target_modules": list(lo.target_modules), "bias": "none"}
 
     def _transports(self, engines: list) -> tuple[list[bool], list[bool]]:
         """Per engine: read from the shared-memory slot (else a Ray object), and is it on this node.
@@ -157,6 +176,7 @@ class _Stages:
         self.s, self.same_node, self.paths = defaultdict(float), same_node, None
         self.engine_free = [0.0] * engines  # when each engine finished its previous call
         self.alive = set(range(engines))  # engines still in the push (one that died leaves it)
+        self.digests: dict[int, dict] = {}  # per engine: sha256 of what it holds, from its sync's last call
 
     def timed(self, stage: str, fn, *args):
         t = time.perf_counter()
@@ -182,6 +202,8 @@ class _Stages:
         load, repack, latency = 0.0, 0.0, 0.0
         for i, sent, r in replies:
             load, repack = max(load, r.load_s), max(repack, r.repack_s)
+            if r.digests is not None:
+                self.digests[i] = r.digests
             if self.same_node[i]:
                 latency = max(latency, r.start - max(sent, self.engine_free[i]))
                 self.engine_free[i] = r.end

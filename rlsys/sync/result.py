@@ -18,6 +18,10 @@ class SyncResult:
     buckets: int | None = None  # buckets sent (object_store; 0 when the sender wrote the weights itself)
     shm_engines: int | None = None  # engines that read the bucket from shared memory (object_store)
     ray_engines: int | None = None  # engines that got the bucket as a Ray object (object_store)
+    content: str = "full"  # what was sent: full (weights) | adapter (LoRA adapters only) | merged (LoRA merged into a copy)
+    checked: str = "off"  # what verified the engines after the push: off | probe | checksum (rlsys/sync/check.py)
+    probe_gap: float | None = None  # largest |engine - learner| log-prob of the probe text over the engines
+    check_s: float = 0.0  # seconds the check took (in `seconds`)
 
     @property
     def by_sender(self) -> bool:
@@ -37,3 +41,5 @@ class EngineLoad:
     end: float = 0.0  # perf_counter when it ended
     paths: dict[str, int] | None = None  # tensors per load path, from the call that finished the sync
     written: bool | None = None  # hold_for_writes: the engine took the sender's writes (None for other calls)
+    adapter: dict | None = None  # the call that finished an adapter sync: {name, id} of the LoRA adapter it registered
+    digests: dict[str, str] | None = None  # the call that finished a checksummed sync: sha256 of what the engine holds, per tensor
