@@ -57,14 +57,10 @@ def load_causal_lm(path: str, dtype: str, learner_cfg, device, checkpointing: bo
 
 
 def shard(model: torch.nn.Module, layers, policy: MixedPrecisionPolicy) -> torch.nn.Module:
-    """One FSDP unit per decoder layer, the root holds the rest; a layer's LoRA adapters are a unit of
-    their own (trainable apart from frozen: no gradient buffers or reduce-scatters for the base)."""
-    from rlsys.learner.lora import adapter_modules
-
+    """One FSDP unit per decoder layer, the root holds the rest. A LoRA layer's frozen base and its
+    adapters share the unit (one all-gather): FSDP2 keeps gradients and reduce-scatters for the
+    trainable parameters only."""
     for layer in layers:
-        adapters = adapter_modules(layer)
-        if adapters:
-            fully_shard(adapters, mp_policy=policy)
         fully_shard(layer, mp_policy=policy)
     return fully_shard(model, mp_policy=policy)
 

@@ -219,8 +219,17 @@ class LearnerGroup:
         """The weights into `engines`. on_suspect: called when the push runs past its suspect deadline,
         before the ranks are probed; it returns how many stuck engines it killed (the fleet's kill_stuck:
         the push then completes without them, reporting them failed, under fresh deadlines)."""
-        return self._get([a.push_weights.remote(engines, version) for a in self.actors], "learner:push_weights",
-                         len(engines), on_suspect)[0]
+        from rlsys.sync.check import ProbeSchedule
+
+        mode = self.cfg.rollout.check_weights
+        if getattr(self, "_probes", None) is None or self._probes.mode != mode:
+            self._probes = ProbeSchedule(mode)  # rollout.check_weights: which pushes are probed (rlsys/sync/check.py)
+        probe = self._probes.due()
+        out = self._get([a.push_weights.remote(engines, version, probe) for a in self.actors], "learner:push_weights",
+                        len(engines), on_suspect)[0]
+        if probe:
+            self._probes.record(out.check_s)
+        return out
 
     def save_state(self, path: str) -> None:
         """Sharded model/optimizer state, RNG and lr schedule of every rank into path (resumable)."""

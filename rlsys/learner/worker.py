@@ -275,8 +275,9 @@ class LearnerWorker:
         return out
 
     # ---- weights out ---------------------------------------------------------------------------
-    def push_weights(self, engines: list, version: int) -> SyncResult:
-        """Stream the full weights to the engines through the rollout.sync_backend backend."""
+    def push_weights(self, engines: list, version: int, probe: bool = True) -> SyncResult:
+        """Stream the weights to the engines through the rollout.sync_backend backend; probe: then check
+        the engines serve them (rlsys/sync/check.py; every rank must be given the same)."""
         if getattr(self, "_sync", None) is None:  # built once: nccl keeps its communicator
             from rlsys.sync import SYNC_BACKENDS
 
@@ -284,7 +285,7 @@ class LearnerWorker:
         # async: the pushed version is kept for engines restarted while the learners move on
         out = self._sync.push(self.model, engines, version, is_sender=self.rank == 0,
                               keep_snapshot=self.cfg.max_staleness >= 1)
-        if self.cfg.rollout.check_weights != "off":
+        if probe and self.cfg.rollout.check_weights != "off":
             self._probe(out, [e for i, e in enumerate(engines) if i not in out.failed], version)
         return out
 
@@ -296,9 +297,10 @@ class LearnerWorker:
         t0 = time.perf_counter()
         if getattr(self, "_probe_check", None) is None:
             self._probe_check = ProbeCheck(AutoTokenizer.from_pretrained(self.model_path), DTYPES[self.cfg.model.dtype])
+        asked = self._probe_check.ask(engines) if self.rank == 0 else []
         learner = self._probe_check.learner_logprobs(self.model, self.device)
         if self.rank == 0:
-            out.probe_gap = self._probe_check.check(learner, engines, version)
+            out.probe_gap, out.probe_shift = self._probe_check.check(learner, asked, version)
             out.checked = "checksum" if out.checked == "checksum" else "probe"
         out.check_s += time.perf_counter() - t0
         out.seconds += time.perf_counter() - t0

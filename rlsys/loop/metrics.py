@@ -105,8 +105,10 @@ def step_metrics(step: int, version: int, batch, train: dict, sync: SyncResult, 
         "perf/gen_throughput": float(lengths.sum()) / max(seconds.get("generate", 0.0), 1e-9),
     }
     m.update({STAGE_METRICS[k]: seconds.get(k, 0.0) for k in STAGES})
-    if sync.probe_gap is not None:  # largest |engine - learner| log-prob of the probe text (rlsys/sync/check.py)
+    if sync.probe_gap is not None:  # mean |engine - learner| log-prob of the probe text (rlsys/sync/check.py)
         m["sync/probe_gap"] = sync.probe_gap
+    if sync.probe_shift is not None:  # how far the step moved it: a missed sync would show a gap this size
+        m["sync/probe_shift"] = sync.probe_shift
     m["perf/max_memory_gb"] = train.get("perf/max_memory_gb", 0.0)  # the fullest learner rank
     m.update(meta.stats)  # spread_stats and verifier_stats, computed where the samples are
     # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)

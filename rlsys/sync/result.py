@@ -20,7 +20,8 @@ class SyncResult:
     ray_engines: int | None = None  # engines that got the bucket as a Ray object (object_store)
     content: str = "full"  # what was sent: full (weights) | adapter (LoRA adapters only) | merged (LoRA merged into a copy)
     checked: str = "off"  # what verified the engines after the push: off | probe | checksum (rlsys/sync/check.py)
-    probe_gap: float | None = None  # largest |engine - learner| log-prob of the probe text over the engines
+    probe_gap: float | None = None  # largest mean |engine - learner| log-prob of the probe text over the engines
+    probe_shift: float | None = None  # mean |change| of the learners' probe log-probs since the previous sync
     check_s: float = 0.0  # seconds the check took (in `seconds`)
 
     @property

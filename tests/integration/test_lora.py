@@ -81,7 +81,7 @@ def logprob_gap(actor, model, prompts) -> float:
 
 def probe(cfg, tok, model, actor, version):
     check = ProbeCheck(tok, torch.float32)
-    return check.check(check.learner_logprobs(model, "cpu"), [actor], version)
+    return check.check(check.learner_logprobs(model, "cpu"), check.ask([actor]), version)[0]
 
 
 def test_adapter_syncs_serve_the_adapted_model_and_a_missed_one_is_caught(setup):
