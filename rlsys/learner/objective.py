@@ -47,7 +47,9 @@ def objective_stats(a) -> tuple[Stat, ...]:
 LEARNER_STATS = (Stat("actor/pg_loss"), Stat("tokens"), Stat("entropy_sum"), Stat("kl_sum"), Stat("mismatch_sum"),
                  Stat("training/rollout_logprob_diff_max", "max"), Stat("actor/grad_norm", "first"),
                  Stat("value_grad_norm", "first"), Stat("actor/lr", "first"), Stat("train_seconds", "max"),
-                 Stat("train_cpu_seconds", "sum"), Stat("perf/max_memory_gb", "max"))
+                 Stat("train_cpu_seconds", "sum"), Stat("perf/max_memory_gb", "max"),
+                 *(Stat(k, "sum") for k in ("perf/learner_params_gb", "perf/learner_trainable_gb",
+                                             "perf/learner_grads_gb", "perf/learner_optimizer_gb")))
 
 
 def reductions(a) -> dict[str, str]:

@@ -117,7 +117,12 @@ class LearnerWorker:
             for k, v in stats.items():  # scale 0: a padding micro-batch, counts nothing
                 totals[k] = v * scale if k not in totals else combine([totals[k], v * scale], reduce[k])
         totals["actor/lr"] = self.optimizer.param_groups[0]["lr"]
+        totals["perf/learner_grads_gb"] = _gb(p.grad for p in self.model.parameters() if p.grad is not None)
         totals["actor/grad_norm"] = self._step(self.model, self.optimizer)  # before clipping
+        totals["perf/learner_params_gb"] = _gb(self.model.parameters())  # this rank's shards (the group sums)
+        totals["perf/learner_trainable_gb"] = _gb(p for p in self.model.parameters() if p.requires_grad)
+        totals["perf/learner_optimizer_gb"] = _gb(t for st in self.optimizer.state.values() for t in st.values()
+                                                  if isinstance(t, torch.Tensor))
         if self.critic is not None:
             totals["value_grad_norm"] = self._step(self.critic, self.critic_optimizer)
         totals["train_seconds"] = time.perf_counter() - t0
@@ -337,3 +342,8 @@ class LearnerWorker:
         if dist.is_initialized():
             dist.destroy_process_group()
 
+
+def _gb(tensors) -> float:
+    """GB the tensors hold on this rank (a sharded parameter: its local shard)."""
+    local = lambda t: t.to_local() if isinstance(t, DTensor) else t  # noqa: E731
+    return sum(local(t).numel() * local(t).element_size() for t in tensors) / 1e9

@@ -110,6 +110,10 @@ def step_metrics(step: int, version: int, batch, train: dict, sync: SyncResult, 
     if sync.probe_shift is not None:  # how far the step moved it: a missed sync would show a gap this size
         m["sync/probe_shift"] = sync.probe_shift
     m["perf/max_memory_gb"] = train.get("perf/max_memory_gb", 0.0)  # the fullest learner rank
+    # what the learners hold, all ranks together: parameters (frozen ones included), the trainable ones,
+    # their gradients (before zeroing) and the optimizer's state (learner.lora shrinks the last three)
+    m.update({k: train[k] for k in ("perf/learner_params_gb", "perf/learner_trainable_gb", "perf/learner_grads_gb",
+                                    "perf/learner_optimizer_gb") if k in train})
     m.update(meta.stats)  # spread_stats and verifier_stats, computed where the samples are
     # cores the learner ranks kept busy while training (process CPU time / wall time, all ranks)
     m["learner_cores"] = train.get("train_cpu_seconds", 0.0) / max(train.get("train_seconds", 0.0), 1e-9)
