@@ -80,6 +80,10 @@ class PushResult:
     snapshot: list | None = None
     stages: dict = field(default_factory=dict)
     engine_paths: dict | None = None
+    content: str = "full"
+    check_s: float = 0.0
+    probe_gap: float | None = None
+    probe_shift: float | None = None
     by_sender: bool = False
 
 
@@ -153,7 +157,7 @@ class StandInLearner:
     def end_step(self):
         return None
 
-    def push_weights(self, engines, version):
+    def push_weights(self, engines, version, probe=False):  # probe: no weights here to check
         import ray
 
         if self.rank == 0:
