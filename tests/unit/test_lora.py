@@ -107,3 +107,35 @@ def test_config_refuses_what_lora_cannot_run_with():
     cfg.learner.lora.rank = -1
     with pytest.raises(ConfigError, match="learner.lora.rank"):
         check_config(cfg)
+
+
+def test_checksums_name_the_engine_version_and_tensors():
+    from rlsys.sync.check import WeightSyncError, compare_digests, tensor_digest
+
+    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    assert tensor_digest(a) == tensor_digest(a.clone()) != tensor_digest(a.reshape(3, 2))
+    b = a.clone()
+    b[1, 2] = torch.nextafter(b[1, 2], torch.tensor(100.0))  # one ulp
+    assert tensor_digest(a) != tensor_digest(b)
+    sent = {"x.weight": tensor_digest(a), "y.weight": tensor_digest(a.T.contiguous())}
+    compare_digests(sent, dict(sent), 0, 3)
+    with pytest.raises(WeightSyncError, match=r"engine 1 does not hold the weights of version 3: 1 of 2 .*y.weight"):
+        compare_digests(sent, {**sent, "y.weight": tensor_digest(b)}, 1, 3)
+    with pytest.raises(WeightSyncError, match="never finished"):
+        compare_digests(sent, None, 0, 3)
+
+
+def test_auto_probes_as_many_syncs_as_fit_in_two_percent_of_the_time(monkeypatch):
+    from rlsys.sync import check
+
+    now = [0.0]
+    monkeypatch.setattr(check.time, "monotonic", lambda: now[0])
+    schedule, probed = check.ProbeSchedule("auto"), []
+    for step in range(40):  # a sync every 10 s, a probe costs 0.5 s: 2% of 10 s is 0.2 s
+        if schedule.due():
+            probed.append(step)
+            schedule.record(0.5)
+        now[0] += 10.0
+    assert probed[0] == 0 and 14 <= len(probed) <= 16  # the first always; then one in 2.5 (2% of 390 s: 7.8 s)
+    assert schedule.spent <= 0.02 * now[0] + 0.5
+    assert all(check.ProbeSchedule("probe").due() for _ in range(3)) and not check.ProbeSchedule("off").due()
