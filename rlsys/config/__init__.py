@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlsys.config.agent import AgentConfig, check_agent
 from rlsys.config.lora import LoraConfig, check_lora
+from rlsys.config.updates import check_updates
 from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by check_config)
 
 
@@ -359,7 +360,7 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
     _check(t.keep_last >= 1, "trainer.keep_last", f"must be >= 1, got {t.keep_last}")
     _check(t.max_restarts >= 0, "trainer.max_restarts", f"must be >= 0, got {t.max_restarts}")
-    _validate_updates(cfg)
+    check_updates(cfg, _check)
     _check(not (cfg.model.path and cfg.model.gguf), "model.gguf", "set either model.path or model.gguf, not both")
     _check(cfg.task.name in BUILTIN_TASKS, "task.name",
            f"no built-in task {cfg.task.name!r}; known: {', '.join(BUILTIN_TASKS)}")
@@ -471,34 +472,6 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
            f"a teacher is set but unused by {terms} (distill.kl_coef=0)")
     _check("sequence_ratio" not in need or not adv.per_token_advantage, "algorithm.loss",
            f"{a.loss} is a sequence-level loss; advantage={a.advantage} gives per-token advantages")
-
-
-def _validate_updates(cfg: RLSysConfig) -> None:
-    """PPO mini-batches and epochs, rollout correction and async staleness."""
-    a, lr_, t = cfg.algorithm, cfg.learner, cfg.trainer
-    samples = t.prompts_per_step * cfg.rollout.n
-    _check(lr_.ppo_epochs >= 1, "learner.ppo_epochs", f"must be >= 1, got {lr_.ppo_epochs}")
-    _check(lr_.ppo_mini_batch_size == 0 or lr_.world_size <= lr_.ppo_mini_batch_size <= samples,
-           "learner.ppo_mini_batch_size", f"must be 0 (whole batch) or in [learner.world_size={lr_.world_size}, "
-           f"trainer.prompts_per_step x rollout.n={samples}], got {lr_.ppo_mini_batch_size}")
-    _check(t.max_staleness >= 0, "trainer.max_staleness", f"must be >= 0, got {t.max_staleness}")
-    _check(not t.in_flight_updates or t.max_staleness >= 1, "trainer.in_flight_updates",
-           "weights change in flight only while the fleet generates ahead of the learners: set trainer.max_staleness >= 1")
-    _check(t.max_staleness == 0 or not cfg.cluster.colocate, "trainer.max_staleness",
-           "async training (max_staleness >= 1) overlaps generation with training; it cannot run with "
-           "cluster.colocate=true, where the engines sleep while the learners train")
-    from rlsys.learner.losses import ROLLOUT_CORRECTIONS
-
-    rc, key = a.rollout_correction, "algorithm.rollout_correction"
-    modes = ("auto", *ROLLOUT_CORRECTIONS)
-    _check(rc.mode in modes, f"{key}.mode", f"unknown mode {rc.mode!r}; known: {', '.join(modes)}")
-    _check(rc.level in ("token", "sequence", "geometric"), f"{key}.level",
-           f"must be token, sequence or geometric, got {rc.level!r}")
-    _check(rc.cap >= 1, f"{key}.cap", f"must be >= 1 (a truncation cap on the IS weight), got {rc.cap}")
-    _check(0 <= rc.low < 1 < rc.high, f"{key}.low", f"need {key}.low ({rc.low}) < 1 < {key}.high ({rc.high})")
-    _check(not rc.bypass or rc.mode in ("auto", "none"), f"{key}.mode",
-           f"{key}.bypass=true makes logp_old the behaviour log-probs, so the IS weight is 1 "
-           f"and {rc.mode} would do nothing: set {key}.mode=none (or bypass=false)")
 
 
 def as_dict(cfg: RLSysConfig) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 PEFT's low-level `inject_adapter_in_model` puts LoRA layers into the HF model itself (no
 PeftModel wrapper), so every name outside the adapted linears stays the HF checkpoint's and the
 rest of the learner (FSDP2, the log-prob head, checkpoints) sees a plain causal LM. The base is
-frozen; each decoder layer's adapters are one FSDP2 unit of their own, apart from the layer's
-frozen weights, so gradients, optimizer state and their reduce-scatters touch adapters only, and
-adapters may keep another dtype than the base.
+frozen; adapters share their decoder layer's FSDP2 unit, and FSDP2 keeps gradients and
+reduce-scatters for them only; the optimizer holds them alone. Adapters may keep another dtype
+than the base (PEFT keeps them fp32 over a bf16 base).
 
 Names: an adapted linear `X` holds `X.base_layer.weight` and `X.lora_A.default.weight` /
 `X.lora_B.default.weight`. On the wire (adapter sync) and in a saved PEFT adapter the adapter's
@@ -37,7 +37,7 @@ def add_adapters(model: torch.nn.Module, lora) -> torch.nn.Module:
     if not lora_layers(model):
         raise ValueError(f"learner.lora.target_modules={list(lora.target_modules)} matched no linear layer of the model")
     for name, p in model.named_parameters():
-        p.requires_grad_(_is_adapter(name))
+        p.requires_grad_(is_adapter(name))
     return model
 
 
@@ -48,13 +48,14 @@ def lora_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
-def adapter_modules(layer: torch.nn.Module) -> list[torch.nn.Module]:
-    """The adapters' own linears inside one decoder layer (one FSDP2 unit)."""
-    return [m for lo in lora_layers(layer).values() for m in (lo.lora_A[ADAPTER], lo.lora_B[ADAPTER])]
-
-
-def _is_adapter(name: str) -> bool:
+def is_adapter(name: str) -> bool:
+    """An adapter tensor's name, in the model (`X.lora_A.default.weight`) or on the wire (`X.lora_A.weight`)."""
     return ".lora_A." in name or ".lora_B." in name
+
+
+def merge(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
+    """base + scaling * B @ A, in fp32, returned in base's dtype (a new tensor)."""
+    return (base.float() + scaling * (b.float() @ a.float())).to(base.dtype)
 
 
 def wire_name(name: str) -> str:
@@ -84,7 +85,7 @@ def adapters_disabled(model: torch.nn.Module):
 
 def adapter_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     """(wire name, parameter) of every adapter tensor, the same list on every rank."""
-    return [(wire_name(n), p) for n, p in model.named_parameters() if _is_adapter(n)]
+    return [(wire_name(n), p) for n, p in model.named_parameters() if is_adapter(n)]
 
 
 class MergedWeight:
@@ -100,14 +101,10 @@ class MergedWeight:
     def numel(self) -> int:
         return self.base.numel()
 
-    def dim(self) -> int:
-        return len(self.shape)
-
     @torch.no_grad()
     def full_tensor(self) -> torch.Tensor:
-        full = [t.full_tensor() if hasattr(t, "full_tensor") else t for t in (self.base, self.a, self.b)]
-        base, a, b = (t.detach().float() for t in full)
-        return (base + self.scaling * (b @ a)).to(self.dtype)
+        return merge(*(t.full_tensor() if hasattr(t, "full_tensor") else t for t in (self.base, self.a, self.b)),
+                     self.scaling)
 
 
 def merged_params(model: torch.nn.Module, scaling: float) -> list[tuple[str, MergedWeight]]:
@@ -120,12 +117,12 @@ def merged_state_dict(full: dict[str, torch.Tensor], scaling: float) -> dict[str
     """An HF state dict (as the base checkpoint names it) from a full state dict of the adapted model."""
     out = {}
     for name, t in full.items():
-        if _is_adapter(name):
+        if is_adapter(name):
             continue
         if name.endswith(".base_layer.weight"):
             stem = name[:-len(".base_layer.weight")]
-            a, b = full[f"{stem}.lora_A.{ADAPTER}.weight"].float(), full[f"{stem}.lora_B.{ADAPTER}.weight"].float()
-            out[f"{stem}.weight"] = (t.float() + scaling * (b @ a)).to(t.dtype)
+            out[f"{stem}.weight"] = merge(t, full[f"{stem}.lora_A.{ADAPTER}.weight"],
+                                          full[f"{stem}.lora_B.{ADAPTER}.weight"], scaling)
         else:
             out[name.replace(".base_layer.", ".")] = t
     return out
@@ -137,7 +134,7 @@ def save_adapter(full: dict[str, torch.Tensor], lora, base_path: str, path: str)
     from safetensors.torch import save_file
 
     Path(path).mkdir(parents=True, exist_ok=True)
-    tensors = {f"base_model.model.{wire_name(n)}": t.contiguous() for n, t in full.items() if _is_adapter(n)}
+    tensors = {f"base_model.model.{wire_name(n)}": t.contiguous() for n, t in full.items() if is_adapter(n)}
     save_file(tensors, str(Path(path) / "adapter_model.safetensors"))
     config = peft_config(lora)
     config.base_model_name_or_path = base_path

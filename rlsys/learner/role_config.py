@@ -43,14 +43,14 @@ def collective_timeout(cfg: RLSysConfig) -> float:
 def reference_in_learners(cfg: RLSysConfig) -> bool:
     """A term reads reference log-probs and the learner ranks compute them (cluster.reference_with_learners):
     after the batch is sampled, before its advantages, instead of a ReferenceServer while groups arrive."""
-    return _reference_in_learners(cfg) and "reference" in needs(cfg.algorithm)
+    return _learners_hold_reference(cfg) and "reference" in needs(cfg.algorithm)
 
 
 def reference_on_server(cfg: RLSysConfig) -> bool:
     """A term reads reference log-probs and a ReferenceServer computes them, per group as it arrives."""
-    return not _reference_in_learners(cfg) and "reference" in needs(cfg.algorithm)
+    return not _learners_hold_reference(cfg) and "reference" in needs(cfg.algorithm)
 
 
-def _reference_in_learners(cfg: RLSysConfig) -> bool:
+def _learners_hold_reference(cfg: RLSysConfig) -> bool:
     """With LoRA the reference is the learners' own base (adapters off): never a server's second copy."""
     return cfg.cluster.reference_with_learners or cfg.learner.lora.rank > 0

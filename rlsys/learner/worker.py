@@ -306,7 +306,8 @@ class LearnerWorker:
         learner = self._probe_check.learner_logprobs(self.model, self.device)
         if self.rank == 0:
             out.probe_gap, out.probe_shift = self._probe_check.check(learner, asked, version)
-            out.checked = "checksum" if out.checked == "checksum" else "probe"
+            if out.checked != "checksum":
+                out.checked = "probe"
         out.check_s += time.perf_counter() - t0
         out.seconds += time.perf_counter() - t0
 

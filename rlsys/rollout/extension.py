@@ -25,6 +25,7 @@ class WeightSyncExtension:
         it, one marked last finishes it: a pipelined sync costs one engine call per bucket and no others."""
         from vllm.config import set_current_vllm_config
 
+        from rlsys.learner.lora import is_adapter
         from rlsys.sync.bucket import Bucket, unpack_bucket
 
         start, repack = time.perf_counter(), 0.0
@@ -35,9 +36,9 @@ class WeightSyncExtension:
         self._rlsys_checksum = bucket.checksum
         if getattr(self, "_rlsys_skip", False):  # the drill of skip_next_sync: nothing loaded
             named = []
-        adapter = [(n, t) for n, t in named if ".lora_A." in n or ".lora_B." in n]
+        adapter = [(n, t) for n, t in named if is_adapter(n)]
         self._rlsys_adapter.update((n, t.clone()) for n, t in adapter)  # the bucket's buffer is reused
-        named = [(n, t) for n, t in named if not (".lora_A." in n or ".lora_B." in n)]
+        named = [(n, t) for n, t in named if not is_adapter(n)]
         if named:
             with set_current_vllm_config(self.vllm_config):
                 for loader, names in self._rlsys_loaders():

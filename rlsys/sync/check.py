@@ -1,7 +1,7 @@
 """Did every engine get the weights the learners sent? Checked after each push, on every sync path.
 
 probe     (rollout.check_weights=probe or checksum: every sync; auto: as often as fits in 2% of the
-          run's time, every sync on the real model) the log-probs of a fixed text under each engine
+          run's time, the first always) the log-probs of a fixed text under each engine
           (one prompt-logprob request: what the engine serves, kernels and adapters included)
           against the learners' log-probs of it under the weights just sent. A gap past PROBE_TOLERANCE
           fails the run, naming the engine, the version and how far it is from the previous version's
