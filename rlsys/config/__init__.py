@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlsys.config.agent import AgentConfig, check_agent
 from rlsys.config.lora import LoraConfig, check_lora
+from rlsys.config.rewards import CombinedRewardConfig, RewardModelConfig, check_rewards
 from rlsys.config.updates import check_updates
 from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by check_config)
 
@@ -199,7 +200,7 @@ class RoleResources:
     resources: Any = None  # dict[str, float] | None: custom Ray resources per actor, e.g. {rollout_node: 1}: the actors go to nodes started with them
 
 
-ROLES = ("rollout", "learner", "verifier", "reference")  # the roles of cluster.<role>.{cpus,gpus,resources}
+ROLES = ("rollout", "learner", "verifier", "reference", "reward_model")  # the roles of cluster.<role>.{cpus,gpus,resources}
 
 
 @dataclass
@@ -219,6 +220,7 @@ class ClusterConfig:
     learner: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.5))  # per learner rank
     verifier: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.25))  # per verifier actor
     reference: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.25))  # the reference server (and the teacher's)
+    reward_model: RoleResources = field(default_factory=lambda: RoleResources(cpus=0.25))  # per actor of a verifier.models entry (colocated ones: added to the rollout bundles)
     num_verifiers: int = 1  # verifier actors in the pool
     reference_with_learners: bool = False  # the reference lives FSDP-sharded in the learner ranks (like verl's ref in the actor group), not in a server: models too big for one device
     placement_timeout_s: float = 60.0  # how long to wait for placement groups before failing
@@ -268,6 +270,8 @@ class VerifierConfig:
     remote_url: str | None = None  # data_source "remote": POST {response, ground_truth, data_source}, read {"reward": x}
     modules: list[str] = field(default_factory=list)  # Python modules every verifier process imports (they register more)
     format_score: float = 0.0  # math: reward for a well-formed but wrong \\boxed{} answer (verl's format_score; correct = 1)
+    models: dict[str, RewardModelConfig] = field(default_factory=dict)  # reward models and LLM judges by name: rows whose data_source is the name get their reward
+    combine: dict[str, CombinedRewardConfig] = field(default_factory=dict)  # data_source -> a reward combining verifiers (weights, a gate)
 
 
 @dataclass
@@ -378,6 +382,9 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     for key in ("timeout_s", "concurrency", "memory_mb", "max_output_kb", "max_processes"):
         _check(getattr(v, key) > 0, f"verifier.{key}", f"must be > 0, got {getattr(v, key)}")
     _check(0 <= v.format_score < 1, "verifier.format_score", f"must be in [0, 1) (a correct answer gets 1), got {v.format_score}")
+    from rlsys.verify.registry import VERIFIERS
+
+    check_rewards(v, set(VERIFIERS), _check)
     return cfg
 
 

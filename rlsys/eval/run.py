@@ -43,7 +43,7 @@ def sample_counts(cfg: RLSysConfig, fleet, verifiers, data, seed: int, catch_up=
                            catch_up=catch_up)
     from rlsys.verify.pool import require_scored
 
-    return problem_counts(require_scored(verifiers.score(batch), "pass@k evaluation"))
+    return problem_counts(require_scored(verifiers.score(batch, data), "pass@k evaluation"))
 
 
 def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
@@ -51,7 +51,7 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
     import ray
     from transformers import AutoTokenizer
 
-    from rlsys.runtime.cluster import init_ray, place_roles
+    from rlsys.runtime.cluster import init_ray, place_roles, verifier_roles
     from rlsys.loop.prepare import prepare_data_and_model
     from rlsys.data.dataset import load_prompts
     from rlsys.models.resolve import check_model_path
@@ -66,7 +66,7 @@ def evaluate_checkpoints(cfg: RLSysConfig, log=print) -> dict:
         ckpts, data_path = ckpts or [base], data_path or held_out.path
     configure(cfg.verifier)
     init_ray(cfg)
-    groups = place_roles(cfg, roles=("rollout", "verifier"))
+    groups = place_roles(cfg, roles=("rollout", *verifier_roles(cfg)))
     verifiers = start_verifiers(cfg, groups)
     ks, results, tables = ks_up_to(e.n), {}, []
     for ckpt in ckpts:

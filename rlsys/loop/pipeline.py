@@ -110,7 +110,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
     rewards and reference log-probs, rows ordered by group (arrival order does not matter), or None."""
     def verify(groups: list[RolloutBatch]) -> list[RolloutBatch]:
         with timer("verify"):
-            scored = roles.verifiers.score(RolloutBatch.concat(groups))
+            scored = roles.verifiers.score(RolloutBatch.concat(groups), data)
         groups = [scored.select(np.nonzero(scored.group_id == g)[0]) for g in np.unique(scored.group_id)]
         real = [g for g in groups if np.isfinite(g.reward).all()]  # a group without a real reward leaves the batch
         roles.faults.add("faults/groups_lost_verifier", len(groups) - len(real))
@@ -165,7 +165,7 @@ def stream_round(cfg, roles, data: PromptDataset, idx: np.ndarray, seed: int, ti
                 chunks[-1].add_done_callback(lambda _: advance())
 
     with ThreadPoolExecutor(max_verifying) as pool, ThreadPoolExecutor(1) as ref_pool:
-        with timer("generate"):
+        with timer("generate"), roles.verifiers.generating():  # colocated judges wait (and sleep on GPU)
             for group in roles.fleet.stream(data, idx, seed=seed, catch_up=catch_up(cfg, roles)):
                 with lock:
                     arrived.append(group)
@@ -197,7 +197,7 @@ class AnchorPool:
         num_prompts = min(len(data), -(-a.divergence.anchor_pool // n))
         idx = np.random.default_rng(anchor_seed(cfg.trainer.seed)).permutation(len(data))[:num_prompts]
         batch = roles.verifiers.score(roles.fleet.generate(data, idx, seed=anchor_seed(cfg.trainer.seed),
-                                                           catch_up=catch_up(cfg, roles)))
+                                                           catch_up=catch_up(cfg, roles)), data)
         batch = require_scored(batch, "DPH-RL anchor pool")
         self.pool = batch.select(np.arange(min(a.divergence.anchor_pool, len(batch))))
         self.cursor = 0

@@ -10,6 +10,7 @@ from rlsys.config import ConfigError, RLSysConfig
 from rlsys.data.dataset import load_prompts
 from rlsys.rollout.speculative import prepare_speculative
 from rlsys.verify import configure, known_sources
+from rlsys.verify.model_pool import resolve_model_paths
 
 
 def prepare_data_and_model(cfg: RLSysConfig, log=print):
@@ -23,6 +24,7 @@ def prepare_data_and_model(cfg: RLSysConfig, log=print):
 
     train_path, eval_path = _dataset_paths(cfg)
     configure(cfg.verifier)
+    resolve_model_paths(cfg, log)  # verifier.models: checked (GGUF converted) before any actor starts
     try:
         load_env_modules(cfg.rollout.agent.modules)
     except (ImportError, ValueError) as e:

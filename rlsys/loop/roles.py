@@ -57,6 +57,7 @@ def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = No
     import ray
 
     from rlsys.runtime.cluster import actor_options
+    from rlsys.verify.model_pool import start_model_pools
     from rlsys.verify.pool import VerifierPool
     from rlsys.verify.worker import VerifierWorker
 
@@ -65,7 +66,8 @@ def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = No
     workers = [actor.options(**actor_options(groups, "verifier", i), max_concurrency=16, max_restarts=-1).remote(cfg.verifier)
                for i in range(cfg.cluster.num_verifiers)]
     ray.get([w.ready.remote() for w in workers])
-    return VerifierPool(workers, faults, deadlines or deadlines_of(cfg), cfg.verifier)
+    models = start_model_pools(cfg, groups, faults)  # verifier.models: reward models and judges
+    return VerifierPool(workers, faults, deadlines or deadlines_of(cfg), cfg.verifier, models)
 
 
 def start_roles(cfg: RLSysConfig, model_path: str, pad_id: int) -> Roles:
@@ -145,7 +147,8 @@ def shutdown_roles(roles: Roles, timeout_s: float = 10.0) -> None:
         ray.wait([a.shutdown.remote() for a in ranks], num_returns=len(ranks), timeout=timeout_s)
     except Exception:  # noqa: BLE001  a dead rank: killed below all the same
         pass
-    for actor in [*engines, *roles.verifiers.workers, roles.reference, roles.teacher, *ranks,
+    judges = [w for p in roles.verifiers.models.values() for w in p.workers]
+    for actor in [*engines, *roles.verifiers.workers, *judges, roles.reference, roles.teacher, *ranks,
                   manager and manager.actor]:
         try:
             if actor is not None:

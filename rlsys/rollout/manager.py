@@ -35,18 +35,21 @@ class RolloutManager:
     """The actor. parts: the roles' rollout side as handles (rlsys/loop/roles.Roles minus the learner
     group, whose rank handles it gets for weight pushes)."""
 
-    def __init__(self, cfg, engines: list, make_engine, verifier_workers: list, reference, teacher, server_paths: dict,
-                 learner_actors: list, train_data, held_out):
+    def __init__(self, cfg, engines: list, make_engine, verifier_workers: list, reward_workers: dict, reference, teacher,
+                 server_paths: dict, learner_actors: list, train_data, held_out):
         from rlsys.learner.group import LearnerGroup
         from rlsys.learner.role_config import learner_role_config
         from rlsys.loop.roles import Roles, deadlines_of
         from rlsys.rollout.fleet import RolloutFleet
         from rlsys.runtime.faults import FaultLog
+        from rlsys.verify.model_pool import ModelPool
         from rlsys.verify.pool import VerifierPool
 
         faults, deadlines = FaultLog(), deadlines_of(cfg)
         fleet = RolloutFleet(engines, cfg.rollout, make_engine, faults, deadlines)
-        verifiers = VerifierPool(verifier_workers, faults, deadlines, cfg.verifier)
+        models = {name: ModelPool(name, cfg.verifier.models[name], workers, faults, cfg.cluster.deadline_scale)
+                  for name, workers in reward_workers.items()}  # verifier.models: their actors, restarted by Ray
+        verifiers = VerifierPool(verifier_workers, faults, deadlines, cfg.verifier, models)
         # the ranks' handles, for pushes: the controller owns the group (its process group, its restarts)
         learners = LearnerGroup(learner_actors, learner_role_config(cfg), deadlines=deadlines, setup=False)
         self.roles = Roles(fleet, verifiers, reference, learners, teacher, faults, dict(server_paths), deadlines)
@@ -105,6 +108,7 @@ class RolloutManager:
         batch, extra = self.rollouts.take(step, version, timer)
         self.batches[step] = self.rl[step] = batch
         now = time.perf_counter()
+        extra = {**extra, **self.roles.verifiers.take_stats()}  # reward models' samples, seconds, tokens
         return {"meta": BatchMeta.of(batch, verifier_stats(batch.verifier_details or [])), "extra": extra,
                 "ago": {k: [(now - a, now - b) for a, b in v] for k, v in timer.intervals.items()},
                 "faults": self.roles.faults.take(), "drawn": self.drawn.pop(step, self.prompts.drawn),
@@ -247,7 +251,7 @@ def evaluate(cfg, roles, data, n: int, seed: int) -> dict:
     e, t0 = cfg.eval, time.perf_counter()
     batch = roles.verifiers.score(roles.fleet.generate(data, np.arange(len(data)), seed=seed, n=n,
                                                        temperature=e.temperature, top_p=e.top_p,
-                                                       catch_up=catch_up(cfg, roles)))
+                                                       catch_up=catch_up(cfg, roles)), data)
     require_scored(batch, "held-out reward")
     answered = [d.parsed is not None for d in batch.verifier_details]
     return {"accuracy": float(batch.correct.mean()), "reward_mean": float(batch.reward.mean()),
@@ -346,7 +350,8 @@ def start_rollout(cfg, roles, train_data, held_out) -> Rollout:
 
     if getattr(roles, "rollout", None) is None:
         actor = ray.remote(RolloutManager).options(num_cpus=0, max_concurrency=1).remote(
-            cfg, roles.fleet.engines, roles.fleet.make_engine, roles.verifiers.workers, roles.reference, roles.teacher,
+            cfg, roles.fleet.engines, roles.fleet.make_engine, roles.verifiers.workers,
+            {name: p.workers for name, p in roles.verifiers.models.items()}, roles.reference, roles.teacher,
             roles.server_paths, roles.learners.actors, train_data, held_out)
         roles.rollout = Rollout(actor)
     else:

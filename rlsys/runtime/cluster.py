@@ -29,13 +29,22 @@ class RoleDemand:
 def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
     c, r, lr = cfg.cluster, cfg.rollout, cfg.learner
     teacher = cfg.algorithm.distill.teacher_path
+    models = cfg.verifier.models.values()
+    own = sum(m.num_actors for m in models if m.placement == "standalone")
+    shared = sum(m.num_actors for m in models if m.placement == "colocated")
+    rollout = role_demand("rollout", c.rollout, r.num_engines, f"rollout.num_engines={r.num_engines}",
+                          gpu_scale=r.tensor_parallel_size, scale_knob="rollout.tensor_parallel_size")
+    if shared and c.reward_model.gpus:  # colocated judges take a GPU share of an engine's bundle (round robin)
+        extra = c.reward_model.gpus * -(-shared // r.num_engines)
+        rollout.bundles = [{**b, "GPU": b.get("GPU", 0) + extra} for b in rollout.bundles]
+        rollout.knobs += f" + colocated verifier.models ({shared} actors x cluster.reward_model.gpus={c.reward_model.gpus})"
     return [
-        role_demand("rollout", c.rollout, r.num_engines, f"rollout.num_engines={r.num_engines}",
-                    gpu_scale=r.tensor_parallel_size, scale_knob="rollout.tensor_parallel_size"),
+        rollout,
         role_demand("learner", c.learner, lr.world_size, f"learner.world_size={lr.world_size}"),
         role_demand("verifier", c.verifier, c.num_verifiers, f"cluster.num_verifiers={c.num_verifiers}"),
         role_demand("reference", c.reference, 2 if teacher else 1,
                     "2 servers (reference and algorithm.distill.teacher_path)" if teacher else "1 server"),
+        *([role_demand("reward_model", c.reward_model, own, f"{own} standalone verifier.models actors")] if own else []),
     ]
 
 
@@ -133,6 +142,14 @@ def place_roles(cfg: RLSysConfig, roles: tuple[str, ...] | None = None) -> dict:
     for d in shared:  # engine i and learner rank i take their own share of bundle i
         groups[d.role] = (groups["colocated"][0], d.bundles)
     return groups
+
+
+def verifier_roles(cfg: RLSysConfig) -> tuple[str, ...]:
+    """The roles that score samples: the verifier pool, reward-model actors, and the rollout group where
+    colocated reward models live."""
+    places = {m.placement for m in cfg.verifier.models.values()}
+    return ("verifier", *(("reward_model",) if "standalone" in places else ()),
+            *(("rollout",) if "colocated" in places else ()))
 
 
 def colocated(cfg: RLSysConfig, demands: list[RoleDemand]) -> tuple[list[RoleDemand], list[RoleDemand]]:

@@ -44,13 +44,18 @@ def settings() -> VerifierConfig:
 
 
 def known_sources(cfg: VerifierConfig | None = None) -> set[str]:
-    """data_sources a dataset may use: "remote" only when an endpoint is configured."""
+    """data_sources a dataset may use: "remote" only when an endpoint is configured; reward models
+    (verifier.models) and combinations (verifier.combine) by their names."""
     cfg = cfg or SETTINGS
-    return {s for s in VERIFIERS if s != "remote" or cfg.remote_url}
+    return {s for s in VERIFIERS if s != "remote" or cfg.remote_url} | set(cfg.models) | set(cfg.combine)
 
 
 def check_ground_truth(data_source: str, ground_truth: str) -> None:
-    """Raise ValueError if the verifier of data_source could never accept this ground truth."""
-    check = CHECKS.get(data_source)
-    if check is not None:
-        check(ground_truth)
+    """Raise ValueError if a rule verifier of data_source (its own, or a term of its combination) could
+    never accept this ground truth."""
+    c = SETTINGS.combine.get(data_source)
+    names = [data_source] if c is None else [*c.terms, *([c.gate] if c.gate else [])]
+    for name in names:
+        check = CHECKS.get(name)
+        if check is not None:
+            check(ground_truth)

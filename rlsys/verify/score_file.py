@@ -1,7 +1,8 @@
 """`rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [--explain] [key=value ...]`: score rows with the verifier pool.
 
 Input rows: {"data_source", "response", "ground_truth"} and optionally "tests" (code: used
-instead of ground_truth), "extra_info" (for verifiers that take it) and "id". Output: one JSON line per row, in order, with reward, parsed
+instead of ground_truth), "extra_info" (for verifiers that take it), "prompt" (text or chat messages;
+required where a reward model scores the row: verifier.models, verifier.combine) and "id". Output: one JSON line per row, in order, with reward, parsed
 answer, reason, error, timeout and seconds, so a reward function can be debugged without
 training. --explain also prints, per row, why it got its reward: for code rows, each test that
 ran, its result, and the evidence that made the tests count. Overrides are the config's keys,
@@ -21,8 +22,9 @@ from rlsys.data.dataset import DatasetError
 USAGE = "usage: rlsys verify INPUT.jsonl [-o OUTPUT.jsonl] [--explain] [key=value ...]"
 
 
-def read_rows(path: str, known: set[str]) -> list[dict]:
-    """Rows checked up front; a bad one fails naming the file and line, before any actor starts."""
+def read_rows(path: str, known: set[str], need_prompt: set[str] = frozenset()) -> list[dict]:
+    """Rows checked up front; a bad one fails naming the file and line, before any actor starts.
+    need_prompt: data_sources whose rows must carry a prompt (a reward model reads it)."""
     from rlsys.verify import check_ground_truth
 
     p = Path(path)
@@ -51,8 +53,18 @@ def read_rows(path: str, known: set[str]) -> list[dict]:
             check_ground_truth(row["data_source"], truth)
         except (ValueError, SyntaxError) as e:
             raise DatasetError(f"{where}: ground truth is not valid for data_source {row['data_source']!r}: {e}") from None
+        prompt = row.get("prompt")
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        ok = isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                         and isinstance(m.get("role"), str) for m in prompt)
+        if prompt is not None and not ok:
+            raise DatasetError(f"{where}: 'prompt' must be text or chat messages ({{role, content}} objects)")
+        if prompt is None and row["data_source"] in need_prompt:
+            raise DatasetError(f"{where}: data_source {row['data_source']!r} is scored by a reward model, which reads "
+                               f"the prompt: give the row a 'prompt'")
         rows.append({"line": line_no, "id": row.get("id"), "data_source": row["data_source"],
-                     "response": row["response"], "truth": truth, "extra_info": row.get("extra_info")})
+                     "response": row["response"], "truth": truth, "extra_info": row.get("extra_info"), "prompt": prompt})
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
@@ -89,17 +101,19 @@ def compose_config(overrides: list[str]):
 
 
 def score_file(input_path: str, output_path: str, cfg, log=print) -> list[dict]:
-    from rlsys.runtime.cluster import init_ray, place_roles
+    from rlsys.config.rewards import model_sources
+    from rlsys.runtime.cluster import init_ray, place_roles, verifier_roles
     from rlsys.loop.roles import start_verifiers
     from rlsys.verify import configure, known_sources
 
     configure(cfg.verifier)
-    rows = read_rows(input_path, known_sources(cfg.verifier))
+    rows = read_rows(input_path, known_sources(cfg.verifier), model_sources(cfg.verifier))
     init_ray(cfg)
-    pool = start_verifiers(cfg, place_roles(cfg, roles=("verifier",)))
+    pool = start_verifiers(cfg, place_roles(cfg, roles=verifier_roles(cfg)))
     t0 = time.perf_counter()
     rewards, details = pool.score_texts([r["response"] for r in rows], [r["truth"] for r in rows],
-                                        [r["data_source"] for r in rows], [r["extra_info"] for r in rows])
+                                        [r["data_source"] for r in rows], [r["extra_info"] for r in rows],
+                                        [r["prompt"] for r in rows])
     wall = time.perf_counter() - t0
     out = []
     for r, reward, d in zip(rows, rewards, details):
