@@ -49,15 +49,12 @@ class ScalarRewardWorker:
             out.append(list(ids)[-self.max_len:])
         return out
 
-    def score(self, prompts: list[list[dict]], responses: list[str], alone: bool = False) -> dict:
-        """Raw head values, batched with left padding (the last position is every row's last token) and
-        position ids that start at each row's first token, so a row scores the same in any batch."""
+    def features(self, prompts: list[list[dict]], responses: list[str]):
+        """(hidden state of each chat's last token [n, hidden], tokens read): batched with left padding (the
+        last position is every row's last token) and position ids that start at each row's first token, so
+        a row gives the same features in any batch. The head reads these; training a head does too."""
         import torch
 
-        from rlsys.runtime.threads import set_threads, stage_threads
-
-        t0 = time.perf_counter()
-        set_threads(stage_threads(self.threads, self.cpus, alone))
         rows = self.texts(prompts, responses)
         width = max(map(len, rows))
         ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -67,10 +64,20 @@ class ScalarRewardWorker:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
             base = getattr(self.model, self.model.base_model_prefix)
-            hidden = base(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, -1]
+            return base(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, -1], int(mask.sum())
+
+    def score(self, prompts: list[list[dict]], responses: list[str], alone: bool = False) -> dict:
+        """Raw head values of the samples."""
+        import torch
+
+        from rlsys.runtime.threads import set_threads, stage_threads
+
+        t0 = time.perf_counter()
+        set_threads(stage_threads(self.threads, self.cpus, alone))
+        hidden, tokens = self.features(prompts, responses)
+        with torch.no_grad():
             raw = self.model.score(hidden)[:, 0].float()
-        return {"raw": raw.tolist(), "prompt_tokens": int(mask.sum()), "tokens": 0,
-                "seconds": time.perf_counter() - t0}
+        return {"raw": raw.tolist(), "prompt_tokens": tokens, "tokens": 0, "seconds": time.perf_counter() - t0}
 
 
 class JudgeWorker:
