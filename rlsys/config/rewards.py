@@ -24,7 +24,7 @@ class RewardModelConfig:
     score_max: float = 10.0  # judge, verdict=score: the highest score (reward 1)
     pattern: str | None = None  # judge: a regex whose first group is the verdict (null: the built-in reading of `verdict`)
     max_new_tokens: int = 32  # judge: tokens of its answer (greedy)
-    normalize: str = "sigmoid"  # scalar: reward = sigmoid(score) in (0, 1) | raw (the head's value itself)
+    normalize: str = "raw"  # scalar: raw (reward = the head's value; Bradley-Terry heads have an arbitrary offset) | sigmoid (in (0, 1), for a head whose 0 means even odds)
     batch_size: int = 32  # samples per call to one actor
     num_actors: int = 1  # actors serving this model (each loads it)
     placement: str = "standalone"  # standalone (own resources, cluster.reward_model; scores while the fleet generates) | colocated (in the rollout engines' bundles; scores while the fleet is idle, sleeps while it generates)

@@ -66,6 +66,7 @@ def start_verifiers(cfg: RLSysConfig, groups: dict, faults: FaultLog | None = No
     workers = [actor.options(**actor_options(groups, "verifier", i), max_concurrency=16, max_restarts=-1).remote(cfg.verifier)
                for i in range(cfg.cluster.num_verifiers)]
     ray.get([w.ready.remote() for w in workers])
+    faults = faults or FaultLog()  # one log for the pool and its reward models
     models = start_model_pools(cfg, groups, faults)  # verifier.models: reward models and judges
     return VerifierPool(workers, faults, deadlines or deadlines_of(cfg), cfg.verifier, models)
 
