@@ -44,7 +44,9 @@ def role_demands(cfg: RLSysConfig) -> list[RoleDemand]:
         role_demand("verifier", c.verifier, c.num_verifiers, f"cluster.num_verifiers={c.num_verifiers}"),
         role_demand("reference", c.reference, 2 if teacher else 1,
                     "2 servers (reference and algorithm.distill.teacher_path)" if teacher else "1 server"),
-        *([role_demand("reward_model", c.reward_model, own, f"{own} standalone verifier.models actors")] if own else []),
+        # reward_model.cpus = gpus = 0: the actors reserve nothing (no bundle; they share the node's cores)
+        *([role_demand("reward_model", c.reward_model, own, f"{own} standalone verifier.models actors")]
+          if own and (c.reward_model.cpus or c.reward_model.gpus or c.reward_model.resources) else []),
     ]
 
 

@@ -156,8 +156,10 @@ def start_model_pools(cfg, groups: dict, faults: FaultLog | None = None) -> dict
             if m.placement == "colocated":
                 opts = actor_options(groups, "rollout", i % cfg.rollout.num_engines)
                 opts.update(num_cpus=0, num_gpus=res.gpus)  # the bundle was sized for it (rlsys/runtime/cluster.py)
-            else:
+            elif "reward_model" in groups:
                 opts, slot = actor_options(groups, "reward_model", slot), slot + 1
+            else:  # cluster.reward_model reserves nothing (rlsys/runtime/cluster.py role_demands)
+                opts = {"num_cpus": 0}
             actor = ray.remote(concurrency_groups=PROBE_GROUP)(JudgeWorker if m.kind == "judge" else ScalarRewardWorker)
             args = ((m.path, m.dtype, m.max_model_len, m.max_new_tokens, res.gpus, cfg.rollout.kv_cache_gb, cfg.trainer.seed)
                     if m.kind == "judge" else (m.path, m.dtype, m.max_model_len, res.cpus, cfg.cluster.threads))

@@ -23,7 +23,7 @@ def run(rlsys_cmd, tmp_path_factory):
     head = train_preference_head(real_model_path(), root / "parity-rm")
     run_dir = root / "run"
     args = [f"++verifier.models={{parity: {{kind: scalar, path: {head['path']}, batch_size: 64}}}}",
-            "++verifier.combine={arithmetic: {terms: {parity: 1.0}}}",
+            "++verifier.combine={arithmetic: {terms: {parity: 1.0}}}", "cluster.reward_model.cpus=0",
             f"trainer.steps={STEPS}", "trainer.prompts_per_step=16", "rollout.n=8", "algorithm.optim.lr=3e-3",
             "eval.before_after_samples=0", "trainer.save_checkpoint=false", f"hydra.run.dir={run_dir}"]
     proc = subprocess.run([*rlsys_cmd, "train", *args], cwd=ROOT, capture_output=True, text=True, timeout=1200)
