@@ -16,7 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlsys.config.agent import AgentConfig, check_agent
 from rlsys.config.lora import LoraConfig, check_lora
-from rlsys.config.rewards import CombinedRewardConfig, RewardModelConfig, check_rewards
+from rlsys.config.rewards import CombinedRewardConfig, RewardModelConfig
 from rlsys.config.updates import check_updates
 from rlsys.errors import ConfigError  # noqa: F401  (re-exported: raised by check_config)
 
@@ -382,9 +382,6 @@ def check_config(cfg: RLSysConfig) -> RLSysConfig:
     for key in ("timeout_s", "concurrency", "memory_mb", "max_output_kb", "max_processes"):
         _check(getattr(v, key) > 0, f"verifier.{key}", f"must be > 0, got {getattr(v, key)}")
     _check(0 <= v.format_score < 1, "verifier.format_score", f"must be in [0, 1) (a correct answer gets 1), got {v.format_score}")
-    from rlsys.verify.registry import VERIFIERS
-
-    check_rewards(v, set(VERIFIERS), _check)
     return cfg
 
 

@@ -5,6 +5,8 @@ and test_roles.py."""
 
 from types import SimpleNamespace
 
+import contextlib
+
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
@@ -31,10 +33,13 @@ class FakeVerifiers:
     def __init__(self, lost: set[int]):
         self.lost = lost
 
-    def score(self, batch: RolloutBatch) -> RolloutBatch:
+    def score(self, batch: RolloutBatch, data=None) -> RolloutBatch:
         batch.reward = np.where(np.isin(batch.group_id, list(self.lost)), np.nan, 1.0).astype(np.float32)
         batch.verifier_details = [VerifierDetails() for _ in range(len(batch))]
         return batch
+
+    def generating(self):  # no colocated reward models here
+        return contextlib.nullcontext()
 
 
 def roles_with(lost: set[int], num_groups: int = 4):

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from rlsys.config import RLSysConfig, check_config
+from rlsys.config import RLSysConfig
+from rlsys.config.validation import validate
 from rlsys.config.rewards import CombinedRewardConfig, RewardModelConfig
 from rlsys.errors import ConfigError
 from rlsys.verify.details import VerifierDetails
@@ -155,7 +156,7 @@ def _cfg(**verifier):
 ])
 def test_config_refusals_name_the_key(verifier, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
-        check_config(_cfg(**verifier))
+        validate(_cfg(**verifier))
 
 
 def test_placement_reserves_standalone_actors_and_colocated_gpu_shares():
