@@ -12,9 +12,10 @@ import re
 
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _NUMBER = r"([-+]?\d+(?:\.\d+)?)"
-_SCORE_PATTERNS = (  # tried in order; the first that matches decides
+_SCORE_PATTERNS = (  # tried in order; the first that matches decides. Never "any number": a judge that
+    # redoes the sum ("12 + 7 = 19") would be read as scoring it
     re.compile(r"\b(?:score|rating|grade)\s*(?:is|of)?\s*[:=]?\s*\**\s*" + _NUMBER, re.IGNORECASE),
-    re.compile(_NUMBER + r"\s*(?:/|out of)\s*\d+", re.IGNORECASE),
+    re.compile(_NUMBER + r"\s*(?:/|out of)\s*(\d+(?:\.\d+)?)", re.IGNORECASE),  # only "of score_max" counts
     re.compile(r"^\s*" + _NUMBER + r"\s*[.!]?\s*$"),  # the whole answer is the number
 )
 
@@ -48,8 +49,9 @@ def parse_verdict(text: str, verdict: str, score_min: float = 1.0, score_max: fl
                               else "no verdict: the answer says both yes and no")
         return _yes_no(words.pop())
     for p in _SCORE_PATTERNS:
-        m = p.search(text)
-        if m is not None:
+        for m in p.finditer(text):
+            if p.groups == 2 and float(m.group(2)) != score_max:  # "1/2" in the answer is not a score out of 10
+                continue
             return _score(m.group(1), score_min, score_max)
     return None, "", "no verdict: no score in the answer"
 

@@ -38,7 +38,8 @@ def test_score_verdicts_scale_to_unit_interval(text, reward):
     assert parse_verdict(text, "score", 1, 10)[0] == pytest.approx(reward)
 
 
-@pytest.mark.parametrize("text", ["Score: 11", "Score: 0", "a fine answer", "It has 3 steps and 2 errors."])
+@pytest.mark.parametrize("text", ["Score: 11", "Score: 0", "a fine answer", "It has 3 steps and 2 errors.",
+                                  "12 + 7 = 19\n\nThe answer is 19.", "Half of it, 1/2, is right."])
 def test_score_out_of_range_or_missing_is_none(text):
     assert parse_verdict(text, "score", 1, 10)[0] is None
 
