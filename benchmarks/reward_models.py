@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def run(name: str, overrides: list[str], out: Path) -> dict:
     cmd = [str(ROOT / ".venv/bin/rlsys"), "train", "model=smollm2_135m", f"hydra.run.dir={out / name}",
            "trainer.save_checkpoint=false", "eval.before_after_samples=0", *overrides]
     print("$", " ".join(cmd), flush=True)
+    shutil.rmtree(out / name, ignore_errors=True)  # metrics.jsonl appends: a re-run starts from nothing
     with open(out / f"{name}.log", "w") as log:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc != 0:

@@ -39,6 +39,27 @@ def parity_pairs(n: int, seed: int):
     return prompts, chosen, rejected
 
 
+def cached_preference_head(base: str, **kw) -> dict:
+    """train_preference_head's result, trained once per machine (the integration and e2e tests share it):
+    kept in the model cache under a key of the base and the arguments, written whole or not at all."""
+    import hashlib
+    import json
+    import shutil
+
+    from rlsys.config import RLSysConfig
+
+    key = hashlib.sha256(json.dumps([base, sorted(kw.items()), Path(__file__).read_text()]).encode()).hexdigest()[:12]
+    dest = Path(RLSysConfig().model.cache_dir).expanduser() / f"test-parity-rm-{key}"
+    if not (dest / "head.json").exists():
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        info = train_preference_head(base, tmp, **kw)
+        (tmp / "head.json").write_text(json.dumps({k: v for k, v in info.items() if k != "path"}))
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    return {"path": dest, **json.loads((dest / "head.json").read_text())}
+
+
 def train_preference_head(base: str, out: Path, layers: int = 8, pairs: int = 64, steps: int = 300,
                           seed: int = 0) -> dict:
     """Save a LlamaForSequenceClassification (num_labels=1) at `out`: the base's first `layers` decoder layers

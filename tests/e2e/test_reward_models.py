@@ -12,7 +12,7 @@ import pytest
 
 from rlsys.loop.metrics import read_metrics
 from tests.conftest import ROOT
-from tests.preference import real_model_path, train_preference_head
+from tests.preference import cached_preference_head, real_model_path
 
 STEPS = 12
 
@@ -20,7 +20,7 @@ STEPS = 12
 @pytest.fixture(scope="module")
 def run(rlsys_cmd, tmp_path_factory):
     root = tmp_path_factory.mktemp("rm")
-    head = train_preference_head(real_model_path(), root / "parity-rm")
+    head = cached_preference_head(real_model_path())
     run_dir = root / "run"
     args = [f"++verifier.models={{parity: {{kind: scalar, path: {head['path']}, batch_size: 64}}}}",
             "++verifier.combine={arithmetic: {terms: {parity: 1.0}}}", "cluster.reward_model.cpus=0",

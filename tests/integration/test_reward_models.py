@@ -13,7 +13,7 @@ from rlsys.config import RLSysConfig
 from rlsys.config.rewards import CombinedRewardConfig, RewardModelConfig
 from rlsys.verify.model_pool import ModelPool
 from rlsys.verify.verdicts import parse_verdict
-from tests.preference import parity_pairs, real_model_path, train_preference_head
+from tests.preference import cached_preference_head, parity_pairs, real_model_path
 
 QUESTIONS = [(12, 7), (17, 39), (40, 32), (2, 32), (14, 32), (27, 11), (36, 10), (18, 37), (39, 6), (16, 11)]
 
@@ -26,8 +26,8 @@ def _samples():
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
-    return train_preference_head(real_model_path(), tmp_path_factory.mktemp("rm") / "parity-rm")
+def head():
+    return cached_preference_head(real_model_path())
 
 
 @pytest.fixture(scope="module")
