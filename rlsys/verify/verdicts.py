@@ -59,7 +59,7 @@ def parse_verdict(text: str, verdict: str, score_min: float = 1.0, score_max: fl
 def _yes_no(word: str) -> tuple[float | None, str, str]:
     if word not in ("yes", "no"):
         return None, word, f"no verdict: {word!r} is neither yes nor no"
-    return float(word == "yes"), word, f"judge says {word}"
+    return float(word == "yes"), word, f"verdict {word}"
 
 
 def _score(found: str, lo: float, hi: float) -> tuple[float | None, str, str]:
@@ -69,7 +69,7 @@ def _score(found: str, lo: float, hi: float) -> tuple[float | None, str, str]:
         return None, found, f"no verdict: {found!r} is not a number"
     if not lo <= value <= hi:
         return None, found, f"no verdict: score {value:g} is outside [{lo:g}, {hi:g}]"
-    return (value - lo) / (hi - lo), found, f"judge scores {value:g} of {hi:g}"
+    return (value - lo) / (hi - lo), found, f"score {value:g} of {hi:g}"
 
 
 def scalar_reward(raw: float, normalize: str) -> float:
