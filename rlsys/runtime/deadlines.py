@@ -33,6 +33,23 @@ RECOMPUTE_S = 1.0  # percentiles of a kind of call are at most this old (deadlin
 PROBE_GROUP = {"probe": 1}  # actors made with ray.remote(concurrency_groups=PROBE_GROUP) answer `ping` beside a running call
 
 
+class ProbedActor:
+    """Base of the scoring actors (verifiers, reward models): answers start-up, liveness probes and its pid."""
+
+    def ready(self) -> bool:
+        return True
+
+    def ping(self) -> bool:
+        """Liveness probe, answered in its own concurrency group (PROBE_GROUP)."""
+        return True
+
+    def pid(self) -> int:
+        """This actor's process (tests kill it to check the pools' fault handling)."""
+        import os
+
+        return os.getpid()
+
+
 class ActorHung(RuntimeError):
     """An actor alive but stuck past its deadline; it has been killed."""
 

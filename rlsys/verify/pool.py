@@ -61,7 +61,7 @@ class VerifierPool:
         one (Step.reward, rlsys/agents/env.py), the others are scored by the verifiers. data: the prompts'
         dataset (reward models read the prompt; rule verifiers do not need it)."""
         own = [i for i, e in enumerate(batch.episode or []) if e.get("reward") is not None]
-        prompts = None if data is None else [chat_of(data, int(i)) for i in batch.prompt_id]
+        prompts = None if data is None or not self.models else [chat_of(data, int(i)) for i in batch.prompt_id]
         if not own:
             batch.reward, batch.verifier_details = self.score_texts(batch.response_text, batch.ground_truth,
                                                                     batch.data_source, batch.extra_info, prompts)

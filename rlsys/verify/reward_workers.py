@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import time
 
+from rlsys.runtime.deadlines import ProbedActor
 
-class ScalarRewardWorker:
+
+class ScalarRewardWorker(ProbedActor):
     """Scores (prompt, response) pairs with a decoder sequence-classification model (LlamaForSequenceClassification,
     Qwen2ForSequenceClassification, ...): its `score` head on the hidden state of the chat's last token."""
 
@@ -27,15 +29,6 @@ class ScalarRewardWorker:
                              f"a scalar reward model; one needs a decoder sequence-classification model with num_labels=1 "
                              f"(a `score` head), e.g. LlamaForSequenceClassification")
         self.max_len = max_model_len
-
-    def ready(self) -> bool:
-        return True
-
-    def ping(self) -> bool:
-        return True
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def texts(self, prompts: list[list[dict]], responses: list[str]) -> list[list[int]]:
         """Token ids of each chat (prompt + the response as the assistant's turn), cut to the last max_model_len."""
@@ -80,7 +73,7 @@ class ScalarRewardWorker:
         return {"raw": raw.tolist(), "prompt_tokens": tokens, "tokens": 0, "seconds": time.perf_counter() - t0}
 
 
-class JudgeWorker:
+class JudgeWorker(ProbedActor):
     """A generative judge: a vLLM engine of the judge model answering chats greedily."""
 
     def __init__(self, path: str, dtype: str, max_model_len: int, max_new_tokens: int, gpus: float,
@@ -98,15 +91,6 @@ class JudgeWorker:
         self.llm = LLM(**kwargs)
         self.tok, self.max_len, self.max_new = self.llm.get_tokenizer(), max_model_len, max_new_tokens
         self.gpu, self.asleep = gpus > 0, False
-
-    def ready(self) -> bool:
-        return True
-
-    def ping(self) -> bool:
-        return True
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def score(self, chats: list[list[dict]], alone: bool = False) -> dict:
         """The judge's answer to each chat (a prompt longer than max_model_len - max_new_tokens keeps its end,

@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from rlsys.config import VerifierConfig
+from rlsys.runtime.deadlines import ProbedActor
 from rlsys.verify.details import VerifierDetails
 from rlsys.verify.scorer import GRACE_S, ScorerProcess
 
 CHUNK = 16  # samples sent to a scorer process at once (answers still come, and are timed, one by one)
 
 
-class VerifierWorker:
+class VerifierWorker(ProbedActor):
     def __init__(self, cfg: VerifierConfig | None = None):
         from rlsys.verify import configure
 
@@ -32,19 +33,6 @@ class VerifierWorker:
             s.wait_ready()
             self.idle.put(s)
         self.executor = ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="verify")
-
-    def ready(self) -> bool:
-        return True
-
-    def ping(self) -> bool:
-        """Liveness probe (rlsys/runtime/deadlines.py), answered in its own concurrency group."""
-        return True
-
-    def pid(self) -> int:
-        """This actor's process (tests kill it to check the pool's fault handling)."""
-        import os
-
-        return os.getpid()
 
     def score(self, responses: list[str], ground_truths: list[str], sources: list[str],
               extra_infos: list[dict | None] | None = None):
