@@ -82,7 +82,7 @@ def per_turn_gap(checkpoint: str, eval_path: str, rows: int = 32, n: int = 8) ->
 
         outs = loop.run_until_complete(groups())
     finally:
-        w.shutdown()
+        loop.run_until_complete(w.shutdown())
     model, gaps = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval(), {}
     for i, out in enumerate(outs):
         prompt = data.prompt_token_ids[i].tolist()

@@ -49,7 +49,7 @@ def run_config(cfg, model_path, prompts, args) -> dict:
         m = spec_metrics([loop.run_until_complete(w.spec_counters_delta())]) if cfg.rollout.speculative != "none" else {}
         return {"tokens_per_s": statistics.median(rates), **m}
     finally:
-        w.shutdown()
+        loop.run_until_complete(w.shutdown())
         loop.close()
         del w
         gc.collect()

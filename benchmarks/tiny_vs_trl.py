@@ -175,7 +175,7 @@ def bare_worker(conf_path: str) -> None:
         gen = time.perf_counter() - t0
         steps.append({"step": step, "gen": gen, "step_s": gen, "period_s": gen,
                       "response_length": statistics.fmean(len(x) for x in outs.response_token_ids)})
-    engine.shutdown()
+    loop.run_until_complete(engine.shutdown())
     Path(w["result_path"]).write_text(json.dumps({"steps": steps}, indent=2))
 
 

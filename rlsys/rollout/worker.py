@@ -341,11 +341,14 @@ class RolloutWorker:
             return None
         return root_cause(text)
 
-    def shutdown(self) -> None:
-        """Stop the engine core now (for callers that drive the worker without Ray)."""
+    async def shutdown(self) -> None:
+        """Stop the engine core now (for callers that drive the worker without Ray), on the loop that
+        served it: called from outside that loop, AsyncLLM only schedules the closing of its zmq sockets
+        there, and a later gc of the context then blocks forever in zmq's term (measured: a CI hang)."""
         if self.llm is not None:
             self.llm.shutdown()
             self.llm = None
+            await asyncio.sleep(0)  # let its cancelled output task finish before the caller closes the loop
         if self._episodes is not None:
             self._episodes.tools.close()
             self._episodes = None

@@ -44,7 +44,7 @@ def engine():
         return loop.run_until_complete(w.generate_group(prompt, 11, n, 1.0, 1.0, MAX_TOKENS, {"env": env, "row": row}))
 
     yield model, tok, prompt, run
-    w.shutdown()
+    loop.run_until_complete(w.shutdown())
     loop.close()
     gc.collect()
 

@@ -35,10 +35,14 @@ def sample(model_path, prompts, seeds, **engine_kwargs):
     w, loop = RolloutWorker(engine_spec(cfg, model_path)), asyncio.new_event_loop()
     w.kwargs.update(engine_kwargs)  # read when the engine is built (first request)
     try:
-        return loop.run_until_complete(w.generate(prompts, seeds, n=G, temperature=1.0, top_p=1.0,
-                                                  max_tokens=NEW_TOKENS))
+        out = loop.run_until_complete(w.generate(prompts, seeds, n=G, temperature=1.0, top_p=1.0,
+                                                 max_tokens=NEW_TOKENS))
+        client = w.llm.engine_core.resources  # vLLM's zmq sockets: left open, a later gc can hang in zmq's term
+        loop.run_until_complete(w.shutdown())
+        assert client.output_socket.closed and client.input_socket.closed
+        return out
     finally:
-        w.shutdown()
+        loop.run_until_complete(w.shutdown())
         loop.close()
         del w
         gc.collect()

@@ -44,7 +44,7 @@ def engine_run(cfg, model_path, prompts, dist_prompt, sync_check=False) -> dict:
             out["draft_sync"] = run(draft_sync_check(w, model_path))
         return out
     finally:
-        w.shutdown()
+        loop.run_until_complete(w.shutdown())
         loop.close()
         del w
         gc.collect()
