@@ -58,11 +58,13 @@ def keep_sigterm_handler() -> None:
 def signals_kill():
     """A second Ctrl-C or SIGTERM ends the process at once (their default actions) while the run writes its
     summary and releases its actors: it must neither wait on a stuck release nor cut it short to wait
-    elsewhere. Ray's processes die with this one (they are tied to it)."""
+    elsewhere. Ray's processes die with this one (they are tied to it). An ignored signal stays ignored (a
+    shell starts a `&` or nohup command ignoring SIGINT: a terminal's Ctrl-C is not meant for it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

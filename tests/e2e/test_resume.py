@@ -190,6 +190,12 @@ def run_processes(session: int, run_dir) -> list[str]:
     return found
 
 
+def as_in_a_terminal():
+    """A foreground command's SIGINT: its default, even when pytest was started by a shell's `&` (which
+    starts it, and so the run, with SIGINT ignored: measured, the run then ignored the Ctrl-C and finished)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_releases_the_run_and_leaves_the_checkpoint_resume_goes_on_from(tmp_path, rlsys_cmd):
     """Ctrl-C (SIGINT to the run's process group, as a terminal sends it) once step 2 is logged (step 1's
     checkpoint committed): the process ends within 60 s with status 130, summary.json says interrupted,
@@ -197,7 +203,7 @@ def test_ctrl_c_releases_the_run_and_leaves_the_checkpoint_resume_goes_on_from(t
     run_dir = tmp_path / "ctrl_c"
     cmd = [*rlsys_cmd, "train", *CTRL_C_ARGS, f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=as_in_a_terminal)
     try:
         deadline = time.monotonic() + 600
         while 2 not in steps_logged(run_dir):

@@ -36,11 +36,26 @@ def test_a_sigterm_whose_raise_was_swallowed_is_raised_again_between_steps():
 
 
 def test_while_the_run_releases_its_actors_a_second_signal_takes_its_default_action():
-    with sigterm_interrupts():
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's (a shell's `&` starts us ignoring it)
+    try:
+        with sigterm_interrupts():
+            with signals_kill():
+                assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # back
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_an_ignored_sigint_stays_ignored_while_the_run_releases_its_actors():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `rlsys train &` from a script starts
+    try:
         with signals_kill():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, back
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_command_that_gets_sigterm_says_so_and_exits_143(capsys):
