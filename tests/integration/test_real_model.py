@@ -38,14 +38,13 @@ def sample(model_path, prompts, seeds, **engine_kwargs):
         out = loop.run_until_complete(w.generate(prompts, seeds, n=G, temperature=1.0, top_p=1.0,
                                                  max_tokens=NEW_TOKENS))
         client = w.llm.engine_core.resources  # vLLM's zmq sockets: left open, a later gc can hang in zmq's term
-        loop.run_until_complete(w.shutdown())
-        assert client.output_socket.closed and client.input_socket.closed
-        return out
     finally:
         loop.run_until_complete(w.shutdown())
         loop.close()
         del w
         gc.collect()
+    assert client.output_socket.closed and client.input_socket.closed
+    return out
 
 
 def test_seeded_samples_survive_chunked_prefill_and_reproduce(real_model):
